@@ -1,0 +1,161 @@
+//! Time series: per bucket of simulated time (1 s by default), per workload and per
+//! endpoint, the answers, errors, p50/p99 and the mean queue length.
+//! Buckets cover the whole run, warmup included, so the warmup transient is visible.
+
+use crate::engine::{SimDuration, SimTime};
+use hdrhistogram::Histogram;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeriesKind {
+    Workload,
+    Endpoint,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesRow {
+    pub start: SimTime,
+    pub end: SimTime,
+    pub series: u32,
+    pub completed: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Endpoints only: mean number of requests waiting for a worker.
+    pub queue_length_mean: Option<f64>,
+}
+
+struct Bucket {
+    completed: u64,
+    errors: u64,
+    // Two significant digits are plenty for a time series and keep the reset cheap.
+    hist: Histogram<u32>,
+    queue_area_at_start: u128,
+}
+
+/// Rows are kept in memory until the run ends (outputs are written only once a run has
+/// succeeded); past this many rows the series stops growing and says so.
+pub const MAX_ROWS: usize = 2_000_000;
+
+pub struct Series {
+    pub bucket: SimDuration,
+    pub names: Vec<(SeriesKind, String)>,
+    pub rows: Vec<SeriesRow>,
+    pub truncated: bool,
+    start: SimTime,
+    buckets: Vec<Bucket>,
+}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series")
+            .field("bucket", &self.bucket)
+            .field("rows", &self.rows.len())
+            .finish()
+    }
+}
+
+impl Series {
+    pub fn new(bucket: SimDuration, names: Vec<(SeriesKind, String)>) -> Self {
+        assert!(
+            !bucket.is_zero(),
+            "a time-series bucket must be longer than zero"
+        );
+        let buckets = names
+            .iter()
+            .map(|_| Bucket {
+                completed: 0,
+                errors: 0,
+                hist: Histogram::new_with_bounds(1, 30 * 86_400 * 1_000_000_000, 2)
+                    .expect("valid bounds"),
+                queue_area_at_start: 0,
+            })
+            .collect();
+        Series {
+            bucket,
+            names,
+            rows: Vec::new(),
+            truncated: false,
+            start: SimTime::ZERO,
+            buckets,
+        }
+    }
+
+    pub fn record(&mut self, series: usize, latency: SimDuration, error: bool) {
+        let b = &mut self.buckets[series];
+        b.completed += 1;
+        b.errors += u64::from(error);
+        b.hist.saturating_record(latency.as_nanos().max(1));
+    }
+
+    /// Closes the current bucket at `end`. `queue_area` gives, for endpoint series, the
+    /// queue length integrated (value x ns) from time zero to `end`.
+    pub fn close_bucket(
+        &mut self,
+        end: SimTime,
+        mut queue_area: impl FnMut(usize) -> Option<u128>,
+    ) {
+        let span_ns = end.saturating_since(self.start).as_nanos();
+        if span_ns == 0 {
+            return;
+        }
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            let queue_length_mean = queue_area(i).map(|area| {
+                let mean = (area - b.queue_area_at_start) as f64 / span_ns as f64;
+                b.queue_area_at_start = area;
+                mean
+            });
+            let q = |p: f64| {
+                if b.hist.is_empty() {
+                    0.0
+                } else {
+                    b.hist.value_at_quantile(p) as f64 * 1e-6
+                }
+            };
+            let row = SeriesRow {
+                start: self.start,
+                end,
+                series: i as u32,
+                completed: b.completed,
+                errors: b.errors,
+                p50_ms: q(0.5),
+                p99_ms: q(0.99),
+                queue_length_mean,
+            };
+            if self.rows.len() < MAX_ROWS {
+                self.rows.push(row);
+            } else {
+                self.truncated = true;
+            }
+            b.completed = 0;
+            b.errors = 0;
+            if !b.hist.is_empty() {
+                b.hist.reset();
+            }
+        }
+        self.start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_count_and_reset() {
+        let mut s = Series::new(
+            SimDuration::from_secs(1),
+            vec![(SeriesKind::Endpoint, "a/b".into())],
+        );
+        s.record(0, SimDuration::from_millis(10), false);
+        s.record(0, SimDuration::from_millis(20), true);
+        s.close_bucket(SimTime::from_nanos(1_000_000_000), |_| Some(500_000_000));
+        s.close_bucket(SimTime::from_nanos(2_000_000_000), |_| Some(2_500_000_000));
+        assert_eq!(s.rows.len(), 2);
+        assert_eq!((s.rows[0].completed, s.rows[0].errors), (2, 1));
+        assert_eq!(s.rows[0].queue_length_mean, Some(0.5));
+        assert_eq!(
+            (s.rows[1].completed, s.rows[1].queue_length_mean),
+            (0, Some(2.0))
+        );
+    }
+}

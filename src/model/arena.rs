@@ -1,0 +1,140 @@
+//! A slab of values addressed by generational ids: a freed slot is reused, and an id
+//! that outlived its value (a timer for a call already answered) no longer resolves.
+//! This is how cancellation stays lazy and how stale events are told apart.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Id {
+    index: u32,
+    generation: u32,
+}
+
+impl Id {
+    /// An id that never resolves, for fields filled in right after an insert.
+    pub const PLACEHOLDER: Id = Id {
+        index: u32::MAX,
+        generation: u32::MAX,
+    };
+}
+
+struct Slot<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+pub struct Arena<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl<T> Default for Arena<T> {
+    fn default() -> Self {
+        Arena {
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<T> Arena<T> {
+    pub fn insert(&mut self, value: T) -> Id {
+        self.live += 1;
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            debug_assert!(slot.value.is_none());
+            slot.value = Some(value);
+            Id {
+                index,
+                generation: slot.generation,
+            }
+        } else {
+            let index = u32::try_from(self.slots.len()).expect("more than 2^32 live entries");
+            self.slots.push(Slot {
+                generation: 0,
+                value: Some(value),
+            });
+            Id {
+                index,
+                generation: 0,
+            }
+        }
+    }
+
+    pub fn get(&self, id: Id) -> Option<&T> {
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation == id.generation {
+            slot.value.as_ref()
+        } else {
+            None
+        }
+    }
+
+    pub fn get_mut(&mut self, id: Id) -> Option<&mut T> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation == id.generation {
+            slot.value.as_mut()
+        } else {
+            None
+        }
+    }
+
+    pub fn contains(&self, id: Id) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn remove(&mut self, id: Id) -> Option<T> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let value = slot.value.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id.index);
+        self.live -= 1;
+        Some(value)
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Live values in slot order (deterministic).
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|s| s.value.as_ref())
+    }
+}
+
+impl<T> std::ops::Index<Id> for Arena<T> {
+    type Output = T;
+    fn index(&self, id: Id) -> &T {
+        self.get(id).expect("stale arena id")
+    }
+}
+
+impl<T> std::ops::IndexMut<Id> for Arena<T> {
+    fn index_mut(&mut self, id: Id) -> &mut T {
+        self.get_mut(id).expect("stale arena id")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_ids_do_not_resolve_after_reuse() {
+        let mut a = Arena::default();
+        let x = a.insert("x");
+        assert_eq!(a.remove(x), Some("x"));
+        let y = a.insert("y");
+        assert_eq!(a.get(x), None, "the old id must not see the new value");
+        assert_eq!(a.get(y), Some(&"y"));
+        assert_eq!(a.remove(x), None);
+        assert_eq!(a.len(), 1);
+    }
+}

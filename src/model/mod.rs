@@ -1,0 +1,47 @@
+//! The systems meshsim simulates: services with worker pools and queues, handler
+//! programs, the network, workloads. Models know nothing about TOML; they are built
+//! from a `Spec` and write what they measure into `crate::metrics`.
+
+pub mod arena;
+pub mod dist;
+pub mod spec;
+pub mod status;
+pub mod world;
+
+pub use dist::Dist;
+pub use spec::Spec;
+pub use status::{Status, Translation};
+pub use world::{Event, World};
+
+use crate::engine::{Limits, RunError, RunStats, SimTime, Simulation, Stop};
+use crate::metrics::Metrics;
+
+/// Everything a run produced.
+pub struct RunOutput {
+    pub metrics: Metrics,
+    pub stats: RunStats,
+    pub requests_sent: u64,
+}
+
+/// Runs a system to its end (the duration, or drained after the request limit).
+pub fn run(spec: Spec) -> Result<RunOutput, RunError> {
+    let limits = Limits {
+        end: spec.duration.map(|d| SimTime::ZERO + d),
+        max_events: spec.max_events,
+    };
+    let mut sim = Simulation::new(World::new(spec));
+    {
+        let (world, sched) = sim.scheduler();
+        world.start(sched);
+    }
+    let stats = sim.run(limits)?;
+    let requests_sent = sim.model.requests_sent();
+    let metrics = sim
+        .model
+        .finish(stats.end_time, stats.stop == Stop::Drained);
+    Ok(RunOutput {
+        metrics,
+        stats,
+        requests_sent,
+    })
+}

@@ -1,0 +1,47 @@
+//! Reports read `crate::metrics` (plus the run's identity) and render it: the
+//! `report.json` contract, the terminal summary, the time-series CSV. Nothing here
+//! looks at the engine or the model.
+
+pub mod csv;
+pub mod json;
+pub mod text;
+
+pub use json::{Report, SCHEMA};
+
+use std::path::Path;
+
+/// Who produced a report: what reproduces it.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub scenario: String,
+    pub scenario_path: String,
+    pub seed: u64,
+    pub scenario_hash: u64,
+    pub events: u64,
+    pub requests_sent: u64,
+    pub drained: bool,
+    pub end_s: f64,
+    pub warmup_s: f64,
+}
+
+/// Writes `files` (name, contents) into `dir` all or nothing: each goes to a hidden
+/// temporary file first and is renamed into place once every one was written.
+pub fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut staged = Vec::new();
+    for (name, bytes) in files {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        if let Err(e) = std::fs::write(&tmp, bytes) {
+            for (t, _) in &staged {
+                let _ = std::fs::remove_file(t);
+            }
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        staged.push((tmp, dir.join(name)));
+    }
+    for (tmp, dest) in staged {
+        std::fs::rename(tmp, dest)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The scenario language: TOML in, a validated model `Spec` out, in two stages
+//! (`raw` mirrors the file with spans; `build` checks it and builds the spec). Every
+//! error names the file, line and column and what was expected there.
+
+pub mod build;
+pub mod diag;
+pub mod duration;
+pub mod overrides;
+pub mod raw;
+
+pub use diag::Located;
+
+use crate::engine::rng::stable_hash;
+use crate::model::Spec;
+use std::path::Path;
+
+/// A checked scenario, ready to run.
+pub struct Scenario {
+    pub path: String,
+    pub name: String,
+    pub description: String,
+    pub spec: Spec,
+    /// FNV-1a of the text that was run (overrides applied): with the seed, what
+    /// reproduces a report.
+    pub source_hash: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Override(String),
+    #[error("{rendered}")]
+    Invalid {
+        rendered: String,
+        located: Vec<Located>,
+    },
+}
+
+impl ScenarioError {
+    /// The located problems (empty for read and override errors).
+    pub fn located(&self) -> &[Located] {
+        match self {
+            ScenarioError::Invalid { located, .. } => located,
+            _ => &[],
+        }
+    }
+}
+
+pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: label.clone(),
+        source,
+    })?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "scenario".to_owned());
+    from_source(&label, &stem, &text, overrides)
+}
+
+/// Parses `text` (named `path` in messages), applying `--set` overrides first.
+pub fn from_source(
+    path: &str,
+    default_name: &str,
+    text: &str,
+    overrides: &[String],
+) -> Result<Scenario, ScenarioError> {
+    let text = match overrides::apply(text, overrides) {
+        Ok(t) => t,
+        // The file itself is not TOML: report that against the file, below.
+        Err(_) if toml::from_str::<toml::Table>(text).is_err() => text.to_owned(),
+        Err(e) => return Err(ScenarioError::Override(e)),
+    };
+    let note = (!overrides.is_empty()).then_some("with the --set overrides applied");
+    let invalid = |diags: Vec<diag::Diagnostic>| ScenarioError::Invalid {
+        rendered: diag::render(path, &text, &diags, note),
+        located: diags.iter().map(|d| diag::locate(path, &text, d)).collect(),
+    };
+    let raw: raw::RawScenario = toml::from_str(&text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        invalid(vec![diag::Diagnostic::new(
+            span,
+            e.message().trim_end().to_owned(),
+            "here",
+        )])
+    })?;
+    let built = build::build(&raw, default_name).map_err(invalid)?;
+    Ok(Scenario {
+        path: path.to_owned(),
+        name: built.name,
+        description: built.description,
+        spec: built.spec,
+        source_hash: stable_hash(text.as_bytes()),
+    })
+}

@@ -1,0 +1,172 @@
+//! The scenario file as written: serde structs that mirror the TOML, with spans kept
+//! for every value a later check may need to point at. Nothing here is validated
+//! beyond TOML syntax, field names and types.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type Name = Spanned<String>;
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub simulation: Spanned<RawSimulation>,
+    #[serde(default)]
+    pub report: RawReport,
+    #[serde(default)]
+    pub network: RawNetwork,
+    #[serde(default)]
+    pub services: BTreeMap<Name, Spanned<RawService>>,
+    #[serde(default)]
+    pub workloads: BTreeMap<Name, Spanned<RawWorkload>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawSimulation {
+    pub name: Option<Spanned<String>>,
+    pub description: Option<String>,
+    pub seed: Option<Spanned<i64>>,
+    pub duration: Option<Spanned<String>>,
+    pub requests: Option<Spanned<i64>>,
+    pub warmup: Option<Spanned<String>>,
+    pub max_events: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    pub bucket: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub latency: Option<Spanned<RawDist>>,
+    pub loss: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub links: Vec<Spanned<RawLink>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    pub from: Name,
+    pub to: Name,
+    pub latency: Option<Spanned<RawDist>>,
+    pub loss: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub replicas: Option<Spanned<i64>>,
+    pub workers: Option<Spanned<i64>>,
+    pub queue: Option<Spanned<i64>>,
+    pub balancer: Option<Spanned<String>>,
+    pub worker_during_calls: Option<Spanned<String>>,
+    #[serde(default)]
+    pub endpoints: BTreeMap<Name, Spanned<RawEndpoint>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub steps: Spanned<Vec<Spanned<RawStep>>>,
+    pub translate: Option<Spanned<BTreeMap<Name, Spanned<String>>>>,
+}
+
+/// One step; which kind it is depends on which of `work`, `call`, `parallel`, `fail`,
+/// `steps` is present (exactly one must be).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub work: Option<Spanned<RawDist>>,
+    pub call: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub translate: Option<Spanned<BTreeMap<Name, Spanned<String>>>>,
+    pub parallel: Option<Spanned<Vec<Spanned<RawStep>>>>,
+    pub join: Option<Spanned<String>>,
+    pub quorum: Option<Spanned<i64>>,
+    pub fail: Option<Spanned<String>>,
+    pub p: Option<Spanned<f64>>,
+    pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
+    pub required: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    pub target: Spanned<String>,
+    pub arrivals: Option<Spanned<String>>,
+    pub rate: Option<Spanned<f64>>,
+    pub schedule: Option<Spanned<Vec<Spanned<RawSegment>>>>,
+    pub users: Option<Spanned<i64>>,
+    pub think: Option<Spanned<RawDist>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawSegment {
+    pub at: Spanned<String>,
+    pub rate: Spanned<f64>,
+}
+
+/// A distribution: a duration string (a constant) or a table with `dist = KIND`.
+#[derive(Debug)]
+pub enum RawDist {
+    Constant(String),
+    Table(RawDistTable),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawDistTable {
+    pub dist: Spanned<String>,
+    pub value: Option<Spanned<String>>,
+    pub min: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
+    pub mean: Option<Spanned<String>>,
+    pub stddev: Option<Spanned<String>>,
+    pub median: Option<Spanned<String>>,
+    pub p99: Option<Spanned<String>>,
+    pub mu: Option<Spanned<f64>>,
+    pub sigma: Option<Spanned<f64>>,
+    pub scale: Option<Spanned<String>>,
+    pub shape: Option<Spanned<f64>>,
+    pub samples: Option<Spanned<Vec<Spanned<String>>>>,
+    pub bins: Option<Spanned<Vec<Spanned<RawBin>>>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawBin {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    pub weight: Spanned<f64>,
+}
+
+impl<'de> Deserialize<'de> for RawDist {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawDist;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a duration such as \"50ms\" (a constant) or a table such as \
+                     { dist = \"exponential\", mean = \"50ms\" }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawDist, E> {
+                Ok(RawDist::Constant(s.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawDist, A::Error> {
+                RawDistTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawDist::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
