@@ -1,5 +1,8 @@
 //! meshsim: a deterministic discrete-event simulator of how microservices talk to each
-//! other. See ARCHITECTURE.md for the map.
+//! other. See ARCHITECTURE.md for the map: `engine` (time, events, random streams) knows
+//! nothing of services; `model` knows nothing of TOML; `scenario` turns TOML into a
+//! model; `metrics` is what a run measured; `report` renders metrics; `cli` is the
+//! command line.
 
 pub mod cli;
 pub mod engine;
@@ -7,3 +10,36 @@ pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod scenario;
+
+use engine::{RunError, Stop};
+use metrics::Metrics;
+use report::{Report, RunInfo};
+use scenario::Scenario;
+
+/// A finished run: the report and the metrics it was made from.
+pub struct Outcome {
+    pub report: Report,
+    pub metrics: Metrics,
+}
+
+/// Runs a checked scenario and builds its report.
+pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
+    let seed = scenario.spec.seed;
+    let warmup_s = scenario.spec.warmup.as_secs_f64();
+    let output = model::run(scenario.spec)?;
+    let info = RunInfo {
+        scenario: scenario.name,
+        scenario_path: scenario.path,
+        seed,
+        scenario_hash: scenario.source_hash,
+        events: output.stats.events,
+        requests_sent: output.requests_sent,
+        drained: output.stats.stop == Stop::Drained,
+        end_s: output.metrics.window_end.as_secs_f64(),
+        warmup_s,
+    };
+    Ok(Outcome {
+        report: Report::new(&info, &output.metrics),
+        metrics: output.metrics,
+    })
+}

@@ -1,7 +1,7 @@
 //! The `meshsim` command line. Exit codes: 0 ok, 1 an expectation failed (reserved),
 //! 2 invalid input (scenario, override, or a run refused by its event budget).
 
-use crate::report::{self, Report, RunInfo};
+use crate::report;
 use crate::scenario::{self, Scenario, ScenarioError};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -133,29 +133,18 @@ fn run(
         Err(e) => return invalid(&e),
     };
     let seed = scenario.spec.seed;
-    let warmup_s = scenario.spec.warmup.as_secs_f64();
-    let output = match crate::model::run(scenario.spec) {
+    let (name, path) = (scenario.name.clone(), scenario.path.clone());
+    let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
         Ok(o) => o,
-        Err(e) => return invalid(&format!("{}: {e}", scenario.path)),
+        Err(e) => return invalid(&format!("{path}: {e}")),
     };
-    let info = RunInfo {
-        scenario: scenario.name.clone(),
-        scenario_path: scenario.path.clone(),
-        seed,
-        scenario_hash: scenario.source_hash,
-        events: output.stats.events,
-        requests_sent: output.requests_sent,
-        drained: output.stats.stop == crate::engine::Stop::Drained,
-        end_s: output.metrics.window_end.as_secs_f64(),
-        warmup_s,
-    };
-    let report = Report::new(&info, &output.metrics);
-    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&scenario.name));
+    let scenario_name = name;
+    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&scenario_name));
     let files = [
         ("report.json", report.to_json().into_bytes()),
         (
             "timeseries.csv",
-            report::csv::timeseries(&output.metrics.series),
+            report::csv::timeseries(&metrics.series),
         ),
     ];
     if let Err(e) = report::write_all(&dir, &files) {

@@ -231,10 +231,10 @@ impl TimeWeighted {
         self.value
     }
 
-    /// value x ns since time zero, up to `now`.
-    pub fn area_all_until(&mut self, now: SimTime) -> u128 {
-        self.advance(now);
-        self.area_all
+    /// value x ns since time zero, up to `now`, without moving the accumulator (a
+    /// bucket boundary may lie after the last event of a drained run).
+    pub fn area_all_at(&self, now: SimTime) -> u128 {
+        self.area_all + u128::from(self.value) * u128::from(now.saturating_since(self.since).as_nanos())
     }
 
     /// Accounts for the time up to `end`, the end of the run.
@@ -327,6 +327,6 @@ mod tests {
         tw.set(SimTime::from_nanos(20), 2); // 4 during [10,20)
         let mean = tw.mean_until(SimTime::from_nanos(30)); // 2 during [20,30)
         assert_eq!(mean, 3.0);
-        assert_eq!(tw.area_all_until(SimTime::from_nanos(30)), 4 * 20 + 2 * 10);
+        assert_eq!(tw.area_all_at(SimTime::from_nanos(30)), 4 * 20 + 2 * 10);
     }
 }

@@ -341,7 +341,7 @@ impl World {
         } = &mut self.metrics;
         let w = self.spec.workloads.len();
         series.close_bucket(end, |i| {
-            (i >= w).then(|| endpoints[i - w].queue_length.area_all_until(end))
+            (i >= w).then(|| endpoints[i - w].queue_length.area_all_at(end))
         });
         for e in endpoints.iter_mut() {
             e.queue_length.flush(end);
@@ -415,7 +415,7 @@ impl World {
                 } = &mut self.metrics;
                 let w = self.spec.workloads.len();
                 series.close_bucket(now, |i| {
-                    (i >= w).then(|| endpoints[i - w].queue_length.area_all_until(now))
+                    (i >= w).then(|| endpoints[i - w].queue_length.area_all_at(now))
                 });
                 // Keep ticking only while something else can still happen.
                 if sched.pending() > 0 {

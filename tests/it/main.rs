@@ -1,0 +1,7 @@
+//! One integration-test binary (fast to link), one module per concern.
+
+mod analytic;
+mod cli;
+mod determinism;
+mod invalid;
+mod support;
