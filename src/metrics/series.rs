@@ -27,8 +27,11 @@ pub struct SeriesRow {
 struct Bucket {
     completed: u64,
     errors: u64,
-    // Two significant digits are plenty for a time series and keep the reset cheap.
+    // Two significant digits keep the reset cheap; quantiles are clamped to the exact
+    // min and max, so constant latencies still come out exact.
     hist: Histogram<u32>,
+    min_ns: u64,
+    max_ns: u64,
     queue_area_at_start: u128,
 }
 
@@ -67,6 +70,8 @@ impl Series {
                 errors: 0,
                 hist: Histogram::new_with_bounds(1, 30 * 86_400 * 1_000_000_000, 2)
                     .expect("valid bounds"),
+                min_ns: u64::MAX,
+                max_ns: 0,
                 queue_area_at_start: 0,
             })
             .collect();
@@ -84,7 +89,10 @@ impl Series {
         let b = &mut self.buckets[series];
         b.completed += 1;
         b.errors += u64::from(error);
-        b.hist.saturating_record(latency.as_nanos().max(1));
+        let ns = latency.as_nanos();
+        b.hist.saturating_record(ns.max(1));
+        b.min_ns = b.min_ns.min(ns);
+        b.max_ns = b.max_ns.max(ns);
     }
 
     /// Closes the current bucket at `end`. `queue_area` gives, for endpoint series, the
@@ -108,7 +116,7 @@ impl Series {
                 if b.hist.is_empty() {
                     0.0
                 } else {
-                    b.hist.value_at_quantile(p) as f64 * 1e-6
+                    b.hist.value_at_quantile(p).clamp(b.min_ns, b.max_ns) as f64 * 1e-6
                 }
             };
             let row = SeriesRow {
@@ -128,6 +136,8 @@ impl Series {
             }
             b.completed = 0;
             b.errors = 0;
+            b.min_ns = u64::MAX;
+            b.max_ns = 0;
             if !b.hist.is_empty() {
                 b.hist.reset();
             }

@@ -234,7 +234,8 @@ impl TimeWeighted {
     /// value x ns since time zero, up to `now`, without moving the accumulator (a
     /// bucket boundary may lie after the last event of a drained run).
     pub fn area_all_at(&self, now: SimTime) -> u128 {
-        self.area_all + u128::from(self.value) * u128::from(now.saturating_since(self.since).as_nanos())
+        self.area_all
+            + u128::from(self.value) * u128::from(now.saturating_since(self.since).as_nanos())
     }
 
     /// Accounts for the time up to `end`, the end of the run.

@@ -28,14 +28,19 @@ pub enum Event {
     Arrival(WorkloadId),
     /// Closed loop: a user has finished thinking.
     UserReady { workload: WorkloadId, user: u32 },
-    /// A call's request reaches the callee's service.
-    Request { call: Id, edge: EdgeId },
+    /// A call's request reaches the callee's service. `measured`: sent after warmup.
+    Request {
+        call: Id,
+        edge: EdgeId,
+        measured: bool,
+    },
     /// A call's answer reaches the caller.
     Reply {
         call: Id,
         edge: EdgeId,
         status: Status,
         degraded: bool,
+        measured: bool,
     },
     /// A fiber's `work` step is over.
     WorkDone(Id),
@@ -68,6 +73,8 @@ struct Invocation {
     /// Where the answer goes; the caller may have given up, then the answer is late.
     call: Id,
     edge: EdgeId,
+    /// The call was sent after warmup (its late reply, if any, is counted).
+    call_measured: bool,
     arrived_at: SimTime,
     /// When this invocation took the worker it holds, if it holds one.
     worker_since: Option<SimTime>,
@@ -389,13 +396,18 @@ impl World {
                     );
                 }
             }
-            Event::Request { call, edge } => self.on_request(call, edge, sched),
+            Event::Request {
+                call,
+                edge,
+                measured,
+            } => self.on_request(call, edge, measured, sched),
             Event::Reply {
                 call,
                 edge,
                 status,
                 degraded,
-            } => self.on_reply(call, edge, status, degraded, sched),
+                measured,
+            } => self.on_reply(call, edge, status, degraded, measured, sched),
             Event::WorkDone(f) => {
                 if let Some(fiber) = self.fibers.get_mut(f) {
                     debug_assert_eq!(fiber.wait, Wait::Work);
@@ -513,7 +525,15 @@ impl World {
             sched.after(t, Event::Timeout(call));
         }
         let link = self.spec.edges[edge.index()].link;
-        if !self.transmit(link, Event::Request { call, edge }, sched) {
+        if !self.transmit(
+            link,
+            Event::Request {
+                call,
+                edge,
+                measured,
+            },
+            sched,
+        ) {
             self.metrics.edges[edge.index()].lost_requests += 1;
         }
         call
@@ -559,7 +579,13 @@ impl World {
         first + pick
     }
 
-    fn on_request(&mut self, call: Id, edge: EdgeId, sched: &mut Scheduler<Event>) {
+    fn on_request(
+        &mut self,
+        call: Id,
+        edge: EdgeId,
+        call_measured: bool,
+        sched: &mut Scheduler<Event>,
+    ) {
         let now = sched.now();
         let endpoint = self.spec.edges[edge.index()].target;
         let service = self.spec.endpoints[endpoint.index()].service;
@@ -578,6 +604,7 @@ impl World {
                 edge,
                 status: Status::Unavailable,
                 degraded: false,
+                measured: call_measured,
             };
             if !self.transmit(link, reply, sched) {
                 self.metrics.edges[edge.index()].lost_replies += 1;
@@ -589,6 +616,7 @@ impl World {
             replica: r,
             call,
             edge,
+            call_measured,
             arrived_at: now,
             worker_since: starts_now.then_some(now),
             root: Id::PLACEHOLDER,
@@ -803,6 +831,7 @@ impl World {
             edge: inv.edge,
             status,
             degraded,
+            measured: inv.call_measured,
         };
         if !self.transmit(link, reply, sched) {
             self.metrics.edges[inv.edge.index()].lost_replies += 1;
@@ -818,11 +847,12 @@ impl World {
         edge: EdgeId,
         status: Status,
         degraded: bool,
+        measured: bool,
         sched: &mut Scheduler<Event>,
     ) {
         let now = sched.now();
         let Some(c) = self.calls.remove(call) else {
-            self.metrics.edges[edge.index()].late_replies += 1;
+            self.metrics.edges[edge.index()].late_replies += u64::from(measured);
             return;
         };
         debug_assert_eq!(c.edge, edge);

@@ -1,1 +1,136 @@
-use super::support;
+//! The `meshsim` binary: commands, outputs on disk, exit codes.
+
+use assert_cmd::Command;
+use predicates::str::contains;
+
+fn meshsim() -> Command {
+    Command::cargo_bin("meshsim").unwrap()
+}
+
+fn scenario(name: &str) -> String {
+    format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn run_writes_the_report_and_the_time_series() {
+    let dir = tempfile::tempdir().unwrap();
+    meshsim()
+        .args(["run", &scenario("chain_165ms.toml"), "--out"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(contains("clients"))
+        .stdout(contains("165.000"))
+        .stdout(contains("reproduce: meshsim run"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["schema"], "meshsim.report/1");
+    assert_eq!(report["scenario"], "chain_165ms");
+    assert_eq!(report["seed"], 1);
+    for key in ["duration_s", "events", "workloads", "endpoints", "edges"] {
+        assert!(report.get(key).is_some(), "report.json lacks {key}");
+    }
+    let csv = std::fs::read_to_string(dir.path().join("timeseries.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "t_start_s,t_end_s,kind,name,completed,errors,throughput_rps,p50_ms,p99_ms,queue_length_mean"
+    );
+    // 60 one-second buckets x (1 workload + 3 endpoints).
+    assert_eq!(lines.count(), 240);
+    assert!(
+        csv.contains("\n1,2,workload,clients,10,0,10,165,165,\n"),
+        "{}",
+        &csv[..400]
+    );
+}
+
+#[test]
+fn seed_and_set_change_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    meshsim()
+        .args(["run", &scenario("chain_165ms.toml"), "-q", "--seed", "77"])
+        .args([
+            "--set",
+            "services.c.endpoints.get.steps.0.work=200ms",
+            "--out",
+        ])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout("");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["seed"], 77);
+    assert_eq!(report["workloads"]["clients"]["latency_ms"]["p50"], 315.0);
+}
+
+#[test]
+fn list_shows_every_bundled_scenario_with_its_description() {
+    let out = meshsim().arg("list").assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    for name in [
+        "mm1",
+        "mmc",
+        "chain_165ms",
+        "call_chain_800ms",
+        "call_chain_parallel",
+        "fanout_partial",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name) && l.len() > name.len() + 10),
+            "{name} missing:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_bundled_scenario_runs_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    meshsim()
+        .args(["run", "chain_165ms", "-q", "--out"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    assert!(dir.path().join("report.json").exists());
+}
+
+#[test]
+fn a_bad_override_exits_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    meshsim()
+        .args([
+            "run",
+            &scenario("chain_165ms.toml"),
+            "--set",
+            "services.zz.workers=3",
+            "--out",
+        ])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(contains("`services` has no `zz` (it has: a, b, c)"));
+    assert!(!dir.path().join("report.json").exists());
+}
+
+#[test]
+fn a_runaway_scenario_exits_2_naming_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("loop.toml");
+    std::fs::write(
+        &file,
+        "[simulation]\nduration = \"1s\"\nmax_events = 1000\n[services.s.endpoints.get]\n\
+         steps = [{ work = \"0s\" }]\n[workloads.w]\ntarget = \"s/get\"\nusers = 2\n",
+    )
+    .unwrap();
+    meshsim()
+        .args(["run"])
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(contains("event budget of 1000 events"));
+    assert!(!dir.path().join("out").exists());
+}
