@@ -15,6 +15,8 @@ pub trait Model {
 pub struct Scheduler<E> {
     queue: EventQueue<E>,
     now: SimTime,
+    /// Set when an event was asked for past the end of the clock; the run then stops.
+    overflow: Option<SimDuration>,
 }
 
 impl<E> Scheduler<E> {
@@ -32,9 +34,14 @@ impl<E> Scheduler<E> {
         self.queue.push(time, event);
     }
 
+    /// Schedules `event` after `delay`. A delay that would carry the clock past its
+    /// end (about 584 years) drops the event and makes the run fail with
+    /// `RunError::ClockOverflow`, rather than wrap or panic.
     pub fn after(&mut self, delay: SimDuration, event: E) {
-        let time = self.now + delay;
-        self.queue.push(time, event);
+        match self.now.checked_add(delay) {
+            Some(time) => self.queue.push(time, event),
+            None => self.overflow = Some(delay),
+        }
     }
 
     /// Events still waiting, the one being handled excluded.
@@ -73,13 +80,19 @@ pub enum RunError {
     #[error(
         "the event budget of {budget} events ran out at simulated time {at} with {pending} events \
          still queued; if the scenario is right, raise `simulation.max_events`, otherwise look for \
-         work that takes no time (zero think time and zero work make a loop that never advances)"
+         work that takes no time (zero think time and zero work make a loop that never advances) \
+         or a time-series bucket far shorter than the run (`report.bucket`)"
     )]
     BudgetExhausted {
         budget: u64,
         at: SimTime,
         pending: usize,
     },
+    #[error(
+        "at simulated time {at} an event was scheduled {delay} later, past the end of the \
+         simulated clock (about 584 years); shorten the durations in the scenario"
+    )]
+    ClockOverflow { at: SimTime, delay: SimDuration },
 }
 
 pub struct Simulation<M: Model> {
@@ -95,6 +108,7 @@ impl<M: Model> Simulation<M> {
             sched: Scheduler {
                 queue: EventQueue::new(),
                 now: SimTime::ZERO,
+                overflow: None,
             },
             events: 0,
         }
@@ -136,6 +150,12 @@ impl<M: Model> Simulation<M> {
             self.sched.now = time;
             self.events += 1;
             self.model.handle(event, &mut self.sched);
+            if let Some(delay) = self.sched.overflow {
+                return Err(RunError::ClockOverflow {
+                    at: self.sched.now,
+                    delay,
+                });
+            }
         }
     }
 }
@@ -202,6 +222,26 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.to_string().contains("event budget of 50 events"));
+    }
+
+    #[test]
+    fn an_event_past_the_end_of_the_clock_is_an_error() {
+        struct Far;
+        impl Model for Far {
+            type Event = ();
+            fn handle(&mut self, _: (), s: &mut Scheduler<()>) {
+                s.after(SimDuration::from_nanos(u64::MAX), ());
+            }
+        }
+        let mut sim = Simulation::new(Far);
+        sim.scheduler().1.at(SimTime::from_nanos(5), ());
+        let err = sim
+            .run(Limits {
+                end: None,
+                max_events: 10,
+            })
+            .unwrap_err();
+        assert!(matches!(err, RunError::ClockOverflow { .. }), "{err}");
     }
 
     #[test]

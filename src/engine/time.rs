@@ -33,6 +33,10 @@ impl SimTime {
         );
         SimDuration(self.0 - earlier.0)
     }
+    /// `None` past the end of the clock (about 584 years).
+    pub fn checked_add(self, d: SimDuration) -> Option<SimTime> {
+        self.0.checked_add(d.0).map(SimTime)
+    }
     /// Like `since`, but zero when `earlier` is later (for windows clipped at warmup).
     pub fn saturating_since(self, earlier: SimTime) -> SimDuration {
         SimDuration(self.0.saturating_sub(earlier.0))

@@ -467,7 +467,8 @@ impl World {
                     }
                     ArrivalPattern::Constant => 1.0 / rate,
                 };
-                let t = from + SimDuration::from_secs_f64(gap_s);
+                // Past the end of the clock there are no more arrivals.
+                let t = from.checked_add(SimDuration::from_secs_f64(gap_s))?;
                 // Poisson arrivals are memoryless, so restarting at a rate change is exact.
                 match next_start {
                     Some(s) if t >= s => {}

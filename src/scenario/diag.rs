@@ -76,7 +76,10 @@ pub fn render(path: &str, text: &str, diagnostics: &[Diagnostic], note: Option<&
         if let Some(note) = note {
             group = group.element(Level::NOTE.message(note));
         }
-        out.push_str(&renderer.render(&[group]));
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(renderer.render(&[group]).trim_end());
         out.push('\n');
     }
     out

@@ -86,7 +86,7 @@ pub fn from_source(
         let span = e.span().unwrap_or(0..0);
         invalid(vec![diag::Diagnostic::new(
             span,
-            e.message().trim_end().to_owned(),
+            humane(e.message().trim_end()),
             "here",
         )])
     })?;
@@ -98,4 +98,12 @@ pub fn from_source(
         spec: built.spec,
         source_hash: stable_hash(text.as_bytes()),
     })
+}
+
+/// serde names Rust types ("expected i64"); a scenario author thinks in TOML values.
+fn humane(message: &str) -> String {
+    message
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace("expected a boolean", "expected true or false")
 }
