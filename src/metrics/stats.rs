@@ -94,8 +94,11 @@ impl BatchMeans {
 }
 
 /// A latency (or wait) distribution: an HDR histogram for quantiles plus exact count,
-/// sum, min and max. Quantiles are clamped to [min, max], so a constant distribution
-/// reports its exact value even though the histogram rounds to 3 significant digits.
+/// sum, min and max. The histogram keeps 2 significant digits: quantiles are the middle
+/// of their bucket, within +-0.4% of the true sample quantile, far below the sampling
+/// error of any p99. (3 digits made the histograms ten times larger; they fell out of
+/// the CPU cache and cost a quarter of the run time.) Quantiles are clamped to
+/// [min, max], so a constant distribution reports its exact value.
 #[derive(Clone, Debug)]
 pub struct Summary {
     hist: Histogram<u64>,
@@ -106,13 +109,16 @@ pub struct Summary {
     batches: BatchMeans,
 }
 
+const SIGNIFICANT_DIGITS: u8 = 2;
+
 /// Largest value the histograms resolve: 30 simulated days. Longer ones saturate.
 const HIST_MAX_NS: u64 = 30 * 86_400 * 1_000_000_000;
 
 impl Default for Summary {
     fn default() -> Self {
         Summary {
-            hist: Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid bounds"),
+            hist: Histogram::new_with_bounds(1, HIST_MAX_NS, SIGNIFICANT_DIGITS)
+                .expect("valid bounds"),
             count: 0,
             sum_ns: 0,
             min_ns: u64::MAX,
@@ -161,9 +167,10 @@ impl Summary {
         if self.count == 0 {
             return 0.0;
         }
+        let bucket = self.hist.value_at_quantile(q);
         let v = self
             .hist
-            .value_at_quantile(q)
+            .median_equivalent(bucket)
             .clamp(self.min_ns, self.max_ns);
         v as f64 * 1e-6
     }
@@ -308,6 +315,19 @@ mod tests {
             ci.half_width > 0.5 * expected && ci.half_width < 1.6 * expected,
             "{ci:?}"
         );
+    }
+
+    #[test]
+    fn quantiles_are_within_half_a_percent() {
+        let mut s = Summary::default();
+        for ms in 1..=1000 {
+            s.record(SimDuration::from_millis(ms));
+        }
+        for (q, want) in [(0.5, 500.0), (0.9, 900.0), (0.99, 990.0)] {
+            let got = s.quantile_ms(q);
+            assert!((got / want - 1.0).abs() < 0.005, "q{q}: {got} vs {want}");
+        }
+        assert_eq!((s.min_ms(), s.max_ms(), s.mean_ms()), (1.0, 1000.0, 500.5));
     }
 
     #[test]
