@@ -88,6 +88,18 @@ def timed(cmd, **kw):
     return out, wall, other_load(s0, cpu_snapshot(), wall)
 
 
+def clean_run(fn, max_wait, tries=3):
+    """Wait for a quiet machine, run fn; redo (up to `tries`) if others got busy meanwhile."""
+    for i in range(tries):
+        wait_quiet(max_wait)
+        r = fn()
+        if r[-1] < 0.35:
+            break
+        print(f"  other load {r[-1]:.2f} cores during the run"
+              + (": redoing" if i + 1 < tries else ": keeping it anyway"), file=sys.stderr)
+    return r
+
+
 def run_simpy(n, lam, mu, c):
     # PYTHONDONTWRITEBYTECODE: the peers folder is read-only, don't even try.
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -131,10 +143,8 @@ def main():
         sp, ms = [], []
         # Alternate engines so a burst of background load hits both, not just one.
         for i in range(a.runs):
-            wait_quiet(a.max_wait)
-            sp.append(run_simpy(a.n, lam, mu, c))
-            wait_quiet(a.max_wait)
-            ms.append(run_meshsim(a.n, scenario))
+            sp.append(clean_run(lambda: run_simpy(a.n, lam, mu, c), a.max_wait))
+            ms.append(clean_run(lambda: run_meshsim(a.n, scenario), a.max_wait))
             print(f"{name} run {i + 1}/{a.runs}: simpy loop {sp[-1][0]:.3f} s (other load {sp[-1][4]:.2f}), "
                   f"meshsim process {ms[-1][0]:.3f} s (other load {ms[-1][4]:.2f})", file=sys.stderr)
         cw.append(f"{name}: SimPy {max(r[4] for r in sp):.2f}, meshsim {max(r[4] for r in ms):.2f}")
