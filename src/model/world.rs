@@ -990,12 +990,8 @@ impl World {
         let Some(result) = decided else {
             return;
         };
-        let mut join = self.joins.remove(j).expect("live join");
-        for &child in &join.children {
-            self.cancel_fiber(child);
-        }
-        join.children.clear();
-        self.spare_children.push(join.children);
+        let join = self.joins.remove(j).expect("live join");
+        self.cancel_children(join.children);
         match result {
             Outcome::Ok { degraded } => {
                 if degraded {
@@ -1006,6 +1002,16 @@ impl World {
             }
             Outcome::Failed(s) => self.finish_fiber(join.parent, Outcome::Failed(s), sched),
         }
+    }
+
+    /// Cancels the branches of a decided join (the settled ones are already gone) and
+    /// keeps the list's allocation for the next join.
+    fn cancel_children(&mut self, mut children: Vec<Id>) {
+        for &child in &children {
+            self.cancel_fiber(child);
+        }
+        children.clear();
+        self.spare_children.push(children);
     }
 
     /// Abandons a branch the join no longer needs. Calls it is waiting on are given up
@@ -1024,12 +1030,8 @@ impl World {
                 }
             }
             Wait::Join(j) => {
-                if let Some(mut join) = self.joins.remove(j) {
-                    for &child in &join.children {
-                        self.cancel_fiber(child);
-                    }
-                    join.children.clear();
-                    self.spare_children.push(join.children);
+                if let Some(join) = self.joins.remove(j) {
+                    self.cancel_children(join.children);
                 }
             }
             Wait::Work | Wait::Ready => {}
