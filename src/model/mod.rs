@@ -3,6 +3,8 @@
 //! from a `Spec` and write what they measure into `crate::metrics`.
 
 pub mod arena;
+pub mod backoff;
+pub mod breaker;
 pub mod dist;
 pub mod spec;
 pub mod status;

@@ -1,0 +1,1 @@
+//! Retry backoff and jitter (being written).

@@ -1,0 +1,1 @@
+//! Circuit breaker state machine (being written).
