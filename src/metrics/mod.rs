@@ -5,10 +5,10 @@
 pub mod series;
 pub mod stats;
 
-pub use series::{Series, SeriesKind, SeriesRow};
+pub use series::{BucketExtras, Series, SeriesKind, SeriesRow};
 pub use stats::{BatchMeans, MeanCi, Summary, TimeWeighted, student_t_995};
 
-use crate::engine::SimTime;
+use crate::engine::{SimDuration, SimTime};
 use crate::model::Status;
 
 /// Counts per status code, errors only (ok is counted apart).
@@ -76,26 +76,68 @@ pub struct EndpointMetrics {
     pub busy_ns: u128,
     /// Workers of the service (all replicas), the denominator of utilization.
     pub workers: u64,
+    /// Answers nobody was waiting for any more (the caller had timed out or cancelled),
+    /// and the worker time they took: work wasted.
+    pub orphaned: u64,
+    pub orphaned_work_ns: u128,
+    /// Requests dropped unserved because their propagated deadline had passed.
+    pub expired: u64,
 }
 
-/// One caller -> endpoint edge, measured at the caller.
+/// One caller -> endpoint edge, measured at the caller, through its client policy.
 #[derive(Debug)]
 pub struct EdgeMetrics {
     pub name: String,
+    pub policy: String,
+    /// Logical calls: what the caller's code asked for, however many attempts it took.
     pub calls: u64,
+    /// Attempts sent over the network (retries and hedges included).
+    pub attempts: u64,
+    pub retries: u64,
+    pub hedges: u64,
+    /// Logical calls answered by a hedge.
+    pub hedges_won: u64,
     pub ok: u64,
-    pub timeouts: u64,
-    /// Error answers that arrived (timeouts are counted apart).
+    /// Logical calls that ended in failure, by final status (fallbacks excluded).
     pub errors: StatusCounts,
-    /// Sent to the latency of the outcome the caller saw (timeouts included).
+    /// Failed calls turned into a fallback answer.
+    pub fallbacks: u64,
+    /// Attempts cut by their per-try timeout, or calls by their deadline.
+    pub timeouts: u64,
+    /// Attempts refused before leaving the caller.
+    pub rejected_breaker: u64,
+    pub rejected_bulkhead: u64,
+    pub rejected_rate_limit: u64,
+    /// Retries the retry budget or the gRPC throttle refused.
+    pub rejected_budget: u64,
+    /// Call start to the outcome the caller saw.
     pub latency: Summary,
+    pub breaker: Option<BreakerMetrics>,
     /// Requests and replies the network dropped (the caller only sees a timeout).
     pub lost_requests: u64,
     pub lost_replies: u64,
     /// Replies that arrived after the caller had given up (timed out or cancelled).
     pub late_replies: u64,
-    /// Calls abandoned because a parallel join no longer needed them.
+    /// Attempts abandoned: a join no longer needed them, another hedge won, or the
+    /// caller's deadline passed.
     pub cancelled: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BreakerMetrics {
+    /// (time, from, to) for every state change.
+    pub changes: Vec<(SimTime, &'static str, &'static str)>,
+    pub time_open: SimDuration,
+    pub state_at_end: &'static str,
+}
+
+/// One scheduled fault and how much it touched.
+#[derive(Debug, Clone)]
+pub struct FaultMetrics {
+    pub label: String,
+    /// Requests or messages the fault actually changed: a fault that touched nothing
+    /// proves nothing.
+    pub affected: u64,
 }
 
 #[derive(Debug)]
@@ -106,6 +148,7 @@ pub struct Metrics {
     pub workloads: Vec<WorkloadMetrics>,
     pub endpoints: Vec<EndpointMetrics>,
     pub edges: Vec<EdgeMetrics>,
+    pub faults: Vec<FaultMetrics>,
     pub series: Series,
 }
 

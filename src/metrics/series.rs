@@ -1,6 +1,7 @@
-//! Time series: per bucket of simulated time (1 s by default), per workload and per
-//! endpoint, the answers, errors, p50/p99 and the mean queue length.
-//! Buckets cover the whole run, warmup included, so the warmup transient is visible.
+//! Time series: per bucket of simulated time (1 s by default), per workload, endpoint
+//! and edge: the answers, errors, p50/p99, and for endpoints the mean queue length, for
+//! edges the attempts sent and the breaker's state. Buckets cover the whole run, warmup
+//! included, so the warmup transient is visible.
 
 use crate::engine::{SimDuration, SimTime};
 use hdrhistogram::Histogram;
@@ -9,6 +10,7 @@ use hdrhistogram::Histogram;
 pub enum SeriesKind {
     Workload,
     Endpoint,
+    Edge,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -22,11 +24,24 @@ pub struct SeriesRow {
     pub p99_ms: f64,
     /// Endpoints only: mean number of requests waiting for a worker.
     pub queue_length_mean: Option<f64>,
+    /// Edges only: attempts sent in the bucket.
+    pub attempts: Option<u64>,
+    /// Edges with a breaker: its state at the end of the bucket.
+    pub breaker: Option<&'static str>,
+}
+
+/// What the world adds to a row when a bucket closes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BucketExtras {
+    /// Endpoints: the queue length integrated (value x ns) from time zero to the end.
+    pub queue_area: Option<u128>,
+    pub breaker: Option<&'static str>,
 }
 
 struct Bucket {
     completed: u64,
     errors: u64,
+    attempts: u64,
     // Two significant digits keep the reset cheap; quantiles are clamped to the exact
     // min and max, so constant latencies still come out exact.
     hist: Histogram<u32>,
@@ -68,6 +83,7 @@ impl Series {
             .map(|_| Bucket {
                 completed: 0,
                 errors: 0,
+                attempts: 0,
                 hist: Histogram::new_with_bounds(1, 30 * 86_400 * 1_000_000_000, 2)
                     .expect("valid bounds"),
                 min_ns: u64::MAX,
@@ -95,19 +111,19 @@ impl Series {
         b.max_ns = b.max_ns.max(ns);
     }
 
-    /// Closes the current bucket at `end`. `queue_area` gives, for endpoint series, the
-    /// queue length integrated (value x ns) from time zero to `end`.
-    pub fn close_bucket(
-        &mut self,
-        end: SimTime,
-        mut queue_area: impl FnMut(usize) -> Option<u128>,
-    ) {
+    pub fn record_attempt(&mut self, series: usize) {
+        self.buckets[series].attempts += 1;
+    }
+
+    /// Closes the current bucket at `end`; `extras` adds what only the world knows.
+    pub fn close_bucket(&mut self, end: SimTime, mut extras: impl FnMut(usize) -> BucketExtras) {
         let span_ns = end.saturating_since(self.start).as_nanos();
         if span_ns == 0 {
             return;
         }
         for (i, b) in self.buckets.iter_mut().enumerate() {
-            let queue_length_mean = queue_area(i).map(|area| {
+            let extra = extras(i);
+            let queue_length_mean = extra.queue_area.map(|area| {
                 let mean = (area - b.queue_area_at_start) as f64 / span_ns as f64;
                 b.queue_area_at_start = area;
                 mean
@@ -128,6 +144,8 @@ impl Series {
                 p50_ms: q(0.5),
                 p99_ms: q(0.99),
                 queue_length_mean,
+                attempts: (self.names[i].0 == SeriesKind::Edge).then_some(b.attempts),
+                breaker: extra.breaker,
             };
             if self.rows.len() < MAX_ROWS {
                 self.rows.push(row);
@@ -136,6 +154,7 @@ impl Series {
             }
             b.completed = 0;
             b.errors = 0;
+            b.attempts = 0;
             b.min_ns = u64::MAX;
             b.max_ns = 0;
             if !b.hist.is_empty() {
@@ -154,18 +173,33 @@ mod tests {
     fn buckets_count_and_reset() {
         let mut s = Series::new(
             SimDuration::from_secs(1),
-            vec![(SeriesKind::Endpoint, "a/b".into())],
+            vec![
+                (SeriesKind::Endpoint, "a/b".into()),
+                (SeriesKind::Edge, "x->a/b".into()),
+            ],
         );
         s.record(0, SimDuration::from_millis(10), false);
         s.record(0, SimDuration::from_millis(20), true);
-        s.close_bucket(SimTime::from_nanos(1_000_000_000), |_| Some(500_000_000));
-        s.close_bucket(SimTime::from_nanos(2_000_000_000), |_| Some(2_500_000_000));
-        assert_eq!(s.rows.len(), 2);
+        s.record_attempt(1);
+        let extras = |area| {
+            move |i| BucketExtras {
+                queue_area: (i == 0).then_some(area),
+                breaker: (i == 1).then_some("closed"),
+            }
+        };
+        s.close_bucket(SimTime::from_nanos(1_000_000_000), extras(500_000_000));
+        s.close_bucket(SimTime::from_nanos(2_000_000_000), extras(2_500_000_000));
+        assert_eq!(s.rows.len(), 4);
         assert_eq!((s.rows[0].completed, s.rows[0].errors), (2, 1));
         assert_eq!(s.rows[0].queue_length_mean, Some(0.5));
         assert_eq!(
-            (s.rows[1].completed, s.rows[1].queue_length_mean),
+            (s.rows[1].attempts, s.rows[1].breaker),
+            (Some(1), Some("closed"))
+        );
+        assert_eq!(
+            (s.rows[2].completed, s.rows[2].queue_length_mean),
             (0, Some(2.0))
         );
+        assert_eq!(s.rows[3].attempts, Some(0));
     }
 }

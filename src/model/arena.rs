@@ -103,6 +103,16 @@ impl<T> Arena<T> {
         self.live == 0
     }
 
+    /// Ids of the live values in slot order (deterministic).
+    pub fn ids(&self) -> impl Iterator<Item = Id> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.value.as_ref().map(|_| Id {
+                index: i as u32,
+                generation: s.generation,
+            })
+        })
+    }
+
     /// Live values in slot order (deterministic).
     pub fn values(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().filter_map(|s| s.value.as_ref())

@@ -5,7 +5,10 @@
 pub mod arena;
 pub mod backoff;
 pub mod breaker;
+pub mod client;
 pub mod dist;
+pub mod faults;
+pub mod policy;
 pub mod spec;
 pub mod status;
 pub mod world;

@@ -3,6 +3,7 @@
 //! TOML); the model knows nothing about where it came from.
 
 use super::dist::Dist;
+use super::policy::PolicySpec;
 use super::status::{Status, Translation};
 use crate::engine::{SimDuration, SimTime};
 
@@ -25,6 +26,7 @@ id!(LinkId);
 id!(SeqId);
 id!(ParallelId);
 id!(DistId);
+id!(PolicyId);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Balancer {
@@ -54,6 +56,9 @@ pub struct ServiceSpec {
     pub queue_capacity: u32,
     pub balancer: Balancer,
     pub hold: WorkerHold,
+    /// Deadline-aware server (gRPC): a request whose propagated deadline has passed is
+    /// dropped from the queue unserved, and one in progress is abandoned at its deadline.
+    pub drop_expired: bool,
     pub endpoints: Vec<EndpointId>,
 }
 
@@ -74,13 +79,19 @@ pub enum Step {
     Call(CallSite),
     /// Run branches concurrently and join them.
     Parallel(ParallelId),
-    /// End the handler with `status` with probability `p`.
-    Fail { status: Status, p: f64 },
+    /// End the handler with `status` with probability `p`, optionally asking the caller
+    /// to wait before retrying (Retry-After / gRPC pushback).
+    Fail {
+        status: Status,
+        p: f64,
+        retry_after: Option<SimDuration>,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct CallSite {
     pub edge: EdgeId,
+    /// Overrides the policy's per-try timeout for this call.
     pub timeout: Option<SimDuration>,
     /// Maps the callee's failure status to the status this handler fails with.
     pub translate: Translation,
@@ -119,6 +130,8 @@ pub struct EdgeSpec {
     pub name: String,
     pub target: EndpointId,
     pub link: LinkId,
+    /// The client policy of every call on this edge.
+    pub policy: PolicyId,
 }
 
 /// The network between one caller and one service, both directions.
@@ -164,6 +177,7 @@ pub enum Load {
 pub struct WorkloadSpec {
     pub name: String,
     pub edge: EdgeId,
+    /// Overrides the policy's per-try timeout.
     pub timeout: Option<SimDuration>,
     pub load: Load,
 }
@@ -187,4 +201,46 @@ pub struct Spec {
     pub seqs: Vec<Vec<Step>>,
     pub parallels: Vec<ParallelSpec>,
     pub dists: Vec<Dist>,
+    pub policies: Vec<PolicySpec>,
+    pub faults: Vec<FaultSpec>,
+}
+
+#[derive(Clone, Debug)]
+pub enum FaultKind {
+    /// Replicas refuse connections: every request is answered `unavailable` at once.
+    Down,
+    /// Replicas crash at `from` (work in progress and queued requests are lost, their
+    /// callers only see timeouts) and restart empty at `until`; refused while down.
+    Crash,
+    /// Every `work` step takes this much longer.
+    Slow(Dist),
+    /// Requests fail at arrival with `status`, with probability `p`.
+    Error { status: Status, p: f64 },
+    /// Every message between the two sides is dropped, both ways.
+    Partition,
+    /// Messages on the link are dropped with this probability (on top of its own loss).
+    LinkLoss(f64),
+    /// Messages on the link take this much longer.
+    LinkLatency(Dist),
+}
+
+#[derive(Clone, Debug)]
+pub enum FaultTarget {
+    /// A service, or one replica of it.
+    Service {
+        service: ServiceId,
+        replica: Option<u32>,
+    },
+    /// The links between two parties, both directions.
+    Links(Vec<LinkId>),
+}
+
+#[derive(Clone, Debug)]
+pub struct FaultSpec {
+    /// Human-readable, e.g. "slow c 30s..60s".
+    pub label: String,
+    pub kind: FaultKind,
+    pub target: FaultTarget,
+    pub from: SimTime,
+    pub until: SimTime,
 }

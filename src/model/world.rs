@@ -1,108 +1,139 @@
-//! The running system: replicas with worker pools and queues, calls in flight, handler
-//! programs being interpreted, workloads sending requests.
+//! The running system: replicas with worker pools and queues, handler programs being
+//! interpreted, workloads sending requests. The client side of calls (policies,
+//! attempts) is in `client.rs`, faults in `faults.rs`.
 //!
 //! Handlers run as fibers: an invocation (one request being served) has a root fiber,
 //! and each `parallel` step spawns one fiber per branch plus a join. Fibers, calls,
-//! invocations and joins live in generational arenas; events carry their ids, so an
-//! event for something already gone (a timer for an answered call, work of a cancelled
-//! branch) is recognised and dropped. That is the whole of cancellation.
+//! attempts, invocations and joins live in generational arenas; events carry their
+//! ids, so an event for something already gone (a timer for an answered call, work of
+//! a cancelled branch) is recognised and dropped. That is the whole of cancellation.
 //!
 //! Messages with zero latency, and fibers woken by another fiber, go through a FIFO
 //! `immediate` queue drained before the next engine event: no handler ever re-enters
 //! another, and zero-latency hops cost no trip through the event heap.
 
 use super::arena::{Arena, Id};
+use super::client::{Attempt, ClientState, Logical, Origin};
+use super::faults::FaultState;
 use super::spec::*;
 use super::status::Status;
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
 use crate::metrics::{
-    EdgeMetrics, EndpointMetrics, Metrics, Series, SeriesKind, StatusCounts, Summary, TimeWeighted,
-    WorkloadMetrics,
+    BucketExtras, EdgeMetrics, EndpointMetrics, FaultMetrics, Metrics, Series, SeriesKind,
+    StatusCounts, Summary, TimeWeighted, WorkloadMetrics,
 };
 use rand::RngExt;
 use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// "No deadline" in events, where an `Option<SimTime>` would make every event larger.
+pub const NO_DEADLINE: SimTime = SimTime::MAX;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     /// Open loop: the next request of a workload is due.
     Arrival(WorkloadId),
     /// Closed loop: a user has finished thinking.
-    UserReady { workload: WorkloadId, user: u32 },
-    /// A call's request reaches the callee's service. `measured`: sent after warmup.
+    UserReady {
+        workload: WorkloadId,
+        user: u32,
+    },
+    /// An attempt's request reaches the callee's service. `measured`: sent after
+    /// warmup; `deadline`: the caller's propagated deadline, or NO_DEADLINE.
     Request {
-        call: Id,
+        attempt: Id,
         edge: EdgeId,
         measured: bool,
+        deadline: SimTime,
     },
-    /// A call's answer reaches the caller.
+    /// An attempt's answer reaches the caller. `retry_after_ms`: the callee's pushback
+    /// hint (0: none).
     Reply {
-        call: Id,
+        attempt: Id,
         edge: EdgeId,
         status: Status,
         degraded: bool,
         measured: bool,
+        retry_after_ms: u32,
     },
     /// A fiber's `work` step is over.
     WorkDone(Id),
-    /// A call's timeout fires (ignored if it was answered).
-    Timeout(Id),
+    /// An attempt's per-try timeout fires (ignored if it was answered).
+    AttemptTimeout(Id),
+    /// A logical call's overall deadline passes.
+    Deadline(Id),
+    /// Send a logical call's next attempt (after a backoff or a rate-limiter wait).
+    Launch(Id),
+    /// A logical call's hedging delay has passed.
+    Hedge(Id),
+    /// A logical call has waited for a bulkhead slot as long as it may; `try_number`
+    /// tells which of its waits.
+    BulkheadTimeout {
+        logical: Id,
+        try_number: u32,
+    },
+    /// An open breaker's timer (opossum-style open -> half-open) on an edge.
+    BreakerTimer(EdgeId),
+    /// A deadline-aware server gives up on a request at its deadline.
+    Abort(Id),
+    /// A fault begins or ends.
+    FaultStart(u32),
+    FaultEnd(u32),
+    /// A fiber's call is over (delivered through the immediate queue).
+    CallDone {
+        fiber: Id,
+        status: Status,
+        degraded: bool,
+    },
     /// Continue a fiber now.
     Run(Id),
     /// A time-series bucket ends.
     Tick,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Origin {
-    Workload { workload: WorkloadId, user: u32 },
-    Fiber(Id),
-}
-
-/// A call from the caller's side: alive until answered, timed out or cancelled.
-struct Call {
-    origin: Origin,
-    edge: EdgeId,
-    sent_at: SimTime,
-    measured: bool,
-}
-
 /// One request being served by one replica.
-struct Invocation {
-    endpoint: EndpointId,
-    replica: u32,
+pub(super) struct Invocation {
+    pub endpoint: EndpointId,
+    pub replica: u32,
     /// Where the answer goes; the caller may have given up, then the answer is late.
-    call: Id,
-    edge: EdgeId,
-    /// The call was sent after warmup (its late reply, if any, is counted).
-    call_measured: bool,
-    arrived_at: SimTime,
+    pub attempt: Id,
+    pub edge: EdgeId,
+    /// The attempt was sent after warmup (its late reply, if any, is counted).
+    pub attempt_measured: bool,
+    pub arrived_at: SimTime,
+    /// The caller's propagated deadline (NO_DEADLINE if none).
+    pub deadline: SimTime,
     /// When this invocation took the worker it holds, if it holds one.
-    worker_since: Option<SimTime>,
-    root: Id,
-    degraded: bool,
-    measured: bool,
+    pub worker_since: Option<SimTime>,
+    /// Worker time spent so far (for the wasted-work count).
+    pub busy_ns: u128,
+    /// A `fail` step's retry-after hint, sent with the answer.
+    pub retry_after: Option<SimDuration>,
+    pub root: Id,
+    pub degraded: bool,
+    pub measured: bool,
     /// Fibers alive; zero when the answer is sent.
-    fibers: u32,
+    pub fibers: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wait {
+pub(super) enum Wait {
     Ready,
     Work,
     Call(Id),
     Join(Id),
 }
 
-struct Fiber {
-    invocation: Id,
-    seq: SeqId,
-    pc: u32,
+pub(super) struct Fiber {
+    pub invocation: Id,
+    pub seq: SeqId,
+    pub pc: u32,
     /// (join, branch index) for branch fibers; None for the root.
-    join: Option<(Id, u32)>,
-    wait: Wait,
+    pub join: Option<(Id, u32)>,
+    pub wait: Wait,
 }
 
-struct JoinState {
+pub(super) struct JoinState {
     parent: Id,
     parallel: ParallelId,
     children: Vec<Id>,
@@ -115,29 +146,29 @@ struct JoinState {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Outcome {
+pub(super) enum Outcome {
     Ok { degraded: bool },
     Failed(Status),
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Queued {
+pub(super) enum Queued {
     /// A new request waiting for its first worker.
     Start(Id),
     /// A released-mode handler waiting for a worker to continue.
     Resume(Id),
 }
 
-struct Replica {
-    service: ServiceId,
-    workers: u32,
-    busy: u32,
-    queue: VecDeque<Queued>,
+pub(super) struct Replica {
+    pub service: ServiceId,
+    pub workers: u32,
+    pub busy: u32,
+    pub queue: VecDeque<Queued>,
     /// `Start` entries in `queue`: what the capacity bounds.
-    queued_new: u32,
+    pub queued_new: u32,
     /// Admitted and not yet answered, for least-outstanding balancing.
-    outstanding: u32,
-    rng: Stream,
+    pub outstanding: u32,
+    pub rng: Stream,
 }
 
 struct BalancerState {
@@ -150,23 +181,28 @@ struct WorkloadState {
 }
 
 pub struct World {
-    spec: Spec,
-    warmup_end: SimTime,
-    replicas: Vec<Replica>,
+    /// Immutable for the whole run; shared so a handler can hold `&policy` while it
+    /// changes the world.
+    pub(super) spec: Rc<Spec>,
+    pub(super) warmup_end: SimTime,
+    pub(super) replicas: Vec<Replica>,
     /// First replica of each service in `replicas`.
-    first_replica: Vec<u32>,
+    pub(super) first_replica: Vec<u32>,
     balancers: Vec<BalancerState>,
-    links: Vec<Stream>,
+    pub(super) links: Vec<Stream>,
     workloads: Vec<WorkloadState>,
-    calls: Arena<Call>,
-    invocations: Arena<Invocation>,
-    fibers: Arena<Fiber>,
+    pub(super) logicals: Arena<Logical>,
+    pub(super) attempts: Arena<Attempt>,
+    pub(super) clients: Vec<ClientState>,
+    pub(super) invocations: Arena<Invocation>,
+    pub(super) fibers: Arena<Fiber>,
     joins: Arena<JoinState>,
     spare_children: Vec<Vec<Id>>,
-    immediate: VecDeque<Event>,
+    pub(super) faults: FaultState,
+    pub(super) immediate: VecDeque<Event>,
     requests_sent: u64,
     last_activity: SimTime,
-    metrics: Metrics,
+    pub(super) metrics: Metrics,
 }
 
 impl World {
@@ -208,90 +244,30 @@ impl World {
                 rng: stream(seed, &format!("workload/{}", w.name)),
             })
             .collect();
+        let clients = spec
+            .edges
+            .iter()
+            .map(|e| ClientState::new(&spec.policies[e.policy.index()], seed, &e.name))
+            .collect();
+        let faults = FaultState::new(&spec, seed);
         let warmup_end = SimTime::ZERO + spec.warmup;
-        let metrics = Metrics {
-            window_start: warmup_end,
-            window_end: warmup_end,
-            workloads: spec
-                .workloads
-                .iter()
-                .map(|w| WorkloadMetrics {
-                    name: w.name.clone(),
-                    target: spec.endpoints[spec.edges[w.edge.index()].target.index()]
-                        .name
-                        .clone(),
-                    requests: 0,
-                    ok: 0,
-                    degraded: 0,
-                    errors: StatusCounts::default(),
-                    latency: Summary::default(),
-                    in_flight: 0,
-                })
-                .collect(),
-            endpoints: spec
-                .endpoints
-                .iter()
-                .map(|e| {
-                    let svc = &spec.services[e.service.index()];
-                    EndpointMetrics {
-                        name: e.name.clone(),
-                        service: svc.name.clone(),
-                        arrivals: 0,
-                        rejected: 0,
-                        completed: 0,
-                        ok: 0,
-                        errors: StatusCounts::default(),
-                        queue_wait: Summary::default(),
-                        latency: Summary::default(),
-                        queue_length: TimeWeighted::new(warmup_end),
-                        in_system: TimeWeighted::new(warmup_end),
-                        busy_ns: 0,
-                        workers: u64::from(svc.workers) * u64::from(svc.replicas),
-                    }
-                })
-                .collect(),
-            edges: spec
-                .edges
-                .iter()
-                .map(|e| EdgeMetrics {
-                    name: e.name.clone(),
-                    calls: 0,
-                    ok: 0,
-                    timeouts: 0,
-                    errors: StatusCounts::default(),
-                    latency: Summary::default(),
-                    lost_requests: 0,
-                    lost_replies: 0,
-                    late_replies: 0,
-                    cancelled: 0,
-                })
-                .collect(),
-            series: Series::new(
-                spec.bucket,
-                spec.workloads
-                    .iter()
-                    .map(|w| (SeriesKind::Workload, w.name.clone()))
-                    .chain(
-                        spec.endpoints
-                            .iter()
-                            .map(|e| (SeriesKind::Endpoint, e.name.clone())),
-                    )
-                    .collect(),
-            ),
-        };
+        let metrics = new_metrics(&spec, warmup_end);
         World {
-            spec,
+            spec: Rc::new(spec),
             warmup_end,
             replicas,
             first_replica,
             balancers,
             links,
             workloads,
-            calls: Arena::default(),
+            logicals: Arena::default(),
+            attempts: Arena::default(),
+            clients,
             invocations: Arena::default(),
             fibers: Arena::default(),
             joins: Arena::default(),
             spare_children: Vec::new(),
+            faults,
             immediate: VecDeque::new(),
             requests_sent: 0,
             last_activity: SimTime::ZERO,
@@ -299,7 +275,7 @@ impl World {
         }
     }
 
-    /// Schedules the first arrivals and the first bucket tick.
+    /// Schedules the first arrivals, the faults and the first bucket tick.
     pub fn start(&mut self, sched: &mut Scheduler<Event>) {
         for w in 0..self.spec.workloads.len() {
             let id = WorkloadId(w as u32);
@@ -319,6 +295,10 @@ impl World {
                 }
             }
         }
+        for (i, f) in self.spec.faults.iter().enumerate() {
+            sched.at(f.from, Event::FaultStart(i as u32));
+            sched.at(f.until, Event::FaultEnd(i as u32));
+        }
         sched.after(self.spec.bucket, Event::Tick);
     }
 
@@ -336,24 +316,41 @@ impl World {
                     overlap_ns(since, end, warmup_end);
             }
         }
-        for call in self.calls.values() {
-            if let Origin::Workload { workload, .. } = call.origin
-                && call.measured
+        for lc in self.logicals.values() {
+            if let Origin::Workload { workload, .. } = lc.origin
+                && lc.measured
             {
                 self.metrics.workloads[workload.index()].in_flight += 1;
             }
         }
-        let Metrics {
-            series, endpoints, ..
-        } = &mut self.metrics;
-        let w = self.spec.workloads.len();
-        series.close_bucket(end, |i| {
-            (i >= w).then(|| endpoints[i - w].queue_length.area_all_at(end))
-        });
-        for e in endpoints.iter_mut() {
+        self.close_bucket(end);
+        for e in self.metrics.endpoints.iter_mut() {
             e.queue_length.flush(end);
             e.in_system.flush(end);
         }
+        for (i, c) in self.clients.iter().enumerate() {
+            if let Some(b) = &c.breaker {
+                self.metrics.edges[i].breaker = Some(crate::metrics::BreakerMetrics {
+                    changes: b
+                        .changes()
+                        .iter()
+                        .map(|ch| (ch.at, ch.from.name(), ch.to.name()))
+                        .collect(),
+                    time_open: b.time_open(end),
+                    state_at_end: b.state().name(),
+                });
+            }
+        }
+        self.metrics.faults = self
+            .spec
+            .faults
+            .iter()
+            .zip(&self.faults.affected)
+            .map(|(f, &affected)| FaultMetrics {
+                label: f.label.clone(),
+                affected,
+            })
+            .collect();
         self.metrics.window_start = warmup_end.min(end);
         self.metrics.window_end = end;
         self.metrics
@@ -361,6 +358,38 @@ impl World {
 
     pub fn requests_sent(&self) -> u64 {
         self.requests_sent
+    }
+
+    fn close_bucket(&mut self, now: SimTime) {
+        let Metrics {
+            series, endpoints, ..
+        } = &mut self.metrics;
+        let w = self.spec.workloads.len();
+        let e = endpoints.len();
+        let clients = &self.clients;
+        series.close_bucket(now, |i| {
+            if i < w {
+                BucketExtras::default()
+            } else if i < w + e {
+                BucketExtras {
+                    queue_area: Some(endpoints[i - w].queue_length.area_all_at(now)),
+                    breaker: None,
+                }
+            } else {
+                BucketExtras {
+                    queue_area: None,
+                    breaker: clients[i - w - e]
+                        .breaker
+                        .as_ref()
+                        .map(|b| b.state().name()),
+                }
+            }
+        });
+    }
+
+    /// The time-series index of an edge.
+    pub(super) fn edge_series(&self, edge: EdgeId) -> usize {
+        self.spec.workloads.len() + self.spec.endpoints.len() + edge.index()
     }
 
     fn dispatch(&mut self, event: Event, sched: &mut Scheduler<Event>) {
@@ -371,13 +400,15 @@ impl World {
         match event {
             Event::Arrival(w) => {
                 if self.take_request_slot() {
-                    self.send_call(
+                    let spec = &self.spec.workloads[w.index()];
+                    let (edge, timeout) = (spec.edge, spec.timeout);
+                    self.start_call(
                         Origin::Workload {
                             workload: w,
                             user: 0,
                         },
-                        self.spec.workloads[w.index()].edge,
-                        self.spec.workloads[w.index()].timeout,
+                        edge,
+                        timeout,
                         sched,
                     );
                     if let Some(t) = self.next_arrival(w, now) {
@@ -388,26 +419,32 @@ impl World {
             Event::UserReady { workload, user } => {
                 if self.take_request_slot() {
                     let spec = &self.spec.workloads[workload.index()];
-                    self.send_call(
-                        Origin::Workload { workload, user },
-                        spec.edge,
-                        spec.timeout,
-                        sched,
-                    );
+                    let (edge, timeout) = (spec.edge, spec.timeout);
+                    self.start_call(Origin::Workload { workload, user }, edge, timeout, sched);
                 }
             }
             Event::Request {
-                call,
+                attempt,
                 edge,
                 measured,
-            } => self.on_request(call, edge, measured, sched),
+                deadline,
+            } => self.on_request(attempt, edge, measured, deadline, sched),
             Event::Reply {
-                call,
+                attempt,
                 edge,
                 status,
                 degraded,
                 measured,
-            } => self.on_reply(call, edge, status, degraded, measured, sched),
+                retry_after_ms,
+            } => self.on_reply(
+                attempt,
+                edge,
+                status,
+                degraded,
+                measured,
+                retry_after_ms,
+                sched,
+            ),
             Event::WorkDone(f) => {
                 if let Some(fiber) = self.fibers.get_mut(f) {
                     debug_assert_eq!(fiber.wait, Wait::Work);
@@ -415,20 +452,34 @@ impl World {
                     self.advance(f, sched);
                 }
             }
-            Event::Timeout(c) => self.on_timeout(c, sched),
+            Event::AttemptTimeout(a) => self.on_attempt_timeout(a, sched),
+            Event::Deadline(l) => self.on_deadline(l, sched),
+            Event::Launch(l) => {
+                if self.logicals.contains(l) {
+                    self.launch(l, sched);
+                }
+            }
+            Event::Hedge(l) => self.on_hedge(l, sched),
+            Event::BulkheadTimeout {
+                logical,
+                try_number,
+            } => self.on_bulkhead_timeout(logical, try_number, sched),
+            Event::BreakerTimer(edge) => self.on_breaker_timer(edge, sched),
+            Event::Abort(i) => self.on_abort(i, sched),
+            Event::FaultStart(i) => self.fault_start(i as usize, sched),
+            Event::FaultEnd(i) => self.fault_end(i as usize),
+            Event::CallDone {
+                fiber,
+                status,
+                degraded,
+            } => self.call_done(fiber, status, degraded, sched),
             Event::Run(f) => {
                 if self.fibers.contains(f) {
                     self.advance(f, sched);
                 }
             }
             Event::Tick => {
-                let Metrics {
-                    series, endpoints, ..
-                } = &mut self.metrics;
-                let w = self.spec.workloads.len();
-                series.close_bucket(now, |i| {
-                    (i >= w).then(|| endpoints[i - w].queue_length.area_all_at(now))
-                });
+                self.close_bucket(now);
                 // Keep ticking only while something else can still happen.
                 if sched.pending() > 0 {
                     sched.after(self.spec.bucket, Event::Tick);
@@ -480,64 +531,36 @@ impl World {
         }
     }
 
-    /// Sends a message over a link: dropped with the link's loss probability, else
-    /// delivered after its latency. Returns false when the network dropped it.
-    fn transmit(&mut self, link: LinkId, event: Event, sched: &mut Scheduler<Event>) -> bool {
+    /// Sends a message over a link: dropped with the link's loss probability (and any
+    /// link fault), else delivered after its latency. Returns false when dropped.
+    pub(super) fn transmit(
+        &mut self,
+        link: LinkId,
+        event: Event,
+        sched: &mut Scheduler<Event>,
+    ) -> bool {
         let spec = &self.spec.links[link.index()];
         let rng = &mut self.links[link.index()];
         if spec.loss > 0.0 && rng.random::<f64>() < spec.loss {
             return false;
         }
-        let delay = if spec.latency.is_constant_zero() {
+        let mut delay = if spec.latency.is_constant_zero() {
             SimDuration::ZERO
         } else {
             spec.latency.sample(rng)
         };
+        if self.faults.link_faulted(link) {
+            match self.faults.on_message(&self.spec, link) {
+                None => return false,
+                Some(extra) => delay = delay + extra,
+            }
+        }
         if delay.is_zero() {
             self.immediate.push_back(event);
         } else {
             sched.after(delay, event);
         }
         true
-    }
-
-    fn send_call(
-        &mut self,
-        origin: Origin,
-        edge: EdgeId,
-        timeout: Option<SimDuration>,
-        sched: &mut Scheduler<Event>,
-    ) -> Id {
-        let now = sched.now();
-        let measured = now >= self.warmup_end;
-        let call = self.calls.insert(Call {
-            origin,
-            edge,
-            sent_at: now,
-            measured,
-        });
-        if measured {
-            self.metrics.edges[edge.index()].calls += 1;
-            if let Origin::Workload { workload, .. } = origin {
-                self.metrics.workloads[workload.index()].requests += 1;
-            }
-        }
-        if let Some(t) = timeout {
-            sched.after(t, Event::Timeout(call));
-        }
-        let link = self.spec.edges[edge.index()].link;
-        if !self.transmit(
-            link,
-            Event::Request {
-                call,
-                edge,
-                measured,
-            },
-            sched,
-        ) {
-            self.metrics.edges[edge.index()].lost_requests += 1;
-        }
-        call
     }
 
     fn pick_replica(&mut self, service: ServiceId) -> u32 {
@@ -580,11 +603,35 @@ impl World {
         first + pick
     }
 
+    /// Answers a request without serving it (refused, rejected, failed by a fault).
+    pub(super) fn answer_unserved(
+        &mut self,
+        attempt: Id,
+        edge: EdgeId,
+        status: Status,
+        measured: bool,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let link = self.spec.edges[edge.index()].link;
+        let reply = Event::Reply {
+            attempt,
+            edge,
+            status,
+            degraded: false,
+            measured,
+            retry_after_ms: 0,
+        };
+        if !self.transmit(link, reply, sched) {
+            self.metrics.edges[edge.index()].lost_replies += 1;
+        }
+    }
+
     fn on_request(
         &mut self,
-        call: Id,
+        attempt: Id,
         edge: EdgeId,
-        call_measured: bool,
+        attempt_measured: bool,
+        deadline: SimTime,
         sched: &mut Scheduler<Event>,
     ) {
         let now = sched.now();
@@ -593,33 +640,49 @@ impl World {
         let r = self.pick_replica(service);
         let measured = now >= self.warmup_end;
         self.metrics.endpoints[endpoint.index()].arrivals += u64::from(measured);
-        let capacity = self.spec.services[service.index()].queue_capacity;
+        let first = self.first_replica[service.index()];
+        if self.faults.service_faulted(service)
+            && let Some(status) = self.faults.on_arrival(&self.spec, first, service, r)
+        {
+            return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
+        }
+        let svc = &self.spec.services[service.index()];
+        if svc.drop_expired && deadline <= now {
+            self.metrics.endpoints[endpoint.index()].expired += u64::from(measured);
+            return self.answer_unserved(
+                attempt,
+                edge,
+                Status::DeadlineExceeded,
+                attempt_measured,
+                sched,
+            );
+        }
+        let capacity = svc.queue_capacity;
+        let drop_expired = svc.drop_expired;
         let replica = &self.replicas[r as usize];
         debug_assert_eq!(replica.service, service);
         let starts_now = replica.busy < replica.workers;
         if !starts_now && replica.queued_new >= capacity {
             self.metrics.endpoints[endpoint.index()].rejected += u64::from(measured);
-            let link = self.spec.edges[edge.index()].link;
-            let reply = Event::Reply {
-                call,
+            return self.answer_unserved(
+                attempt,
                 edge,
-                status: Status::Unavailable,
-                degraded: false,
-                measured: call_measured,
-            };
-            if !self.transmit(link, reply, sched) {
-                self.metrics.edges[edge.index()].lost_replies += 1;
-            }
-            return;
+                Status::Unavailable,
+                attempt_measured,
+                sched,
+            );
         }
         let inv = self.invocations.insert(Invocation {
             endpoint,
             replica: r,
-            call,
+            attempt,
             edge,
-            call_measured,
+            attempt_measured,
             arrived_at: now,
+            deadline,
             worker_since: starts_now.then_some(now),
+            busy_ns: 0,
+            retry_after: None,
             root: Id::PLACEHOLDER,
             degraded: false,
             measured,
@@ -633,6 +696,9 @@ impl World {
             wait: Wait::Ready,
         });
         self.invocations[inv].root = root;
+        if drop_expired && deadline != NO_DEADLINE {
+            sched.at(deadline, Event::Abort(inv));
+        }
         let replica = &mut self.replicas[r as usize];
         replica.outstanding += 1;
         let em = &mut self.metrics.endpoints[endpoint.index()];
@@ -651,7 +717,7 @@ impl World {
     }
 
     /// Runs a fiber's steps until it blocks or ends.
-    fn advance(&mut self, f: Id, sched: &mut Scheduler<Event>) {
+    pub(super) fn advance(&mut self, f: Id, sched: &mut Scheduler<Event>) {
         loop {
             let fiber = &mut self.fibers[f];
             debug_assert_eq!(fiber.wait, Wait::Ready);
@@ -660,29 +726,45 @@ impl World {
                 return self.finish_fiber(f, Outcome::Ok { degraded: false }, sched);
             };
             fiber.pc += 1;
-            let replica = self.invocations[fiber.invocation].replica as usize;
+            let invocation = fiber.invocation;
+            let replica = self.invocations[invocation].replica as usize;
             match step {
                 Step::Work(d) => {
-                    let dur = self.spec.dists[d.index()].sample(&mut self.replicas[replica].rng);
+                    let mut dur =
+                        self.spec.dists[d.index()].sample(&mut self.replicas[replica].rng);
+                    let service = self.replicas[replica].service;
+                    if self.faults.service_faulted(service) {
+                        let first = self.first_replica[service.index()];
+                        dur = dur
+                            + self
+                                .faults
+                                .extra_work(&self.spec, first, service, replica as u32);
+                    }
                     if !dur.is_zero() {
-                        fiber.wait = Wait::Work;
+                        self.fibers[f].wait = Wait::Work;
                         sched.after(dur, Event::WorkDone(f));
                         return;
                     }
                 }
-                Step::Fail { status, p } => {
+                Step::Fail {
+                    status,
+                    p,
+                    retry_after,
+                } => {
                     if self.replicas[replica].rng.random::<f64>() < p {
+                        self.invocations[invocation].retry_after = retry_after;
                         return self.finish_fiber(f, Outcome::Failed(status), sched);
                     }
                 }
                 Step::Call(site) => {
-                    let call = self.send_call(Origin::Fiber(f), site.edge, site.timeout, sched);
-                    self.fibers[f].wait = Wait::Call(call);
+                    // Even a call that is over at once (refused, nothing to retry) is
+                    // answered through the immediate queue, so waiting is always right.
+                    let logical = self.start_call(Origin::Fiber(f), site.edge, site.timeout, sched);
+                    self.fibers[f].wait = Wait::Call(logical);
                     self.release_if_event_loop(f, sched);
                     return;
                 }
                 Step::Parallel(p) => {
-                    let invocation = fiber.invocation;
                     let mut children = self.spare_children.pop().unwrap_or_default();
                     let join = self.joins.insert(JoinState {
                         parent: f,
@@ -728,13 +810,14 @@ impl World {
             && let Some(since) = inv.worker_since.take()
         {
             let (replica, endpoint) = (inv.replica, inv.endpoint);
+            inv.busy_ns += u128::from(sched.now().since(since).as_nanos());
             self.release_worker(replica, endpoint, since, sched);
         }
     }
 
     /// Continues a fiber whose wait is over, first getting a worker back if it let its
     /// worker go (released mode, root fiber only).
-    fn resume(&mut self, f: Id, now: SimTime) {
+    pub(super) fn resume(&mut self, f: Id, now: SimTime) {
         let fiber = &mut self.fibers[f];
         fiber.wait = Wait::Ready;
         let inv = &self.invocations[fiber.invocation];
@@ -751,7 +834,7 @@ impl World {
         self.immediate.push_back(Event::Run(f));
     }
 
-    fn release_worker(
+    pub(super) fn release_worker(
         &mut self,
         r: u32,
         endpoint: EndpointId,
@@ -769,9 +852,18 @@ impl World {
                     let Some(inv) = self.invocations.get_mut(i) else {
                         continue;
                     };
-                    inv.worker_since = Some(now);
                     let em = &mut self.metrics.endpoints[inv.endpoint.index()];
                     em.queue_length.decrement(now);
+                    let service = self.spec.endpoints[inv.endpoint.index()].service;
+                    if self.spec.services[service.index()].drop_expired && inv.deadline <= now {
+                        // Its caller has given up already: do not waste a worker on it.
+                        em.expired += u64::from(inv.measured);
+                        let root = inv.root;
+                        self.cancel_fiber(root, sched);
+                        self.respond(i, Outcome::Failed(Status::DeadlineExceeded), sched);
+                        return self.release_worker(r, endpoint, now, sched);
+                    }
+                    inv.worker_since = Some(now);
                     if inv.measured {
                         em.queue_wait.record(now.since(inv.arrived_at));
                     }
@@ -791,7 +883,7 @@ impl World {
         replica.busy -= 1;
     }
 
-    fn finish_fiber(&mut self, f: Id, outcome: Outcome, sched: &mut Scheduler<Event>) {
+    pub(super) fn finish_fiber(&mut self, f: Id, outcome: Outcome, sched: &mut Scheduler<Event>) {
         let fiber = self.fibers.remove(f).expect("finishing a live fiber");
         self.invocations[fiber.invocation].fibers -= 1;
         match fiber.join {
@@ -800,7 +892,7 @@ impl World {
         }
     }
 
-    fn respond(&mut self, i: Id, outcome: Outcome, sched: &mut Scheduler<Event>) {
+    pub(super) fn respond(&mut self, i: Id, outcome: Outcome, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let inv = self
             .invocations
@@ -821,6 +913,13 @@ impl World {
                 em.errors.add(status);
             }
             em.latency.record(latency);
+            if !self.attempts.contains(inv.attempt) {
+                em.orphaned += 1;
+                let held = inv
+                    .worker_since
+                    .map_or(0, |s| u128::from(now.since(s).as_nanos()));
+                em.orphaned_work_ns += inv.busy_ns + held;
+            }
         }
         em.in_system.decrement(now);
         let series = self.spec.workloads.len() + inv.endpoint.index();
@@ -828,11 +927,12 @@ impl World {
         self.replicas[inv.replica as usize].outstanding -= 1;
         let link = self.spec.edges[inv.edge.index()].link;
         let reply = Event::Reply {
-            call: inv.call,
+            attempt: inv.attempt,
             edge: inv.edge,
             status,
             degraded,
-            measured: inv.call_measured,
+            measured: inv.attempt_measured,
+            retry_after_ms: inv.retry_after_ms(),
         };
         if !self.transmit(link, reply, sched) {
             self.metrics.edges[inv.edge.index()].lost_replies += 1;
@@ -842,95 +942,62 @@ impl World {
         }
     }
 
-    fn on_reply(
-        &mut self,
-        call: Id,
-        edge: EdgeId,
-        status: Status,
-        degraded: bool,
-        measured: bool,
-        sched: &mut Scheduler<Event>,
-    ) {
-        let now = sched.now();
-        let Some(c) = self.calls.remove(call) else {
-            self.metrics.edges[edge.index()].late_replies += u64::from(measured);
+    /// A deadline-aware server stops working on a request whose deadline passed.
+    fn on_abort(&mut self, i: Id, sched: &mut Scheduler<Event>) {
+        let Some(inv) = self.invocations.get(i) else {
             return;
         };
-        debug_assert_eq!(c.edge, edge);
-        let m = &mut self.metrics.edges[edge.index()];
-        if c.measured {
-            if status.is_ok() {
-                m.ok += 1;
-            } else {
-                m.errors.add(status);
-            }
-            m.latency.record(now.since(c.sent_at));
+        let root = inv.root;
+        if inv.measured {
+            self.metrics.endpoints[inv.endpoint.index()].expired += 1;
         }
-        self.call_settled(c, status, degraded, sched);
+        self.cancel_fiber(root, sched);
+        self.respond(i, Outcome::Failed(Status::DeadlineExceeded), sched);
     }
 
-    fn on_timeout(&mut self, call: Id, sched: &mut Scheduler<Event>) {
+    /// Crashes a replica: every request it holds is lost without an answer.
+    pub(super) fn crash_replica(&mut self, r: u32, sched: &mut Scheduler<Event>) -> u64 {
         let now = sched.now();
-        // Already answered or cancelled: this timer is stale.
-        let Some(c) = self.calls.remove(call) else {
-            return;
-        };
-        let m = &mut self.metrics.edges[c.edge.index()];
-        if c.measured {
-            m.timeouts += 1;
-            m.latency.record(now.since(c.sent_at));
+        let lost: Vec<Id> = self
+            .invocations
+            .ids()
+            .filter(|&i| self.invocations[i].replica == r)
+            .collect();
+        for &i in &lost {
+            let root = self.invocations[i].root;
+            self.cancel_fiber(root, sched);
+            let inv = self.invocations.remove(i).expect("live");
+            let em = &mut self.metrics.endpoints[inv.endpoint.index()];
+            em.in_system.decrement(now);
+            if let Some(since) = inv.worker_since {
+                em.busy_ns += overlap_ns(since, now, self.warmup_end);
+            }
         }
-        self.call_settled(c, Status::DeadlineExceeded, false, sched);
+        // Queued requests are invocations too: all were in `lost`.
+        let replica = &mut self.replicas[r as usize];
+        replica.queue.clear();
+        replica.queued_new = 0;
+        replica.busy = 0;
+        replica.outstanding = 0;
+        self.recount_queues(now);
+        lost.len() as u64
     }
 
-    /// The caller learns the outcome of its call (an answer or its own timeout).
-    fn call_settled(
-        &mut self,
-        c: Call,
-        status: Status,
-        degraded: bool,
-        sched: &mut Scheduler<Event>,
-    ) {
-        match c.origin {
-            Origin::Workload { workload, user } => {
-                let now = sched.now();
-                let latency = now.since(c.sent_at);
-                let wm = &mut self.metrics.workloads[workload.index()];
-                if c.measured {
-                    if status.is_ok() {
-                        wm.ok += 1;
-                        wm.degraded += u64::from(degraded);
-                    } else {
-                        wm.errors.add(status);
-                    }
-                    wm.latency.record(latency);
-                }
-                self.metrics
-                    .series
-                    .record(workload.index(), latency, !status.is_ok());
-                if let Load::Closed { think, .. } = &self.spec.workloads[workload.index()].load {
-                    let delay = think.sample(&mut self.workloads[workload.index()].rng);
-                    // Through the heap even when zero, so a loop that never advances time
-                    // still counts against the event budget.
-                    sched.after(delay, Event::UserReady { workload, user });
+    /// Rebuilds every endpoint's queue-length gauge from the replicas' queues (after a
+    /// crash emptied some of them).
+    fn recount_queues(&mut self, now: SimTime) {
+        let mut counts = vec![0u64; self.spec.endpoints.len()];
+        for rep in &self.replicas {
+            for q in &rep.queue {
+                if let Queued::Start(i) = q
+                    && let Some(inv) = self.invocations.get(*i)
+                {
+                    counts[inv.endpoint.index()] += 1;
                 }
             }
-            Origin::Fiber(f) => {
-                let fiber = &self.fibers[f];
-                debug_assert!(matches!(fiber.wait, Wait::Call(_)));
-                if status.is_ok() {
-                    if degraded {
-                        self.invocations[fiber.invocation].degraded = true;
-                    }
-                    self.resume(f, sched.now());
-                } else {
-                    let Step::Call(site) = self.spec.seqs[fiber.seq.index()][fiber.pc as usize - 1]
-                    else {
-                        unreachable!("a fiber waiting on a call stopped at a call step")
-                    };
-                    self.finish_fiber(f, Outcome::Failed(site.translate.apply(status)), sched);
-                }
-            }
+        }
+        for (e, n) in self.metrics.endpoints.iter_mut().zip(counts) {
+            e.queue_length.set(now, n);
         }
     }
 
@@ -991,7 +1058,7 @@ impl World {
             return;
         };
         let join = self.joins.remove(j).expect("live join");
-        self.cancel_children(join.children);
+        self.cancel_children(join.children, sched);
         match result {
             Outcome::Ok { degraded } => {
                 if degraded {
@@ -1006,36 +1073,56 @@ impl World {
 
     /// Cancels the branches of a decided join (the settled ones are already gone) and
     /// keeps the list's allocation for the next join.
-    fn cancel_children(&mut self, mut children: Vec<Id>) {
+    fn cancel_children(&mut self, mut children: Vec<Id>, sched: &mut Scheduler<Event>) {
         for &child in &children {
-            self.cancel_fiber(child);
+            self.cancel_fiber(child, sched);
         }
         children.clear();
         self.spare_children.push(children);
     }
 
-    /// Abandons a branch the join no longer needs. Calls it is waiting on are given up
-    /// (their servers carry on and answer late); nested joins are cancelled too.
-    fn cancel_fiber(&mut self, f: Id) {
+    /// Abandons a fiber: calls it is waiting on are given up (their servers carry on
+    /// and answer late); nested joins are cancelled too.
+    pub(super) fn cancel_fiber(&mut self, f: Id, sched: &mut Scheduler<Event>) {
         let Some(fiber) = self.fibers.remove(f) else {
             return; // already settled
         };
         self.invocations[fiber.invocation].fibers -= 1;
         match fiber.wait {
-            Wait::Call(c) => {
-                if let Some(call) = self.calls.remove(c)
-                    && call.measured
-                {
-                    self.metrics.edges[call.edge.index()].cancelled += 1;
-                }
-            }
+            Wait::Call(l) => self.abandon_call(l, sched),
             Wait::Join(j) => {
                 if let Some(join) = self.joins.remove(j) {
-                    self.cancel_children(join.children);
+                    self.cancel_children(join.children, sched);
                 }
             }
             Wait::Work | Wait::Ready => {}
         }
+    }
+}
+
+impl World {
+    /// A workload's request is answered: a closed-loop user thinks, then sends again.
+    pub(super) fn workload_answered(
+        &mut self,
+        workload: WorkloadId,
+        user: u32,
+        sched: &mut Scheduler<Event>,
+    ) {
+        if let Load::Closed { think, .. } = &self.spec.workloads[workload.index()].load {
+            let delay = think.sample(&mut self.workloads[workload.index()].rng);
+            // Through the heap even when zero, so a loop that never advances time still
+            // counts against the event budget.
+            sched.after(delay, Event::UserReady { workload, user });
+        }
+    }
+}
+
+impl Invocation {
+    /// The retry-after hint in whole milliseconds, as it travels in a reply (0: none).
+    fn retry_after_ms(&self) -> u32 {
+        self.retry_after.map_or(0, |d| {
+            u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
+        })
     }
 }
 
@@ -1051,6 +1138,99 @@ impl crate::engine::Model for World {
 }
 
 /// Nanoseconds of [since, now] that fall after `from`.
-fn overlap_ns(since: SimTime, now: SimTime, from: SimTime) -> u128 {
+pub(super) fn overlap_ns(since: SimTime, now: SimTime, from: SimTime) -> u128 {
     u128::from(now.saturating_since(since.max(from)).as_nanos())
+}
+
+fn new_metrics(spec: &Spec, warmup_end: SimTime) -> Metrics {
+    Metrics {
+        window_start: warmup_end,
+        window_end: warmup_end,
+        workloads: spec
+            .workloads
+            .iter()
+            .map(|w| WorkloadMetrics {
+                name: w.name.clone(),
+                target: spec.endpoints[spec.edges[w.edge.index()].target.index()]
+                    .name
+                    .clone(),
+                requests: 0,
+                ok: 0,
+                degraded: 0,
+                errors: StatusCounts::default(),
+                latency: Summary::default(),
+                in_flight: 0,
+            })
+            .collect(),
+        endpoints: spec
+            .endpoints
+            .iter()
+            .map(|e| {
+                let svc = &spec.services[e.service.index()];
+                EndpointMetrics {
+                    name: e.name.clone(),
+                    service: svc.name.clone(),
+                    arrivals: 0,
+                    rejected: 0,
+                    completed: 0,
+                    ok: 0,
+                    errors: StatusCounts::default(),
+                    queue_wait: Summary::default(),
+                    latency: Summary::default(),
+                    queue_length: TimeWeighted::new(warmup_end),
+                    in_system: TimeWeighted::new(warmup_end),
+                    busy_ns: 0,
+                    workers: u64::from(svc.workers) * u64::from(svc.replicas),
+                    orphaned: 0,
+                    orphaned_work_ns: 0,
+                    expired: 0,
+                }
+            })
+            .collect(),
+        edges: spec
+            .edges
+            .iter()
+            .map(|e| EdgeMetrics {
+                name: e.name.clone(),
+                policy: spec.policies[e.policy.index()].name.clone(),
+                calls: 0,
+                attempts: 0,
+                retries: 0,
+                hedges: 0,
+                hedges_won: 0,
+                ok: 0,
+                errors: StatusCounts::default(),
+                fallbacks: 0,
+                timeouts: 0,
+                rejected_breaker: 0,
+                rejected_bulkhead: 0,
+                rejected_rate_limit: 0,
+                rejected_budget: 0,
+                latency: Summary::default(),
+                breaker: None,
+                lost_requests: 0,
+                lost_replies: 0,
+                late_replies: 0,
+                cancelled: 0,
+            })
+            .collect(),
+        faults: Vec::new(),
+        series: Series::new(
+            spec.bucket,
+            spec.workloads
+                .iter()
+                .map(|w| (SeriesKind::Workload, w.name.clone()))
+                .chain(
+                    spec.endpoints
+                        .iter()
+                        .map(|e| (SeriesKind::Endpoint, e.name.clone())),
+                )
+                .chain(
+                    spec.edges
+                        .iter()
+                        .map(|e| (SeriesKind::Edge, e.name.clone())),
+                )
+                .collect(),
+        ),
+    }
 }

@@ -16,6 +16,8 @@ pub fn timeseries(series: &Series) -> Vec<u8> {
         "p50_ms",
         "p99_ms",
         "queue_length_mean",
+        "attempts",
+        "breaker",
     ])
     .expect("writing to memory");
     for row in &series.rows {
@@ -32,6 +34,7 @@ pub fn timeseries(series: &Series) -> Vec<u8> {
             match kind {
                 SeriesKind::Workload => "workload".to_owned(),
                 SeriesKind::Endpoint => "endpoint".to_owned(),
+                SeriesKind::Edge => "edge".to_owned(),
             },
             name.clone(),
             row.completed.to_string(),
@@ -40,6 +43,8 @@ pub fn timeseries(series: &Series) -> Vec<u8> {
             fmt(row.p50_ms),
             fmt(row.p99_ms),
             row.queue_length_mean.map(fmt).unwrap_or_default(),
+            row.attempts.map(|a| a.to_string()).unwrap_or_default(),
+            row.breaker.unwrap_or_default().to_owned(),
         ])
         .expect("writing to memory");
     }

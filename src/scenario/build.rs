@@ -186,6 +186,8 @@ impl Builder {
             seqs: std::mem::take(&mut self.seqs),
             parallels: std::mem::take(&mut self.parallels),
             dists: std::mem::take(&mut self.dists),
+            policies: vec![crate::model::policy::PolicySpec::none("none")],
+            faults: Vec::new(),
         };
         Some(Built {
             name,
@@ -640,6 +642,7 @@ impl Builder {
             name: format!("{caller}->{}", self.endpoints[target.index()].name),
             target,
             link,
+            policy: PolicyId(0),
         });
         let id = EdgeId(self.edges.len() as u32 - 1);
         self.edge_ids.insert(key, id);
@@ -742,6 +745,7 @@ impl Builder {
                 queue_capacity,
                 balancer,
                 hold,
+                drop_expired: false,
                 endpoints,
             });
         }
@@ -858,7 +862,11 @@ impl Builder {
                     None => Some(1.0),
                 };
                 if let (Some(status), Some(p)) = (status, p) {
-                    out.push(Step::Fail { status, p });
+                    out.push(Step::Fail {
+                        status,
+                        p,
+                        retry_after: None,
+                    });
                 }
             }
             "call" => {

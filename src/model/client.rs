@@ -1,0 +1,746 @@
+//! The client side of a call, under its edge's policy. A *logical call* is what the
+//! caller's code asked for; it is carried out by one or more *attempts* (retries,
+//! hedges), each of which passes the rate limiter, the circuit breaker and the
+//! bulkhead, in that order (resilience4j's recommended decoration order), before it
+//! goes over the network.
+
+use super::arena::Id;
+use super::breaker::{Breaker, Permit};
+use super::policy::{Fallback, PolicySpec, RateBudget, RetryBudget, ThrottleTokens, TokenBucket};
+use super::spec::{EdgeId, Step, WorkloadId};
+use super::status::Status;
+use super::world::{Event, NO_DEADLINE, Outcome, World};
+use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
+use std::collections::VecDeque;
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Origin {
+    Workload { workload: WorkloadId, user: u32 },
+    Fiber(Id),
+}
+
+pub(super) struct Logical {
+    pub origin: Origin,
+    pub edge: EdgeId,
+    pub started_at: SimTime,
+    pub measured: bool,
+    /// Absolute deadline (the policy's, or a propagated one), or NO_DEADLINE.
+    pub deadline: SimTime,
+    pub try_timeout: Option<SimDuration>,
+    /// Attempts begun: sent, or refused before leaving.
+    tries: u32,
+    in_flight: u32,
+    /// The attempt in flight; with hedging, the others are in `hedges`.
+    current: Option<Id>,
+    hedges: Vec<Id>,
+    previous_backoff: SimDuration,
+    next_is_retry: bool,
+    next_is_hedge: bool,
+    /// A rate-limiter token reserved for the next launch.
+    token_reserved: bool,
+    /// A breaker permit held while waiting for a bulkhead slot.
+    permit: Option<Permit>,
+    /// A bulkhead slot handed over by a finishing attempt.
+    slot_granted: bool,
+    waiting: bool,
+}
+
+pub(super) struct Attempt {
+    pub logical: Id,
+    pub edge: EdgeId,
+    pub sent_at: SimTime,
+    pub measured: bool,
+    permit: Option<Permit>,
+    holds_slot: bool,
+    retry: bool,
+    hedge: bool,
+}
+
+/// The policy's state for one edge (one client per caller and callee endpoint).
+pub(super) struct ClientState {
+    pub breaker: Option<Breaker>,
+    breaker_timer_at: Option<SimTime>,
+    bulkhead_active: u32,
+    bulkhead_queue: VecDeque<Id>,
+    bucket: Option<TokenBucket>,
+    rate_budget: Option<RateBudget>,
+    throttle: Option<ThrottleTokens>,
+    active_calls: u32,
+    active_retries: u32,
+    /// Jitter draws: the client's own stream.
+    rng: Stream,
+}
+
+impl ClientState {
+    pub fn new(policy: &PolicySpec, seed: u64, edge_name: &str) -> Self {
+        let retry = policy.retry.as_ref();
+        ClientState {
+            breaker: policy.breaker.as_ref().map(Breaker::new),
+            breaker_timer_at: None,
+            bulkhead_active: 0,
+            bulkhead_queue: VecDeque::new(),
+            bucket: policy.rate_limit.as_ref().map(TokenBucket::new),
+            rate_budget: retry.and_then(|r| match &r.budget {
+                Some(RetryBudget::Rate { ttl, .. }) => Some(RateBudget::new(*ttl)),
+                _ => None,
+            }),
+            throttle: retry
+                .and_then(|r| r.throttle.as_ref())
+                .map(ThrottleTokens::new),
+            active_calls: 0,
+            active_retries: 0,
+            rng: stream(seed, &format!("client/{edge_name}")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    Breaker,
+    Bulkhead,
+    RateLimit,
+}
+
+impl World {
+    fn policy(&self, edge: EdgeId) -> &PolicySpec {
+        &self.spec.policies[self.spec.edges[edge.index()].policy.index()]
+    }
+
+    /// Starts a logical call; its outcome reaches the origin later (a fiber always
+    /// through the immediate queue, so it never re-enters the handler that called).
+    pub(super) fn start_call(
+        &mut self,
+        origin: Origin,
+        edge: EdgeId,
+        site_timeout: Option<SimDuration>,
+        sched: &mut Scheduler<Event>,
+    ) -> Id {
+        let now = sched.now();
+        let measured = now >= self.warmup_end;
+        let policy = self.policy(edge);
+        let own_deadline = policy
+            .deadline
+            .and_then(|d| now.checked_add(d))
+            .unwrap_or(NO_DEADLINE);
+        let inherited = match origin {
+            Origin::Fiber(f) => self.invocations[self.fibers[f].invocation].deadline,
+            Origin::Workload { .. } => NO_DEADLINE,
+        };
+        let deadline = own_deadline.min(inherited);
+        let try_timeout = site_timeout.or(policy.try_timeout);
+        let hedge_delay = policy.hedge.map(|h| h.delay);
+        let lc = self.logicals.insert(Logical {
+            origin,
+            edge,
+            started_at: now,
+            measured,
+            deadline,
+            try_timeout,
+            tries: 0,
+            in_flight: 0,
+            current: None,
+            hedges: Vec::new(),
+            previous_backoff: SimDuration::ZERO,
+            next_is_retry: false,
+            next_is_hedge: false,
+            token_reserved: false,
+            permit: None,
+            slot_granted: false,
+            waiting: false,
+        });
+        if measured {
+            self.metrics.edges[edge.index()].calls += 1;
+            if let Origin::Workload { workload, .. } = origin {
+                self.metrics.workloads[workload.index()].requests += 1;
+            }
+        }
+        let client = &mut self.clients[edge.index()];
+        client.active_calls += 1;
+        if let Some(b) = &mut client.rate_budget {
+            b.on_request(now);
+        }
+        if deadline != NO_DEADLINE {
+            if deadline <= now {
+                // The caller's own caller has already given up.
+                self.complete(lc, Outcome::Failed(Status::DeadlineExceeded), sched);
+                return lc;
+            }
+            sched.at(deadline, Event::Deadline(lc));
+        }
+        if let Some(d) = hedge_delay {
+            sched.after(d, Event::Hedge(lc));
+        }
+        self.launch(lc, sched);
+        lc
+    }
+
+    /// Begins the next attempt of a logical call: rate limiter, breaker, bulkhead, send.
+    pub(super) fn launch(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+        let now = sched.now();
+        let edge = self.logicals[l].edge;
+        let spec = self.spec.clone();
+        let policy = &spec.policies[spec.edges[edge.index()].policy.index()];
+        let client = &mut self.clients[edge.index()];
+        let lc = &mut self.logicals[l];
+        if !lc.token_reserved && !lc.slot_granted && lc.permit.is_none() {
+            lc.tries += 1;
+        }
+        if let (Some(spec), Some(bucket)) = (&policy.rate_limit, &mut client.bucket)
+            && !lc.token_reserved
+            && !lc.slot_granted
+            && lc.permit.is_none()
+        {
+            match bucket.take(spec, now) {
+                Some(wait) if wait.is_zero() => {}
+                Some(wait) => {
+                    lc.token_reserved = true;
+                    sched.after(wait, Event::Launch(l));
+                    return;
+                }
+                None => return self.refuse(l, Refusal::RateLimit, sched),
+            }
+        }
+        lc.token_reserved = false;
+        if let (Some(spec), Some(breaker)) = (&policy.breaker, &mut client.breaker)
+            && lc.permit.is_none()
+        {
+            match breaker.try_acquire(spec, now) {
+                Some(p) => lc.permit = Some(p),
+                None => {
+                    self.arm_breaker_timer(edge, sched);
+                    return self.refuse(l, Refusal::Breaker, sched);
+                }
+            }
+            self.arm_breaker_timer(edge, sched);
+        }
+        let client = &mut self.clients[edge.index()];
+        let lc = &mut self.logicals[l];
+        let holds_slot = policy.bulkhead.is_some();
+        if let Some(spec) = &policy.bulkhead
+            && !lc.slot_granted
+        {
+            if client.bulkhead_active < spec.max_concurrent {
+                client.bulkhead_active += 1;
+            } else if !spec.max_wait.is_zero() {
+                lc.waiting = true;
+                client.bulkhead_queue.push_back(l);
+                let try_number = lc.tries;
+                sched.after(
+                    spec.max_wait,
+                    Event::BulkheadTimeout {
+                        logical: l,
+                        try_number,
+                    },
+                );
+                return;
+            } else {
+                // A full bulkhead is a failure for the breaker (opossum counts capacity
+                // rejections; resilience4j records BulkheadFullException).
+                if let Some(p) = lc.permit.take() {
+                    self.breaker_record(edge, p, true, SimDuration::ZERO, sched);
+                }
+                return self.refuse(l, Refusal::Bulkhead, sched);
+            }
+        }
+        lc.slot_granted = false;
+        let permit = lc.permit.take();
+        self.send_attempt(l, permit, holds_slot, sched);
+    }
+
+    fn send_attempt(
+        &mut self,
+        l: Id,
+        permit: Option<Permit>,
+        holds_slot: bool,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let now = sched.now();
+        let lc = &mut self.logicals[l];
+        let (edge, measured, retry, hedge) =
+            (lc.edge, lc.measured, lc.next_is_retry, lc.next_is_hedge);
+        lc.next_is_retry = false;
+        lc.next_is_hedge = false;
+        let a = self.attempts.insert(Attempt {
+            logical: l,
+            edge,
+            sent_at: now,
+            measured,
+            permit,
+            holds_slot,
+            retry,
+            hedge,
+        });
+        lc.in_flight += 1;
+        if lc.current.is_none() {
+            lc.current = Some(a);
+        } else {
+            lc.hedges.push(a);
+        }
+        let try_timeout = lc.try_timeout;
+        let deadline = lc.deadline;
+        if retry {
+            self.clients[edge.index()].active_retries += 1;
+        }
+        let m = &mut self.metrics.edges[edge.index()];
+        if measured {
+            m.attempts += 1;
+            m.retries += u64::from(retry);
+            m.hedges += u64::from(hedge);
+        }
+        let series = self.edge_series(edge);
+        self.metrics.series.record_attempt(series);
+        if let Some(t) = try_timeout {
+            sched.after(t, Event::AttemptTimeout(a));
+        }
+        let propagated = if self.policy(edge).propagate_deadline {
+            deadline
+        } else {
+            NO_DEADLINE
+        };
+        let link = self.spec.edges[edge.index()].link;
+        let request = Event::Request {
+            attempt: a,
+            edge,
+            measured,
+            deadline: propagated,
+        };
+        if !self.transmit(link, request, sched) {
+            self.metrics.edges[edge.index()].lost_requests += 1;
+        }
+    }
+
+    /// An attempt is over (answered, timed out or cancelled): give back what it held.
+    fn attempt_ended(&mut self, id: Id, att: &Attempt, sched: &mut Scheduler<Event>) {
+        let client = &mut self.clients[att.edge.index()];
+        if att.retry {
+            client.active_retries -= 1;
+        }
+        if att.holds_slot {
+            // The slot goes straight to the first caller waiting for one, if any.
+            let mut handed = false;
+            while let Some(next) = client.bulkhead_queue.pop_front() {
+                if let Some(w) = self.logicals.get_mut(next)
+                    && w.waiting
+                {
+                    w.waiting = false;
+                    w.slot_granted = true;
+                    self.immediate.push_back(Event::Launch(next));
+                    handed = true;
+                    break;
+                }
+            }
+            if !handed {
+                client.bulkhead_active -= 1;
+            }
+        }
+        if let Some(lc) = self.logicals.get_mut(att.logical) {
+            lc.in_flight -= 1;
+            if lc.current == Some(id) {
+                lc.current = None;
+            } else {
+                lc.hedges.retain(|&h| h != id);
+            }
+        }
+        let _ = sched;
+    }
+
+    fn breaker_record(
+        &mut self,
+        edge: EdgeId,
+        permit: Permit,
+        failure: bool,
+        took: SimDuration,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let now = sched.now();
+        let policy = &self.spec.policies[self.spec.edges[edge.index()].policy.index()];
+        if let (Some(spec), Some(b)) = (&policy.breaker, &mut self.clients[edge.index()].breaker) {
+            b.record(spec, now, permit, failure, took);
+        }
+        self.arm_breaker_timer(edge, sched);
+    }
+
+    /// Timer-driven breakers (opossum) move to half-open by themselves.
+    fn arm_breaker_timer(&mut self, edge: EdgeId, sched: &mut Scheduler<Event>) {
+        let policy = &self.spec.policies[self.spec.edges[edge.index()].policy.index()];
+        let client = &mut self.clients[edge.index()];
+        if let (Some(spec), Some(b)) = (&policy.breaker, &client.breaker)
+            && let Some(t) = b.timer_due(spec)
+            && client.breaker_timer_at != Some(t)
+        {
+            client.breaker_timer_at = Some(t);
+            sched.at(t.max(sched.now()), Event::BreakerTimer(edge));
+        }
+    }
+
+    pub(super) fn on_breaker_timer(&mut self, edge: EdgeId, sched: &mut Scheduler<Event>) {
+        let now = sched.now();
+        let policy = &self.spec.policies[self.spec.edges[edge.index()].policy.index()];
+        let client = &mut self.clients[edge.index()];
+        client.breaker_timer_at = None;
+        if let (Some(spec), Some(b)) = (&policy.breaker, &mut client.breaker) {
+            b.on_timer(spec, now);
+        }
+        self.arm_breaker_timer(edge, sched);
+    }
+
+    pub(super) fn on_reply(
+        &mut self,
+        a: Id,
+        edge: EdgeId,
+        status: Status,
+        degraded: bool,
+        measured: bool,
+        retry_after_ms: u32,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let now = sched.now();
+        let Some(att) = self.attempts.remove(a) else {
+            self.metrics.edges[edge.index()].late_replies += u64::from(measured);
+            return;
+        };
+        debug_assert_eq!(att.edge, edge);
+        self.attempt_ended(a, &att, sched);
+        let policy = self.policy(edge);
+        let failure = !status.is_ok() && policy.failure.statuses.contains(status);
+        let retryable = policy
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.retry_on.contains(status));
+        if let Some(p) = att.permit {
+            self.breaker_record(edge, p, failure, now.since(att.sent_at), sched);
+        }
+        self.throttle_note(edge, status.is_ok(), retryable);
+        if status.is_ok() {
+            if att.hedge && att.measured {
+                self.metrics.edges[edge.index()].hedges_won += 1;
+            }
+            self.complete(att.logical, Outcome::Ok { degraded }, sched);
+        } else {
+            let retry_after = SimDuration::from_millis(u64::from(retry_after_ms));
+            self.after_failure(att.logical, status, retry_after, sched);
+        }
+    }
+
+    fn throttle_note(&mut self, edge: EdgeId, ok: bool, retryable: bool) {
+        let policy = &self.spec.policies[self.spec.edges[edge.index()].policy.index()];
+        if let (Some(spec), Some(t)) = (
+            policy.retry.as_ref().and_then(|r| r.throttle.as_ref()),
+            &mut self.clients[edge.index()].throttle,
+        ) {
+            if ok {
+                t.on_success(spec);
+            } else if retryable {
+                t.on_retryable_failure();
+            }
+        }
+    }
+
+    pub(super) fn on_attempt_timeout(&mut self, a: Id, sched: &mut Scheduler<Event>) {
+        let now = sched.now();
+        // Already answered or cancelled: this timer is stale.
+        let Some(att) = self.attempts.remove(a) else {
+            return;
+        };
+        self.attempt_ended(a, &att, sched);
+        let edge = att.edge;
+        if att.measured {
+            self.metrics.edges[edge.index()].timeouts += 1;
+        }
+        let policy = self.policy(edge);
+        let failure = policy.failure.timeouts;
+        let retryable = policy
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.retry_on.contains(Status::DeadlineExceeded));
+        if let Some(p) = att.permit {
+            self.breaker_record(edge, p, failure, now.since(att.sent_at), sched);
+        }
+        self.throttle_note(edge, false, retryable);
+        self.after_failure(
+            att.logical,
+            Status::DeadlineExceeded,
+            SimDuration::ZERO,
+            sched,
+        );
+    }
+
+    pub(super) fn on_deadline(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+        let Some(lc) = self.logicals.get(l) else {
+            return;
+        };
+        if lc.measured {
+            self.metrics.edges[lc.edge.index()].timeouts += 1;
+        }
+        self.complete(l, Outcome::Failed(Status::DeadlineExceeded), sched);
+    }
+
+    pub(super) fn on_hedge(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+        let Some(lc) = self.logicals.get_mut(l) else {
+            return;
+        };
+        let h = self.spec.policies[self.spec.edges[lc.edge.index()].policy.index()]
+            .hedge
+            .expect("a hedge timer belongs to a hedging policy");
+        if lc.tries < h.max_attempts && lc.in_flight > 0 {
+            lc.next_is_hedge = true;
+            self.launch(l, sched);
+            if self.logicals.contains(l) {
+                sched.after(h.delay, Event::Hedge(l));
+            }
+        }
+    }
+
+    pub(super) fn on_bulkhead_timeout(
+        &mut self,
+        l: Id,
+        try_number: u32,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let Some(lc) = self.logicals.get_mut(l) else {
+            return;
+        };
+        if !lc.waiting || lc.tries != try_number {
+            return;
+        }
+        lc.waiting = false;
+        let edge = lc.edge;
+        let permit = lc.permit.take();
+        self.clients[edge.index()]
+            .bulkhead_queue
+            .retain(|&w| w != l);
+        if let Some(p) = permit {
+            self.breaker_record(edge, p, true, SimDuration::ZERO, sched);
+        }
+        self.refuse(l, Refusal::Bulkhead, sched);
+    }
+
+    /// An attempt refused before leaving the caller fails like any other: the retry
+    /// policy decides what happens next.
+    fn refuse(&mut self, l: Id, why: Refusal, sched: &mut Scheduler<Event>) {
+        let lc = &self.logicals[l];
+        let m = &mut self.metrics.edges[lc.edge.index()];
+        let measured = u64::from(lc.measured);
+        let status = match why {
+            Refusal::Breaker => {
+                m.rejected_breaker += measured;
+                Status::Unavailable
+            }
+            Refusal::Bulkhead => {
+                m.rejected_bulkhead += measured;
+                Status::ResourceExhausted
+            }
+            Refusal::RateLimit => {
+                m.rejected_rate_limit += measured;
+                Status::ResourceExhausted
+            }
+        };
+        self.after_failure(l, status, SimDuration::ZERO, sched);
+    }
+
+    /// After a failed attempt: hedge on, retry after a backoff, or give up.
+    fn after_failure(
+        &mut self,
+        l: Id,
+        status: Status,
+        retry_after: SimDuration,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let now = sched.now();
+        let Some(lc) = self.logicals.get_mut(l) else {
+            return;
+        };
+        let edge = lc.edge;
+        let spec = self.spec.clone();
+        let policy = &spec.policies[spec.edges[edge.index()].policy.index()];
+        if let Some(h) = policy.hedge {
+            if !h.non_fatal.contains(status) {
+                return self.complete(l, Outcome::Failed(status), sched);
+            }
+            if lc.in_flight == 0 {
+                if lc.tries < h.max_attempts {
+                    lc.next_is_hedge = true;
+                    return self.launch(l, sched);
+                }
+                return self.complete(l, Outcome::Failed(status), sched);
+            }
+            return; // the other hedges may still succeed
+        }
+        let Some(retry) = &policy.retry else {
+            return self.complete(l, Outcome::Failed(status), sched);
+        };
+        if !retry.retry_on.contains(status) || lc.tries >= retry.max_attempts {
+            return self.complete(l, Outcome::Failed(status), sched);
+        }
+        let client = &mut self.clients[edge.index()];
+        let allowed = match (&retry.throttle, &client.throttle) {
+            (Some(spec), Some(t)) if !t.allows_retry(spec) => false,
+            _ => match &retry.budget {
+                None => true,
+                Some(RetryBudget::Rate {
+                    percent,
+                    min_per_s,
+                    ttl,
+                }) => client
+                    .rate_budget
+                    .as_mut()
+                    .expect("a rate budget has its state")
+                    .try_retry(now, *percent, *min_per_s, *ttl),
+                Some(RetryBudget::Concurrency { percent, min }) => {
+                    let cap = (*min).max((percent * f64::from(client.active_calls)) as u32);
+                    client.active_retries < cap
+                }
+            },
+        };
+        if !allowed {
+            if lc.measured {
+                self.metrics.edges[edge.index()].rejected_budget += 1;
+            }
+            return self.complete(l, Outcome::Failed(status), sched);
+        }
+        let mut delay = retry
+            .backoff
+            .delay(lc.tries, lc.previous_backoff, &mut client.rng);
+        lc.previous_backoff = delay;
+        if retry.pushback {
+            delay = delay.max(retry_after);
+        }
+        if lc.deadline != NO_DEADLINE && now.checked_add(delay).is_none_or(|t| t >= lc.deadline) {
+            // The retry could not finish before the deadline.
+            return self.complete(l, Outcome::Failed(status), sched);
+        }
+        lc.next_is_retry = true;
+        if delay.is_zero() {
+            self.immediate.push_back(Event::Launch(l));
+        } else {
+            sched.after(delay, Event::Launch(l));
+        }
+    }
+
+    /// Takes a logical call apart: cancels its attempts in flight and gives back what
+    /// it holds. `succeeded` tells a half-open breaker how a cancelled probe went.
+    fn dismantle(
+        &mut self,
+        l: Id,
+        succeeded: bool,
+        sched: &mut Scheduler<Event>,
+    ) -> Option<Logical> {
+        let lc = self.logicals.remove(l)?;
+        let now = sched.now();
+        for a in lc.current.iter().chain(&lc.hedges).copied() {
+            if let Some(att) = self.attempts.remove(a) {
+                self.attempt_ended(a, &att, sched);
+                if att.measured {
+                    self.metrics.edges[att.edge.index()].cancelled += 1;
+                }
+                if let Some(p) = att.permit {
+                    self.breaker_record(att.edge, p, !succeeded, now.since(att.sent_at), sched);
+                }
+            }
+        }
+        let client = &mut self.clients[lc.edge.index()];
+        if lc.waiting {
+            client.bulkhead_queue.retain(|&w| w != l);
+        }
+        client.active_calls -= 1;
+        if let Some(p) = lc.permit {
+            self.breaker_record(lc.edge, p, !succeeded, SimDuration::ZERO, sched);
+        }
+        Some(lc)
+    }
+
+    /// The caller no longer wants the answer (its fiber was cancelled).
+    pub(super) fn abandon_call(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+        let _ = self.dismantle(l, false, sched);
+    }
+
+    /// The logical call is over: record it and tell the caller.
+    pub(super) fn complete(&mut self, l: Id, outcome: Outcome, sched: &mut Scheduler<Event>) {
+        let now = sched.now();
+        let succeeded = matches!(outcome, Outcome::Ok { .. });
+        let Some(lc) = self.dismantle(l, succeeded, sched) else {
+            return;
+        };
+        let edge = lc.edge;
+        let fallback = self.policy(edge).fallback;
+        let m = &mut self.metrics.edges[edge.index()];
+        let measured = lc.measured;
+        let (status, degraded) = match (outcome, fallback) {
+            (Outcome::Ok { degraded }, _) => {
+                m.ok += u64::from(measured);
+                (Status::Ok, degraded)
+            }
+            (Outcome::Failed(_), Some(Fallback::Degraded)) => {
+                m.ok += u64::from(measured);
+                m.fallbacks += u64::from(measured);
+                (Status::Ok, true)
+            }
+            (Outcome::Failed(_), Some(Fallback::Status(s))) => {
+                if measured {
+                    m.fallbacks += 1;
+                    m.errors.add(s);
+                }
+                (s, false)
+            }
+            (Outcome::Failed(s), None) => {
+                if measured {
+                    m.errors.add(s);
+                }
+                (s, false)
+            }
+        };
+        let latency = now.since(lc.started_at);
+        if measured {
+            m.latency.record(latency);
+        }
+        let series = self.edge_series(edge);
+        self.metrics.series.record(series, latency, !status.is_ok());
+        match lc.origin {
+            Origin::Workload { workload, user } => {
+                let wm = &mut self.metrics.workloads[workload.index()];
+                if measured {
+                    if status.is_ok() {
+                        wm.ok += 1;
+                        wm.degraded += u64::from(degraded);
+                    } else {
+                        wm.errors.add(status);
+                    }
+                    wm.latency.record(latency);
+                }
+                self.metrics
+                    .series
+                    .record(workload.index(), latency, !status.is_ok());
+                self.workload_answered(workload, user, sched);
+            }
+            Origin::Fiber(f) => self.immediate.push_back(Event::CallDone {
+                fiber: f,
+                status,
+                degraded,
+            }),
+        }
+    }
+
+    /// A fiber learns how its call ended.
+    pub(super) fn call_done(
+        &mut self,
+        f: Id,
+        status: Status,
+        degraded: bool,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let Some(fiber) = self.fibers.get(f) else {
+            return; // cancelled meanwhile
+        };
+        if status.is_ok() {
+            if degraded {
+                self.invocations[fiber.invocation].degraded = true;
+            }
+            self.resume(f, sched.now());
+        } else {
+            let Step::Call(site) = self.spec.seqs[fiber.seq.index()][fiber.pc as usize - 1] else {
+                unreachable!("a fiber waiting on a call stopped at a call step")
+            };
+            self.finish_fiber(f, Outcome::Failed(site.translate.apply(status)), sched);
+        }
+    }
+}

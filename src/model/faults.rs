@@ -1,0 +1,168 @@
+//! Faults on a schedule: replicas down or crashed, slow, failing; links partitioned,
+//! lossy or slow. Each fault counts what it actually touched (`affected`), so that a
+//! check can never pass because a fault silently never fired.
+
+use super::spec::{FaultKind, FaultTarget, LinkId, ServiceId, Spec};
+use super::status::Status;
+use super::world::{Event, World};
+use crate::engine::{Scheduler, SimDuration, Stream, stream};
+use rand::RngExt;
+
+pub(super) struct FaultState {
+    pub affected: Vec<u64>,
+    /// Active faults per service and per link (usually empty: one check per use).
+    by_service: Vec<Vec<u32>>,
+    by_link: Vec<Vec<u32>>,
+    /// Each fault draws (loss, error, extra latency) from its own stream.
+    rngs: Vec<Stream>,
+}
+
+impl FaultState {
+    pub fn new(spec: &Spec, seed: u64) -> Self {
+        FaultState {
+            affected: vec![0; spec.faults.len()],
+            by_service: vec![Vec::new(); spec.services.len()],
+            by_link: vec![Vec::new(); spec.links.len()],
+            rngs: (0..spec.faults.len())
+                .map(|i| stream(seed, &format!("fault/{i}")))
+                .collect(),
+        }
+    }
+
+    pub fn service_faulted(&self, s: ServiceId) -> bool {
+        !self.by_service[s.index()].is_empty()
+    }
+
+    pub fn link_faulted(&self, l: LinkId) -> bool {
+        !self.by_link[l.index()].is_empty()
+    }
+
+    fn targets_replica(spec: &Spec, fault: usize, first: u32, replica: u32) -> bool {
+        match spec.faults[fault].target {
+            FaultTarget::Service { replica: None, .. } => true,
+            FaultTarget::Service {
+                replica: Some(r), ..
+            } => first + r == replica,
+            FaultTarget::Links(_) => false,
+        }
+    }
+
+    /// A request reaches `replica` of a faulted service: refused or failed, or None.
+    pub fn on_arrival(
+        &mut self,
+        spec: &Spec,
+        first: u32,
+        s: ServiceId,
+        replica: u32,
+    ) -> Option<Status> {
+        for &f in &self.by_service[s.index()] {
+            let f = f as usize;
+            if !Self::targets_replica(spec, f, first, replica) {
+                continue;
+            }
+            match spec.faults[f].kind {
+                FaultKind::Down | FaultKind::Crash => {
+                    self.affected[f] += 1;
+                    return Some(Status::Unavailable);
+                }
+                FaultKind::Error { status, p } => {
+                    if self.rngs[f].random::<f64>() < p {
+                        self.affected[f] += 1;
+                        return Some(status);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Extra time a `work` step takes on a slowed replica.
+    pub fn extra_work(
+        &mut self,
+        spec: &Spec,
+        first: u32,
+        s: ServiceId,
+        replica: u32,
+    ) -> SimDuration {
+        let mut extra = SimDuration::ZERO;
+        for &f in &self.by_service[s.index()] {
+            let f = f as usize;
+            if let FaultKind::Slow(d) = &spec.faults[f].kind
+                && Self::targets_replica(spec, f, first, replica)
+            {
+                extra = extra + d.sample(&mut self.rngs[f]);
+                self.affected[f] += 1;
+            }
+        }
+        extra
+    }
+
+    /// A message crosses a faulted link: None if dropped, else its extra latency.
+    pub fn on_message(&mut self, spec: &Spec, l: LinkId) -> Option<SimDuration> {
+        let mut extra = SimDuration::ZERO;
+        for &f in &self.by_link[l.index()] {
+            let f = f as usize;
+            match &spec.faults[f].kind {
+                FaultKind::Partition => {
+                    self.affected[f] += 1;
+                    return None;
+                }
+                FaultKind::LinkLoss(p) => {
+                    if self.rngs[f].random::<f64>() < *p {
+                        self.affected[f] += 1;
+                        return None;
+                    }
+                }
+                FaultKind::LinkLatency(d) => {
+                    extra = extra + d.sample(&mut self.rngs[f]);
+                    self.affected[f] += 1;
+                }
+                _ => {}
+            }
+        }
+        Some(extra)
+    }
+}
+
+impl World {
+    pub(super) fn fault_start(&mut self, i: usize, sched: &mut Scheduler<Event>) {
+        let fault = &self.spec.faults[i];
+        match &fault.target {
+            FaultTarget::Service { service, replica } => {
+                self.faults.by_service[service.index()].push(i as u32);
+                if let FaultKind::Crash = fault.kind {
+                    let first = self.first_replica[service.index()];
+                    let count = self.spec.services[service.index()].replicas;
+                    let crashed: Vec<u32> = match replica {
+                        Some(r) => vec![first + r],
+                        None => (first..first + count).collect(),
+                    };
+                    for r in crashed {
+                        let lost = self.crash_replica(r, sched);
+                        self.faults.affected[i] += lost;
+                    }
+                }
+            }
+            FaultTarget::Links(links) => {
+                for l in links {
+                    self.faults.by_link[l.index()].push(i as u32);
+                }
+            }
+        }
+    }
+
+    pub(super) fn fault_end(&mut self, i: usize) {
+        let i32 = i as u32;
+        match &self.spec.faults[i].target {
+            FaultTarget::Service { service, .. } => {
+                self.faults.by_service[service.index()].retain(|&f| f != i32);
+            }
+            FaultTarget::Links(links) => {
+                for l in links {
+                    self.faults.by_link[l.index()].retain(|&f| f != i32);
+                }
+            }
+        }
+    }
+}
