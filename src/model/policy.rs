@@ -362,3 +362,151 @@ mod tests {
         assert_eq!(s.iter().count(), 2);
     }
 }
+
+/// The presets that reproduce real libraries (`../shared/SEMANTICS.md`). A preset sets
+/// every field to that library's defaults; fields written next to it override them.
+pub const PRESETS: [&str; 7] = [
+    "opossum",
+    "resilience4j",
+    "polly",
+    "axios-retry",
+    "grpc",
+    "envoy",
+    "finagle",
+];
+
+fn all_errors() -> StatusSet {
+    let mut s = StatusSet::EMPTY;
+    for st in Status::ALL.into_iter().filter(|s| !s.is_ok()) {
+        s.insert(st);
+    }
+    s
+}
+
+impl PolicySpec {
+    pub fn preset(name: &str, preset: &str) -> Option<PolicySpec> {
+        use super::backoff::Backoff;
+        let mut p = PolicySpec::none(name);
+        p.failure.statuses = all_errors();
+        match preset {
+            // opossum: a breaker with a 10 s per-call timeout; no retries of its own.
+            "opossum" => {
+                p.try_timeout = Some(SimDuration::from_secs(10));
+                p.breaker = Some(BreakerSpec::opossum());
+            }
+            // resilience4j: CircuitBreaker + Retry (3 attempts, 500 ms apart, every
+            // error) + TimeLimiter (1 s per call).
+            "resilience4j" => {
+                p.try_timeout = Some(SimDuration::from_secs(1));
+                p.breaker = Some(BreakerSpec::resilience4j());
+                p.retry = Some(RetrySpec {
+                    max_attempts: 3,
+                    backoff: Backoff {
+                        kind: super::backoff::BackoffKind::Fixed,
+                        base: SimDuration::from_millis(500),
+                        multiplier: 1.0,
+                        cap: SimDuration::from_millis(500),
+                        jitter: super::backoff::Jitter::None,
+                    },
+                    retry_on: all_errors(),
+                    pushback: false,
+                    budget: None,
+                    throttle: None,
+                });
+            }
+            // Polly v8: circuit breaker + retry (3 retries, 2 s constant, every error).
+            "polly" => {
+                p.breaker = Some(BreakerSpec::polly());
+                p.retry = Some(RetrySpec {
+                    max_attempts: 4,
+                    backoff: Backoff::polly(),
+                    retry_on: all_errors(),
+                    pushback: false,
+                    budget: None,
+                    throttle: None,
+                });
+            }
+            // axios-retry: 3 retries, exponentialDelay, on network errors, 429 and 5xx
+            // answers; its own timeouts (ECONNABORTED) are not retried.
+            "axios-retry" => {
+                p.retry = Some(RetrySpec {
+                    max_attempts: 4,
+                    backoff: Backoff::axios_retry(),
+                    retry_on: StatusSet::of(&[
+                        Status::Unavailable,
+                        Status::Internal,
+                        Status::ResourceExhausted,
+                    ]),
+                    pushback: false,
+                    budget: None,
+                    throttle: None,
+                });
+            }
+            // gRPC (gRFC A6 example config): 4 attempts, 100 ms x2 up to 1 s, +-20%,
+            // UNAVAILABLE only, pushback honoured, throttling 10 tokens / 0.1; deadlines
+            // propagate.
+            "grpc" => {
+                p.propagate_deadline = true;
+                p.retry = Some(RetrySpec {
+                    max_attempts: 4,
+                    backoff: Backoff::grpc(),
+                    retry_on: StatusSet::of(&[Status::Unavailable]),
+                    pushback: true,
+                    budget: None,
+                    throttle: Some(Throttle {
+                        max_tokens: 10.0,
+                        token_ratio: 0.1,
+                    }),
+                });
+            }
+            // Envoy: 15 s route timeout over all attempts, 1 retry on 5xx with full
+            // jitter from 25 ms, retry budget 20% (at least 3), 1024 concurrent requests.
+            "envoy" => {
+                p.deadline = Some(SimDuration::from_secs(15));
+                p.retry = Some(RetrySpec {
+                    max_attempts: 2,
+                    backoff: Backoff::envoy(),
+                    retry_on: StatusSet::of(&[
+                        Status::Unavailable,
+                        Status::Internal,
+                        Status::DeadlineExceeded,
+                    ]),
+                    pushback: false,
+                    budget: Some(RetryBudget::Concurrency {
+                        percent: 0.2,
+                        min: 3,
+                    }),
+                    throttle: None,
+                });
+                p.bulkhead = Some(BulkheadSpec {
+                    max_concurrent: 1024,
+                    max_wait: SimDuration::ZERO,
+                });
+            }
+            // Finagle: requeues of failed connections, at once, within the RetryBudget
+            // (20% of requests plus 10/s over 10 s).
+            "finagle" => {
+                p.retry = Some(RetrySpec {
+                    max_attempts: 25,
+                    backoff: Backoff {
+                        kind: super::backoff::BackoffKind::Fixed,
+                        base: SimDuration::ZERO,
+                        multiplier: 1.0,
+                        cap: SimDuration::ZERO,
+                        jitter: super::backoff::Jitter::None,
+                    },
+                    retry_on: StatusSet::of(&[Status::Unavailable]),
+                    pushback: false,
+                    budget: Some(RetryBudget::Rate {
+                        percent: 0.2,
+                        min_per_s: 10.0,
+                        ttl: SimDuration::from_secs(10),
+                    }),
+                    throttle: None,
+                });
+            }
+            _ => return None,
+        }
+        Some(p)
+    }
+}

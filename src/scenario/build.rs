@@ -6,6 +6,12 @@ use super::diag::Diagnostic;
 use super::duration;
 use super::raw::*;
 use crate::engine::{SimDuration, SimTime};
+use crate::model::backoff::{Backoff, BackoffKind, Jitter};
+use crate::model::breaker::{BreakerSpec, BreakerWindow, Compare, Evaluate, SlowCall, Transition};
+use crate::model::policy::{
+    BulkheadSpec, Fallback, HedgeSpec, PRESETS, PolicySpec, RateLimitSpec, RetryBudget, RetrySpec,
+    StatusSet, Throttle,
+};
 use crate::model::spec::*;
 use crate::model::{Dist, Status, Translation};
 use std::collections::BTreeMap;
@@ -61,6 +67,12 @@ struct Builder {
     default_latency: Option<Dist>,
     default_loss: f64,
     graph: Graph,
+    policies: Vec<PolicySpec>,
+    policy_ids: BTreeMap<String, PolicyId>,
+    default_policy: PolicyId,
+    /// The span of the call site that fixed each edge's policy, for conflicts.
+    edge_policy_span: BTreeMap<EdgeId, Range<usize>>,
+    faults: Vec<FaultSpec>,
 }
 
 fn span<T>(s: &Spanned<T>) -> Range<usize> {
@@ -133,6 +145,7 @@ impl Builder {
         };
 
         self.network(&raw.network);
+        self.policies(raw);
         self.declare_services(raw);
         let workload_names: Vec<&Name> = raw.workloads.keys().collect();
         for w in &workload_names {
@@ -163,6 +176,9 @@ impl Builder {
         }
         self.check_cycles();
         self.check_link_overrides_used();
+        for f in &raw.faults {
+            self.fault(f);
+        }
 
         let seed = seed?;
         let spec = Spec {
@@ -186,8 +202,8 @@ impl Builder {
             seqs: std::mem::take(&mut self.seqs),
             parallels: std::mem::take(&mut self.parallels),
             dists: std::mem::take(&mut self.dists),
-            policies: vec![crate::model::policy::PolicySpec::none("none")],
-            faults: Vec::new(),
+            policies: std::mem::take(&mut self.policies),
+            faults: std::mem::take(&mut self.faults),
         };
         Some(Built {
             name,
@@ -557,6 +573,735 @@ impl Builder {
         Some(DistId(self.dists.len() as u32 - 1))
     }
 
+    // ---- policies ----
+
+    fn statuses(&mut self, list: &Statuses) -> StatusSet {
+        let mut set = StatusSet::EMPTY;
+        for st in list.get_ref() {
+            if let Some(st) = self.status(st, false) {
+                set.insert(st);
+            }
+        }
+        set
+    }
+
+    /// A percentage (0 to 100) as a fraction.
+    fn percent(&mut self, v: &Spanned<f64>, what: &str) -> Option<f64> {
+        let x = *v.get_ref();
+        if !(0.0..=100.0).contains(&x) {
+            self.error(
+                span(v),
+                format!("{what} is {x}, not a percentage"),
+                "a number from 0 to 100",
+            );
+            return None;
+        }
+        Some(x / 100.0)
+    }
+
+    fn positive_f64(&mut self, v: &Spanned<f64>, what: &str) -> Option<f64> {
+        let x = *v.get_ref();
+        if !(x > 0.0 && x.is_finite()) {
+            self.error(span(v), format!("{what} is {x}"), "a number above zero");
+            return None;
+        }
+        Some(x)
+    }
+
+    fn policies(&mut self, raw: &RawScenario) {
+        for (name, p) in &raw.policies {
+            self.check_name(name, "policy");
+            if name.get_ref() == "none" {
+                self.error(
+                    span(name),
+                    "`none` is the name of the implicit empty policy",
+                    "another name",
+                );
+            }
+            let spec = self
+                .policy(name.get_ref(), p)
+                .unwrap_or_else(|| PolicySpec::none(name.get_ref()));
+            self.policy_ids
+                .insert(name.get_ref().clone(), PolicyId(self.policies.len() as u32));
+            self.policies.push(spec);
+        }
+        // Calls that name no policy use `default` if the scenario has one, else none.
+        self.default_policy = match self.policy_ids.get("default") {
+            Some(&id) => id,
+            None => {
+                self.policies.push(PolicySpec::none("none"));
+                PolicyId(self.policies.len() as u32 - 1)
+            }
+        };
+    }
+
+    fn policy_ref(&mut self, name: Option<&Spanned<String>>) -> PolicyId {
+        let Some(name) = name else {
+            return self.default_policy;
+        };
+        if let Some(&id) = self.policy_ids.get(name.get_ref()) {
+            return id;
+        }
+        let known: Vec<&str> = self.policy_ids.keys().map(String::as_str).collect();
+        self.error(
+            span(name),
+            format!("unknown policy `{}`", name.get_ref()),
+            if known.is_empty() {
+                "a [policies.NAME] table (this scenario has none)".to_owned()
+            } else {
+                format!("one of: {}", known.join(", "))
+            },
+        );
+        self.default_policy
+    }
+
+    fn policy(&mut self, name: &str, raw: &Spanned<RawPolicy>) -> Option<PolicySpec> {
+        let r = raw.get_ref();
+        let mut p = match &r.preset {
+            Some(ps) => match PolicySpec::preset(name, ps.get_ref()) {
+                Some(p) => p,
+                None => {
+                    self.error(
+                        span(ps),
+                        format!("unknown preset `{}`", ps.get_ref()),
+                        format!("one of: {}", PRESETS.join(", ")),
+                    );
+                    PolicySpec::none(name)
+                }
+            },
+            None => PolicySpec::none(name),
+        };
+        if let Some(t) = &r.timeout {
+            p.try_timeout = self.positive_duration(t, "a timeout");
+        }
+        if let Some(d) = &r.deadline {
+            p.deadline = self.positive_duration(d, "a deadline");
+        }
+        if let Some(b) = &r.propagate_deadline {
+            p.propagate_deadline = *b.get_ref();
+        }
+        if let Some(f) = &r.fallback {
+            p.fallback = if f.get_ref() == "degraded" {
+                Some(Fallback::Degraded)
+            } else {
+                match Status::from_name(f.get_ref()) {
+                    Some(st) if !st.is_ok() => Some(Fallback::Status(st)),
+                    _ => {
+                        self.error(
+                            span(f),
+                            format!("`{}` is not a fallback", f.get_ref()),
+                            "\"degraded\" (ok, marked degraded) or an error status",
+                        );
+                        None
+                    }
+                }
+            };
+        }
+        if let Some(retry) = &r.retry {
+            let base = p.retry.take();
+            p.retry = self.retry(retry, base);
+        }
+        if let Some(b) = &r.breaker {
+            let base = p.breaker.take().unwrap_or_else(BreakerSpec::resilience4j);
+            p.breaker = self.breaker(b, base, &mut p);
+        }
+        if let Some(b) = &r.bulkhead {
+            let bh = b.get_ref();
+            let max_concurrent = match (&bh.max_concurrent, p.bulkhead) {
+                (Some(m), _) => self.int_u32(m, 1, "max_concurrent", "at least 1"),
+                (None, Some(base)) => Some(base.max_concurrent),
+                (None, None) => {
+                    self.error(
+                        span(b),
+                        "a bulkhead needs `max_concurrent`",
+                        "max_concurrent = N",
+                    );
+                    None
+                }
+            };
+            let max_wait = match &bh.max_wait {
+                Some(w) => self.duration(w),
+                None => Some(p.bulkhead.map_or(SimDuration::ZERO, |b| b.max_wait)),
+            };
+            p.bulkhead = match (max_concurrent, max_wait) {
+                (Some(max_concurrent), Some(max_wait)) => Some(BulkheadSpec {
+                    max_concurrent,
+                    max_wait,
+                }),
+                _ => None,
+            };
+        }
+        if let Some(l) = &r.rate_limit {
+            let rl = l.get_ref();
+            let rate = match &rl.rate {
+                Some(x) => self.positive_f64(x, "the rate"),
+                None => {
+                    self.error(
+                        span(l),
+                        "a rate limiter needs `rate` (per second)",
+                        "rate = 50",
+                    );
+                    None
+                }
+            };
+            let burst = match &rl.burst {
+                Some(b) => self.positive_f64(b, "the burst"),
+                None => rate.map(|r| r.max(1.0)),
+            };
+            let max_wait = match &rl.max_wait {
+                Some(w) => self.duration(w),
+                None => Some(SimDuration::ZERO),
+            };
+            if let (Some(rate_per_s), Some(burst), Some(max_wait)) = (rate, burst, max_wait) {
+                p.rate_limit = Some(RateLimitSpec {
+                    rate_per_s,
+                    burst,
+                    max_wait,
+                });
+            }
+        }
+        if let Some(h) = &r.hedge {
+            let hg = h.get_ref();
+            let delay = match &hg.delay {
+                Some(d) => self.duration(d),
+                None => {
+                    self.error(span(h), "hedging needs `delay`", "delay = \"50ms\"");
+                    None
+                }
+            };
+            let max_attempts = match &hg.max_attempts {
+                Some(m) => self.int_u32(
+                    m,
+                    2,
+                    "max_attempts",
+                    "at least 2 (the original and one hedge)",
+                ),
+                None => Some(2),
+            };
+            let non_fatal = hg
+                .non_fatal
+                .as_ref()
+                .map(|l| self.statuses(l))
+                .unwrap_or_default();
+            if let (Some(delay), Some(max_attempts)) = (delay, max_attempts) {
+                p.hedge = Some(HedgeSpec {
+                    delay,
+                    max_attempts,
+                    non_fatal,
+                });
+            }
+            if p.retry.is_some() {
+                self.error(
+                    span(h),
+                    "a policy cannot both retry and hedge",
+                    "either [retry] or [hedge] (as in gRPC's service config)",
+                );
+            }
+        }
+        Some(p)
+    }
+
+    fn retry(&mut self, raw: &Spanned<RawRetry>, base: Option<RetrySpec>) -> Option<RetrySpec> {
+        let r = raw.get_ref();
+        let max_attempts = match (&r.max_attempts, &r.retries, &base) {
+            (Some(_), Some(rt), _) => {
+                self.error(
+                    span(rt),
+                    "both `max_attempts` and `retries`",
+                    "one of them: max_attempts counts the original, retries does not",
+                );
+                None
+            }
+            (Some(m), None, _) => {
+                self.int_u32(m, 1, "max_attempts", "at least 1 (the original attempt)")
+            }
+            (None, Some(rt), _) => self.int_u32(rt, 0, "retries", "0 or more").map(|n| n + 1),
+            (None, None, Some(b)) => Some(b.max_attempts),
+            (None, None, None) => {
+                self.error(
+                    span(raw),
+                    "a retry policy needs `max_attempts` or `retries`",
+                    "max_attempts = 3 (the original included) or retries = 2",
+                );
+                None
+            }
+        };
+        let mut backoff = base.as_ref().map_or(
+            Backoff {
+                kind: BackoffKind::Fixed,
+                base: SimDuration::ZERO,
+                multiplier: 2.0,
+                cap: crate::model::backoff::UNCAPPED,
+                jitter: Jitter::None,
+            },
+            |b| b.backoff,
+        );
+        if let Some(k) = &r.backoff {
+            backoff.kind = match k.get_ref().as_str() {
+                "fixed" => BackoffKind::Fixed,
+                "linear" => BackoffKind::Linear,
+                "exponential" => BackoffKind::Exponential,
+                other => {
+                    self.error(
+                        span(k),
+                        format!("unknown backoff `{other}`"),
+                        "fixed, linear or exponential",
+                    );
+                    backoff.kind
+                }
+            };
+        }
+        if let Some(b) = &r.base {
+            backoff.base = self.duration(b).unwrap_or(backoff.base);
+        }
+        if let Some(m) = &r.multiplier {
+            backoff.multiplier = self
+                .positive_f64(m, "the multiplier")
+                .unwrap_or(backoff.multiplier);
+        }
+        if let Some(c) = &r.cap {
+            backoff.cap = self.duration(c).unwrap_or(backoff.cap);
+        }
+        if let Some(j) = &r.jitter {
+            let range = r.jitter_range.as_ref();
+            backoff.jitter = match j.get_ref().as_str() {
+                "none" => Jitter::None,
+                "full" => Jitter::Full,
+                "equal" => Jitter::Equal,
+                "decorrelated" => Jitter::Decorrelated,
+                "proportional" => match (range.map(|r| r.get_ref().as_slice()), backoff.jitter) {
+                    (Some(&[low, high]), _) if (-1.0..=high).contains(&low) && high.is_finite() => {
+                        Jitter::Proportional { low, high }
+                    }
+                    (None, Jitter::Proportional { low, high }) => {
+                        Jitter::Proportional { low, high }
+                    }
+                    _ => {
+                        self.error(span(j), "proportional jitter needs `jitter_range = [low, high]`", "e.g. [0, 0.2] (axios-retry), [-0.2, 0.2] (gRPC), [-0.5, 0.5] (resilience4j); -1 <= low <= high");
+                        backoff.jitter
+                    }
+                },
+                other => {
+                    self.error(
+                        span(j),
+                        format!("unknown jitter `{other}`"),
+                        "none, full, equal, decorrelated or proportional",
+                    );
+                    backoff.jitter
+                }
+            };
+        }
+        let retry_on = match &r.on {
+            Some(list) => self.statuses(list),
+            None => base
+                .as_ref()
+                .map_or(StatusSet::of(&[Status::Unavailable]), |b| b.retry_on),
+        };
+        let pushback = r
+            .pushback
+            .as_ref()
+            .map_or(base.as_ref().is_some_and(|b| b.pushback), |b| *b.get_ref());
+        let budget = match &r.budget {
+            None => base.as_ref().and_then(|b| b.budget.clone()),
+            Some(b) => {
+                let bg = b.get_ref();
+                let percent = self.percent(&bg.percent, "the budget percentage")?;
+                match (&bg.min_concurrency, &bg.min_per_s, &bg.ttl) {
+                    (Some(m), None, None) => Some(RetryBudget::Concurrency {
+                        percent,
+                        min: self.int_u32(m, 0, "min_concurrency", "0 or more")?,
+                    }),
+                    (None, min, ttl) => Some(RetryBudget::Rate {
+                        percent,
+                        min_per_s: min.as_ref().map_or(Some(0.0), |m| {
+                            let x = *m.get_ref();
+                            (x >= 0.0 && x.is_finite()).then_some(x)
+                        })?,
+                        ttl: match ttl {
+                            Some(t) => self.positive_duration(t, "the budget ttl")?,
+                            None => SimDuration::from_secs(10),
+                        },
+                    }),
+                    _ => {
+                        self.error(span(b), "a budget is either a rate (min_per_s, ttl) or a concurrency (min_concurrency)", "Finagle: { percent = 20, min_per_s = 10, ttl = \"10s\" }; Envoy: { percent = 20, min_concurrency = 3 }");
+                        None
+                    }
+                }
+            }
+        };
+        let throttle = match &r.throttle {
+            None => base.as_ref().and_then(|b| b.throttle),
+            Some(t) => {
+                let th = t.get_ref();
+                let max_tokens = self.positive_f64(&th.max_tokens, "max_tokens");
+                let token_ratio = self.positive_f64(&th.token_ratio, "token_ratio");
+                Some(Throttle {
+                    max_tokens: max_tokens?,
+                    token_ratio: token_ratio?,
+                })
+            }
+        };
+        Some(RetrySpec {
+            max_attempts: max_attempts?,
+            backoff,
+            retry_on,
+            pushback,
+            budget,
+            throttle,
+        })
+    }
+
+    fn breaker(
+        &mut self,
+        raw: &Spanned<RawBreaker>,
+        mut b: BreakerSpec,
+        policy: &mut PolicySpec,
+    ) -> Option<BreakerSpec> {
+        let r = raw.get_ref();
+        let window = r.window.as_ref().map(|w| (w, w.get_ref().as_str()));
+        match window {
+            None => {}
+            Some((_, "count")) => {
+                let calls = match &r.size {
+                    Some(n) => self.int_u32(n, 1, "the window size", "at least 1 call")?,
+                    None => match b.window {
+                        BreakerWindow::Count { calls } => calls,
+                        BreakerWindow::Time { .. } => 100,
+                    },
+                };
+                b.window = BreakerWindow::Count { calls };
+            }
+            Some((_, "time")) => {
+                let buckets = match &r.buckets {
+                    Some(n) => self.int_u32(n, 1, "buckets", "at least 1")?,
+                    None => 10,
+                };
+                let total = match &r.duration {
+                    Some(d) => self.positive_duration(d, "the window duration")?,
+                    None => SimDuration::from_secs(10),
+                };
+                b.window = BreakerWindow::Time {
+                    buckets,
+                    bucket: SimDuration::from_nanos((total.as_nanos() / u64::from(buckets)).max(1)),
+                };
+            }
+            Some((w, other)) => {
+                self.error(
+                    span(w),
+                    format!("unknown breaker window `{other}`"),
+                    "\"count\" (the last N calls) or \"time\" (the last `duration`)",
+                );
+            }
+        }
+        if let Some(x) = &r.failure_rate {
+            b.failure_rate = self.percent(x, "failure_rate")?;
+        }
+        if let Some(c) = &r.compare {
+            b.compare = match c.get_ref().as_str() {
+                ">" => Compare::Greater,
+                ">=" => Compare::GreaterOrEqual,
+                other => {
+                    self.error(
+                        span(c),
+                        format!("unknown comparison `{other}`"),
+                        "\">\" (opossum) or \">=\" (resilience4j, Polly)",
+                    );
+                    b.compare
+                }
+            };
+        }
+        match (&r.slow_call_duration, &r.slow_call_rate) {
+            (None, None) => {}
+            (d, rate) => {
+                let duration = match d {
+                    Some(d) => self.positive_duration(d, "slow_call_duration")?,
+                    None => b
+                        .slow_call
+                        .map_or(SimDuration::from_secs(60), |s| s.duration),
+                };
+                let rate = match rate {
+                    Some(x) => self.percent(x, "slow_call_rate")?,
+                    None => b.slow_call.map_or(1.0, |s| s.rate),
+                };
+                b.slow_call = Some(SlowCall { duration, rate });
+            }
+        }
+        if let Some(m) = &r.minimum_calls {
+            b.minimum_calls = self.int_u32(m, 0, "minimum_calls", "0 or more")?;
+        }
+        if let Some(e) = &r.evaluate {
+            b.evaluate = match e.get_ref().as_str() {
+                "every_call" => Evaluate::EveryCall,
+                "on_failure" => Evaluate::OnFailure,
+                other => {
+                    self.error(
+                        span(e),
+                        format!("unknown evaluate `{other}`"),
+                        "\"every_call\" (resilience4j) or \"on_failure\" (opossum, Polly)",
+                    );
+                    b.evaluate
+                }
+            };
+        }
+        if let Some(c) = &r.count_rejections {
+            b.count_rejections = *c.get_ref();
+        }
+        if let Some(o) = &r.open_for {
+            b.open_for = self.positive_duration(o, "open_for")?;
+            b.open_max = b.open_max.max(b.open_for);
+        }
+        if let Some(g) = &r.open_growth {
+            let x = *g.get_ref();
+            if !(x >= 1.0 && x.is_finite()) {
+                self.error(
+                    span(g),
+                    format!("open_growth is {x}"),
+                    "1 (fixed) or more (growing)",
+                );
+                return None;
+            }
+            b.open_growth = x;
+            if r.open_max.is_none() && x > 1.0 {
+                b.open_max = crate::model::backoff::UNCAPPED;
+            }
+        }
+        if let Some(m) = &r.open_max {
+            b.open_max = self.positive_duration(m, "open_max")?;
+            if b.open_max < b.open_for {
+                self.error(
+                    span(m),
+                    "open_max is shorter than open_for",
+                    "open_max >= open_for",
+                );
+            }
+        }
+        if let Some(n) = &r.half_open_probes {
+            b.half_open_probes = self.int_u32(n, 1, "half_open_probes", "at least 1")?;
+        }
+        if let Some(h) = &r.half_open {
+            b.transition = match h.get_ref().as_str() {
+                "lazy" => Transition::Lazy,
+                "timer" => Transition::Timer,
+                other => {
+                    self.error(
+                        span(h),
+                        format!("unknown half_open `{other}`"),
+                        "\"lazy\" (on the next call: resilience4j, Polly) or \"timer\" (opossum)",
+                    );
+                    b.transition
+                }
+            };
+        }
+        if let Some(x) = &r.reset_on_transition {
+            b.reset_on_transition = *x.get_ref();
+        }
+        if let Some(list) = &r.failure_on {
+            policy.failure.statuses = self.statuses(list);
+        }
+        if let Some(t) = &r.timeouts_are_failures {
+            policy.failure.timeouts = *t.get_ref();
+        }
+        Some(b)
+    }
+
+    // ---- faults ----
+
+    fn fault(&mut self, raw: &Spanned<RawFault>) {
+        let f = raw.get_ref();
+        let kind = f.kind.get_ref().as_str();
+        let service_kind = matches!(kind, "down" | "crash" | "slow" | "error");
+        let link_kind = matches!(kind, "partition" | "link_loss" | "link_latency");
+        if !service_kind && !link_kind {
+            self.error(
+                span(&f.kind),
+                format!("unknown fault `{kind}`"),
+                "one of: down, crash, slow, error, partition, link_loss, link_latency",
+            );
+            return;
+        }
+        let fields: [(&str, Option<Range<usize>>, &[&str]); 8] = [
+            (
+                "service",
+                f.service.as_ref().map(span),
+                &["down", "crash", "slow", "error"],
+            ),
+            (
+                "replica",
+                f.replica.as_ref().map(span),
+                &["down", "crash", "slow", "error"],
+            ),
+            (
+                "between",
+                f.between.as_ref().map(span),
+                &["partition", "link_loss", "link_latency"],
+            ),
+            ("extra", f.extra.as_ref().map(span), &["slow"]),
+            ("status", f.status.as_ref().map(span), &["error"]),
+            ("p", f.p.as_ref().map(span), &["error"]),
+            ("loss", f.loss.as_ref().map(span), &["link_loss"]),
+            ("latency", f.latency.as_ref().map(span), &["link_latency"]),
+        ];
+        for (field, sp, kinds) in fields {
+            if let Some(sp) = sp
+                && !kinds.contains(&kind)
+            {
+                self.error(
+                    sp,
+                    format!("`{field}` does not apply to a `{kind}` fault"),
+                    format!("`{field}` on: {}", kinds.join(", ")),
+                );
+            }
+        }
+        let (Some(from), Some(until)) = (self.duration(&f.from), self.duration(&f.until)) else {
+            return;
+        };
+        if until <= from {
+            self.error(
+                span(&f.until),
+                "the fault ends before it starts",
+                "until > from",
+            );
+            return;
+        }
+        let missing = |b: &mut Builder, field: &str, example: &str| {
+            b.error(
+                span(raw),
+                format!("a `{kind}` fault needs `{field}`"),
+                example.to_owned(),
+            );
+        };
+        let (target, what) = if service_kind {
+            let Some(svc) = &f.service else {
+                return missing(self, "service", "service = \"NAME\"");
+            };
+            let Some(&sid) = self.service_ids.get(svc.get_ref()) else {
+                let known: Vec<&str> = self.service_ids.keys().map(String::as_str).collect();
+                self.error(
+                    span(svc),
+                    format!("unknown service `{}`", svc.get_ref()),
+                    format!("one of: {}", known.join(", ")),
+                );
+                return;
+            };
+            let count = self.services[sid.index()].replicas;
+            let replica = match &f.replica {
+                Some(r) => {
+                    let Some(i) = self.int_u32(r, 0, "replica", "a replica index") else {
+                        return;
+                    };
+                    if i >= count {
+                        self.error(
+                            span(r),
+                            format!("service `{}` has {count} replicas", svc.get_ref()),
+                            format!("0 to {}", count - 1),
+                        );
+                        return;
+                    }
+                    Some(i)
+                }
+                None => None,
+            };
+            let what = match replica {
+                Some(r) => format!("{}#{r}", svc.get_ref()),
+                None => svc.get_ref().clone(),
+            };
+            (
+                FaultTarget::Service {
+                    service: sid,
+                    replica,
+                },
+                what,
+            )
+        } else {
+            let Some(between) = &f.between else {
+                return missing(self, "between", "between = [\"caller\", \"service\"]");
+            };
+            let names = between.get_ref();
+            if names.len() != 2 {
+                self.error(
+                    span(between),
+                    "`between` names two parties",
+                    "between = [\"a\", \"b\"]",
+                );
+                return;
+            }
+            let (a, b) = (names[0].get_ref().clone(), names[1].get_ref().clone());
+            let mut links = Vec::new();
+            for (caller, callee) in [(&a, &b), (&b, &a)] {
+                if let Some(&sid) = self.service_ids.get(callee.as_str())
+                    && let Some(&l) = self.link_ids.get(&(caller.clone(), sid))
+                {
+                    links.push(l);
+                }
+            }
+            if links.is_empty() {
+                self.error(
+                    span(between),
+                    format!("no call goes between `{a}` and `{b}`, so this fault could never fire"),
+                    "two parties of which one calls the other",
+                );
+                return;
+            }
+            (FaultTarget::Links(links), format!("{a}<->{b}"))
+        };
+        let kind_spec = match kind {
+            "down" => FaultKind::Down,
+            "crash" => FaultKind::Crash,
+            "partition" => FaultKind::Partition,
+            "slow" => match &f.extra {
+                Some(d) => match self.dist(d) {
+                    Some(d) => FaultKind::Slow(d),
+                    None => return,
+                },
+                None => return missing(self, "extra", "extra = \"200ms\" (a distribution)"),
+            },
+            "error" => {
+                let Some(st) = &f.status else {
+                    return missing(self, "status", "status = \"internal\"");
+                };
+                let Some(status) = self.status(st, false) else {
+                    return;
+                };
+                let p = match &f.p {
+                    Some(p) => match self.probability(p, "`p`") {
+                        Some(p) => p,
+                        None => return,
+                    },
+                    None => 1.0,
+                };
+                FaultKind::Error { status, p }
+            }
+            "link_loss" => match &f.loss {
+                Some(l) => match self.probability(l, "the loss") {
+                    Some(p) => FaultKind::LinkLoss(p),
+                    None => return,
+                },
+                None => return missing(self, "loss", "loss = 0.3"),
+            },
+            "link_latency" => match &f.latency {
+                Some(d) => match self.dist(d) {
+                    Some(d) => FaultKind::LinkLatency(d),
+                    None => return,
+                },
+                None => {
+                    return missing(
+                        self,
+                        "latency",
+                        "latency = \"100ms\" (a distribution, added)",
+                    );
+                }
+            },
+            _ => unreachable!("kinds checked above"),
+        };
+        self.faults.push(FaultSpec {
+            label: format!("{kind} {what} {from}..{until}"),
+            kind: kind_spec,
+            target,
+            from: SimTime::ZERO + from,
+            until: SimTime::ZERO + until,
+        });
+    }
+
     // ---- network ----
 
     fn network(&mut self, n: &RawNetwork) {
@@ -631,9 +1376,29 @@ impl Builder {
         id
     }
 
-    fn edge(&mut self, caller: &str, target: EndpointId) -> EdgeId {
+    /// The edge from `caller` to `target`, whose calls all use `policy` (the span is
+    /// the call site's, to point at a conflict).
+    fn edge(
+        &mut self,
+        caller: &str,
+        target: EndpointId,
+        policy: PolicyId,
+        at: Range<usize>,
+    ) -> EdgeId {
         let key = (caller.to_owned(), target);
         if let Some(&id) = self.edge_ids.get(&key) {
+            let had = self.edges[id.index()].policy;
+            if had != policy {
+                let (had, now) = (
+                    &self.policies[had.index()].name,
+                    &self.policies[policy.index()].name,
+                );
+                let message = format!(
+                    "`{caller}` calls `{}` with policy `{now}` here and `{had}` elsewhere",
+                    self.endpoints[target.index()].name
+                );
+                self.error(at, message, "one policy per caller and endpoint (it owns the breaker, bulkhead and budgets)");
+            }
             return id;
         }
         let service = self.endpoints[target.index()].service;
@@ -642,9 +1407,10 @@ impl Builder {
             name: format!("{caller}->{}", self.endpoints[target.index()].name),
             target,
             link,
-            policy: PolicyId(0),
+            policy,
         });
         let id = EdgeId(self.edges.len() as u32 - 1);
+        self.edge_policy_span.insert(id, at);
         self.edge_ids.insert(key, id);
         id
     }
@@ -745,7 +1511,7 @@ impl Builder {
                 queue_capacity,
                 balancer,
                 hold,
-                drop_expired: false,
+                drop_expired: v.drop_expired.as_ref().is_some_and(|d| *d.get_ref()),
                 endpoints,
             });
         }
@@ -823,9 +1589,11 @@ impl Builder {
             return;
         }
         let kind = kinds[0];
-        let misplaced: [(&str, Option<Range<usize>>, &str); 6] = [
+        let misplaced: [(&str, Option<Range<usize>>, &str); 8] = [
             ("timeout", s.timeout.as_ref().map(span), "call"),
             ("translate", s.translate.as_ref().map(span), "call"),
+            ("policy", s.policy.as_ref().map(span), "call"),
+            ("retry_after", s.retry_after.as_ref().map(span), "fail"),
             ("join", s.join.as_ref().map(span), "parallel"),
             ("quorum", s.quorum.as_ref().map(span), "parallel"),
             ("p", s.p.as_ref().map(span), "fail"),
@@ -861,11 +1629,15 @@ impl Builder {
                     Some(p) => self.probability(p, "`p`"),
                     None => Some(1.0),
                 };
+                let retry_after = s
+                    .retry_after
+                    .as_ref()
+                    .and_then(|r| self.positive_duration(r, "retry_after"));
                 if let (Some(status), Some(p)) = (status, p) {
                     out.push(Step::Fail {
                         status,
                         p,
-                        retry_after: None,
+                        retry_after,
                     });
                 }
             }
@@ -879,9 +1651,11 @@ impl Builder {
                     Some(t) => ctx.translate.overlaid(&self.translation(t)),
                     None => ctx.translate,
                 };
+                let policy = self.policy_ref(s.policy.as_ref());
                 if let Some(eid) = self.resolve_endpoint(target) {
                     let caller = self.services[ctx.service.index()].name.clone();
-                    let edge = self.edge(&caller, eid);
+                    let at = s.policy.as_ref().map_or_else(|| span(target), span);
+                    let edge = self.edge(&caller, eid, policy, at);
                     self.graph
                         .entry(ctx.endpoint)
                         .or_default()
@@ -1092,7 +1866,9 @@ impl Builder {
             };
             Load::Open { pattern, segments }
         };
-        let edge = self.edge(name.get_ref(), target?);
+        let policy = self.policy_ref(w.policy.as_ref());
+        let at = w.policy.as_ref().map_or_else(|| span(&w.target), span);
+        let edge = self.edge(name.get_ref(), target?, policy, at);
         Some(WorkloadSpec {
             name: name.get_ref().clone(),
             edge,

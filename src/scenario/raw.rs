@@ -20,6 +20,133 @@ pub struct RawScenario {
     pub services: BTreeMap<Name, Spanned<RawService>>,
     #[serde(default)]
     pub workloads: BTreeMap<Name, Spanned<RawWorkload>>,
+    #[serde(default)]
+    pub policies: BTreeMap<Name, Spanned<RawPolicy>>,
+    #[serde(default)]
+    pub faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    pub expect: Vec<Spanned<RawExpect>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub preset: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub deadline: Option<Spanned<String>>,
+    pub propagate_deadline: Option<Spanned<bool>>,
+    pub fallback: Option<Spanned<String>>,
+    pub retry: Option<Spanned<RawRetry>>,
+    pub breaker: Option<Spanned<RawBreaker>>,
+    pub bulkhead: Option<Spanned<RawBulkhead>>,
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    pub hedge: Option<Spanned<RawHedge>>,
+}
+
+pub type Statuses = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub max_attempts: Option<Spanned<i64>>,
+    pub retries: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub base: Option<Spanned<String>>,
+    pub multiplier: Option<Spanned<f64>>,
+    pub cap: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    pub jitter_range: Option<Spanned<Vec<f64>>>,
+    pub on: Option<Statuses>,
+    pub pushback: Option<Spanned<bool>>,
+    pub budget: Option<Spanned<RawBudget>>,
+    pub throttle: Option<Spanned<RawThrottle>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub percent: Spanned<f64>,
+    pub min_per_s: Option<Spanned<f64>>,
+    pub ttl: Option<Spanned<String>>,
+    pub min_concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    pub max_tokens: Spanned<f64>,
+    pub token_ratio: Spanned<f64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub window: Option<Spanned<String>>,
+    pub size: Option<Spanned<i64>>,
+    pub duration: Option<Spanned<String>>,
+    pub buckets: Option<Spanned<i64>>,
+    pub failure_rate: Option<Spanned<f64>>,
+    pub compare: Option<Spanned<String>>,
+    pub slow_call_duration: Option<Spanned<String>>,
+    pub slow_call_rate: Option<Spanned<f64>>,
+    pub minimum_calls: Option<Spanned<i64>>,
+    pub evaluate: Option<Spanned<String>>,
+    pub count_rejections: Option<Spanned<bool>>,
+    pub open_for: Option<Spanned<String>>,
+    pub open_growth: Option<Spanned<f64>>,
+    pub open_max: Option<Spanned<String>>,
+    pub half_open_probes: Option<Spanned<i64>>,
+    pub half_open: Option<Spanned<String>>,
+    pub reset_on_transition: Option<Spanned<bool>>,
+    pub failure_on: Option<Statuses>,
+    pub timeouts_are_failures: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawBulkhead {
+    pub max_concurrent: Option<Spanned<i64>>,
+    pub max_wait: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub rate: Option<Spanned<f64>>,
+    pub burst: Option<Spanned<f64>>,
+    pub max_wait: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawHedge {
+    pub delay: Option<Spanned<String>>,
+    pub max_attempts: Option<Spanned<i64>>,
+    pub non_fatal: Option<Statuses>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub kind: Spanned<String>,
+    pub service: Option<Spanned<String>>,
+    pub replica: Option<Spanned<i64>>,
+    pub between: Option<Spanned<Vec<Spanned<String>>>>,
+    pub from: Spanned<String>,
+    pub until: Spanned<String>,
+    pub extra: Option<Spanned<RawDist>>,
+    pub status: Option<Spanned<String>>,
+    pub p: Option<Spanned<f64>>,
+    pub loss: Option<Spanned<f64>>,
+    pub latency: Option<Spanned<RawDist>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub check: Spanned<String>,
+    pub from: Option<Spanned<String>>,
+    pub until: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -66,6 +193,7 @@ pub struct RawService {
     pub queue: Option<Spanned<i64>>,
     pub balancer: Option<Spanned<String>>,
     pub worker_during_calls: Option<Spanned<String>>,
+    pub drop_expired: Option<Spanned<bool>>,
     #[serde(default)]
     pub endpoints: BTreeMap<Name, Spanned<RawEndpoint>>,
 }
@@ -91,6 +219,8 @@ pub struct RawStep {
     pub quorum: Option<Spanned<i64>>,
     pub fail: Option<Spanned<String>>,
     pub p: Option<Spanned<f64>>,
+    pub retry_after: Option<Spanned<String>>,
+    pub policy: Option<Spanned<String>>,
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
     pub required: Option<Spanned<bool>>,
 }
@@ -105,6 +235,7 @@ pub struct RawWorkload {
     pub users: Option<Spanned<i64>>,
     pub think: Option<Spanned<RawDist>>,
     pub timeout: Option<Spanned<String>>,
+    pub policy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
