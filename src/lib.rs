@@ -22,6 +22,13 @@ pub struct Outcome {
     pub metrics: Metrics,
 }
 
+impl Outcome {
+    /// Did every `[[expect]]` hold?
+    pub fn passed(&self) -> bool {
+        self.report.expectations.iter().all(|e| e.passed)
+    }
+}
+
 /// Runs a checked scenario and builds its report.
 pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
     let seed = scenario.spec.seed;
@@ -29,7 +36,7 @@ pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
     let output = model::run(scenario.spec)?;
     let info = RunInfo {
         scenario: scenario.name,
-        scenario_path: scenario.path,
+        scenario_path: scenario.path.clone(),
         seed,
         scenario_hash: scenario.source_hash,
         events: output.stats.events,
@@ -38,8 +45,35 @@ pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
         end_s: output.metrics.window_end.as_secs_f64(),
         warmup_s,
     };
+    let mut report = Report::new(&info, &output.metrics);
+    let json = report.json_value();
+    report.expectations = scenario
+        .expectations
+        .iter()
+        .map(|e| {
+            let (view, window_s) = match e.window {
+                Some(w) => {
+                    let m = &output.metrics.windows[w];
+                    let until = m.until.min(output.metrics.window_end);
+                    (
+                        report::json::window_view(m),
+                        Some([m.from.as_secs_f64(), until.as_secs_f64()]),
+                    )
+                }
+                None => (json.clone(), None),
+            };
+            // Paths were checked against the report's shape before the run.
+            let value = report::expect::resolve(&view, &e.check.path).unwrap_or(f64::NAN);
+            report::json::ExpectationReport {
+                check: e.text.clone(),
+                window_s,
+                value,
+                passed: e.check.op.holds(value, e.check.bound),
+            }
+        })
+        .collect();
     Ok(Outcome {
-        report: Report::new(&info, &output.metrics),
+        report,
         metrics: output.metrics,
     })
 }

@@ -1,4 +1,4 @@
-//! The `meshsim` command line. Exit codes: 0 ok, 1 an expectation failed (reserved),
+//! The `meshsim` command line. Exit codes: 0 ok, 1 an expectation failed,
 //! 2 invalid input (scenario, override, or a run refused by its event budget).
 
 use crate::report;
@@ -155,6 +155,15 @@ fn run(
         }
         print!("{}", report::text::summary(&report, &reproduce));
         println!("\nwrote {}/report.json and timeseries.csv", dir.display());
+    }
+    let failed = report.expectations.iter().filter(|e| !e.passed).count();
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} expectations failed (seed {seed}, scenario hash {})",
+            report.expectations.len(),
+            report.scenario_hash
+        );
+        return ExitCode::from(1);
     }
     ExitCode::SUCCESS
 }

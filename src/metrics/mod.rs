@@ -149,7 +149,37 @@ pub struct Metrics {
     pub endpoints: Vec<EndpointMetrics>,
     pub edges: Vec<EdgeMetrics>,
     pub faults: Vec<FaultMetrics>,
+    pub windows: Vec<WindowMetrics>,
     pub series: Series,
+}
+
+/// A workload's or endpoint's answers given in [from, until).
+#[derive(Debug)]
+pub struct WindowMetrics {
+    /// "workloads" or "endpoints", and the name: where the window sits in report.json.
+    pub section: &'static str,
+    pub name: String,
+    pub from: SimTime,
+    pub until: SimTime,
+    pub answers: u64,
+    pub ok: u64,
+    pub errors: StatusCounts,
+    pub latency: Summary,
+}
+
+impl WindowMetrics {
+    pub fn record(&mut self, now: SimTime, latency: SimDuration, status: crate::model::Status) {
+        if now < self.from || now >= self.until {
+            return;
+        }
+        self.answers += 1;
+        if status.is_ok() {
+            self.ok += 1;
+        } else {
+            self.errors.add(status);
+        }
+        self.latency.record(latency);
+    }
 }
 
 impl Metrics {

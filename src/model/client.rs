@@ -7,7 +7,7 @@
 use super::arena::Id;
 use super::breaker::{Breaker, Permit};
 use super::policy::{Fallback, PolicySpec, RateBudget, RetryBudget, ThrottleTokens, TokenBucket};
-use super::spec::{EdgeId, Step, WorkloadId};
+use super::spec::{EdgeId, Step, WindowTarget, WorkloadId};
 use super::status::Status;
 use super::world::{Event, NO_DEADLINE, Outcome, World};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
@@ -710,6 +710,7 @@ impl World {
                 self.metrics
                     .series
                     .record(workload.index(), latency, !status.is_ok());
+                self.record_windows(WindowTarget::Workload(workload), now, latency, status);
                 self.workload_answered(workload, user, sched);
             }
             Origin::Fiber(f) => self.immediate.push_back(Event::CallDone {

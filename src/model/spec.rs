@@ -203,6 +203,23 @@ pub struct Spec {
     pub dists: Vec<Dist>,
     pub policies: Vec<PolicySpec>,
     pub faults: Vec<FaultSpec>,
+    /// Extra measurements over a time window (for expectations such as "the error
+    /// rate of the last 30 s").
+    pub windows: Vec<WindowSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowTarget {
+    Workload(WorkloadId),
+    Endpoint(EndpointId),
+}
+
+/// Answers in [from, until) of one workload or endpoint, by the time they were given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub target: WindowTarget,
+    pub from: SimTime,
+    pub until: SimTime,
 }
 
 #[derive(Clone, Debug)]

@@ -922,6 +922,7 @@ impl World {
             }
         }
         em.in_system.decrement(now);
+        self.record_windows(WindowTarget::Endpoint(inv.endpoint), now, latency, status);
         let series = self.spec.workloads.len() + inv.endpoint.index();
         self.metrics.series.record(series, latency, !status.is_ok());
         self.replicas[inv.replica as usize].outstanding -= 1;
@@ -1101,6 +1102,24 @@ impl World {
 }
 
 impl World {
+    /// Adds an answer to the windows watching its workload or endpoint.
+    pub(super) fn record_windows(
+        &mut self,
+        target: WindowTarget,
+        now: SimTime,
+        latency: SimDuration,
+        status: Status,
+    ) {
+        if self.spec.windows.is_empty() {
+            return;
+        }
+        for (w, m) in self.spec.windows.iter().zip(&mut self.metrics.windows) {
+            if w.target == target {
+                m.record(now, latency, status);
+            }
+        }
+    }
+
     /// A workload's request is answered: a closed-loop user thinks, then sends again.
     pub(super) fn workload_answered(
         &mut self,
@@ -1215,6 +1234,30 @@ fn new_metrics(spec: &Spec, warmup_end: SimTime) -> Metrics {
             })
             .collect(),
         faults: Vec::new(),
+        windows: spec
+            .windows
+            .iter()
+            .map(|w| {
+                let (section, name) = match w.target {
+                    WindowTarget::Workload(i) => {
+                        ("workloads", spec.workloads[i.index()].name.clone())
+                    }
+                    WindowTarget::Endpoint(i) => {
+                        ("endpoints", spec.endpoints[i.index()].name.clone())
+                    }
+                };
+                crate::metrics::WindowMetrics {
+                    section,
+                    name,
+                    from: w.from,
+                    until: w.until,
+                    answers: 0,
+                    ok: 0,
+                    errors: StatusCounts::default(),
+                    latency: Summary::default(),
+                }
+            })
+            .collect(),
         series: Series::new(
             spec.bucket,
             spec.workloads

@@ -28,8 +28,28 @@ pub struct Report {
     pub workloads: BTreeMap<String, WorkloadReport>,
     pub endpoints: BTreeMap<String, EndpointReport>,
     pub edges: BTreeMap<String, EdgeReport>,
+    /// Every scheduled fault and how many requests or messages it touched.
+    pub faults: Vec<FaultReport>,
+    /// The scenario's `[[expect]]` checks, evaluated on this report.
+    pub expectations: Vec<ExpectationReport>,
     /// True when the time series hit its row limit and stopped growing.
     pub timeseries_truncated: bool,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct FaultReport {
+    pub fault: String,
+    pub affected: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct ExpectationReport {
+    pub check: String,
+    /// [from_s, until_s] when the check reads a time window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<[f64; 2]>,
+    pub value: f64,
+    pub passed: bool,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -53,6 +73,8 @@ pub struct WorkloadReport {
     pub ok: u64,
     pub degraded: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Errors / answers.
+    pub error_rate: f64,
     pub in_flight: u64,
     /// Answers (ok or not) per simulated second of the window.
     pub throughput_rps: f64,
@@ -92,14 +114,35 @@ pub struct EndpointReport {
     pub latency_ms: LatencyReport,
     pub queue_length: QueueLengthReport,
     pub little: LittleReport,
+    /// Answers nobody waited for any more, and the worker time they took.
+    pub orphaned: u64,
+    pub orphaned_work_ms: f64,
+    /// Requests dropped unserved because their propagated deadline had passed.
+    pub expired: u64,
 }
 
 #[derive(Serialize, Debug)]
 pub struct EdgeReport {
+    pub policy: String,
+    /// Logical calls (what the caller's code asked for).
     pub calls: u64,
+    /// Attempts sent (retries and hedges included).
+    pub attempts: u64,
+    pub retries: u64,
+    /// Attempts per logical call.
+    pub amplification: f64,
+    pub hedges: u64,
+    pub hedges_won: u64,
     pub ok: u64,
-    pub timeouts: u64,
+    /// Failed calls, by final status.
     pub errors: BTreeMap<String, u64>,
+    pub fallbacks: u64,
+    /// Attempts cut by their per-try timeout, and calls by their deadline.
+    pub timeouts: u64,
+    /// Attempts refused before leaving the caller, and retries refused.
+    pub rejected: RejectedReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerReport>,
     pub lost_requests: u64,
     pub lost_replies: u64,
     pub late_replies: u64,
@@ -120,6 +163,32 @@ pub fn latency(s: &Summary) -> LatencyReport {
         p999: s.quantile_ms(0.999),
         max: s.max_ms(),
     }
+}
+
+#[derive(Serialize, Debug)]
+pub struct RejectedReport {
+    pub breaker: u64,
+    pub bulkhead: u64,
+    pub rate_limit: u64,
+    pub budget: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct BreakerReport {
+    pub transitions: Vec<TransitionReport>,
+    pub time_open_s: f64,
+    pub state_at_end: &'static str,
+}
+
+#[derive(Serialize, Debug)]
+pub struct TransitionReport {
+    pub t_s: f64,
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
 fn errors(c: &StatusCounts) -> BTreeMap<String, u64> {
@@ -166,6 +235,9 @@ fn endpoint(e: &EndpointMetrics, window_s: f64) -> EndpointReport {
                 0.0
             },
         },
+        orphaned: e.orphaned,
+        orphaned_work_ms: e.orphaned_work_ns as f64 * 1e-6,
+        expired: e.expired,
     }
 }
 
@@ -196,6 +268,7 @@ impl Report {
                             ok: w.ok,
                             degraded: w.degraded,
                             errors: errors(&w.errors),
+                            error_rate: ratio(w.errors.total(), answered),
                             in_flight: w.in_flight,
                             throughput_rps: per_second(answered, window_s),
                             latency_ms: latency(&w.latency),
@@ -215,10 +288,36 @@ impl Report {
                     (
                         e.name.clone(),
                         EdgeReport {
+                            policy: e.policy.clone(),
                             calls: e.calls,
+                            attempts: e.attempts,
+                            retries: e.retries,
+                            amplification: ratio(e.attempts, e.calls),
+                            hedges: e.hedges,
+                            hedges_won: e.hedges_won,
                             ok: e.ok,
-                            timeouts: e.timeouts,
                             errors: errors(&e.errors),
+                            fallbacks: e.fallbacks,
+                            timeouts: e.timeouts,
+                            rejected: RejectedReport {
+                                breaker: e.rejected_breaker,
+                                bulkhead: e.rejected_bulkhead,
+                                rate_limit: e.rejected_rate_limit,
+                                budget: e.rejected_budget,
+                            },
+                            breaker: e.breaker.as_ref().map(|b| BreakerReport {
+                                transitions: b
+                                    .changes
+                                    .iter()
+                                    .map(|&(t, from, to)| TransitionReport {
+                                        t_s: t.as_secs_f64(),
+                                        from,
+                                        to,
+                                    })
+                                    .collect(),
+                                time_open_s: b.time_open.as_secs_f64(),
+                                state_at_end: b.state_at_end,
+                            }),
                             lost_requests: e.lost_requests,
                             lost_replies: e.lost_replies,
                             late_replies: e.late_replies,
@@ -228,8 +327,21 @@ impl Report {
                     )
                 })
                 .collect(),
+            faults: m
+                .faults
+                .iter()
+                .map(|f| FaultReport {
+                    fault: f.label.clone(),
+                    affected: f.affected,
+                })
+                .collect(),
+            expectations: Vec::new(),
             timeseries_truncated: m.series.truncated,
         }
+    }
+
+    pub fn json_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a report always serializes")
     }
 
     pub fn to_json(&self) -> String {
@@ -237,4 +349,19 @@ impl Report {
         s.push('\n');
         s
     }
+}
+
+/// What a time window measured, shaped like the report it refines:
+/// `{"workloads": {NAME: {...}}}` or `{"endpoints": {NAME: {...}}}`.
+pub fn window_view(w: &crate::metrics::WindowMetrics) -> serde_json::Value {
+    let span_s = w.until.saturating_since(w.from).as_secs_f64();
+    let entry = serde_json::json!({
+        "answers": w.answers,
+        "ok": w.ok,
+        "errors": errors(&w.errors),
+        "error_rate": ratio(w.errors.total(), w.answers),
+        "throughput_rps": per_second(w.answers, span_s),
+        "latency_ms": latency(&w.latency),
+    });
+    serde_json::json!({ w.section: { w.name.clone(): entry } })
 }

@@ -3,6 +3,7 @@
 //! looks at the engine or the model.
 
 pub mod csv;
+pub mod expect;
 pub mod json;
 pub mod text;
 
@@ -22,6 +23,23 @@ pub struct RunInfo {
     pub drained: bool,
     pub end_s: f64,
     pub warmup_s: f64,
+}
+
+impl RunInfo {
+    /// For a report of an empty run: its shape, not its numbers.
+    pub fn skeleton() -> RunInfo {
+        RunInfo {
+            scenario: String::new(),
+            scenario_path: String::new(),
+            seed: 0,
+            scenario_hash: 0,
+            events: 0,
+            requests_sent: 0,
+            drained: true,
+            end_s: 0.0,
+            warmup_s: 0.0,
+        }
+    }
 }
 
 /// Writes `files` (name, contents) into `dir` all or nothing: each goes to a hidden

@@ -149,12 +149,20 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         .edges
         .iter()
         .map(|(name, e)| {
+            let rejected = &e.rejected;
             vec![
                 name.clone(),
+                e.policy.clone(),
                 e.calls.to_string(),
+                e.attempts.to_string(),
+                format!("{:.2}", e.amplification),
                 e.ok.to_string(),
-                e.timeouts.to_string(),
                 errors(&e.errors),
+                e.timeouts.to_string(),
+                format!(
+                    "{}/{}/{}/{}",
+                    rejected.breaker, rejected.bulkhead, rejected.rate_limit, rejected.budget
+                ),
                 format!("{}/{}", e.lost_requests, e.lost_replies),
                 e.late_replies.to_string(),
                 e.cancelled.to_string(),
@@ -163,15 +171,19 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
             ]
         })
         .collect();
-    out.push_str("\nedges (at the caller)\n");
+    out.push_str("\nedges (at the caller; rejected = breaker/bulkhead/rate limit/retry budget)\n");
     table(
         &mut out,
         &[
             "edge",
+            "policy",
             "calls",
+            "attempts",
+            "ampl",
             "ok",
-            "timeouts",
             "errors",
+            "timeouts",
+            "rejected",
             "lost req/rep",
             "late",
             "cancelled",
@@ -180,5 +192,51 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         ],
         &rows,
     );
+    for (name, e) in &r.edges {
+        if let Some(b) = &e.breaker {
+            let changes: Vec<String> = b
+                .transitions
+                .iter()
+                .map(|t| format!("{:.3}s {}->{}", t.t_s, t.from, t.to))
+                .collect();
+            let _ = writeln!(
+                out,
+                "breaker {name}: {} transitions, open {:.3} s, {} at the end{}{}",
+                b.transitions.len(),
+                b.time_open_s,
+                b.state_at_end,
+                if changes.is_empty() { "" } else { ": " },
+                changes
+                    .iter()
+                    .take(8)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if changes.len() > 8 { ", ..." } else { "" }
+            );
+        }
+    }
+    if !r.faults.is_empty() {
+        out.push_str("\nfaults\n");
+        for f in &r.faults {
+            let _ = writeln!(out, "  {:<40} affected {}", f.fault, f.affected);
+        }
+    }
+    if !r.expectations.is_empty() {
+        out.push_str("\nexpectations\n");
+        for e in &r.expectations {
+            let window = e
+                .window_s
+                .map(|[a, b]| format!(" (from {a} s to {b} s)"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} {}{window}: value {}",
+                if e.passed { "PASS" } else { "FAIL" },
+                e.check,
+                e.value
+            );
+        }
+    }
     out
 }

@@ -28,6 +28,18 @@ pub struct Built {
     pub name: String,
     pub description: String,
     pub spec: Spec,
+    pub expectations: Vec<ExpectSpec>,
+}
+
+/// A parsed `[[expect]]`: its text, the check, and the window it reads, if any.
+#[derive(Clone, Debug)]
+pub struct ExpectSpec {
+    pub text: String,
+    pub check: crate::report::expect::Check,
+    /// Index into `Spec::windows`.
+    pub window: Option<usize>,
+    /// Where the check is written, for errors found later (unknown paths).
+    pub span: Range<usize>,
 }
 
 pub fn build(raw: &RawScenario, default_name: &str) -> Result<Built, Vec<Diagnostic>> {
@@ -73,6 +85,8 @@ struct Builder {
     /// The span of the call site that fixed each edge's policy, for conflicts.
     edge_policy_span: BTreeMap<EdgeId, Range<usize>>,
     faults: Vec<FaultSpec>,
+    windows: Vec<WindowSpec>,
+    expectations: Vec<ExpectSpec>,
 }
 
 fn span<T>(s: &Spanned<T>) -> Range<usize> {
@@ -179,6 +193,9 @@ impl Builder {
         for f in &raw.faults {
             self.fault(f);
         }
+        for e in &raw.expect {
+            self.expectation(e, &workloads);
+        }
 
         let seed = seed?;
         let spec = Spec {
@@ -204,11 +221,13 @@ impl Builder {
             dists: std::mem::take(&mut self.dists),
             policies: std::mem::take(&mut self.policies),
             faults: std::mem::take(&mut self.faults),
+            windows: std::mem::take(&mut self.windows),
         };
         Some(Built {
             name,
             description: sim.description.clone().unwrap_or_default(),
             spec,
+            expectations: std::mem::take(&mut self.expectations),
         })
     }
 
@@ -1102,6 +1121,79 @@ impl Builder {
             policy.failure.timeouts = *t.get_ref();
         }
         Some(b)
+    }
+
+    // ---- expectations ----
+
+    fn expectation(&mut self, raw: &Spanned<RawExpect>, workloads: &[WorkloadSpec]) {
+        let e = raw.get_ref();
+        let check = match crate::report::expect::parse(e.check.get_ref()) {
+            Ok(c) => c,
+            Err(msg) => {
+                self.error(span(&e.check), msg, crate::report::expect::EXPECTED);
+                return;
+            }
+        };
+        let window = match (&e.from, &e.until) {
+            (None, None) => None,
+            (from, until) => {
+                let from = match from {
+                    Some(f) => match self.duration(f) {
+                        Some(d) => d,
+                        None => return,
+                    },
+                    None => SimDuration::ZERO,
+                };
+                let until = match until {
+                    Some(u) => match self.duration(u) {
+                        Some(d) => Some(d),
+                        None => return,
+                    },
+                    None => None,
+                };
+                let until = until.map_or(SimTime::MAX, |u| SimTime::ZERO + u);
+                if until <= SimTime::ZERO + from {
+                    self.error(
+                        span(raw),
+                        "the window ends before it starts",
+                        "until > from",
+                    );
+                    return;
+                }
+                let name = check.path.get(1).cloned().unwrap_or_default();
+                let target = match check.path.first().map(String::as_str) {
+                    Some("workloads") => workloads
+                        .iter()
+                        .position(|w| w.name == name)
+                        .map(|i| WindowTarget::Workload(WorkloadId(i as u32))),
+                    Some("endpoints") => self
+                        .endpoint_ids
+                        .get(&name)
+                        .map(|&e| WindowTarget::Endpoint(e)),
+                    _ => None,
+                };
+                let Some(target) = target else {
+                    self.error(
+                        span(&e.check),
+                        "a windowed check reads one workload or endpoint",
+                        "workloads.NAME.FIELD or endpoints.SERVICE/ENDPOINT.FIELD (fields: answers, ok, errors, error_rate, throughput_rps, latency_ms)",
+                    );
+                    return;
+                };
+                self.windows.push(WindowSpec {
+                    target,
+                    from: SimTime::ZERO + from,
+                    until,
+                });
+                Some(self.windows.len() - 1)
+            }
+        };
+        self.expectations.push(ExpectSpec {
+            text: e.check.get_ref().trim().to_owned(),
+            check,
+            window,
+            span: span(&e.check),
+        });
     }
 
     // ---- faults ----

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod overrides;
 pub mod raw;
 
+pub use build::ExpectSpec;
 pub use diag::Located;
 
 use crate::engine::rng::stable_hash;
@@ -23,6 +24,7 @@ pub struct Scenario {
     /// FNV-1a of the text that was run (overrides applied): with the seed, what
     /// reproduces a report.
     pub source_hash: u64,
+    pub expectations: Vec<ExpectSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,12 +93,14 @@ pub fn from_source(
         )])
     })?;
     let built = build::build(&raw, default_name).map_err(invalid)?;
+    check_expectation_paths(&built.spec, &built.expectations).map_err(invalid)?;
     Ok(Scenario {
         path: path.to_owned(),
         name: built.name,
         description: built.description,
         spec: built.spec,
         source_hash: stable_hash(text.as_bytes()),
+        expectations: built.expectations,
     })
 }
 
@@ -106,4 +110,34 @@ fn humane(message: &str) -> String {
         .replace("expected i64", "expected an integer")
         .replace("expected f64", "expected a number")
         .replace("expected a boolean", "expected true or false")
+}
+
+/// Every expectation must read a number that a report of this scenario has: an unknown
+/// path is an error before the run, never a silent pass. The paths are checked against
+/// the report of an empty run of the same system.
+fn check_expectation_paths(
+    spec: &crate::model::Spec,
+    expectations: &[ExpectSpec],
+) -> Result<(), Vec<diag::Diagnostic>> {
+    if expectations.is_empty() {
+        return Ok(());
+    }
+    let metrics = crate::model::World::new(spec.clone()).finish(crate::engine::SimTime::ZERO, true);
+    let report =
+        crate::report::Report::new(&crate::report::RunInfo::skeleton(), &metrics).json_value();
+    let mut diags = Vec::new();
+    for e in expectations {
+        let view = match e.window {
+            Some(w) => crate::report::json::window_view(&metrics.windows[w]),
+            None => report.clone(),
+        };
+        if let Err(why) = crate::report::expect::resolve(&view, &e.check.path) {
+            diags.push(diag::Diagnostic::new(
+                e.span.clone(),
+                format!("unknown metric path: {why}"),
+                "a number in report.json (see the README for its schema)",
+            ));
+        }
+    }
+    if diags.is_empty() { Ok(()) } else { Err(diags) }
 }
