@@ -4,4 +4,5 @@ mod analytic;
 mod cli;
 mod determinism;
 mod invalid;
+mod policies;
 mod support;

@@ -1,0 +1,1 @@
+//! Client policies, faults and expectations (being written).
