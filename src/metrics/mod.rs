@@ -60,6 +60,10 @@ pub struct EndpointMetrics {
     pub arrivals: u64,
     /// Turned away because the replica's queue was full.
     pub rejected: u64,
+    /// Taken in (queued or started): what Little's law counts as arrivals.
+    pub admitted: u64,
+    /// Refused or failed at arrival by a fault (down, crash, error).
+    pub faulted: u64,
     /// Answered (any status).
     pub completed: u64,
     pub ok: u64,
@@ -76,8 +80,8 @@ pub struct EndpointMetrics {
     pub busy_ns: u128,
     /// Workers of the service (all replicas), the denominator of utilization.
     pub workers: u64,
-    /// Answers nobody was waiting for any more (the caller had timed out or cancelled),
-    /// and the worker time they took: work wasted.
+    /// Answers nobody was waiting for any more (a caller anywhere up the chain had
+    /// timed out or cancelled), and the worker time they took: work wasted.
     pub orphaned: u64,
     pub orphaned_work_ns: u128,
     /// Requests dropped unserved because their propagated deadline had passed.

@@ -644,6 +644,7 @@ impl World {
         if self.faults.service_faulted(service)
             && let Some(status) = self.faults.on_arrival(&self.spec, first, service, r)
         {
+            self.metrics.endpoints[endpoint.index()].faulted += u64::from(measured);
             return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
         }
         let svc = &self.spec.services[service.index()];
@@ -702,6 +703,7 @@ impl World {
         let replica = &mut self.replicas[r as usize];
         replica.outstanding += 1;
         let em = &mut self.metrics.endpoints[endpoint.index()];
+        em.admitted += u64::from(measured);
         em.in_system.increment(now);
         if starts_now {
             replica.busy += 1;
@@ -904,6 +906,7 @@ impl World {
             Outcome::Failed(s) => (s, false),
         };
         let latency = now.since(inv.arrived_at);
+        let orphaned = inv.measured && self.abandoned(inv.attempt);
         let em = &mut self.metrics.endpoints[inv.endpoint.index()];
         if inv.measured {
             em.completed += 1;
@@ -913,7 +916,7 @@ impl World {
                 em.errors.add(status);
             }
             em.latency.record(latency);
-            if !self.attempts.contains(inv.attempt) {
+            if orphaned {
                 em.orphaned += 1;
                 let held = inv
                     .worker_since
@@ -1102,6 +1105,28 @@ impl World {
 }
 
 impl World {
+    /// Has anyone up the chain given up on this attempt? Its answer is then wasted
+    /// work, even when the immediate caller (which set no timeout) still waits.
+    fn abandoned(&self, mut attempt: Id) -> bool {
+        loop {
+            let Some(a) = self.attempts.get(attempt) else {
+                return true;
+            };
+            let Some(lc) = self.logicals.get(a.logical) else {
+                return true;
+            };
+            match lc.origin {
+                Origin::Workload { .. } => return false,
+                Origin::Fiber(f) => {
+                    let Some(fiber) = self.fibers.get(f) else {
+                        return true;
+                    };
+                    attempt = self.invocations[fiber.invocation].attempt;
+                }
+            }
+        }
+    }
+
     /// Adds an answer to the windows watching its workload or endpoint.
     pub(super) fn record_windows(
         &mut self,
@@ -1191,6 +1216,8 @@ fn new_metrics(spec: &Spec, warmup_end: SimTime) -> Metrics {
                     service: svc.name.clone(),
                     arrivals: 0,
                     rejected: 0,
+                    admitted: 0,
+                    faulted: 0,
                     completed: 0,
                     ok: 0,
                     errors: StatusCounts::default(),

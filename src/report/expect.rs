@@ -39,14 +39,41 @@ impl Op {
     }
 }
 
+/// What a metric is compared with: a number, or another metric of the same report.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bound {
+    Number(f64),
+    Path(Vec<String>),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
     pub path: Vec<String>,
     pub op: Op,
-    pub bound: f64,
+    pub bound: Bound,
 }
 
-pub const EXPECTED: &str = "PATH OP NUMBER, e.g. \"workloads.checkout.latency_ms.p99 < 200\" \
+impl Check {
+    /// Every path the check reads.
+    pub fn paths(&self) -> impl Iterator<Item = &[String]> {
+        std::iter::once(self.path.as_slice()).chain(match &self.bound {
+            Bound::Path(p) => Some(p.as_slice()),
+            Bound::Number(_) => None,
+        })
+    }
+
+    /// (value, passed) on a report (or a window's view of it).
+    pub fn evaluate(&self, report: &Value) -> Result<(f64, bool), String> {
+        let value = resolve(report, &self.path)?;
+        let bound = match &self.bound {
+            Bound::Number(x) => *x,
+            Bound::Path(p) => resolve(report, p)?,
+        };
+        Ok((value, self.op.holds(value, bound)))
+    }
+}
+
+pub const EXPECTED: &str = "PATH OP NUMBER or PATH OP PATH, e.g. \"workloads.checkout.latency_ms.p99 < 200\" \
      (OP: < <= > >= == !=)";
 
 /// Parses `PATH OP NUMBER`.
@@ -82,9 +109,17 @@ pub fn parse(text: &str) -> Result<Check, String> {
         return Err(format!("no comparison in `{t}`; expected {EXPECTED}"));
     };
     let (path_text, bound_text) = (t[..at].trim(), t[at + len..].trim());
-    let bound: f64 = bound_text
-        .parse()
-        .map_err(|_| format!("`{bound_text}` is not a number; expected {EXPECTED}"))?;
+    let bound = match bound_text.parse::<f64>() {
+        Ok(x) => Bound::Number(x),
+        Err(_) if bound_text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '"') => {
+            Bound::Path(split_path(bound_text)?)
+        }
+        Err(_) => {
+            return Err(format!(
+                "`{bound_text}` is neither a number nor a metric path; expected {EXPECTED}"
+            ));
+        }
+    };
     let path = split_path(path_text)?;
     Ok(Check { path, op, bound })
 }
@@ -172,7 +207,7 @@ mod tests {
     fn parses_paths_operators_and_quoted_segments() {
         let c = parse("workloads.checkout.latency_ms.p99 < 200").unwrap();
         assert_eq!(c.path, ["workloads", "checkout", "latency_ms", "p99"]);
-        assert_eq!((c.op, c.bound), (Op::Lt, 200.0));
+        assert_eq!((c.op, c.bound), (Op::Lt, Bound::Number(200.0)));
         let c = parse(r#"edges."orders->inventory/check".amplification <= 1.5"#).unwrap();
         assert_eq!(
             c.path,
@@ -192,9 +227,14 @@ mod tests {
                 .contains("no comparison")
         );
         assert!(
-            parse("workloads.x.ok > many")
+            parse("workloads.x.ok > 1e")
                 .unwrap_err()
-                .contains("not a number")
+                .contains("neither a number")
+        );
+        let c = parse("workloads.a.ok > workloads.b.ok").unwrap();
+        assert_eq!(
+            c.bound,
+            Bound::Path(vec!["workloads".into(), "b".into(), "ok".into()])
         );
         assert!(
             parse("workloads..ok > 1")

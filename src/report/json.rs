@@ -107,6 +107,8 @@ pub struct EndpointReport {
     pub completed: u64,
     pub ok: u64,
     pub rejected: u64,
+    /// Refused or failed at arrival by a fault.
+    pub faulted: u64,
     pub errors: BTreeMap<String, u64>,
     /// Share of the service's workers busy with this endpoint.
     pub utilization: f64,
@@ -205,7 +207,7 @@ fn per_second(n: u64, window_s: f64) -> f64 {
 
 fn endpoint(e: &EndpointMetrics, window_s: f64) -> EndpointReport {
     let l = e.in_system.mean();
-    let lambda = per_second(e.arrivals - e.rejected, window_s);
+    let lambda = per_second(e.admitted, window_s);
     let w = e.latency.mean_ms() * 1e-3;
     EndpointReport {
         service: e.service.clone(),
@@ -213,6 +215,7 @@ fn endpoint(e: &EndpointMetrics, window_s: f64) -> EndpointReport {
         completed: e.completed,
         ok: e.ok,
         rejected: e.rejected,
+        faulted: e.faulted,
         errors: errors(&e.errors),
         utilization: if window_s > 0.0 && e.workers > 0 {
             e.busy_ns as f64 / (e.workers as f64 * window_s * 1e9)

@@ -131,12 +131,14 @@ fn check_expectation_paths(
             Some(w) => crate::report::json::window_view(&metrics.windows[w]),
             None => report.clone(),
         };
-        if let Err(why) = crate::report::expect::resolve(&view, &e.check.path) {
-            diags.push(diag::Diagnostic::new(
-                e.span.clone(),
-                format!("unknown metric path: {why}"),
-                "a number in report.json (see the README for its schema)",
-            ));
+        for path in e.check.paths() {
+            if let Err(why) = crate::report::expect::resolve(&view, path) {
+                diags.push(diag::Diagnostic::new(
+                    e.span.clone(),
+                    format!("unknown metric path: {why}"),
+                    "a number in report.json (see the README for its schema)",
+                ));
+            }
         }
     }
     if diags.is_empty() { Ok(()) } else { Err(diags) }
