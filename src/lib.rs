@@ -56,7 +56,7 @@ pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
                     let m = &output.metrics.windows[w];
                     let until = m.until.min(output.metrics.window_end);
                     (
-                        report::json::window_view(m),
+                        report::json::window_view(m, output.metrics.window_end),
                         Some([m.from.as_secs_f64(), until.as_secs_f64()]),
                     )
                 }

@@ -84,7 +84,8 @@ pub struct EndpointMetrics {
     /// timed out or cancelled), and the worker time they took: work wasted.
     pub orphaned: u64,
     pub orphaned_work_ns: u128,
-    /// Requests dropped unserved because their propagated deadline had passed.
+    /// Requests given up at their propagated deadline: dropped from the queue unserved,
+    /// or abandoned while being served (deadline-aware services only).
     pub expired: u64,
 }
 

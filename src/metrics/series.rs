@@ -57,6 +57,10 @@ pub const MAX_ROWS: usize = 2_000_000;
 pub struct Series {
     pub bucket: SimDuration,
     pub names: Vec<(SeriesKind, String)>,
+    /// A series that mirrors another (a workload's edge mirrors the workload: same
+    /// answers, same latencies) is not recorded twice; its rows copy the source's,
+    /// only `attempts` is its own.
+    mirror_of: Vec<Option<usize>>,
     pub rows: Vec<SeriesRow>,
     pub truncated: bool,
     start: SimTime,
@@ -93,6 +97,7 @@ impl Series {
             .collect();
         Series {
             bucket,
+            mirror_of: vec![None; names.len()],
             names,
             rows: Vec::new(),
             truncated: false,
@@ -101,7 +106,14 @@ impl Series {
         }
     }
 
+    /// Makes `series` a copy of `source` (which must come earlier).
+    pub fn mirror(&mut self, series: usize, source: usize) {
+        assert!(source < series, "a mirror reads a series closed before it");
+        self.mirror_of[series] = Some(source);
+    }
+
     pub fn record(&mut self, series: usize, latency: SimDuration, error: bool) {
+        debug_assert!(self.mirror_of[series].is_none(), "recording into a mirror");
         let b = &mut self.buckets[series];
         b.completed += 1;
         b.errors += u64::from(error);
@@ -121,8 +133,27 @@ impl Series {
         if span_ns == 0 {
             return;
         }
-        for (i, b) in self.buckets.iter_mut().enumerate() {
+        let first_row = self.rows.len();
+        for i in 0..self.buckets.len() {
             let extra = extras(i);
+            if let Some(src) = self.mirror_of[i] {
+                let b = &mut self.buckets[i];
+                let source_row =
+                    (first_row + src < self.rows.len()).then(|| self.rows[first_row + src].clone());
+                if let Some(source) = source_row {
+                    self.rows.push(SeriesRow {
+                        series: i as u32,
+                        attempts: Some(b.attempts),
+                        breaker: extra.breaker,
+                        ..source
+                    });
+                } else {
+                    self.truncated = true;
+                }
+                b.attempts = 0;
+                continue;
+            }
+            let b = &mut self.buckets[i];
             let queue_length_mean = extra.queue_area.map(|area| {
                 let mean = (area - b.queue_area_at_start) as f64 / span_ns as f64;
                 b.queue_area_at_start = area;

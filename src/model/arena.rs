@@ -95,6 +95,21 @@ impl<T> Arena<T> {
         Some(value)
     }
 
+    /// Like `remove`, for when the value is not needed: dropped in place, not moved out.
+    pub fn discard(&mut self, id: Id) -> bool {
+        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+            return false;
+        };
+        if slot.generation != id.generation || slot.value.is_none() {
+            return false;
+        }
+        slot.value = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id.index);
+        self.live -= 1;
+        true
+    }
+
     pub fn len(&self) -> usize {
         self.live
     }

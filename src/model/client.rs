@@ -1,8 +1,9 @@
 //! The client side of a call, under its edge's policy. A *logical call* is what the
 //! caller's code asked for; it is carried out by one or more *attempts* (retries,
 //! hedges), each of which passes the rate limiter, the circuit breaker and the
-//! bulkhead, in that order (resilience4j's recommended decoration order), before it
-//! goes over the network.
+//! bulkhead, in that order, before it goes over the network. (resilience4j's
+//! recommended order puts the breaker outside the rate limiter, so there a limiter
+//! refusal counts as a breaker failure; here it does not.)
 
 use super::arena::Id;
 use super::breaker::{Breaker, Permit};
@@ -92,6 +93,14 @@ impl ClientState {
             rng: stream(seed, &format!("client/{edge_name}")),
         }
     }
+}
+
+/// What is left of a logical call once it is over.
+struct Ended {
+    origin: Origin,
+    edge: EdgeId,
+    started_at: SimTime,
+    measured: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -518,7 +527,8 @@ impl World {
     /// An attempt refused before leaving the caller fails like any other: the retry
     /// policy decides what happens next.
     fn refuse(&mut self, l: Id, why: Refusal, sched: &mut Scheduler<Event>) {
-        let lc = &self.logicals[l];
+        let lc = &mut self.logicals[l];
+        let hedge_refused = lc.next_is_hedge && lc.in_flight > 0;
         let m = &mut self.metrics.edges[lc.edge.index()];
         let measured = u64::from(lc.measured);
         let status = match why {
@@ -535,6 +545,12 @@ impl World {
                 Status::ResourceExhausted
             }
         };
+        if hedge_refused {
+            // A hedge refused before leaving is just not sent: the attempts already in
+            // flight carry on (only a callee's answer can be fatal).
+            self.logicals[l].next_is_hedge = false;
+            return;
+        }
         self.after_failure(l, status, SimDuration::ZERO, sched);
     }
 
@@ -602,8 +618,9 @@ impl World {
             .backoff
             .delay(lc.tries, lc.previous_backoff, &mut client.rng);
         lc.previous_backoff = delay;
-        if retry.pushback {
-            delay = delay.max(retry_after);
+        if retry.pushback && !retry_after.is_zero() {
+            // gRFC A6: the server's pushback replaces the computed backoff.
+            delay = retry_after;
         }
         if lc.deadline != NO_DEADLINE && now.checked_add(delay).is_none_or(|t| t >= lc.deadline) {
             // The retry could not finish before the deadline.
@@ -619,15 +636,21 @@ impl World {
 
     /// Takes a logical call apart: cancels its attempts in flight and gives back what
     /// it holds. `succeeded` tells a half-open breaker how a cancelled probe went.
-    fn dismantle(
-        &mut self,
-        l: Id,
-        succeeded: bool,
-        sched: &mut Scheduler<Event>,
-    ) -> Option<Logical> {
-        let lc = self.logicals.remove(l)?;
+    /// Returns what the caller needs to be told (the call itself is dropped in place:
+    /// this runs once per call, and moving the whole call out showed in profiles).
+    fn dismantle(&mut self, l: Id, succeeded: bool, sched: &mut Scheduler<Event>) -> Option<Ended> {
+        let lc = self.logicals.get_mut(l)?;
+        let ended = Ended {
+            origin: lc.origin,
+            edge: lc.edge,
+            started_at: lc.started_at,
+            measured: lc.measured,
+        };
+        let (waiting, permit, current) = (lc.waiting, lc.permit, lc.current);
+        let hedges = std::mem::take(&mut lc.hedges);
+        self.logicals.discard(l);
         let now = sched.now();
-        for a in lc.current.iter().chain(&lc.hedges).copied() {
+        for a in current.into_iter().chain(hedges) {
             if let Some(att) = self.attempts.remove(a) {
                 self.attempt_ended(a, &att, sched);
                 if att.measured {
@@ -638,15 +661,15 @@ impl World {
                 }
             }
         }
-        let client = &mut self.clients[lc.edge.index()];
-        if lc.waiting {
+        let client = &mut self.clients[ended.edge.index()];
+        if waiting {
             client.bulkhead_queue.retain(|&w| w != l);
         }
         client.active_calls -= 1;
-        if let Some(p) = lc.permit {
-            self.breaker_record(lc.edge, p, !succeeded, SimDuration::ZERO, sched);
+        if let Some(p) = permit {
+            self.breaker_record(ended.edge, p, !succeeded, SimDuration::ZERO, sched);
         }
-        Some(lc)
+        Some(ended)
     }
 
     /// The caller no longer wants the answer (its fiber was cancelled).
@@ -690,11 +713,14 @@ impl World {
             }
         };
         let latency = now.since(lc.started_at);
-        if measured {
-            m.latency.record(latency);
+        // A workload's edge mirrors the workload (see World::new): recorded below.
+        if let Origin::Fiber(_) = lc.origin {
+            if measured {
+                m.latency.record(latency);
+            }
+            let series = self.edge_series(edge);
+            self.metrics.series.record(series, latency, !status.is_ok());
         }
-        let series = self.edge_series(edge);
-        self.metrics.series.record(series, latency, !status.is_ok());
         match lc.origin {
             Origin::Workload { workload, user } => {
                 let wm = &mut self.metrics.workloads[workload.index()];

@@ -142,13 +142,10 @@ impl PolicySpec {
             propagate_deadline: false,
             retry: None,
             breaker: None,
+            // Every error counts against a breaker unless `failure_on` says otherwise
+            // (resilience4j, Polly and opossum all count every exception by default).
             failure: FailureFilter {
-                statuses: StatusSet::of(&[
-                    Status::Unavailable,
-                    Status::Internal,
-                    Status::DeadlineExceeded,
-                    Status::ResourceExhausted,
-                ]),
+                statuses: all_errors(),
                 timeouts: true,
             },
             fallback: None,
@@ -387,7 +384,6 @@ impl PolicySpec {
     pub fn preset(name: &str, preset: &str) -> Option<PolicySpec> {
         use super::backoff::Backoff;
         let mut p = PolicySpec::none(name);
-        p.failure.statuses = all_errors();
         match preset {
             // opossum: a breaker with a 10 s per-call timeout; no retries of its own.
             "opossum" => {

@@ -107,6 +107,8 @@ pub(super) struct Invocation {
     pub worker_since: Option<SimTime>,
     /// Worker time spent so far (for the wasted-work count).
     pub busy_ns: u128,
+    /// Waiting in the replica's queue for its first worker.
+    pub queued: bool,
     /// A `fail` step's retry-after hint, sent with the answer.
     pub retry_after: Option<SimDuration>,
     pub root: Id,
@@ -251,7 +253,12 @@ impl World {
             .collect();
         let faults = FaultState::new(&spec, seed);
         let warmup_end = SimTime::ZERO + spec.warmup;
-        let metrics = new_metrics(&spec, warmup_end);
+        let mut metrics = new_metrics(&spec, warmup_end);
+        // A workload's edge sees exactly the workload's calls: record them once.
+        let (w, e) = (spec.workloads.len(), spec.endpoints.len());
+        for (i, wl) in spec.workloads.iter().enumerate() {
+            metrics.series.mirror(w + e + wl.edge.index(), i);
+        }
         World {
             spec: Rc::new(spec),
             warmup_end,
@@ -327,6 +334,10 @@ impl World {
         for e in self.metrics.endpoints.iter_mut() {
             e.queue_length.flush(end);
             e.in_system.flush(end);
+        }
+        for w in 0..self.spec.workloads.len() {
+            let edge = self.spec.workloads[w].edge.index();
+            self.metrics.edges[edge].latency = self.metrics.workloads[w].latency.clone();
         }
         for (i, c) in self.clients.iter().enumerate() {
             if let Some(b) = &c.breaker {
@@ -683,6 +694,7 @@ impl World {
             deadline,
             worker_since: starts_now.then_some(now),
             busy_ns: 0,
+            queued: !starts_now,
             retry_after: None,
             root: Id::PLACEHOLDER,
             degraded: false,
@@ -845,15 +857,16 @@ impl World {
     ) {
         let now = sched.now();
         self.metrics.endpoints[endpoint.index()].busy_ns += overlap_ns(since, now, self.warmup_end);
-        let replica = &mut self.replicas[r as usize];
-        // The worker goes straight to the next in line, if any.
-        while let Some(next) = replica.queue.pop_front() {
+        // The worker goes straight to the next in line, if any. (A loop, not recursion:
+        // a long queue of expired requests must not grow the stack.)
+        while let Some(next) = self.replicas[r as usize].queue.pop_front() {
             match next {
                 Queued::Start(i) => {
-                    replica.queued_new -= 1;
+                    self.replicas[r as usize].queued_new -= 1;
                     let Some(inv) = self.invocations.get_mut(i) else {
                         continue;
                     };
+                    inv.queued = false;
                     let em = &mut self.metrics.endpoints[inv.endpoint.index()];
                     em.queue_length.decrement(now);
                     let service = self.spec.endpoints[inv.endpoint.index()].service;
@@ -863,7 +876,7 @@ impl World {
                         let root = inv.root;
                         self.cancel_fiber(root, sched);
                         self.respond(i, Outcome::Failed(Status::DeadlineExceeded), sched);
-                        return self.release_worker(r, endpoint, now, sched);
+                        continue;
                     }
                     inv.worker_since = Some(now);
                     if inv.measured {
@@ -882,7 +895,7 @@ impl World {
                 }
             }
         }
-        replica.busy -= 1;
+        self.replicas[r as usize].busy -= 1;
     }
 
     pub(super) fn finish_fiber(&mut self, f: Id, outcome: Outcome, sched: &mut Scheduler<Event>) {
@@ -951,9 +964,19 @@ impl World {
         let Some(inv) = self.invocations.get(i) else {
             return;
         };
-        let root = inv.root;
+        let (root, replica, endpoint) = (inv.root, inv.replica, inv.endpoint);
         if inv.measured {
-            self.metrics.endpoints[inv.endpoint.index()].expired += 1;
+            self.metrics.endpoints[endpoint.index()].expired += 1;
+        }
+        if inv.queued {
+            // It leaves the queue now, not when a worker would have reached it.
+            let rep = &mut self.replicas[replica as usize];
+            rep.queue
+                .retain(|q| !matches!(q, Queued::Start(x) if *x == i));
+            rep.queued_new -= 1;
+            self.metrics.endpoints[endpoint.index()]
+                .queue_length
+                .decrement(sched.now());
         }
         self.cancel_fiber(root, sched);
         self.respond(i, Outcome::Failed(Status::DeadlineExceeded), sched);
@@ -1128,6 +1151,7 @@ impl World {
     }
 
     /// Adds an answer to the windows watching its workload or endpoint.
+    #[inline]
     pub(super) fn record_windows(
         &mut self,
         target: WindowTarget,

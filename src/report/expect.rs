@@ -166,6 +166,15 @@ pub fn resolve(report: &Value, path: &[String]) -> Result<f64, String> {
         } else {
             format!("`{}`", path[..depth].join("."))
         };
+        // Error counts list only the statuses that happened: any other status is 0.
+        if depth > 0
+            && path[depth - 1] == "errors"
+            && depth + 1 == path.len()
+            && crate::model::Status::from_name(seg).is_some_and(|s| !s.is_ok())
+            && v.as_object().is_some_and(|m| !m.contains_key(seg))
+        {
+            return Ok(0.0);
+        }
         v = match v {
             Value::Object(m) => m.get(seg).ok_or_else(|| {
                 let keys: Vec<&str> = m.keys().map(String::as_str).collect();
@@ -261,6 +270,14 @@ mod tests {
             err,
             "`workloads.w` has no `latncy_ms` (it has: latency_ms, ok)"
         );
+        let with_errors: Value =
+            serde_json::from_str(r#"{"e": {"errors": {"internal": 2}}}"#).unwrap();
+        assert_eq!(resolve(&with_errors, &path("e.errors.internal")), Ok(2.0));
+        assert_eq!(
+            resolve(&with_errors, &path("e.errors.unavailable")),
+            Ok(0.0)
+        );
+        assert!(resolve(&with_errors, &path("e.errors.teapot")).is_err());
         let err = resolve(&report, &path("faults.3.affected")).unwrap_err();
         assert!(err.contains("has 1 entries: no index 3"), "{err}");
     }

@@ -119,7 +119,8 @@ pub struct EndpointReport {
     /// Answers nobody waited for any more, and the worker time they took.
     pub orphaned: u64,
     pub orphaned_work_ms: f64,
-    /// Requests dropped unserved because their propagated deadline had passed.
+    /// Requests given up at their propagated deadline: dropped from the queue
+    /// unserved, or abandoned while being served.
     pub expired: u64,
 }
 
@@ -356,8 +357,12 @@ impl Report {
 
 /// What a time window measured, shaped like the report it refines:
 /// `{"workloads": {NAME: {...}}}` or `{"endpoints": {NAME: {...}}}`.
-pub fn window_view(w: &crate::metrics::WindowMetrics) -> serde_json::Value {
-    let span_s = w.until.saturating_since(w.from).as_secs_f64();
+pub fn window_view(
+    w: &crate::metrics::WindowMetrics,
+    run_end: crate::engine::SimTime,
+) -> serde_json::Value {
+    // A window left open (no `until`) ends with the run.
+    let span_s = w.until.min(run_end).saturating_since(w.from).as_secs_f64();
     let entry = serde_json::json!({
         "answers": w.answers,
         "ok": w.ok,

@@ -720,6 +720,12 @@ impl Builder {
             let base = p.retry.take();
             p.retry = self.retry(retry, base);
         }
+        if let (Some(ps), Some(retry)) = (&r.preset, &mut p.retry)
+            && ps.get_ref() == "grpc"
+        {
+            // gRFC A6: maxAttempts above 5 is treated as 5.
+            retry.max_attempts = retry.max_attempts.min(5);
+        }
         if let Some(b) = &r.breaker {
             let base = p.breaker.take().unwrap_or_else(BreakerSpec::resilience4j);
             p.breaker = self.breaker(b, base, &mut p);
@@ -932,10 +938,21 @@ impl Builder {
                     }),
                     (None, min, ttl) => Some(RetryBudget::Rate {
                         percent,
-                        min_per_s: min.as_ref().map_or(Some(0.0), |m| {
-                            let x = *m.get_ref();
-                            (x >= 0.0 && x.is_finite()).then_some(x)
-                        })?,
+                        min_per_s: match min {
+                            None => 0.0,
+                            Some(m) => {
+                                let x = *m.get_ref();
+                                if !(x >= 0.0 && x.is_finite()) {
+                                    self.error(
+                                        span(m),
+                                        format!("min_per_s is {x}"),
+                                        "a number of retries per second >= 0",
+                                    );
+                                    return None;
+                                }
+                                x
+                            }
+                        },
                         ttl: match ttl {
                             Some(t) => self.positive_duration(t, "the budget ttl")?,
                             None => SimDuration::from_secs(10),
@@ -977,7 +994,17 @@ impl Builder {
         policy: &mut PolicySpec,
     ) -> Option<BreakerSpec> {
         let r = raw.get_ref();
-        let window = r.window.as_ref().map(|w| (w, w.get_ref().as_str()));
+        // `size` alone means a count window; `duration` or `buckets` alone a time window.
+        let implied = match (&r.size, r.duration.is_some() || r.buckets.is_some()) {
+            (Some(_), _) => "count",
+            (None, true) => "time",
+            (None, false) => "",
+        };
+        let window = match &r.window {
+            Some(w) => Some((span(w), w.get_ref().as_str())),
+            None if !implied.is_empty() => Some((span(raw), implied)),
+            None => None,
+        };
         match window {
             None => {}
             Some((_, "count")) => {
@@ -991,13 +1018,21 @@ impl Builder {
                 b.window = BreakerWindow::Count { calls };
             }
             Some((_, "time")) => {
+                // Unwritten parts keep the preset's time window (Polly: 30 s in 10).
+                let (base_buckets, base_total) = match b.window {
+                    BreakerWindow::Time { buckets, bucket } => (
+                        buckets,
+                        SimDuration::from_nanos(bucket.as_nanos() * u64::from(buckets)),
+                    ),
+                    BreakerWindow::Count { .. } => (10, SimDuration::from_secs(10)),
+                };
                 let buckets = match &r.buckets {
                     Some(n) => self.int_u32(n, 1, "buckets", "at least 1")?,
-                    None => 10,
+                    None => base_buckets,
                 };
                 let total = match &r.duration {
                     Some(d) => self.positive_duration(d, "the window duration")?,
-                    None => SimDuration::from_secs(10),
+                    None => base_total,
                 };
                 b.window = BreakerWindow::Time {
                     buckets,
@@ -1006,7 +1041,7 @@ impl Builder {
             }
             Some((w, other)) => {
                 self.error(
-                    span(w),
+                    w,
                     format!("unknown breaker window `{other}`"),
                     "\"count\" (the last N calls) or \"time\" (the last `duration`)",
                 );

@@ -128,7 +128,7 @@ fn check_expectation_paths(
     let mut diags = Vec::new();
     for e in expectations {
         let view = match e.window {
-            Some(w) => crate::report::json::window_view(&metrics.windows[w]),
+            Some(w) => crate::report::json::window_view(&metrics.windows[w], metrics.window_end),
             None => report.clone(),
         };
         for path in e.check.paths() {
