@@ -59,6 +59,9 @@ pub(super) struct Attempt {
 
 /// The policy's state for one edge (one client per caller and callee endpoint).
 pub(super) struct ClientState {
+    /// The policy uses none of retry, hedging, breaker, bulkhead, rate limiter: each
+    /// attempt is the whole call, and the checks below are skipped.
+    plain: bool,
     pub breaker: Option<Breaker>,
     breaker_timer_at: Option<SimTime>,
     bulkhead_active: u32,
@@ -76,6 +79,11 @@ impl ClientState {
     pub fn new(policy: &PolicySpec, seed: u64, edge_name: &str) -> Self {
         let retry = policy.retry.as_ref();
         ClientState {
+            plain: policy.retry.is_none()
+                && policy.hedge.is_none()
+                && policy.breaker.is_none()
+                && policy.bulkhead.is_none()
+                && policy.rate_limit.is_none(),
             breaker: policy.breaker.as_ref().map(Breaker::new),
             breaker_timer_at: None,
             bulkhead_active: 0,
@@ -187,6 +195,10 @@ impl World {
     pub(super) fn launch(&mut self, l: Id, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let edge = self.logicals[l].edge;
+        if self.clients[edge.index()].plain {
+            self.logicals[l].tries += 1;
+            return self.send_attempt(l, None, false, sched);
+        }
         let spec = self.spec.clone();
         let policy = &spec.policies[spec.edges[edge.index()].policy.index()];
         let client = &mut self.clients[edge.index()];
@@ -410,6 +422,14 @@ impl World {
         };
         debug_assert_eq!(att.edge, edge);
         self.attempt_ended(a, &att, sched);
+        if self.clients[edge.index()].plain {
+            let logical = att.logical;
+            return if status.is_ok() {
+                self.complete(logical, Outcome::Ok { degraded }, sched)
+            } else {
+                self.complete(logical, Outcome::Failed(status), sched)
+            };
+        }
         let policy = self.policy(edge);
         let failure = !status.is_ok() && policy.failure.statuses.contains(status);
         let retryable = policy

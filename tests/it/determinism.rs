@@ -118,3 +118,25 @@ fn tidy_the_core_uses_no_nondeterministic_apis() {
     }
     assert!(checked >= 15, "tidy checked only {checked} files");
 }
+
+/// Every bundled scenario states what it demonstrates in `[[expect]]` checks (the retry
+/// storm stays down after its fault, the budget version recovers, the protected system
+/// keeps browsing healthy...): all of them must hold, and each scenario that has a
+/// fault must check something.
+#[test]
+fn every_bundled_scenario_meets_its_expectations() {
+    let mut checked = 0;
+    for (name, text, shorten) in bundled() {
+        let sc = meshsim::scenario::from_source(&name, &name, &text, &shorten).unwrap();
+        let has_faults = !sc.spec.faults.is_empty();
+        let out = meshsim::simulate(sc).unwrap();
+        for e in &out.report.expectations {
+            assert!(e.passed, "{name}: `{}` failed with value {}", e.check, e.value);
+            checked += 1;
+        }
+        if has_faults {
+            assert!(!out.report.expectations.is_empty(), "{name} has faults but checks nothing");
+        }
+    }
+    assert!(checked >= 20, "only {checked} expectations in the bundled scenarios");
+}
