@@ -7,7 +7,9 @@
 
 use super::arena::Id;
 use super::breaker::{Breaker, Permit};
-use super::policy::{Fallback, PolicySpec, RateBudget, RetryBudget, ThrottleTokens, TokenBucket};
+use super::policy::{
+    BulkheadSpec, Fallback, PolicySpec, RateBudget, RetryBudget, ThrottleTokens, TokenBucket,
+};
 use super::spec::{EdgeId, Step, WindowTarget, WorkloadId};
 use super::status::Status;
 use super::world::{Event, NO_DEADLINE, Outcome, World};
@@ -58,7 +60,13 @@ pub(super) struct Attempt {
 }
 
 /// The policy's state for one edge (one client per caller and callee endpoint).
+/// Waiting for a bulkhead slot or a pooled connection without a limit.
+const FOREVER: SimDuration = SimDuration::from_nanos(u64::MAX);
+
 pub(super) struct ClientState {
+    /// The concurrency gate: the bulkhead, or the protocol's connection pool (callers
+    /// queue for a free connection), whichever is tighter.
+    gate: Option<BulkheadSpec>,
     /// The policy uses none of retry, hedging, breaker, bulkhead, rate limiter: each
     /// attempt is the whole call, and the checks below are skipped.
     plain: bool,
@@ -78,8 +86,21 @@ pub(super) struct ClientState {
 impl ClientState {
     pub fn new(policy: &PolicySpec, seed: u64, edge_name: &str) -> Self {
         let retry = policy.retry.as_ref();
+        let pool = policy.protocol.map(|p| BulkheadSpec {
+            max_concurrent: p.pool.slots(),
+            max_wait: FOREVER,
+        });
+        let gate = match (policy.bulkhead, pool) {
+            (Some(b), Some(p)) => Some(BulkheadSpec {
+                max_concurrent: b.max_concurrent.min(p.max_concurrent),
+                max_wait: b.max_wait,
+            }),
+            (b, p) => b.or(p),
+        };
         ClientState {
-            plain: policy.retry.is_none()
+            gate,
+            plain: policy.protocol.is_none()
+                && policy.retry.is_none()
                 && policy.hedge.is_none()
                 && policy.breaker.is_none()
                 && policy.bulkhead.is_none()
@@ -236,8 +257,8 @@ impl World {
         }
         let client = &mut self.clients[edge.index()];
         let lc = &mut self.logicals[l];
-        let holds_slot = policy.bulkhead.is_some();
-        if let Some(spec) = &policy.bulkhead
+        let holds_slot = client.gate.is_some();
+        if let Some(spec) = client.gate
             && !lc.slot_granted
         {
             if client.bulkhead_active < spec.max_concurrent {
@@ -246,13 +267,15 @@ impl World {
                 lc.waiting = true;
                 client.bulkhead_queue.push_back(l);
                 let try_number = lc.tries;
-                sched.after(
-                    spec.max_wait,
-                    Event::BulkheadTimeout {
-                        logical: l,
-                        try_number,
-                    },
-                );
+                if spec.max_wait != FOREVER {
+                    sched.after(
+                        spec.max_wait,
+                        Event::BulkheadTimeout {
+                            logical: l,
+                            try_number,
+                        },
+                    );
+                }
                 return;
             } else {
                 // A full bulkhead is a failure for the breaker (opossum counts capacity
@@ -325,7 +348,8 @@ impl World {
             measured,
             deadline: propagated,
         };
-        if !self.transmit(link, request, sched) {
+        let extra = self.edge_costs[edge.index()].request;
+        if !self.transmit(link, request, extra, sched) {
             self.metrics.edges[edge.index()].lost_requests += 1;
         }
     }

@@ -130,6 +130,7 @@ pub struct PolicySpec {
     pub bulkhead: Option<BulkheadSpec>,
     pub rate_limit: Option<RateLimitSpec>,
     pub hedge: Option<HedgeSpec>,
+    pub protocol: Option<ProtocolSpec>,
 }
 
 impl PolicySpec {
@@ -152,6 +153,7 @@ impl PolicySpec {
             bulkhead: None,
             rate_limit: None,
             hedge: None,
+            protocol: None,
         }
     }
 }
@@ -504,5 +506,73 @@ impl PolicySpec {
             _ => return None,
         }
         Some(p)
+    }
+}
+
+/// How calls travel (REST/JSON vs gRPC/protobuf). The preset numbers are illustrative
+/// orders of magnitude for a small service on a LAN, not measurements: override them
+/// with your own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProtocolSpec {
+    /// Per message, each way: headers, framing, syscalls.
+    pub overhead: SimDuration,
+    /// CPU per KB of payload to serialize (sender) and parse (receiver).
+    pub encode_per_kb: SimDuration,
+    pub decode_per_kb: SimDuration,
+    /// A new connection per call (no keep-alive) pays this set-up (TCP + TLS).
+    pub setup_per_call: Option<SimDuration>,
+    pub pool: Pool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// HTTP/1.1: one request at a time per connection; callers queue for a free one.
+    Http1 { max_connections: u32 },
+    /// HTTP/2: many concurrent streams per connection.
+    Http2 { connections: u32, max_streams: u32 },
+}
+
+impl Pool {
+    /// Requests that may be in flight on the edge at once.
+    pub fn slots(self) -> u32 {
+        match self {
+            Pool::Http1 { max_connections } => max_connections,
+            Pool::Http2 {
+                connections,
+                max_streams,
+            } => connections.saturating_mul(max_streams),
+        }
+    }
+}
+
+impl ProtocolSpec {
+    pub fn preset(name: &str) -> Option<ProtocolSpec> {
+        let us = SimDuration::from_micros;
+        Some(match name {
+            // HTTP/1.1 + JSON: text headers, JSON is slow to parse, a pool of 10
+            // keep-alive connections (a common client default).
+            "rest_json" => ProtocolSpec {
+                overhead: us(150),
+                encode_per_kb: us(15),
+                decode_per_kb: us(25),
+                setup_per_call: None,
+                pool: Pool::Http1 {
+                    max_connections: 10,
+                },
+            },
+            // HTTP/2 + protobuf: compressed headers, binary payloads, one connection
+            // multiplexing 100 streams (gRPC's usual limit).
+            "grpc" => ProtocolSpec {
+                overhead: us(50),
+                encode_per_kb: us(3),
+                decode_per_kb: us(4),
+                setup_per_call: None,
+                pool: Pool::Http2 {
+                    connections: 1,
+                    max_streams: 100,
+                },
+            },
+            _ => return None,
+        })
     }
 }

@@ -68,6 +68,9 @@ pub struct EndpointSpec {
     /// "service/endpoint"
     pub name: String,
     pub handler: SeqId,
+    /// Payload sizes, for protocol encode/decode costs.
+    pub request_kb: f64,
+    pub response_kb: f64,
 }
 
 /// One instruction of a handler program.
@@ -75,6 +78,9 @@ pub struct EndpointSpec {
 pub enum Step {
     /// Hold the worker for a sampled duration.
     Work(DistId),
+    /// Server streaming: send `messages` messages, one per sampled `interval`; the
+    /// call ends with the last one (the caller's timeout covers the whole stream).
+    Stream { messages: u32, interval: DistId },
     /// Synchronous call; the handler continues when it is answered.
     Call(CallSite),
     /// Run branches concurrently and join them.

@@ -109,6 +109,8 @@ pub(super) struct Invocation {
     pub busy_ns: u128,
     /// Waiting in the replica's queue for its first worker.
     pub queued: bool,
+    /// Reply messages (more than one for a server stream).
+    pub messages: u32,
     /// A `fail` step's retry-after hint, sent with the answer.
     pub retry_after: Option<SimDuration>,
     pub root: Id,
@@ -182,10 +184,22 @@ struct WorkloadState {
     rng: Stream,
 }
 
+/// What the protocol adds to each call on an edge (zero without a protocol profile).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct EdgeCost {
+    /// Client encode + per-message overhead (+ connection set-up), on the way out.
+    pub request: SimDuration,
+    /// Server decode, holding the server's worker before the handler runs.
+    pub server_decode: SimDuration,
+    /// Per reply message: server encode + overhead + client decode.
+    pub per_message: SimDuration,
+}
+
 pub struct World {
     /// Immutable for the whole run; shared so a handler can hold `&policy` while it
     /// changes the world.
     pub(super) spec: Rc<Spec>,
+    pub(super) edge_costs: Vec<EdgeCost>,
     pub(super) warmup_end: SimTime,
     pub(super) replicas: Vec<Replica>,
     /// First replica of each service in `replicas`.
@@ -259,8 +273,33 @@ impl World {
         for (i, wl) in spec.workloads.iter().enumerate() {
             metrics.series.mirror(w + e + wl.edge.index(), i);
         }
+        let edge_costs = spec
+            .edges
+            .iter()
+            .map(|e| {
+                let ep = &spec.endpoints[e.target.index()];
+                match spec.policies[e.policy.index()].protocol {
+                    None => EdgeCost::default(),
+                    Some(p) => {
+                        let per_kb = |d: SimDuration, kb: f64| {
+                            SimDuration::from_secs_f64(d.as_secs_f64() * kb)
+                        };
+                        EdgeCost {
+                            request: p.overhead
+                                + per_kb(p.encode_per_kb, ep.request_kb)
+                                + p.setup_per_call.unwrap_or(SimDuration::ZERO),
+                            server_decode: per_kb(p.decode_per_kb, ep.request_kb),
+                            per_message: p.overhead
+                                + per_kb(p.encode_per_kb, ep.response_kb)
+                                + per_kb(p.decode_per_kb, ep.response_kb),
+                        }
+                    }
+                }
+            })
+            .collect();
         World {
             spec: Rc::new(spec),
+            edge_costs,
             warmup_end,
             replicas,
             first_replica,
@@ -548,6 +587,7 @@ impl World {
         &mut self,
         link: LinkId,
         event: Event,
+        extra: SimDuration,
         sched: &mut Scheduler<Event>,
     ) -> bool {
         let spec = &self.spec.links[link.index()];
@@ -560,6 +600,7 @@ impl World {
         } else {
             spec.latency.sample(rng)
         };
+        delay = delay + extra;
         if self.faults.link_faulted(link) {
             match self.faults.on_message(&self.spec, link) {
                 None => return false,
@@ -632,7 +673,8 @@ impl World {
             measured,
             retry_after_ms: 0,
         };
-        if !self.transmit(link, reply, sched) {
+        let extra = self.edge_costs[edge.index()].per_message;
+        if !self.transmit(link, reply, extra, sched) {
             self.metrics.edges[edge.index()].lost_replies += 1;
         }
     }
@@ -694,6 +736,7 @@ impl World {
             deadline,
             worker_since: starts_now.then_some(now),
             busy_ns: 0,
+            messages: 1,
             queued: !starts_now,
             retry_after: None,
             root: Id::PLACEHOLDER,
@@ -722,11 +765,22 @@ impl World {
             if measured {
                 em.queue_wait.record(SimDuration::ZERO);
             }
-            self.advance(root, sched);
+            self.begin(root, edge, sched);
         } else {
             replica.queue.push_back(Queued::Start(inv));
             replica.queued_new += 1;
             em.queue_length.increment(now);
+        }
+    }
+
+    /// Starts a request's handler on its worker, after the protocol's decode time.
+    fn begin(&mut self, root: Id, edge: EdgeId, sched: &mut Scheduler<Event>) {
+        let decode = self.edge_costs[edge.index()].server_decode;
+        if decode.is_zero() {
+            self.advance(root, sched);
+        } else {
+            self.fibers[root].wait = Wait::Work;
+            sched.after(decode, Event::WorkDone(root));
         }
     }
 
@@ -757,6 +811,20 @@ impl World {
                     if !dur.is_zero() {
                         self.fibers[f].wait = Wait::Work;
                         sched.after(dur, Event::WorkDone(f));
+                        return;
+                    }
+                }
+                Step::Stream { messages, interval } => {
+                    let dist = &self.spec.dists[interval.index()];
+                    let rng = &mut self.replicas[replica].rng;
+                    let mut total = SimDuration::ZERO;
+                    for _ in 0..messages {
+                        total = total + dist.sample(rng);
+                    }
+                    self.invocations[invocation].messages = messages.max(1);
+                    if !total.is_zero() {
+                        self.fibers[f].wait = Wait::Work;
+                        sched.after(total, Event::WorkDone(f));
                         return;
                     }
                 }
@@ -882,7 +950,12 @@ impl World {
                     if inv.measured {
                         em.queue_wait.record(now.since(inv.arrived_at));
                     }
-                    self.immediate.push_back(Event::Run(inv.root));
+                    let (root, edge) = (inv.root, inv.edge);
+                    if self.edge_costs[edge.index()].server_decode.is_zero() {
+                        self.immediate.push_back(Event::Run(root));
+                    } else {
+                        self.begin(root, edge, sched);
+                    }
                     return;
                 }
                 Queued::Resume(f) => {
@@ -951,7 +1024,13 @@ impl World {
             measured: inv.attempt_measured,
             retry_after_ms: inv.retry_after_ms(),
         };
-        if !self.transmit(link, reply, sched) {
+        let extra = SimDuration::from_nanos(
+            self.edge_costs[inv.edge.index()]
+                .per_message
+                .as_nanos()
+                .saturating_mul(u64::from(inv.messages)),
+        );
+        if !self.transmit(link, reply, extra, sched) {
             self.metrics.edges[inv.edge.index()].lost_replies += 1;
         }
         if let Some(since) = inv.worker_since {

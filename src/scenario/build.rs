@@ -9,8 +9,8 @@ use crate::engine::{SimDuration, SimTime};
 use crate::model::backoff::{Backoff, BackoffKind, Jitter};
 use crate::model::breaker::{BreakerSpec, BreakerWindow, Compare, Evaluate, SlowCall, Transition};
 use crate::model::policy::{
-    BulkheadSpec, Fallback, HedgeSpec, PRESETS, PolicySpec, RateLimitSpec, RetryBudget, RetrySpec,
-    StatusSet, Throttle,
+    BulkheadSpec, Fallback, HedgeSpec, PRESETS, PolicySpec, Pool, ProtocolSpec, RateLimitSpec,
+    RetryBudget, RetrySpec, StatusSet, Throttle,
 };
 use crate::model::spec::*;
 use crate::model::{Dist, Status, Translation};
@@ -785,6 +785,9 @@ impl Builder {
                 });
             }
         }
+        if let Some(pr) = &r.protocol {
+            p.protocol = self.protocol(pr);
+        }
         if let Some(h) = &r.hedge {
             let hg = h.get_ref();
             let delay = match &hg.delay {
@@ -823,6 +826,112 @@ impl Builder {
                 );
             }
         }
+        Some(p)
+    }
+
+    fn protocol(&mut self, raw: &Spanned<RawProtocol>) -> Option<ProtocolSpec> {
+        let preset = |b: &mut Builder, name: &Spanned<String>| {
+            let p = ProtocolSpec::preset(name.get_ref());
+            if p.is_none() {
+                b.error(
+                    span(name),
+                    format!("unknown protocol `{}`", name.get_ref()),
+                    "\"rest_json\" or \"grpc\" (or a table of your own numbers)",
+                );
+            }
+            p
+        };
+        let t = match raw.get_ref() {
+            RawProtocol::Preset(name) => {
+                let named = Spanned::new(span(raw), name.clone());
+                return preset(self, &named);
+            }
+            RawProtocol::Table(t) => t,
+        };
+        let mut p = match &t.preset {
+            Some(name) => preset(self, name)?,
+            None => ProtocolSpec::preset("rest_json").expect("a known preset"),
+        };
+        if let Some(d) = &t.overhead {
+            p.overhead = self.duration(d)?;
+        }
+        if let Some(d) = &t.encode_per_kb {
+            p.encode_per_kb = self.duration(d)?;
+        }
+        if let Some(d) = &t.decode_per_kb {
+            p.decode_per_kb = self.duration(d)?;
+        }
+        match t.connection.as_ref().map(|c| (c, c.get_ref().as_str())) {
+            None => {}
+            Some((_, "keep_alive")) => p.setup_per_call = None,
+            Some((_, "per_call")) => {
+                p.setup_per_call = Some(match &t.setup {
+                    Some(s) => self.duration(s)?,
+                    None => SimDuration::from_micros(1500),
+                })
+            }
+            Some((c, other)) => {
+                self.error(
+                    span(c),
+                    format!("unknown connection `{other}`"),
+                    "\"keep_alive\" or \"per_call\"",
+                );
+                return None;
+            }
+        }
+        if t.setup.is_some() && p.setup_per_call.is_none() {
+            self.error(
+                span(t.setup.as_ref().expect("some")),
+                "`setup` is paid only with connection = \"per_call\"",
+                "connection = \"per_call\"",
+            );
+        }
+        let count = |b: &mut Builder, v: &Option<Spanned<i64>>, what: &str, default: u32| match v {
+            Some(n) => b.int_u32(n, 1, what, "at least 1"),
+            None => Some(default),
+        };
+        let pool_kind = match t.pool.as_ref().map(|x| (x, x.get_ref().as_str())) {
+            None => match p.pool {
+                Pool::Http1 { .. } => "http1",
+                Pool::Http2 { .. } => "http2",
+            },
+            Some((_, k @ ("http1" | "http2"))) => k,
+            Some((x, other)) => {
+                self.error(
+                    span(x),
+                    format!("unknown pool `{other}`"),
+                    "\"http1\" (a request per connection) or \"http2\" (streams multiplexed)",
+                );
+                return None;
+            }
+        };
+        p.pool = match (pool_kind, p.pool) {
+            ("http1", Pool::Http1 { max_connections }) => Pool::Http1 {
+                max_connections: count(
+                    self,
+                    &t.max_connections,
+                    "max_connections",
+                    max_connections,
+                )?,
+            },
+            ("http1", _) => Pool::Http1 {
+                max_connections: count(self, &t.max_connections, "max_connections", 10)?,
+            },
+            (
+                _,
+                Pool::Http2 {
+                    connections,
+                    max_streams,
+                },
+            ) => Pool::Http2 {
+                connections: count(self, &t.connections, "connections", connections)?,
+                max_streams: count(self, &t.max_streams, "max_streams", max_streams)?,
+            },
+            _ => Pool::Http2 {
+                connections: count(self, &t.connections, "connections", 1)?,
+                max_streams: count(self, &t.max_streams, "max_streams", 100)?,
+            },
+        };
         Some(p)
     }
 
@@ -1619,7 +1728,21 @@ impl Builder {
                 );
             }
             let mut endpoints = Vec::new();
-            for ep_name in v.endpoints.keys() {
+            for (ep_name, ep) in &v.endpoints {
+                let kb = |b: &mut Builder, v: &Option<Spanned<f64>>| match v {
+                    Some(x) if !(*x.get_ref() >= 0.0 && x.get_ref().is_finite()) => {
+                        b.error(
+                            span(x),
+                            format!("a payload of {} KB", x.get_ref()),
+                            "a size in KB >= 0",
+                        );
+                        1.0
+                    }
+                    Some(x) => *x.get_ref(),
+                    None => 1.0,
+                };
+                let request_kb = kb(self, &ep.get_ref().request_kb);
+                let response_kb = kb(self, &ep.get_ref().response_kb);
                 self.check_name(ep_name, "endpoint");
                 let full = format!("{}/{}", name.get_ref(), ep_name.get_ref());
                 let eid = EndpointId(self.endpoints.len() as u32);
@@ -1627,6 +1750,8 @@ impl Builder {
                     service: id,
                     name: full.clone(),
                     handler: SeqId(u32::MAX),
+                    request_kb,
+                    response_kb,
                 });
                 self.endpoint_ids.insert(full, eid);
                 endpoints.push(eid);
@@ -1694,6 +1819,7 @@ impl Builder {
             ("parallel", s.parallel.is_some()),
             ("fail", s.fail.is_some()),
             ("steps", s.steps.is_some()),
+            ("stream", s.stream.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, present)| present.then_some(k))
@@ -1711,16 +1837,17 @@ impl Builder {
             self.error(
                 span(step),
                 format!("a step needs exactly one kind; found {found}"),
-                "one of `work`, `call`, `parallel`, `fail`, `steps`",
+                "one of `work`, `call`, `parallel`, `fail`, `steps`, `stream`",
             );
             return;
         }
         let kind = kinds[0];
-        let misplaced: [(&str, Option<Range<usize>>, &str); 8] = [
+        let misplaced: [(&str, Option<Range<usize>>, &str); 9] = [
             ("timeout", s.timeout.as_ref().map(span), "call"),
             ("translate", s.translate.as_ref().map(span), "call"),
             ("policy", s.policy.as_ref().map(span), "call"),
             ("retry_after", s.retry_after.as_ref().map(span), "fail"),
+            ("interval", s.interval.as_ref().map(span), "stream"),
             ("join", s.join.as_ref().map(span), "parallel"),
             ("quorum", s.quorum.as_ref().map(span), "parallel"),
             ("p", s.p.as_ref().map(span), "fail"),
@@ -1792,6 +1919,20 @@ impl Builder {
                         timeout,
                         translate,
                     }));
+                }
+            }
+            "stream" => {
+                let n = s.stream.as_ref().expect("kind");
+                let messages = self.int_u32(n, 1, "the number of messages", "at least 1 message");
+                let interval = match &s.interval {
+                    Some(d) => self.dist_id(d),
+                    None => {
+                        self.dists.push(Dist::Constant(SimDuration::ZERO));
+                        Some(DistId(self.dists.len() as u32 - 1))
+                    }
+                };
+                if let (Some(messages), Some(interval)) = (messages, interval) {
+                    out.push(Step::Stream { messages, interval });
                 }
             }
             "steps" => {

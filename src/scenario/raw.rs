@@ -41,6 +41,52 @@ pub struct RawPolicy {
     pub bulkhead: Option<Spanned<RawBulkhead>>,
     pub rate_limit: Option<Spanned<RawRateLimit>>,
     pub hedge: Option<Spanned<RawHedge>>,
+    pub protocol: Option<Spanned<RawProtocol>>,
+}
+
+/// A protocol: a preset name ("rest_json", "grpc") or a table.
+#[derive(Debug)]
+pub enum RawProtocol {
+    Preset(String),
+    Table(RawProtocolTable),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtocolTable {
+    pub preset: Option<Spanned<String>>,
+    pub overhead: Option<Spanned<String>>,
+    pub encode_per_kb: Option<Spanned<String>>,
+    pub decode_per_kb: Option<Spanned<String>>,
+    pub connection: Option<Spanned<String>>,
+    pub setup: Option<Spanned<String>>,
+    pub pool: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub connections: Option<Spanned<i64>>,
+    pub max_streams: Option<Spanned<i64>>,
+}
+
+impl<'de> Deserialize<'de> for RawProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawProtocol;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"rest_json\", \"grpc\", or a table such as { preset = \"grpc\", overhead = \"80us\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawProtocol, E> {
+                Ok(RawProtocol::Preset(s.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawProtocol, A::Error> {
+                RawProtocolTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawProtocol::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 pub type Statuses = Spanned<Vec<Spanned<String>>>;
@@ -202,6 +248,8 @@ pub struct RawService {
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoint {
     pub steps: Spanned<Vec<Spanned<RawStep>>>,
+    pub request_kb: Option<Spanned<f64>>,
+    pub response_kb: Option<Spanned<f64>>,
     pub translate: Option<Spanned<BTreeMap<Name, Spanned<String>>>>,
 }
 
@@ -221,6 +269,8 @@ pub struct RawStep {
     pub p: Option<Spanned<f64>>,
     pub retry_after: Option<Spanned<String>>,
     pub policy: Option<Spanned<String>>,
+    pub stream: Option<Spanned<i64>>,
+    pub interval: Option<Spanned<RawDist>>,
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
     pub required: Option<Spanned<bool>>,
 }

@@ -131,12 +131,22 @@ fn every_bundled_scenario_meets_its_expectations() {
         let has_faults = !sc.spec.faults.is_empty();
         let out = meshsim::simulate(sc).unwrap();
         for e in &out.report.expectations {
-            assert!(e.passed, "{name}: `{}` failed with value {}", e.check, e.value);
+            assert!(
+                e.passed,
+                "{name}: `{}` failed with value {}",
+                e.check, e.value
+            );
             checked += 1;
         }
         if has_faults {
-            assert!(!out.report.expectations.is_empty(), "{name} has faults but checks nothing");
+            assert!(
+                !out.report.expectations.is_empty(),
+                "{name} has faults but checks nothing"
+            );
         }
     }
-    assert!(checked >= 20, "only {checked} expectations in the bundled scenarios");
+    assert!(
+        checked >= 20,
+        "only {checked} expectations in the bundled scenarios"
+    );
 }

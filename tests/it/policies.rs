@@ -4,7 +4,7 @@
 //! Most scenarios here are one caller (workload `w`, constant arrivals) calling `s/get`
 //! under policy `p`; the edge is `w->s/get`. Network latency is zero unless stated.
 
-use super::support::{json, run};
+use super::support::{json, run, run_file};
 use serde_json::Value;
 
 fn f(v: &Value) -> f64 {
@@ -1162,4 +1162,130 @@ until = "9s"
     );
     let c = run(&text, &["simulation.seed=2"]).report.to_json();
     assert_ne!(a, c, "the seed changed nothing");
+}
+
+// ---- protocols, connection pools, streams ----
+
+/// One caller `front` calling `s/get` under policy `p`, zero network latency.
+fn proto(protocol: &str, callee_steps: &str, front_steps: &str) -> String {
+    format!(
+        r#"
+[simulation]
+requests = 20
+[policies.p]
+protocol = {protocol}
+[services.front]
+workers = 100
+[services.front.endpoints.get]
+steps = {front_steps}
+[services.s]
+workers = 100
+[services.s.endpoints.get]
+request_kb = 2
+response_kb = 5
+steps = {callee_steps}
+[workloads.w]
+target = "front/get"
+arrivals = "constant"
+rate = 1
+"#
+    )
+}
+
+const CUSTOM: &str = r#"{ overhead = "100us", encode_per_kb = "10us", decode_per_kb = "20us" }"#;
+
+// Protocol costs add up exactly: request 100 + 2x10 us, server decode 2x20 us, reply
+// 100 + 5x10 + 5x20 us, around 1 ms of work: 1.41 ms.
+#[test]
+fn protocol_costs_add_up_exactly() {
+    let text = proto(
+        CUSTOM,
+        r#"[{ work = "1ms" }]"#,
+        r#"[{ call = "s/get", policy = "p" }]"#,
+    );
+    let r = json(&run(&text, &[]).report);
+    let lat = &r["edges"]["front->s/get"]["latency_ms"];
+    assert_eq!(
+        (lat["p50"].as_f64(), lat["max"].as_f64()),
+        (Some(1.41), Some(1.41))
+    );
+    // The decode time holds the server's worker: utilization counts 1.04 ms per call.
+    let busy = r["endpoints"]["s/get"]["utilization"].as_f64().unwrap();
+    let window = r["window_s"].as_f64().unwrap();
+    assert!(
+        (busy * 100.0 * window - 20.0 * 1.04e-3).abs() < 1e-9,
+        "busy {busy}"
+    );
+}
+
+// Without keep-alive every call pays the connection set-up on the way out.
+#[test]
+fn a_connection_per_call_pays_its_setup() {
+    let per_call = r#"{ overhead = "100us", encode_per_kb = "10us", decode_per_kb = "20us", connection = "per_call", setup = "3ms" }"#;
+    let text = proto(
+        per_call,
+        r#"[{ work = "1ms" }]"#,
+        r#"[{ call = "s/get", policy = "p" }]"#,
+    );
+    let r = json(&run(&text, &[]).report);
+    assert_eq!(
+        r["edges"]["front->s/get"]["latency_ms"]["max"].as_f64(),
+        Some(4.41)
+    );
+}
+
+// An HTTP/1.1 pool of 2 connections carries one request each: 4 parallel 100 ms calls
+// take two rounds, so the fan-out takes exactly 200 ms; HTTP/2 streams all 4 at once.
+#[test]
+fn an_http1_pool_queues_calls_for_a_free_connection() {
+    let fan_out = r#"[{ parallel = [{ call = "s/get", policy = "p" }, { call = "s/get", policy = "p" }, { call = "s/get", policy = "p" }, { call = "s/get", policy = "p" }] }]"#;
+    let http1 = r#"{ overhead = "0s", encode_per_kb = "0s", decode_per_kb = "0s", pool = "http1", max_connections = 2 }"#;
+    let http2 = r#"{ overhead = "0s", encode_per_kb = "0s", decode_per_kb = "0s", pool = "http2", connections = 1, max_streams = 100 }"#;
+    for (protocol, want) in [(http1, 200.0), (http2, 100.0)] {
+        let text = proto(protocol, r#"[{ work = "100ms" }]"#, fan_out);
+        let r = json(&run(&text, &[]).report);
+        let lat = &r["workloads"]["w"]["latency_ms"];
+        assert_eq!(
+            (lat["p50"].as_f64(), lat["max"].as_f64()),
+            (Some(want), Some(want)),
+            "{protocol}"
+        );
+        // Waiting for a connection is not a rejection.
+        assert_eq!(r["edges"]["front->s/get"]["rejected"]["bulkhead"], 0);
+    }
+}
+
+// A server stream of 3 messages, 10 ms apart, ends with its last message, each message
+// paying the reply costs; a timeout shorter than the stream cuts the whole call.
+#[test]
+fn a_stream_lasts_until_its_last_message_and_its_timeout_covers_it_all() {
+    let stream = r#"[{ stream = 3, interval = "10ms" }]"#;
+    let text = proto(CUSTOM, stream, r#"[{ call = "s/get", policy = "p" }]"#);
+    let r = json(&run(&text, &[]).report);
+    // 0.12 ms out + 0.04 ms decode + 30 ms + 3 x 0.25 ms back.
+    assert_eq!(
+        r["edges"]["front->s/get"]["latency_ms"]["max"].as_f64(),
+        Some(30.91)
+    );
+    let cut = text.replace(r#"policy = "p" }]"#, r#"policy = "p", timeout = "25ms" }]"#);
+    let r = json(&run(&cut, &[]).report);
+    let e = &r["edges"]["front->s/get"];
+    assert_eq!(e["timeouts"], 20);
+    assert_eq!(e["latency_ms"]["max"].as_f64(), Some(25.0));
+}
+
+// The bundled REST vs gRPC scenario shows what it claims: JSON over an HTTP/1.1 pool
+// has the worse tail.
+#[test]
+fn rest_json_has_the_worse_tail_in_the_bundled_comparison() {
+    let out = run_file("rest_vs_grpc.toml", &[]);
+    let r = json(&out.report);
+    let p99 = |w: &str| r["workloads"][w]["latency_ms"]["p99"].as_f64().unwrap();
+    assert!(
+        p99("rest_users") > 1.5 * p99("grpc_users"),
+        "{} vs {}",
+        p99("rest_users"),
+        p99("grpc_users")
+    );
+    assert!(out.passed());
 }
