@@ -2,6 +2,7 @@
 //! never the engine's or the model's internals. Every entry carries its own name, so a
 //! report needs nothing else to print it.
 
+pub mod loghist;
 pub mod series;
 pub mod stats;
 

@@ -3,8 +3,8 @@
 //! edges the attempts sent and the breaker's state. Buckets cover the whole run, warmup
 //! included, so the warmup transient is visible.
 
+use super::loghist::LogHistogram;
 use crate::engine::{SimDuration, SimTime};
-use hdrhistogram::Histogram;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeriesKind {
@@ -44,7 +44,7 @@ struct Bucket {
     attempts: u64,
     // Two significant digits keep the reset cheap; quantiles are clamped to the exact
     // min and max, so constant latencies still come out exact.
-    hist: Histogram<u32>,
+    hist: LogHistogram<u32>,
     min_ns: u64,
     max_ns: u64,
     queue_area_at_start: u128,
@@ -88,8 +88,7 @@ impl Series {
                 completed: 0,
                 errors: 0,
                 attempts: 0,
-                hist: Histogram::new_with_bounds(1, 30 * 86_400 * 1_000_000_000, 2)
-                    .expect("valid bounds"),
+                hist: LogHistogram::default(),
                 min_ns: u64::MAX,
                 max_ns: 0,
                 queue_area_at_start: 0,
@@ -118,7 +117,7 @@ impl Series {
         b.completed += 1;
         b.errors += u64::from(error);
         let ns = latency.as_nanos();
-        b.hist.saturating_record(ns.max(1));
+        b.hist.record(ns);
         b.min_ns = b.min_ns.min(ns);
         b.max_ns = b.max_ns.max(ns);
     }
@@ -163,7 +162,7 @@ impl Series {
                 if b.hist.is_empty() {
                     0.0
                 } else {
-                    b.hist.value_at_quantile(p).clamp(b.min_ns, b.max_ns) as f64 * 1e-6
+                    b.hist.quantile(p).clamp(b.min_ns, b.max_ns) as f64 * 1e-6
                 }
             };
             let row = SeriesRow {
@@ -188,9 +187,7 @@ impl Series {
             b.attempts = 0;
             b.min_ns = u64::MAX;
             b.max_ns = 0;
-            if !b.hist.is_empty() {
-                b.hist.reset();
-            }
+            b.hist.reset();
         }
         self.start = end;
     }

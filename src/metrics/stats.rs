@@ -1,8 +1,8 @@
 //! Streaming statistics: nothing here stores per-request samples, so memory stays
 //! bounded by the number of metrics, not by the number of requests a run has seen.
 
+use super::loghist::LogHistogram;
 use crate::engine::{SimDuration, SimTime};
-use hdrhistogram::Histogram;
 
 /// The two-sided 99% normal quantile, z(0.995).
 const Z_995: f64 = 2.575_829_303_548_900_4;
@@ -101,7 +101,7 @@ impl BatchMeans {
 /// [min, max], so a constant distribution reports its exact value.
 #[derive(Clone, Debug)]
 pub struct Summary {
-    hist: Histogram<u64>,
+    hist: LogHistogram<u64>,
     count: u64,
     sum_ns: u128,
     min_ns: u64,
@@ -109,16 +109,10 @@ pub struct Summary {
     batches: BatchMeans,
 }
 
-const SIGNIFICANT_DIGITS: u8 = 2;
-
-/// Largest value the histograms resolve: 30 simulated days. Longer ones saturate.
-const HIST_MAX_NS: u64 = 30 * 86_400 * 1_000_000_000;
-
 impl Default for Summary {
     fn default() -> Self {
         Summary {
-            hist: Histogram::new_with_bounds(1, HIST_MAX_NS, SIGNIFICANT_DIGITS)
-                .expect("valid bounds"),
+            hist: LogHistogram::default(),
             count: 0,
             sum_ns: 0,
             min_ns: u64::MAX,
@@ -131,7 +125,7 @@ impl Default for Summary {
 impl Summary {
     pub fn record(&mut self, d: SimDuration) {
         let ns = d.as_nanos();
-        self.hist.saturating_record(ns.max(1));
+        self.hist.record(ns);
         self.count += 1;
         self.sum_ns += u128::from(ns);
         self.min_ns = self.min_ns.min(ns);
@@ -167,11 +161,7 @@ impl Summary {
         if self.count == 0 {
             return 0.0;
         }
-        let bucket = self.hist.value_at_quantile(q);
-        let v = self
-            .hist
-            .median_equivalent(bucket)
-            .clamp(self.min_ns, self.max_ns);
+        let v = self.hist.quantile(q).clamp(self.min_ns, self.max_ns);
         v as f64 * 1e-6
     }
 
