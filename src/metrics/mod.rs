@@ -116,6 +116,13 @@ pub struct EdgeMetrics {
     pub rejected_rate_limit: u64,
     /// Retries the retry budget or the gRPC throttle refused.
     pub rejected_budget: u64,
+    /// With a cache: calls answered from it, calls that went through, and hits that
+    /// returned a value changed at the source since it was cached.
+    /// The edge's policy has a cache (the counts below are then reported).
+    pub cached: bool,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_stale: u64,
     /// Call start to the outcome the caller saw.
     pub latency: Summary,
     pub breaker: Option<BreakerMetrics>,

@@ -30,6 +30,8 @@ pub(super) struct Logical {
     /// Absolute deadline (the policy's, or a propagated one), or NO_DEADLINE.
     pub deadline: SimTime,
     pub try_timeout: Option<SimDuration>,
+    /// The request's key, for caches.
+    pub key: u32,
     /// Attempts begun: sent, or refused before leaving.
     tries: u32,
     in_flight: u32,
@@ -64,6 +66,8 @@ pub(super) struct Attempt {
 const FOREVER: SimDuration = SimDuration::from_nanos(u64::MAX);
 
 pub(super) struct ClientState {
+    /// With a cache: per key, (cached at, expires at).
+    cached: Vec<Option<(SimTime, SimTime)>>,
     /// The concurrency gate: the bulkhead, or the protocol's connection pool (callers
     /// queue for a free connection), whichever is tighter.
     gate: Option<BulkheadSpec>,
@@ -98,8 +102,10 @@ impl ClientState {
             (b, p) => b.or(p),
         };
         ClientState {
+            cached: Vec::new(),
             gate,
             plain: policy.protocol.is_none()
+                && policy.cache.is_none()
                 && policy.retry.is_none()
                 && policy.hedge.is_none()
                 && policy.breaker.is_none()
@@ -151,6 +157,7 @@ impl World {
         origin: Origin,
         edge: EdgeId,
         site_timeout: Option<SimDuration>,
+        key: u32,
         sched: &mut Scheduler<Event>,
     ) -> Id {
         let now = sched.now();
@@ -174,6 +181,7 @@ impl World {
             measured,
             deadline,
             try_timeout,
+            key,
             tries: 0,
             in_flight: 0,
             current: None,
@@ -192,8 +200,28 @@ impl World {
                 self.metrics.workloads[workload.index()].requests += 1;
             }
         }
+        let cache = self.policy(edge).cache;
         let client = &mut self.clients[edge.index()];
         client.active_calls += 1;
+        if let Some(c) = cache {
+            let entry = client.cached.get(key as usize).copied().flatten();
+            let m = &mut self.metrics.edges[edge.index()];
+            match entry {
+                Some((cached_at, expires)) if now < expires => {
+                    // A hit: answered at once, possibly with a value changed since.
+                    let age_s = now.since(cached_at).as_secs_f64();
+                    let p_stale = 1.0 - (-c.change_rate * age_s).exp();
+                    let stale = rand::RngExt::random::<f64>(&mut client.rng) < p_stale;
+                    if measured {
+                        m.cache_hits += 1;
+                        m.cache_stale += u64::from(stale);
+                    }
+                    self.complete(lc, Outcome::Ok { degraded: false }, sched);
+                    return lc;
+                }
+                _ => m.cache_misses += u64::from(measured),
+            }
+        }
         if let Some(b) = &mut client.rate_budget {
             b.on_request(now);
         }
@@ -465,6 +493,14 @@ impl World {
         }
         self.throttle_note(edge, status.is_ok(), retryable);
         if status.is_ok() {
+            if let Some(c) = self.policy(edge).cache {
+                let key = self.logicals[att.logical].key as usize;
+                let cached = &mut self.clients[edge.index()].cached;
+                if cached.len() <= key {
+                    cached.resize(key + 1, None);
+                }
+                cached[key] = Some((now, now + c.ttl));
+            }
             if att.hedge && att.measured {
                 self.metrics.edges[edge.index()].hedges_won += 1;
             }

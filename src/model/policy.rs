@@ -131,6 +131,17 @@ pub struct PolicySpec {
     pub rate_limit: Option<RateLimitSpec>,
     pub hedge: Option<HedgeSpec>,
     pub protocol: Option<ProtocolSpec>,
+    pub cache: Option<CacheSpec>,
+}
+
+/// A TTL cache in front of the call, keyed by the request's key (from the workload's
+/// key space). The cached value changes at the source as a Poisson process of
+/// `change_rate` per key per second, so a hit `age` seconds old is stale with
+/// probability 1 - exp(-change_rate x age).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CacheSpec {
+    pub ttl: SimDuration,
+    pub change_rate: f64,
 }
 
 impl PolicySpec {
@@ -154,6 +165,7 @@ impl PolicySpec {
             rate_limit: None,
             hedge: None,
             protocol: None,
+            cache: None,
         }
     }
 }

@@ -179,8 +179,17 @@ pub enum Load {
     },
 }
 
+/// The keys requests carry (a customer, a product...): caches are keyed by them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KeySpace {
+    pub count: u32,
+    /// Zipf exponent: a few keys are hot. None: every key equally likely.
+    pub zipf: Option<f64>,
+}
+
 #[derive(Clone, Debug)]
 pub struct WorkloadSpec {
+    pub keys: Option<KeySpace>,
     pub name: String,
     pub edge: EdgeId,
     /// Overrides the policy's per-try timeout.

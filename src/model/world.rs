@@ -109,6 +109,8 @@ pub(super) struct Invocation {
     pub busy_ns: u128,
     /// Waiting in the replica's queue for its first worker.
     pub queued: bool,
+    /// The request's key (from the workload's key space), passed on to its calls.
+    pub key: u32,
     /// Reply messages (more than one for a server stream).
     pub messages: u32,
     /// A `fail` step's retry-after hint, sent with the answer.
@@ -182,6 +184,7 @@ struct BalancerState {
 
 struct WorkloadState {
     rng: Stream,
+    zipf: Option<rand_distr::Zipf<f64>>,
 }
 
 /// What the protocol adds to each call on an edge (zero without a protocol profile).
@@ -215,6 +218,8 @@ pub struct World {
     joins: Arena<JoinState>,
     spare_children: Vec<Vec<Id>>,
     pub(super) faults: FaultState,
+    /// Some policy caches: requests carry their keys down the call chain.
+    pub(super) keyed: bool,
     pub(super) immediate: VecDeque<Event>,
     requests_sent: u64,
     last_activity: SimTime,
@@ -258,6 +263,11 @@ impl World {
             .iter()
             .map(|w| WorkloadState {
                 rng: stream(seed, &format!("workload/{}", w.name)),
+                zipf: w.keys.and_then(|k| {
+                    k.zipf.map(|s| {
+                        rand_distr::Zipf::new(f64::from(k.count), s).expect("validated key space")
+                    })
+                }),
             })
             .collect();
         let clients = spec
@@ -273,6 +283,7 @@ impl World {
         for (i, wl) in spec.workloads.iter().enumerate() {
             metrics.series.mirror(w + e + wl.edge.index(), i);
         }
+        let spec_keyed = spec.policies.iter().any(|p| p.cache.is_some());
         let edge_costs = spec
             .edges
             .iter()
@@ -314,6 +325,7 @@ impl World {
             joins: Arena::default(),
             spare_children: Vec::new(),
             faults,
+            keyed: spec_keyed,
             immediate: VecDeque::new(),
             requests_sent: 0,
             last_activity: SimTime::ZERO,
@@ -452,6 +464,7 @@ impl World {
                 if self.take_request_slot() {
                     let spec = &self.spec.workloads[w.index()];
                     let (edge, timeout) = (spec.edge, spec.timeout);
+                    let key = self.draw_key(w);
                     self.start_call(
                         Origin::Workload {
                             workload: w,
@@ -459,6 +472,7 @@ impl World {
                         },
                         edge,
                         timeout,
+                        key,
                         sched,
                     );
                     if let Some(t) = self.next_arrival(w, now) {
@@ -470,7 +484,14 @@ impl World {
                 if self.take_request_slot() {
                     let spec = &self.spec.workloads[workload.index()];
                     let (edge, timeout) = (spec.edge, spec.timeout);
-                    self.start_call(Origin::Workload { workload, user }, edge, timeout, sched);
+                    let key = self.draw_key(workload);
+                    self.start_call(
+                        Origin::Workload { workload, user },
+                        edge,
+                        timeout,
+                        key,
+                        sched,
+                    );
                 }
             }
             Event::Request {
@@ -535,6 +556,21 @@ impl World {
                     sched.after(self.spec.bucket, Event::Tick);
                 }
             }
+        }
+    }
+
+    /// A key from the workload's key space (0 when it has none).
+    fn draw_key(&mut self, w: WorkloadId) -> u32 {
+        let Some(keys) = self.spec.workloads[w.index()].keys else {
+            return 0;
+        };
+        let state = &mut self.workloads[w.index()];
+        match &state.zipf {
+            // Zipf draws 1..=count; keys are 0-based.
+            Some(z) => {
+                (rand_distr::Distribution::sample(z, &mut state.rng) as u32).saturating_sub(1)
+            }
+            None => state.rng.random_range(0..keys.count),
         }
     }
 
@@ -713,6 +749,14 @@ impl World {
         }
         let capacity = svc.queue_capacity;
         let drop_expired = svc.drop_expired;
+        let key = if self.keyed {
+            self.attempts
+                .get(attempt)
+                .and_then(|a| self.logicals.get(a.logical))
+                .map_or(0, |l| l.key)
+        } else {
+            0
+        };
         let replica = &self.replicas[r as usize];
         debug_assert_eq!(replica.service, service);
         let starts_now = replica.busy < replica.workers;
@@ -736,6 +780,7 @@ impl World {
             deadline,
             worker_since: starts_now.then_some(now),
             busy_ns: 0,
+            key,
             messages: 1,
             queued: !starts_now,
             retry_after: None,
@@ -839,9 +884,11 @@ impl World {
                     }
                 }
                 Step::Call(site) => {
-                    // Even a call that is over at once (refused, nothing to retry) is
-                    // answered through the immediate queue, so waiting is always right.
-                    let logical = self.start_call(Origin::Fiber(f), site.edge, site.timeout, sched);
+                    // Even a call that is over at once (refused, nothing to retry, a cache
+                    // hit) is answered through the immediate queue: waiting is always right.
+                    let key = self.invocations[invocation].key;
+                    let logical =
+                        self.start_call(Origin::Fiber(f), site.edge, site.timeout, key, sched);
                     self.fibers[f].wait = Wait::Call(logical);
                     self.release_if_event_loop(f, sched);
                     return;
@@ -1355,6 +1402,10 @@ fn new_metrics(spec: &Spec, warmup_end: SimTime) -> Metrics {
                 rejected_bulkhead: 0,
                 rejected_rate_limit: 0,
                 rejected_budget: 0,
+                cached: spec.policies[e.policy.index()].cache.is_some(),
+                cache_hits: 0,
+                cache_misses: 0,
+                cache_stale: 0,
                 latency: Summary::default(),
                 breaker: None,
                 lost_requests: 0,

@@ -146,6 +146,8 @@ pub struct EdgeReport {
     pub rejected: RejectedReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheReport>,
     pub lost_requests: u64,
     pub lost_replies: u64,
     pub late_replies: u64,
@@ -166,6 +168,15 @@ pub fn latency(s: &Summary) -> LatencyReport {
         p999: s.quantile_ms(0.999),
         max: s.max_ms(),
     }
+}
+
+#[derive(Serialize, Debug)]
+pub struct CacheReport {
+    pub hits: u64,
+    pub misses: u64,
+    /// Hits that returned a value changed at the source since it was cached.
+    pub stale: u64,
+    pub hit_ratio: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -321,6 +332,12 @@ impl Report {
                                     .collect(),
                                 time_open_s: b.time_open.as_secs_f64(),
                                 state_at_end: b.state_at_end,
+                            }),
+                            cache: e.cached.then(|| CacheReport {
+                                hits: e.cache_hits,
+                                misses: e.cache_misses,
+                                stale: e.cache_stale,
+                                hit_ratio: ratio(e.cache_hits, e.cache_hits + e.cache_misses),
                             }),
                             lost_requests: e.lost_requests,
                             lost_replies: e.lost_replies,

@@ -788,6 +788,25 @@ impl Builder {
         if let Some(pr) = &r.protocol {
             p.protocol = self.protocol(pr);
         }
+        if let Some(c) = &r.cache {
+            let ch = c.get_ref();
+            let ttl = self.positive_duration(&ch.ttl, "the cache ttl");
+            let change_rate = match &ch.change_rate {
+                Some(x) if !(*x.get_ref() >= 0.0 && x.get_ref().is_finite()) => {
+                    self.error(
+                        span(x),
+                        format!("change_rate is {}", x.get_ref()),
+                        "changes per key per second, >= 0",
+                    );
+                    None
+                }
+                Some(x) => Some(*x.get_ref()),
+                None => Some(0.0),
+            };
+            if let (Some(ttl), Some(change_rate)) = (ttl, change_rate) {
+                p.cache = Some(crate::model::policy::CacheSpec { ttl, change_rate });
+            }
+        }
         if let Some(h) = &r.hedge {
             let hg = h.get_ref();
             let delay = match &hg.delay {
@@ -2137,7 +2156,35 @@ impl Builder {
         let policy = self.policy_ref(w.policy.as_ref());
         let at = w.policy.as_ref().map_or_else(|| span(&w.target), span);
         let edge = self.edge(name.get_ref(), target?, policy, at);
+        let keys = match (&w.keys, &w.zipf) {
+            (None, None) => None,
+            (None, Some(z)) => {
+                self.error(
+                    span(z),
+                    "`zipf` shapes a key space: it needs `keys`",
+                    "keys = N next to zipf",
+                );
+                None
+            }
+            (Some(n), z) => {
+                let count = self.int_u32(n, 1, "keys", "at least 1 key")?;
+                let zipf = match z {
+                    Some(z) if !(*z.get_ref() > 0.0 && z.get_ref().is_finite()) => {
+                        self.error(
+                            span(z),
+                            format!("a zipf exponent of {}", z.get_ref()),
+                            "an exponent above 0 (1.0 is the classic)",
+                        );
+                        return None;
+                    }
+                    Some(z) => Some(*z.get_ref()),
+                    None => None,
+                };
+                Some(KeySpace { count, zipf })
+            }
+        };
         Some(WorkloadSpec {
+            keys,
             name: name.get_ref().clone(),
             edge,
             timeout,

@@ -42,6 +42,14 @@ pub struct RawPolicy {
     pub rate_limit: Option<Spanned<RawRateLimit>>,
     pub hedge: Option<Spanned<RawHedge>>,
     pub protocol: Option<Spanned<RawProtocol>>,
+    pub cache: Option<Spanned<RawCache>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub ttl: Spanned<String>,
+    pub change_rate: Option<Spanned<f64>>,
 }
 
 /// A protocol: a preset name ("rest_json", "grpc") or a table.
@@ -286,6 +294,8 @@ pub struct RawWorkload {
     pub think: Option<Spanned<RawDist>>,
     pub timeout: Option<Spanned<String>>,
     pub policy: Option<Spanned<String>>,
+    pub keys: Option<Spanned<i64>>,
+    pub zipf: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -1289,3 +1289,76 @@ fn rest_json_has_the_worse_tail_in_the_bundled_comparison() {
     );
     assert!(out.passed());
 }
+
+// ---- cache ----
+
+// One key, a 10 s TTL, a request every second from t = 1 s: the entry made at t = 1 s
+// expires at exactly 11 s, so t = 1, 11, 21, 31, 41, 51 miss and the other 54 hit;
+// only misses reach the callee. With a huge change rate every hit is stale, with none
+// no hit is.
+#[test]
+fn a_ttl_cache_answers_hits_itself_and_counts_stale_reads() {
+    let text = |change_rate: &str| {
+        format!(
+            r#"
+[simulation]
+duration = "60.5s"
+[policies.p.cache]
+ttl = "10s"
+change_rate = {change_rate}
+[services.front.endpoints.get]
+steps = [{{ call = "s/get", policy = "p" }}]
+[services.s.endpoints.get]
+steps = [{{ work = "0s" }}]
+[workloads.w]
+target = "front/get"
+arrivals = "constant"
+rate = 1
+keys = 1
+"#
+        )
+    };
+    for (rate, stale) in [("0", 0), ("1e9", 54)] {
+        let r = json(&run(&text(rate), &[]).report);
+        let c = &r["edges"]["front->s/get"]["cache"];
+        assert_eq!(
+            (c["hits"].as_u64(), c["misses"].as_u64()),
+            (Some(54), Some(6)),
+            "{c}"
+        );
+        assert_eq!(c["stale"].as_u64(), Some(stale));
+        assert_eq!(
+            r["endpoints"]["s/get"]["arrivals"], 6,
+            "hits never reach the callee"
+        );
+    }
+}
+
+// Keys travel down the call chain: two keys alternate, each cached separately.
+#[test]
+fn cache_entries_are_per_key() {
+    let text = r#"
+[simulation]
+requests = 100
+[policies.p.cache]
+ttl = "1h"
+[services.front.endpoints.get]
+steps = [{ call = "mid/get" }]
+[services.mid.endpoints.get]
+steps = [{ call = "s/get", policy = "p" }]
+[services.s.endpoints.get]
+steps = [{ work = "1ms" }]
+[workloads.w]
+target = "front/get"
+arrivals = "constant"
+rate = 10
+keys = 2
+"#;
+    let r = json(&run(text, &[]).report);
+    let c = &r["edges"]["mid->s/get"]["cache"];
+    assert_eq!(
+        (c["hits"].as_u64(), c["misses"].as_u64()),
+        (Some(98), Some(2)),
+        "{c}"
+    );
+}
