@@ -6,19 +6,10 @@ use std::path::Path;
 
 /// Every bundled scenario, with the long ones shortened so the suite stays quick.
 fn bundled() -> Vec<(String, String, Vec<String>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 6, "the bundled scenarios are missing");
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&p).unwrap();
+    let all = super::support::bundled_scenarios();
+    assert!(all.len() >= 6, "the bundled scenarios are missing");
+    all.into_iter()
+        .map(|(name, text)| {
             let shorten = if text.contains("requests = 10_000_000") {
                 vec!["simulation.requests=100000".to_owned()]
             } else {

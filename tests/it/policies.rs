@@ -1016,17 +1016,8 @@ until = "4s""#,
 
 #[test]
 fn every_fault_in_every_bundled_scenario_touches_something() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
     let mut checked = 0;
-    for path in files {
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
+    for (name, text) in super::support::bundled_scenarios() {
         let sc = meshsim::scenario::from_source(&name, &name, &text, &[])
             .unwrap_or_else(|e| panic!("{name}:\n{e}"));
         if sc.spec.faults.is_empty() {

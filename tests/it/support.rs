@@ -30,6 +30,24 @@ pub fn error(text: &str) -> ScenarioError {
     }
 }
 
+/// (name, text) of every scenario under scenarios/, in name order.
+pub fn bundled_scenarios() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
 pub fn json(report: &Report) -> serde_json::Value {
     serde_json::from_str(&report.to_json()).unwrap()
 }
