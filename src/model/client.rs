@@ -383,7 +383,7 @@ impl World {
     }
 
     /// An attempt is over (answered, timed out or cancelled): give back what it held.
-    fn attempt_ended(&mut self, id: Id, att: &Attempt, sched: &mut Scheduler<Event>) {
+    fn attempt_ended(&mut self, id: Id, att: &Attempt) {
         let client = &mut self.clients[att.edge.index()];
         if att.retry {
             client.active_retries -= 1;
@@ -414,7 +414,6 @@ impl World {
                 lc.hedges.retain(|&h| h != id);
             }
         }
-        let _ = sched;
     }
 
     fn breaker_record(
@@ -473,7 +472,7 @@ impl World {
             return;
         };
         debug_assert_eq!(att.edge, edge);
-        self.attempt_ended(a, &att, sched);
+        self.attempt_ended(a, &att);
         if self.clients[edge.index()].plain {
             let logical = att.logical;
             return if status.is_ok() {
@@ -531,7 +530,7 @@ impl World {
         let Some(att) = self.attempts.remove(a) else {
             return;
         };
-        self.attempt_ended(a, &att, sched);
+        self.attempt_ended(a, &att);
         let edge = att.edge;
         if att.measured {
             self.metrics.edges[edge.index()].timeouts += 1;
@@ -732,7 +731,7 @@ impl World {
         let now = sched.now();
         for a in current.into_iter().chain(hedges) {
             if let Some(att) = self.attempts.remove(a) {
-                self.attempt_ended(a, &att, sched);
+                self.attempt_ended(a, &att);
                 if att.measured {
                     self.metrics.edges[att.edge.index()].cancelled += 1;
                 }
