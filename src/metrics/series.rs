@@ -20,8 +20,9 @@ pub struct SeriesRow {
     pub series: u32,
     pub completed: u64,
     pub errors: u64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
+    /// None for edges of internal calls (counted, not timed: see `record_count`).
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
     /// Endpoints only: mean number of requests waiting for a worker.
     pub queue_length_mean: Option<f64>,
     /// Edges only: attempts sent in the bucket.
@@ -122,6 +123,14 @@ impl Series {
         b.max_ns = b.max_ns.max(ns);
     }
 
+    /// An answer counted without its latency: edge rows carry counts, attempts and the
+    /// breaker's state, not quantiles (those are the workloads' and endpoints').
+    pub fn record_count(&mut self, series: usize, error: bool) {
+        let b = &mut self.buckets[series];
+        b.completed += 1;
+        b.errors += u64::from(error);
+    }
+
     pub fn record_attempt(&mut self, series: usize) {
         self.buckets[series].attempts += 1;
     }
@@ -152,6 +161,8 @@ impl Series {
                 b.attempts = 0;
                 continue;
             }
+            // Edges of internal calls are counted, not timed (workload edges mirror).
+            let timed = self.names[i].0 != SeriesKind::Edge;
             let b = &mut self.buckets[i];
             let queue_length_mean = extra.queue_area.map(|area| {
                 let mean = (area - b.queue_area_at_start) as f64 / span_ns as f64;
@@ -171,8 +182,8 @@ impl Series {
                 series: i as u32,
                 completed: b.completed,
                 errors: b.errors,
-                p50_ms: q(0.5),
-                p99_ms: q(0.99),
+                p50_ms: timed.then(|| q(0.5)),
+                p99_ms: timed.then(|| q(0.99)),
                 queue_length_mean,
                 attempts: (self.names[i].0 == SeriesKind::Edge).then_some(b.attempts),
                 breaker: extra.breaker,

@@ -798,7 +798,7 @@ impl World {
                 m.latency.record(latency);
             }
             let series = self.edge_series(edge);
-            self.metrics.series.record(series, latency, !status.is_ok());
+            self.metrics.series.record_count(series, !status.is_ok());
         }
         match lc.origin {
             Origin::Workload { workload, user } => {
