@@ -26,8 +26,8 @@ pub enum Command {
     Run {
         /// A scenario file, or the name of a bundled scenario (see `meshsim list`).
         scenario: String,
-        /// Override the scenario's seed.
-        #[arg(long)]
+        /// Override the scenario's seed (0 to 2^63 - 1: TOML integers are signed).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
         seed: Option<u64>,
         /// Where to write the reports [default: out/<scenario name>].
         #[arg(long)]

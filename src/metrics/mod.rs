@@ -110,6 +110,8 @@ pub struct EdgeMetrics {
     pub fallbacks: u64,
     /// Attempts cut by their per-try timeout, or calls by their deadline.
     pub timeouts: u64,
+    /// Calls never sent: the deadline they inherited had already passed.
+    pub expired: u64,
     /// Attempts refused before leaving the caller.
     pub rejected_breaker: u64,
     pub rejected_bulkhead: u64,
@@ -131,8 +133,8 @@ pub struct EdgeMetrics {
     pub lost_replies: u64,
     /// Replies that arrived after the caller had given up (timed out or cancelled).
     pub late_replies: u64,
-    /// Attempts abandoned: a join no longer needed them, another hedge won, or the
-    /// caller's deadline passed.
+    /// Attempts abandoned (a join no longer needed them, another hedge won, the
+    /// caller's deadline passed), and calls abandoned before their attempt left.
     pub cancelled: u64,
 }
 

@@ -228,6 +228,7 @@ impl World {
         if deadline != NO_DEADLINE {
             if deadline <= now {
                 // The caller's own caller has already given up.
+                self.metrics.edges[edge.index()].expired += u64::from(measured);
                 self.complete(lc, Outcome::Failed(Status::DeadlineExceeded), sched);
                 return lc;
             }
@@ -389,22 +390,7 @@ impl World {
             client.active_retries -= 1;
         }
         if att.holds_slot {
-            // The slot goes straight to the first caller waiting for one, if any.
-            let mut handed = false;
-            while let Some(next) = client.bulkhead_queue.pop_front() {
-                if let Some(w) = self.logicals.get_mut(next)
-                    && w.waiting
-                {
-                    w.waiting = false;
-                    w.slot_granted = true;
-                    self.immediate.push_back(Event::Launch(next));
-                    handed = true;
-                    break;
-                }
-            }
-            if !handed {
-                client.bulkhead_active -= 1;
-            }
+            self.release_slot(att.edge);
         }
         if let Some(lc) = self.logicals.get_mut(att.logical) {
             lc.in_flight -= 1;
@@ -414,6 +400,23 @@ impl World {
                 lc.hedges.retain(|&h| h != id);
             }
         }
+    }
+
+    /// A bulkhead slot (or pooled connection) is free: it goes straight to the first
+    /// caller still waiting for one, if any.
+    fn release_slot(&mut self, edge: EdgeId) {
+        let client = &mut self.clients[edge.index()];
+        while let Some(next) = client.bulkhead_queue.pop_front() {
+            if let Some(w) = self.logicals.get_mut(next)
+                && w.waiting
+            {
+                w.waiting = false;
+                w.slot_granted = true;
+                self.immediate.push_back(Event::Launch(next));
+                return;
+            }
+        }
+        client.bulkhead_active -= 1;
     }
 
     fn breaker_record(
@@ -726,6 +729,12 @@ impl World {
             measured: lc.measured,
         };
         let (waiting, permit, current) = (lc.waiting, lc.permit, lc.current);
+        // A slot handed over for a launch that will never happen must be passed on, and
+        // a call abandoned before its attempt left is cancelled all the same.
+        let (granted, unsent) = (
+            lc.slot_granted,
+            lc.waiting || lc.slot_granted || lc.token_reserved,
+        );
         let hedges = std::mem::take(&mut lc.hedges);
         self.logicals.discard(l);
         let now = sched.now();
@@ -739,6 +748,12 @@ impl World {
                     self.breaker_record(att.edge, p, !succeeded, now.since(att.sent_at), sched);
                 }
             }
+        }
+        if granted {
+            self.release_slot(ended.edge);
+        }
+        if unsent && ended.measured {
+            self.metrics.edges[ended.edge.index()].cancelled += 1;
         }
         let client = &mut self.clients[ended.edge.index()];
         if waiting {

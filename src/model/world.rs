@@ -1402,6 +1402,7 @@ fn new_metrics(spec: &Spec, warmup_end: SimTime) -> Metrics {
                 rejected_bulkhead: 0,
                 rejected_rate_limit: 0,
                 rejected_budget: 0,
+                expired: 0,
                 cached: spec.policies[e.policy.index()].cache.is_some(),
                 cache_hits: 0,
                 cache_misses: 0,

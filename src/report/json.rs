@@ -109,6 +109,8 @@ pub struct EndpointReport {
     pub rejected: u64,
     /// Refused or failed at arrival by a fault.
     pub faulted: u64,
+    /// Taken in: arrivals = admitted + rejected + faulted.
+    pub admitted: u64,
     pub errors: BTreeMap<String, u64>,
     /// Share of the service's workers busy with this endpoint.
     pub utilization: f64,
@@ -142,6 +144,8 @@ pub struct EdgeReport {
     pub fallbacks: u64,
     /// Attempts cut by their per-try timeout, and calls by their deadline.
     pub timeouts: u64,
+    /// Calls never sent because the deadline they inherited had already passed.
+    pub expired: u64,
     /// Attempts refused before leaving the caller, and retries refused.
     pub rejected: RejectedReport,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,6 +232,7 @@ fn endpoint(e: &EndpointMetrics, window_s: f64) -> EndpointReport {
         ok: e.ok,
         rejected: e.rejected,
         faulted: e.faulted,
+        admitted: e.admitted,
         errors: errors(&e.errors),
         utilization: if window_s > 0.0 && e.workers > 0 {
             e.busy_ns as f64 / (e.workers as f64 * window_s * 1e9)
@@ -314,6 +319,7 @@ impl Report {
                             errors: errors(&e.errors),
                             fallbacks: e.fallbacks,
                             timeouts: e.timeouts,
+                            expired: e.expired,
                             rejected: RejectedReport {
                                 breaker: e.rejected_breaker,
                                 bulkhead: e.rejected_bulkhead,

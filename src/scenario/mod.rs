@@ -107,7 +107,10 @@ pub fn from_source(
 /// serde names Rust types ("expected i64"); a scenario author thinks in TOML values.
 fn humane(message: &str) -> String {
     message
-        .replace("expected i64", "expected an integer")
+        .replace(
+            "expected i64",
+            "expected an integer from -9223372036854775808 to 9223372036854775807 (TOML's range)",
+        )
         .replace("expected f64", "expected a number")
         .replace("expected a boolean", "expected true or false")
 }

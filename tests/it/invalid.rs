@@ -122,7 +122,7 @@ workers = "four"
         text,
         5,
         Some(11),
-        &["invalid type", "\"four\"", "expected an integer"],
+        &["invalid type", "\"four\"", "expected an integer from"],
     );
 }
 

@@ -5,4 +5,5 @@ mod cli;
 mod determinism;
 mod invalid;
 mod policies;
+mod properties;
 mod support;

@@ -1353,3 +1353,42 @@ keys = 2
         "{c}"
     );
 }
+
+// Regression (found by the property test): a hedge waiting for the only bulkhead slot
+// was handed the slot its own original attempt freed, just before the call completed;
+// the slot leaked and every later call was refused. Now every call gets through.
+#[test]
+fn a_hedge_waiting_for_a_slot_does_not_leak_it() {
+    let text = r#"
+[simulation]
+requests = 20
+[policies.p.hedge]
+delay = "2ms"
+max_attempts = 2
+[policies.p.bulkhead]
+max_concurrent = 1
+max_wait = "1s"
+[services.front.endpoints.get]
+steps = [{ call = "s/get", policy = "p" }]
+[services.s]
+workers = 4
+[services.s.endpoints.get]
+steps = [{ work = "10ms" }]
+[workloads.w]
+target = "front/get"
+arrivals = "constant"
+rate = 10
+"#;
+    let r = json(&run(text, &[]).report);
+    let e = &r["edges"]["front->s/get"];
+    assert_eq!(
+        (e["ok"].as_u64(), e["rejected"]["bulkhead"].as_u64()),
+        (Some(20), Some(0))
+    );
+    assert_eq!(
+        e["attempts"].as_u64(),
+        Some(20),
+        "the hedges never got the slot in time"
+    );
+    assert_eq!(e["latency_ms"]["max"].as_f64(), Some(10.0));
+}
