@@ -174,6 +174,7 @@ impl World {
         let deadline = own_deadline.min(inherited);
         let try_timeout = site_timeout.or(policy.try_timeout);
         let hedge_delay = policy.hedge.map(|h| h.delay);
+        let cache = policy.cache;
         let lc = self.logicals.insert(Logical {
             origin,
             edge,
@@ -200,7 +201,6 @@ impl World {
                 self.metrics.workloads[workload.index()].requests += 1;
             }
         }
-        let cache = self.policy(edge).cache;
         let client = &mut self.clients[edge.index()];
         client.active_calls += 1;
         if let Some(c) = cache {
