@@ -158,6 +158,10 @@ fn run(
     }
     let failed = report.expectations.iter().filter(|e| !e.passed).count();
     if failed > 0 {
+        // Also with --quiet: a CI log must say what failed.
+        for e in report.expectations.iter().filter(|e| !e.passed) {
+            eprintln!("FAIL {}: value {}", e.check, e.value);
+        }
         eprintln!(
             "{failed} of {} expectations failed (seed {seed}, scenario hash {})",
             report.expectations.len(),
