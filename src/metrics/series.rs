@@ -112,6 +112,7 @@ impl Series {
         self.mirror_of[series] = Some(source);
     }
 
+    #[inline]
     pub fn record(&mut self, series: usize, latency: SimDuration, error: bool) {
         debug_assert!(self.mirror_of[series].is_none(), "recording into a mirror");
         let b = &mut self.buckets[series];
@@ -125,12 +126,14 @@ impl Series {
 
     /// An answer counted without its latency: edge rows carry counts, attempts and the
     /// breaker's state, not quantiles (those are the workloads' and endpoints').
+    #[inline]
     pub fn record_count(&mut self, series: usize, error: bool) {
         let b = &mut self.buckets[series];
         b.completed += 1;
         b.errors += u64::from(error);
     }
 
+    #[inline]
     pub fn record_attempt(&mut self, series: usize) {
         self.buckets[series].attempts += 1;
     }

@@ -57,6 +57,7 @@ impl Default for BatchMeans {
 }
 
 impl BatchMeans {
+    #[inline]
     pub fn push(&mut self, x: f64) {
         self.current_sum += x;
         self.current_n += 1;
@@ -123,6 +124,7 @@ impl Default for Summary {
 }
 
 impl Summary {
+    #[inline]
     pub fn record(&mut self, d: SimDuration) {
         let ns = d.as_nanos();
         self.hist.record(ns);
@@ -197,6 +199,7 @@ impl TimeWeighted {
         }
     }
 
+    #[inline]
     fn advance(&mut self, now: SimTime) {
         let v = u128::from(self.value);
         self.area_all += v * u128::from(now.since(self.since).as_nanos());
@@ -207,6 +210,7 @@ impl TimeWeighted {
         self.since = now;
     }
 
+    #[inline]
     pub fn set(&mut self, now: SimTime, value: u64) {
         self.advance(now);
         self.value = value;
@@ -215,10 +219,12 @@ impl TimeWeighted {
         }
     }
 
+    #[inline]
     pub fn increment(&mut self, now: SimTime) {
         self.set(now, self.value + 1);
     }
 
+    #[inline]
     pub fn decrement(&mut self, now: SimTime) {
         debug_assert!(self.value > 0, "time-weighted count went negative");
         self.set(now, self.value - 1);

@@ -38,6 +38,7 @@ impl<T> Default for Arena<T> {
 }
 
 impl<T> Arena<T> {
+    #[inline]
     pub fn insert(&mut self, value: T) -> Id {
         self.live += 1;
         if let Some(index) = self.free.pop() {
@@ -61,6 +62,7 @@ impl<T> Arena<T> {
         }
     }
 
+    #[inline]
     pub fn get(&self, id: Id) -> Option<&T> {
         let slot = self.slots.get(id.index as usize)?;
         if slot.generation == id.generation {
@@ -70,6 +72,7 @@ impl<T> Arena<T> {
         }
     }
 
+    #[inline]
     pub fn get_mut(&mut self, id: Id) -> Option<&mut T> {
         let slot = self.slots.get_mut(id.index as usize)?;
         if slot.generation == id.generation {
@@ -79,10 +82,12 @@ impl<T> Arena<T> {
         }
     }
 
+    #[inline]
     pub fn contains(&self, id: Id) -> bool {
         self.get(id).is_some()
     }
 
+    #[inline]
     pub fn remove(&mut self, id: Id) -> Option<T> {
         let slot = self.slots.get_mut(id.index as usize)?;
         if slot.generation != id.generation {
@@ -96,6 +101,7 @@ impl<T> Arena<T> {
     }
 
     /// Like `remove`, for when the value is not needed: dropped in place, not moved out.
+    #[inline]
     pub fn discard(&mut self, id: Id) -> bool {
         let Some(slot) = self.slots.get_mut(id.index as usize) else {
             return false;
