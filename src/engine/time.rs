@@ -62,13 +62,10 @@ impl SimDuration {
     /// Negative or NaN input is a bug in the caller.
     pub fn from_secs_f64(s: f64) -> Self {
         debug_assert!(s >= 0.0, "negative duration {s}");
-        let ns = (s * 1e9).round();
-        // Saturate instead of wrapping: a heavy-tailed sample may exceed 584 years.
-        SimDuration(if ns >= u64::MAX as f64 {
-            u64::MAX
-        } else {
-            ns as u64
-        })
+        // `as` saturates (a heavy-tailed sample may exceed 584 years) and maps NaN to 0;
+        // adding 0.5 rounds half up like `f64::round` does for non-negative values, and
+        // costs less: every sampled duration goes through here.
+        SimDuration((s * 1e9 + 0.5) as u64)
     }
     pub const fn as_nanos(self) -> u64 {
         self.0
@@ -160,6 +157,26 @@ mod tests {
     #[should_panic(expected = "time went backwards")]
     fn since_refuses_negative_spans() {
         SimTime::from_nanos(5).since(SimTime::from_nanos(6));
+    }
+
+    #[test]
+    fn from_secs_f64_rounds_to_the_nearest_nanosecond_and_saturates() {
+        for (s, ns) in [
+            (1.5e-9, 2),
+            (1.4e-9, 1),
+            (2e-5, 20_000),
+            (0.0, 0),
+            (1e30, u64::MAX),
+        ] {
+            assert_eq!(SimDuration::from_secs_f64(s).as_nanos(), ns, "{s}");
+        }
+        for i in 0..10_000u64 {
+            let s = i as f64 * 1.234_567e-7;
+            assert_eq!(
+                SimDuration::from_secs_f64(s).as_nanos(),
+                (s * 1e9).round() as u64
+            );
+        }
     }
 
     #[test]
