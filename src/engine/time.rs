@@ -73,9 +73,6 @@ impl SimDuration {
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e9
     }
-    pub fn as_millis_f64(self) -> f64 {
-        self.0 as f64 * 1e-6
-    }
     pub const fn is_zero(self) -> bool {
         self.0 == 0
     }

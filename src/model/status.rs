@@ -122,6 +122,12 @@ mod tests {
     }
 
     #[test]
+    fn http_equivalents_follow_grpc_s_mapping() {
+        let codes: Vec<u16> = Status::ALL.iter().map(|s| s.http()).collect();
+        assert_eq!(codes, [200, 400, 404, 412, 403, 429, 503, 504, 500]);
+    }
+
+    #[test]
     fn translation_overlay_keeps_unchanged_entries() {
         let mut endpoint = Translation::default();
         endpoint.set(Status::NotFound, Status::InvalidArgument);

@@ -16,17 +16,6 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-            Op::Eq => "==",
-            Op::Ne => "!=",
-        }
-    }
-
     pub fn holds(self, value: f64, bound: f64) -> bool {
         match self {
             Op::Lt => value < bound,
