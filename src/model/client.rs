@@ -307,10 +307,11 @@ impl World {
                 }
                 return;
             } else {
-                // A full bulkhead is a failure for the breaker (opossum counts capacity
-                // rejections; resilience4j records BulkheadFullException).
+                // A full bulkhead is a failure for the breaker unless the policy says
+                // otherwise (see FailureFilter::rejections).
                 if let Some(p) = lc.permit.take() {
-                    self.breaker_record(edge, p, true, SimDuration::ZERO, sched);
+                    let failure = policy.failure.rejections;
+                    self.breaker_record(edge, p, failure, SimDuration::ZERO, sched);
                 }
                 return self.refuse(l, Refusal::Bulkhead, sched);
             }
@@ -601,7 +602,8 @@ impl World {
             .bulkhead_queue
             .retain(|&w| w != l);
         if let Some(p) = permit {
-            self.breaker_record(edge, p, true, SimDuration::ZERO, sched);
+            let failure = self.policy(edge).failure.rejections;
+            self.breaker_record(edge, p, failure, SimDuration::ZERO, sched);
         }
         self.refuse(l, Refusal::Bulkhead, sched);
     }

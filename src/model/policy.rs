@@ -112,6 +112,10 @@ pub struct FailureFilter {
     pub statuses: StatusSet,
     /// The caller's own per-try timeout (opossum and resilience4j count it).
     pub timeouts: bool,
+    /// A full bulkhead (opossum counts capacity rejections; resilience4j records
+    /// BulkheadFullException). When false it counts as a success, like opossum's
+    /// filtered errors: the breaker's permit is always given back with an outcome.
+    pub rejections: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -159,6 +163,7 @@ impl PolicySpec {
             failure: FailureFilter {
                 statuses: all_errors(),
                 timeouts: true,
+                rejections: true,
             },
             fallback: None,
             bulkhead: None,

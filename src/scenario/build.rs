@@ -1283,6 +1283,9 @@ impl Builder {
         if let Some(t) = &r.timeouts_are_failures {
             policy.failure.timeouts = *t.get_ref();
         }
+        if let Some(t) = &r.rejections_are_failures {
+            policy.failure.rejections = *t.get_ref();
+        }
         Some(b)
     }
 

@@ -154,6 +154,7 @@ pub struct RawBreaker {
     pub reset_on_transition: Option<Spanned<bool>>,
     pub failure_on: Option<Statuses>,
     pub timeouts_are_failures: Option<Spanned<bool>>,
+    pub rejections_are_failures: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -1392,3 +1392,53 @@ rate = 10
     );
     assert_eq!(e["latency_ms"]["max"].as_f64(), Some(10.0));
 }
+
+// What counts as a breaker failure includes bulkhead rejections unless the policy says
+// otherwise: 4 parallel calls through a 1-slot bulkhead refuse 3 of every 4, which opens
+// the breaker by default and never with `rejections_are_failures = false` (the callee
+// itself never fails).
+#[test]
+fn bulkhead_rejections_count_against_the_breaker_only_if_asked() {
+    let text = |rejections: bool| {
+        format!(
+            r#"
+[simulation]
+requests = 50
+[policies.p.bulkhead]
+max_concurrent = 1
+[policies.p.breaker]
+size = 10
+minimum_calls = 5
+failure_rate = 50
+open_for = "1s"
+rejections_are_failures = {rejections}
+[services.front]
+workers = 10
+[services.front.endpoints.get]
+steps = [{{ parallel = [{{ call = "s/get", policy = "p" }}, {{ call = "s/get", policy = "p" }}, {{ call = "s/get", policy = "p" }}, {{ call = "s/get", policy = "p" }}], join = "all_settled" }}]
+[services.s]
+workers = 10
+[services.s.endpoints.get]
+steps = [{{ work = "5ms" }}]
+[workloads.w]
+target = "front/get"
+arrivals = "constant"
+rate = 20
+"#
+        )
+    };
+    let opened = |r: &Value| {
+        r["edges"]["front->s/get"]["breaker"]["time_open_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    };
+    assert!(opened(&json(&run(&text(true), &[]).report)));
+    let r = json(&run(&text(false), &[]).report);
+    assert!(!opened(&r));
+    assert_eq!(r["edges"]["front->s/get"]["rejected"]["breaker"], 0);
+    assert_eq!(
+        r["edges"]["front->s/get"]["rejected"]["bulkhead"], 150,
+        "3 of every 4 calls"
+    );
+}
