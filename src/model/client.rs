@@ -147,7 +147,7 @@ enum Refusal {
 
 impl World {
     fn policy(&self, edge: EdgeId) -> &PolicySpec {
-        &self.spec.policies[self.spec.edges[edge.index()].policy.index()]
+        self.spec.policy_of(edge)
     }
 
     /// Starts a logical call; its outcome reaches the origin later (a fiber always
@@ -250,7 +250,7 @@ impl World {
             return self.send_attempt(l, None, false, sched);
         }
         let spec = self.spec.clone();
-        let policy = &spec.policies[spec.edges[edge.index()].policy.index()];
+        let policy = spec.policy_of(edge);
         let client = &mut self.clients[edge.index()];
         let lc = &mut self.logicals[l];
         if !lc.token_reserved && !lc.slot_granted && lc.permit.is_none() {
@@ -429,7 +429,7 @@ impl World {
         sched: &mut Scheduler<Event>,
     ) {
         let now = sched.now();
-        let policy = &self.spec.policies[self.spec.edges[edge.index()].policy.index()];
+        let policy = self.spec.policy_of(edge);
         if let (Some(spec), Some(b)) = (&policy.breaker, &mut self.clients[edge.index()].breaker) {
             b.record(spec, now, permit, failure, took);
         }
@@ -438,7 +438,7 @@ impl World {
 
     /// Timer-driven breakers (opossum) move to half-open by themselves.
     fn arm_breaker_timer(&mut self, edge: EdgeId, sched: &mut Scheduler<Event>) {
-        let policy = &self.spec.policies[self.spec.edges[edge.index()].policy.index()];
+        let policy = self.spec.policy_of(edge);
         let client = &mut self.clients[edge.index()];
         if let (Some(spec), Some(b)) = (&policy.breaker, &client.breaker)
             && let Some(t) = b.timer_due(spec)
@@ -451,7 +451,7 @@ impl World {
 
     pub(super) fn on_breaker_timer(&mut self, edge: EdgeId, sched: &mut Scheduler<Event>) {
         let now = sched.now();
-        let policy = &self.spec.policies[self.spec.edges[edge.index()].policy.index()];
+        let policy = self.spec.policy_of(edge);
         let client = &mut self.clients[edge.index()];
         client.breaker_timer_at = None;
         if let (Some(spec), Some(b)) = (&policy.breaker, &mut client.breaker) {
@@ -515,7 +515,7 @@ impl World {
     }
 
     fn throttle_note(&mut self, edge: EdgeId, ok: bool, retryable: bool) {
-        let policy = &self.spec.policies[self.spec.edges[edge.index()].policy.index()];
+        let policy = self.spec.policy_of(edge);
         if let (Some(spec), Some(t)) = (
             policy.retry.as_ref().and_then(|r| r.throttle.as_ref()),
             &mut self.clients[edge.index()].throttle,
@@ -571,7 +571,9 @@ impl World {
         let Some(lc) = self.logicals.get_mut(l) else {
             return;
         };
-        let h = self.spec.policies[self.spec.edges[lc.edge.index()].policy.index()]
+        let h = self
+            .spec
+            .policy_of(lc.edge)
             .hedge
             .expect("a hedge timer belongs to a hedging policy");
         if lc.tries < h.max_attempts && lc.in_flight > 0 {
@@ -652,7 +654,7 @@ impl World {
         };
         let edge = lc.edge;
         let spec = self.spec.clone();
-        let policy = &spec.policies[spec.edges[edge.index()].policy.index()];
+        let policy = spec.policy_of(edge);
         if let Some(h) = policy.hedge {
             if !h.non_fatal.contains(status) {
                 return self.complete(l, Outcome::Failed(status), sched);

@@ -223,6 +223,13 @@ pub struct Spec {
     pub windows: Vec<WindowSpec>,
 }
 
+impl Spec {
+    /// The client policy of every call on `edge`.
+    pub fn policy_of(&self, edge: EdgeId) -> &PolicySpec {
+        &self.policies[self.edges[edge.index()].policy.index()]
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WindowTarget {
     Workload(WorkloadId),
