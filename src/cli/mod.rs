@@ -142,7 +142,10 @@ fn run(
     let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&scenario_name));
     let files = [
         ("report.json", report.to_json().into_bytes()),
-        ("timeseries.csv", report::csv::timeseries(&metrics.series)),
+        (
+            "timeseries.csv",
+            report::csv::timeseries(&metrics.series, &metrics.consistency),
+        ),
     ];
     if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write the reports to {}: {e}", dir.display());

@@ -2,6 +2,7 @@
 //! never the engine's or the model's internals. Every entry carries its own name, so a
 //! report needs nothing else to print it.
 
+pub mod consistency;
 pub mod loghist;
 pub mod series;
 pub mod stats;
@@ -166,6 +167,7 @@ pub struct Metrics {
     pub faults: Vec<FaultMetrics>,
     pub windows: Vec<WindowMetrics>,
     pub series: Series,
+    pub consistency: consistency::Consistency,
 }
 
 /// A workload's or endpoint's answers given in [from, until).

@@ -2,7 +2,7 @@
 //! that outlived its value (a timer for a call already answered) no longer resolves.
 //! This is how cancellation stays lazy and how stale events are told apart.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Id {
     index: u32,
     generation: u32,

@@ -15,6 +15,7 @@ use super::status::Status;
 use super::world::{Event, NO_DEADLINE, Outcome, World};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Origin {
@@ -32,6 +33,8 @@ pub(super) struct Logical {
     pub try_timeout: Option<SimDuration>,
     /// The request's key, for caches.
     pub key: u32,
+    /// The logical operation, for effects and idempotency keys.
+    pub op: u64,
     /// Attempts begun: sent, or refused before leaving.
     tries: u32,
     in_flight: u32,
@@ -136,6 +139,7 @@ struct Ended {
     edge: EdgeId,
     started_at: SimTime,
     measured: bool,
+    op: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -158,6 +162,7 @@ impl World {
         edge: EdgeId,
         site_timeout: Option<SimDuration>,
         key: u32,
+        op: u64,
         sched: &mut Scheduler<Event>,
     ) -> Id {
         let now = sched.now();
@@ -183,6 +188,7 @@ impl World {
             deadline,
             try_timeout,
             key,
+            op,
             tries: 0,
             in_flight: 0,
             current: None,
@@ -731,6 +737,7 @@ impl World {
             edge: lc.edge,
             started_at: lc.started_at,
             measured: lc.measured,
+            op: lc.op,
         };
         let (waiting, permit, current) = (lc.waiting, lc.permit, lc.current);
         // A slot handed over for a launch that will never happen must be passed on, and
@@ -821,6 +828,7 @@ impl World {
         }
         match lc.origin {
             Origin::Workload { workload, user } => {
+                self.asy.op_answered(lc.op, workload, status.is_ok());
                 let wm = &mut self.metrics.workloads[workload.index()];
                 if measured {
                     if status.is_ok() {
@@ -856,6 +864,9 @@ impl World {
         let Some(fiber) = self.fibers.get(f) else {
             return; // cancelled meanwhile
         };
+        if let Some(run) = fiber.saga {
+            return self.saga_call_done(f, run, status, sched);
+        }
         if status.is_ok() {
             if degraded {
                 self.invocations[fiber.invocation].degraded = true;
@@ -867,5 +878,69 @@ impl World {
             };
             self.finish_fiber(f, Outcome::Failed(site.translate.apply(status)), sched);
         }
+    }
+}
+
+impl World {
+    /// A saga's action or compensation is answered: the next action, the next
+    /// compensation (in reverse), or the saga's end.
+    fn saga_call_done(
+        &mut self,
+        f: Id,
+        mut run: super::world::SagaRun,
+        status: Status,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let spec = Rc::clone(&self.spec);
+        let saga = &spec.sagas[run.saga.index()];
+        match run.failed {
+            None if status.is_ok() => {
+                run.done += 1;
+                if run.done as usize == saga.steps.len() {
+                    self.metrics.consistency.sagas[run.saga.index()].completed += 1;
+                    self.fibers[f].saga = None;
+                    return self.resume(f, sched.now());
+                }
+                self.fibers[f].saga = Some(run);
+                self.call_from(f, saga.steps[run.done as usize].0, sched);
+            }
+            None => {
+                let site = saga.steps[run.done as usize].0;
+                run.failed = Some(site.translate.apply(status));
+                self.saga_compensate(f, run, sched);
+            }
+            Some(failed) if status.is_ok() => {
+                let _ = failed;
+                self.saga_compensate(f, run, sched);
+            }
+            Some(failed) => {
+                // A compensation failed: the saga is left half undone.
+                self.metrics.consistency.sagas[run.saga.index()].compensation_failed += 1;
+                self.fibers[f].saga = None;
+                self.finish_fiber(f, Outcome::Failed(failed), sched);
+            }
+        }
+    }
+
+    /// Runs the compensation of the latest completed action that has one.
+    fn saga_compensate(
+        &mut self,
+        f: Id,
+        mut run: super::world::SagaRun,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let spec = Rc::clone(&self.spec);
+        let saga = &spec.sagas[run.saga.index()];
+        while run.done > 0 {
+            run.done -= 1;
+            if let Some(comp) = saga.steps[run.done as usize].1 {
+                self.fibers[f].saga = Some(run);
+                return self.call_from(f, comp, sched);
+            }
+        }
+        self.metrics.consistency.sagas[run.saga.index()].compensated += 1;
+        self.fibers[f].saga = None;
+        let failed = run.failed.expect("compensating after a failure");
+        self.finish_fiber(f, Outcome::Failed(failed), sched);
     }
 }

@@ -43,7 +43,7 @@ impl FaultState {
             FaultTarget::Service {
                 replica: Some(r), ..
             } => first + r == replica,
-            FaultTarget::Links(_) => false,
+            FaultTarget::Links(_) | FaultTarget::Broker(_) => false,
         }
     }
 
@@ -75,6 +75,15 @@ impl FaultState {
             }
         }
         None
+    }
+
+    /// Whether a crash or down fault still holds `replica` (without counting it).
+    pub fn on_arrival_peek(&self, spec: &Spec, first: u32, s: ServiceId, replica: u32) -> bool {
+        self.by_service[s.index()].iter().any(|&f| {
+            let f = f as usize;
+            matches!(spec.faults[f].kind, FaultKind::Down | FaultKind::Crash)
+                && Self::targets_replica(spec, f, first, replica)
+        })
     }
 
     /// Extra time a `work` step takes on a slowed replica.
@@ -127,7 +136,8 @@ impl FaultState {
 
 impl World {
     pub(super) fn fault_start(&mut self, i: usize, sched: &mut Scheduler<Event>) {
-        let fault = &self.spec.faults[i];
+        let spec = std::rc::Rc::clone(&self.spec);
+        let fault = &spec.faults[i];
         match &fault.target {
             FaultTarget::Service { service, replica } => {
                 self.faults.by_service[service.index()].push(i as u32);
@@ -138,11 +148,32 @@ impl World {
                         Some(r) => vec![first + r],
                         None => (first..first + count).collect(),
                     };
-                    for r in crashed {
+                    for &r in &crashed {
                         let lost = self.crash_replica(r, sched);
                         self.faults.affected[i] += lost;
                     }
                 }
+                // A consumer instance that crashed or refuses connections takes no
+                // deliveries: the broker's rules say what happens to its unacked ones.
+                if let (Some(c), FaultKind::Crash | FaultKind::Down) =
+                    (self.spec.services[service.index()].consumer, &fault.kind)
+                {
+                    let count = self.spec.services[service.index()].replicas;
+                    let instances: Vec<u32> = match replica {
+                        Some(r) => vec![*r],
+                        None => (0..count).collect(),
+                    };
+                    for inst in instances {
+                        self.faults.affected[i] += 1;
+                        self.consumer_down(c, inst, sched);
+                    }
+                }
+            }
+            FaultTarget::Broker(b) => {
+                let b = *b;
+                self.asy.broker_fault_active[i] = true;
+                let returned = self.broker_down(b, sched);
+                self.faults.affected[i] += returned;
             }
             FaultTarget::Links(links) => {
                 for l in links {
@@ -152,11 +183,45 @@ impl World {
         }
     }
 
-    pub(super) fn fault_end(&mut self, i: usize) {
+    pub(super) fn fault_end(&mut self, i: usize, sched: &mut Scheduler<Event>) {
         let i32 = i as u32;
-        match &self.spec.faults[i].target {
-            FaultTarget::Service { service, .. } => {
+        let spec = std::rc::Rc::clone(&self.spec);
+        let fault = &spec.faults[i];
+        match &fault.target {
+            FaultTarget::Service { service, replica } => {
                 self.faults.by_service[service.index()].retain(|&f| f != i32);
+                if let (Some(c), FaultKind::Crash | FaultKind::Down) =
+                    (self.spec.services[service.index()].consumer, &fault.kind)
+                {
+                    let count = self.spec.services[service.index()].replicas;
+                    let instances: Vec<u32> = match replica {
+                        Some(r) => vec![*r],
+                        None => (0..count).collect(),
+                    };
+                    for inst in instances {
+                        // Unless another fault still holds it down.
+                        let first = self.first_replica[service.index()];
+                        if self
+                            .faults
+                            .on_arrival_peek(&self.spec, first, *service, first + inst)
+                        {
+                            continue;
+                        }
+                        self.consumer_up(c, inst, sched);
+                    }
+                }
+            }
+            FaultTarget::Broker(b) => {
+                let b = *b;
+                self.asy.broker_fault_active[i] = false;
+                let still_down = self.spec.faults.iter().enumerate().any(|(j, f)| {
+                    j != i
+                        && self.asy.broker_fault_active[j]
+                        && matches!(f.target, FaultTarget::Broker(x) if x == b)
+                });
+                if !still_down {
+                    self.broker_up(b, sched);
+                }
             }
             FaultTarget::Links(links) => {
                 for l in links {

@@ -5,10 +5,12 @@
 pub mod arena;
 pub mod backoff;
 pub mod breaker;
+pub mod broker;
 pub mod client;
 pub mod dist;
 pub mod faults;
 pub mod policy;
+pub mod routing;
 pub mod spec;
 pub mod status;
 pub mod world;

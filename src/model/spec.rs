@@ -27,6 +27,14 @@ id!(SeqId);
 id!(ParallelId);
 id!(DistId);
 id!(PolicyId);
+id!(BrokerId);
+id!(QueueId);
+id!(ExchangeId);
+id!(TopicId);
+id!(ConsumerId);
+id!(PublishId);
+id!(EffectId);
+id!(SagaId);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Balancer {
@@ -60,6 +68,8 @@ pub struct ServiceSpec {
     /// dropped from the queue unserved, and one in progress is abandoned at its deadline.
     pub drop_expired: bool,
     pub endpoints: Vec<EndpointId>,
+    /// Set for the service a consumer runs as (its instances are the replicas).
+    pub consumer: Option<ConsumerId>,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +81,9 @@ pub struct EndpointSpec {
     /// Payload sizes, for protocol encode/decode costs.
     pub request_kb: f64,
     pub response_kb: f64,
+    /// Idempotency keys (Stripe semantics): the first result per operation is stored
+    /// for this long and replayed to retries; effects commit with it.
+    pub idempotency: Option<SimDuration>,
 }
 
 /// One instruction of a handler program.
@@ -85,6 +98,12 @@ pub enum Step {
     Call(CallSite),
     /// Run branches concurrently and join them.
     Parallel(ParallelId),
+    /// Send a message to a broker (waiting for its confirm if the site asks for one).
+    Publish(PublishId),
+    /// Apply a business effect for the request's operation (recorded in the ledger).
+    Effect(EffectId),
+    /// An orchestrated saga: actions in order, compensations in reverse on failure.
+    Saga(SagaId),
     /// End the handler with `status` with probability `p`, optionally asking the caller
     /// to wait before retrying (Retry-After / gRPC pushback).
     Fail {
@@ -195,6 +214,9 @@ pub struct WorkloadSpec {
     /// Overrides the policy's per-try timeout.
     pub timeout: Option<SimDuration>,
     pub load: Load,
+    /// The operation id of a request is its key (a resubmitted form: same key, same
+    /// operation) rather than the request itself.
+    pub operation_is_key: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -221,6 +243,16 @@ pub struct Spec {
     /// Extra measurements over a time window (for expectations such as "the error
     /// rate of the last 30 s").
     pub windows: Vec<WindowSpec>,
+    pub brokers: Vec<BrokerSpec>,
+    pub queues: Vec<QueueSpec>,
+    pub exchanges: Vec<ExchangeSpec>,
+    pub topics: Vec<TopicSpec>,
+    pub consumers: Vec<ConsumerSpec>,
+    pub publishes: Vec<PublishSpec>,
+    pub effects: Vec<EffectSpec>,
+    pub sagas: Vec<SagaSpec>,
+    /// Choreographed sagas, judged from the effects ledger.
+    pub choreographies: Vec<ChoreographySpec>,
 }
 
 impl Spec {
@@ -261,6 +293,10 @@ pub enum FaultKind {
     LinkLoss(f64),
     /// Messages on the link take this much longer.
     LinkLatency(Dist),
+    /// The broker is unreachable: publishes fail (or are lost without confirms),
+    /// connections drop (unacked deliveries return to their queues), nothing is
+    /// delivered until it is back.
+    BrokerDown,
 }
 
 #[derive(Clone, Debug)]
@@ -272,6 +308,7 @@ pub enum FaultTarget {
     },
     /// The links between two parties, both directions.
     Links(Vec<LinkId>),
+    Broker(BrokerId),
 }
 
 #[derive(Clone, Debug)]
@@ -282,4 +319,237 @@ pub struct FaultSpec {
     pub target: FaultTarget,
     pub from: SimTime,
     pub until: SimTime,
+}
+
+// ---- brokers, consumers, effects, sagas ----
+
+/// Which broker's behaviour the defaults and the redelivery rules follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    RabbitMq,
+    Kafka,
+    Sqs,
+    BullMq,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::RabbitMq => "rabbitmq",
+            Flavor::Kafka => "kafka",
+            Flavor::Sqs => "sqs",
+            Flavor::BullMq => "bullmq",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BrokerSpec {
+    pub name: String,
+    pub flavor: Flavor,
+    /// One way, for every hop between a client and the broker.
+    pub latency: Dist,
+    /// Probability that a publish is lost on its way to the broker.
+    pub loss: f64,
+}
+
+/// What an expired ack timeout does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckTimeout {
+    /// RabbitMQ consumer_timeout: the channel is closed, so every unacked delivery of
+    /// that consumer instance returns to the queue.
+    CloseChannel,
+    /// SQS visibility timeout, BullMQ lock expiry: that message alone reappears.
+    Reappear,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// RabbitMQ default: the oldest ready message is dropped (dead-lettered `maxlen`).
+    DropHead,
+    /// The new message is refused (a nack with confirms; lost without).
+    RejectPublish,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueSpec {
+    /// "broker/queue"
+    pub name: String,
+    pub broker: BrokerId,
+    pub ack_timeout: Option<SimDuration>,
+    pub on_ack_timeout: AckTimeout,
+    /// A crashed consumer's deliveries return at once (its connection closes, RabbitMQ)
+    /// or only when their ack timeout passes (SQS visibility, BullMQ lock).
+    pub requeue_on_crash: bool,
+    /// Returns (failures, timeouts, crashes) before a message is dead-lettered.
+    pub delivery_limit: Option<u32>,
+    /// Whether nack(requeue) counts against the delivery limit (RabbitMQ 4.3: no).
+    pub nack_counts: bool,
+    pub dead_letter: Option<QueueId>,
+    pub ttl: Option<SimDuration>,
+    pub max_length: Option<u32>,
+    pub overflow: Overflow,
+    /// SQS FIFO: messages of one group (the message key) are handed out one at a time,
+    /// in order.
+    pub fifo: bool,
+    /// SQS FIFO deduplication: a message whose operation was published within the
+    /// window is accepted and dropped.
+    pub dedup_window: Option<SimDuration>,
+    /// Consumers subscribed (filled by the builder).
+    pub consumers: Vec<ConsumerId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Direct,
+    Fanout,
+    Topic,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExchangeSpec {
+    /// "broker/exchange"
+    pub name: String,
+    pub broker: BrokerId,
+    pub kind: ExchangeKind,
+}
+
+#[derive(Clone, Debug)]
+pub struct TopicSpec {
+    /// "broker/topic"
+    pub name: String,
+    pub broker: BrokerId,
+    pub partitions: u32,
+    pub retention: Option<SimDuration>,
+    /// Consumer groups reading it (filled by the builder).
+    pub groups: Vec<ConsumerId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscription {
+    Queue(QueueId),
+    Topic(TopicId),
+}
+
+/// What a consumer does with a message its handler failed on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OnFailure {
+    /// nack(requeue=true): back to the queue (near its old position), at once.
+    Requeue,
+    /// reject(requeue=false): dead-lettered `rejected` (dropped without a DLQ).
+    Reject,
+    /// Tried again after a backoff, up to `attempts` deliveries in all (BullMQ
+    /// attempts; in place for a log); then dead-lettered `delivery_limit`.
+    Retry {
+        attempts: u32,
+        backoff: super::backoff::Backoff,
+    },
+    /// Logs: commit past it and go on (the message is dropped).
+    Skip,
+    /// Neither ack nor nack: the ack timeout (SQS visibility) brings it back.
+    Abandon,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// enable.auto.commit: what was handled is committed every interval (and on revoke).
+    Auto(SimDuration),
+    /// After each message.
+    Each,
+    /// After every N messages handled by an instance.
+    Batch(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+    Offset(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DedupeBy {
+    /// The message id (redeliveries and republished copies of one message).
+    Message,
+    /// The operation the message belongs to.
+    Operation,
+}
+
+/// An idempotent consumer: a processed-messages store written in the same
+/// transaction as the handler's effects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dedupe {
+    pub by: DedupeBy,
+    pub retention: SimDuration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsumerSpec {
+    pub name: String,
+    /// The service it runs as: one replica per instance, `concurrency` workers each.
+    pub service: ServiceId,
+    pub endpoint: EndpointId,
+    pub subscription: Subscription,
+    pub instances: u32,
+    /// Unacked deliveries per instance (0: unlimited).
+    pub prefetch: u32,
+    pub on_failure: OnFailure,
+    pub dedupe: Option<Dedupe>,
+    pub commit: Commit,
+    pub assignor: super::routing::Assignor,
+    pub start: StartFrom,
+    /// A crashed group member is noticed (and its partitions reassigned) this late.
+    pub session_timeout: SimDuration,
+    /// A handler that runs longer makes its instance leave the group.
+    pub max_poll_interval: Option<SimDuration>,
+}
+
+#[derive(Clone, Debug)]
+pub enum PublishTarget {
+    /// Through an exchange (routing resolved when the scenario is built), or straight
+    /// to one queue.
+    Queues {
+        exchange: Option<ExchangeId>,
+        queues: Vec<QueueId>,
+    },
+    Topic(TopicId),
+}
+
+#[derive(Clone, Debug)]
+pub struct PublishSpec {
+    pub broker: BrokerId,
+    pub target: PublishTarget,
+    pub routing_key: String,
+    /// Publisher confirms: wait for the broker; a failure is seen (and retried).
+    pub confirms: bool,
+    /// Transactional outbox: stored with the handler's success, published later by a
+    /// relay, at least once.
+    pub outbox: bool,
+    /// Publishes tried again after a nack or a missing confirm (same message).
+    pub retries: u32,
+    pub retry_backoff: SimDuration,
+    pub confirm_timeout: SimDuration,
+    /// How often the outbox relay looks for rows to publish.
+    pub relay_interval: SimDuration,
+}
+
+#[derive(Clone, Debug)]
+pub struct EffectSpec {
+    pub name: String,
+    /// Workloads whose successful requests must apply it exactly once.
+    pub expected_for: Vec<WorkloadId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SagaSpec {
+    pub name: String,
+    /// (action, compensation) in order.
+    pub steps: Vec<(CallSite, Option<CallSite>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ChoreographySpec {
+    pub name: String,
+    /// The effects of the saga's steps, in order, each with its compensating effect.
+    pub steps: Vec<(EffectId, Option<EffectId>)>,
 }

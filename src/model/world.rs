@@ -13,6 +13,7 @@
 //! another, and zero-latency hops cost no trip through the event heap.
 
 use super::arena::{Arena, Id};
+use super::broker::{Async, Settlement};
 use super::client::{Attempt, ClientState, Logical, Origin};
 use super::faults::FaultState;
 use super::spec::*;
@@ -87,6 +88,47 @@ pub enum Event {
     },
     /// Continue a fiber now.
     Run(Id),
+    /// A publish reaches its broker.
+    PublishArrive(Id),
+    /// The broker's answer to a confirmed publish (try `try_number`).
+    Confirm {
+        pending: Id,
+        try_number: u32,
+        ok: bool,
+    },
+    ConfirmTimeout {
+        pending: Id,
+        try_number: u32,
+    },
+    /// Publish again after a nack or a missing confirm.
+    Republish(Id),
+    /// A delivery reaches its consumer instance.
+    Deliver(Id),
+    /// A queue may have messages to hand out (after a dead-lettering into it).
+    DeliverQueue(QueueId),
+    /// An ack, nack or reject reaches the broker.
+    Settle {
+        delivery: Id,
+        how: Settlement,
+    },
+    AckTimeout(Id),
+    /// A message's retry backoff is over: back to its queue.
+    Requeue(Id),
+    /// A log message retried in place is due again.
+    Refetch {
+        consumer: ConsumerId,
+        partition: u32,
+    },
+    /// A consumer's handler has run past max.poll.interval.
+    PollTimeout(Id),
+    /// A crashed group member's session has expired.
+    SessionTimeout {
+        consumer: ConsumerId,
+        instance: u32,
+    },
+    AutoCommit(ConsumerId),
+    /// An outbox relay polls its outbox.
+    RelayTick(PublishId),
     /// A time-series bucket ends.
     Tick,
 }
@@ -94,6 +136,10 @@ pub enum Event {
 /// One request being served by one replica.
 pub(super) struct Invocation {
     pub endpoint: EndpointId,
+    /// Set when a consumer handles a delivery (the answer is an ack, not a reply).
+    pub delivery: Id,
+    /// The logical operation (workload request, or its key) the work belongs to.
+    pub op: u64,
     pub replica: u32,
     /// Where the answer goes; the caller may have given up, then the answer is late.
     pub attempt: Id,
@@ -128,6 +174,8 @@ pub(super) enum Wait {
     Work,
     Call(Id),
     Join(Id),
+    /// A publisher confirm.
+    Publish(Id),
 }
 
 pub(super) struct Fiber {
@@ -137,6 +185,17 @@ pub(super) struct Fiber {
     /// (join, branch index) for branch fibers; None for the root.
     pub join: Option<(Id, u32)>,
     pub wait: Wait,
+    /// Running a saga step.
+    pub saga: Option<SagaRun>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SagaRun {
+    pub saga: SagaId,
+    /// Actions completed (and, while compensating, not yet compensated).
+    pub done: u32,
+    /// The failed action's status, once compensating.
+    pub failed: Option<Status>,
 }
 
 pub(super) struct JoinState {
@@ -218,9 +277,12 @@ pub struct World {
     joins: Arena<JoinState>,
     spare_children: Vec<Vec<Id>>,
     pub(super) faults: FaultState,
-    /// Some policy caches: requests carry their keys down the call chain.
+    /// Some policy caches, or effects and idempotency keys need operations: requests
+    /// carry their keys and operations down the call chain.
     pub(super) keyed: bool,
     pub(super) immediate: VecDeque<Event>,
+    pub(super) asy: Async,
+    bucket_start: SimTime,
     requests_sent: u64,
     last_activity: SimTime,
     pub(super) metrics: Metrics,
@@ -308,6 +370,7 @@ impl World {
                 }
             })
             .collect();
+        let asy = Async::new(&spec, seed);
         World {
             spec: Rc::new(spec),
             edge_costs,
@@ -325,8 +388,10 @@ impl World {
             joins: Arena::default(),
             spare_children: Vec::new(),
             faults,
-            keyed: spec_keyed,
+            keyed: spec_keyed || asy.in_use,
             immediate: VecDeque::new(),
+            asy,
+            bucket_start: SimTime::ZERO,
             requests_sent: 0,
             last_activity: SimTime::ZERO,
             metrics,
@@ -357,7 +422,9 @@ impl World {
             sched.at(f.from, Event::FaultStart(i as u32));
             sched.at(f.until, Event::FaultEnd(i as u32));
         }
+        self.asy.periodic += 1;
         sched.after(self.spec.bucket, Event::Tick);
+        self.start_groups(sched);
     }
 
     /// Closes the books at the end of the run and hands over what was measured.
@@ -413,6 +480,7 @@ impl World {
                 affected,
             })
             .collect();
+        self.finish_consistency();
         self.metrics.window_start = warmup_end.min(end);
         self.metrics.window_end = end;
         self.metrics
@@ -423,6 +491,11 @@ impl World {
     }
 
     fn close_bucket(&mut self, now: SimTime) {
+        if !self.spec.queues.is_empty() || !self.spec.consumers.is_empty() {
+            let start = self.bucket_start;
+            self.sample_lag(start, now);
+            self.bucket_start = now;
+        }
         let Metrics {
             series, endpoints, ..
         } = &mut self.metrics;
@@ -456,7 +529,7 @@ impl World {
 
     fn dispatch(&mut self, event: Event, sched: &mut Scheduler<Event>) {
         let now = sched.now();
-        if !matches!(event, Event::Tick) {
+        if !matches!(event, Event::Tick | Event::AutoCommit(_)) {
             self.last_activity = now;
         }
         match event {
@@ -465,6 +538,7 @@ impl World {
                     let spec = &self.spec.workloads[w.index()];
                     let (edge, timeout) = (spec.edge, spec.timeout);
                     let key = self.draw_key(w);
+                    let op = self.asy.new_op(&self.spec.workloads[w.index()], w, key);
                     self.start_call(
                         Origin::Workload {
                             workload: w,
@@ -473,6 +547,7 @@ impl World {
                         edge,
                         timeout,
                         key,
+                        op,
                         sched,
                     );
                     if let Some(t) = self.next_arrival(w, now) {
@@ -485,11 +560,15 @@ impl World {
                     let spec = &self.spec.workloads[workload.index()];
                     let (edge, timeout) = (spec.edge, spec.timeout);
                     let key = self.draw_key(workload);
+                    let op = self
+                        .asy
+                        .new_op(&self.spec.workloads[workload.index()], workload, key);
                     self.start_call(
                         Origin::Workload { workload, user },
                         edge,
                         timeout,
                         key,
+                        op,
                         sched,
                     );
                 }
@@ -538,7 +617,7 @@ impl World {
             Event::BreakerTimer(edge) => self.on_breaker_timer(edge, sched),
             Event::Abort(i) => self.on_abort(i, sched),
             Event::FaultStart(i) => self.fault_start(i as usize, sched),
-            Event::FaultEnd(i) => self.fault_end(i as usize),
+            Event::FaultEnd(i) => self.fault_end(i as usize, sched),
             Event::CallDone {
                 fiber,
                 status,
@@ -551,11 +630,39 @@ impl World {
             }
             Event::Tick => {
                 self.close_bucket(now);
-                // Keep ticking only while something else can still happen.
-                if sched.pending() > 0 {
+                // Keep ticking only while something else (not periodic) can happen.
+                self.asy.periodic -= 1;
+                if sched.pending() > self.asy.periodic {
+                    self.asy.periodic += 1;
                     sched.after(self.spec.bucket, Event::Tick);
                 }
             }
+            Event::PublishArrive(t) => self.on_publish_arrive(t, sched),
+            Event::Confirm {
+                pending,
+                try_number,
+                ok,
+            } => self.on_confirm(pending, try_number, ok, sched),
+            Event::ConfirmTimeout {
+                pending,
+                try_number,
+            } => self.on_confirm(pending, try_number, false, sched),
+            Event::Republish(p) => self.on_republish(p, sched),
+            Event::Deliver(d) => self.on_deliver(d, sched),
+            Event::DeliverQueue(q) => self.try_deliver(q, sched),
+            Event::Settle { delivery, how } => self.on_settle(delivery, how, sched),
+            Event::AckTimeout(d) => self.on_ack_timeout(d, sched),
+            Event::Requeue(m) => self.on_requeue(m, sched),
+            Event::Refetch {
+                consumer,
+                partition,
+            } => self.on_refetch(consumer, partition, sched),
+            Event::PollTimeout(d) => self.on_poll_timeout(d, sched),
+            Event::SessionTimeout { consumer, instance } => {
+                self.on_session_timeout(consumer, instance, sched)
+            }
+            Event::AutoCommit(c) => self.on_auto_commit(c, sched),
+            Event::RelayTick(p) => self.on_relay_tick(p, sched),
         }
     }
 
@@ -749,13 +856,13 @@ impl World {
         }
         let capacity = svc.queue_capacity;
         let drop_expired = svc.drop_expired;
-        let key = if self.keyed {
+        let (key, op) = if self.keyed {
             self.attempts
                 .get(attempt)
                 .and_then(|a| self.logicals.get(a.logical))
-                .map_or(0, |l| l.key)
+                .map_or((0, 0), |l| (l.key, l.op))
         } else {
-            0
+            (0, 0)
         };
         let replica = &self.replicas[r as usize];
         debug_assert_eq!(replica.service, service);
@@ -770,8 +877,15 @@ impl World {
                 sched,
             );
         }
-        let inv = self.invocations.insert(Invocation {
+        if self.spec.endpoints[endpoint.index()].idempotency.is_some()
+            && let Some(status) = self.idempotency_check(endpoint, op, now)
+        {
+            return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
+        }
+        let inv = Invocation {
             endpoint,
+            delivery: Id::PLACEHOLDER,
+            op,
             replica: r,
             attempt,
             edge,
@@ -788,18 +902,35 @@ impl World {
             degraded: false,
             measured,
             fibers: 1,
-        });
+        };
+        let decode = self.edge_costs[edge.index()].server_decode;
+        let inv = self.admit(inv, starts_now, decode, sched);
+        if drop_expired && deadline != NO_DEADLINE {
+            sched.at(deadline, Event::Abort(inv));
+        }
+    }
+
+    /// Takes an invocation in: it starts on a worker now, or waits in the replica's
+    /// queue. `decode`: protocol decode time before the handler runs.
+    pub(super) fn admit(
+        &mut self,
+        inv: Invocation,
+        starts_now: bool,
+        decode: SimDuration,
+        sched: &mut Scheduler<Event>,
+    ) -> Id {
+        let now = sched.now();
+        let (endpoint, r, measured) = (inv.endpoint, inv.replica, inv.measured);
+        let inv = self.invocations.insert(inv);
         let root = self.fibers.insert(Fiber {
             invocation: inv,
             seq: self.spec.endpoints[endpoint.index()].handler,
             pc: 0,
             join: None,
             wait: Wait::Ready,
+            saga: None,
         });
         self.invocations[inv].root = root;
-        if drop_expired && deadline != NO_DEADLINE {
-            sched.at(deadline, Event::Abort(inv));
-        }
         let replica = &mut self.replicas[r as usize];
         replica.outstanding += 1;
         let em = &mut self.metrics.endpoints[endpoint.index()];
@@ -810,17 +941,17 @@ impl World {
             if measured {
                 em.queue_wait.record(SimDuration::ZERO);
             }
-            self.begin(root, edge, sched);
+            self.begin(root, decode, sched);
         } else {
             replica.queue.push_back(Queued::Start(inv));
             replica.queued_new += 1;
             em.queue_length.increment(now);
         }
+        inv
     }
 
     /// Starts a request's handler on its worker, after the protocol's decode time.
-    fn begin(&mut self, root: Id, edge: EdgeId, sched: &mut Scheduler<Event>) {
-        let decode = self.edge_costs[edge.index()].server_decode;
+    fn begin(&mut self, root: Id, decode: SimDuration, sched: &mut Scheduler<Event>) {
         if decode.is_zero() {
             self.advance(root, sched);
         } else {
@@ -886,12 +1017,24 @@ impl World {
                 Step::Call(site) => {
                     // Even a call that is over at once (refused, nothing to retry, a cache
                     // hit) is answered through the immediate queue: waiting is always right.
-                    let key = self.invocations[invocation].key;
-                    let logical =
-                        self.start_call(Origin::Fiber(f), site.edge, site.timeout, key, sched);
-                    self.fibers[f].wait = Wait::Call(logical);
-                    self.release_if_event_loop(f, sched);
-                    return;
+                    return self.call_from(f, site, sched);
+                }
+                Step::Publish(p) => {
+                    if self.publish_step(f, invocation, p, sched) {
+                        self.release_if_event_loop(f, sched);
+                        return;
+                    }
+                }
+                Step::Effect(e) => self.effect_step(invocation, e),
+                Step::Saga(s) => {
+                    self.metrics.consistency.sagas[s.index()].started += 1;
+                    self.fibers[f].saga = Some(SagaRun {
+                        saga: s,
+                        done: 0,
+                        failed: None,
+                    });
+                    let (action, _) = self.spec.sagas[s.index()].steps[0];
+                    return self.call_from(f, action, sched);
                 }
                 Step::Parallel(p) => {
                     let mut children = self.spare_children.pop().unwrap_or_default();
@@ -913,6 +1056,7 @@ impl World {
                             pc: 0,
                             join: Some((join, i as u32)),
                             wait: Wait::Ready,
+                            saga: None,
                         });
                         children.push(child);
                         self.immediate.push_back(Event::Run(child));
@@ -925,6 +1069,15 @@ impl World {
                 }
             }
         }
+    }
+
+    /// A fiber calls out and waits for the answer.
+    pub(super) fn call_from(&mut self, f: Id, site: CallSite, sched: &mut Scheduler<Event>) {
+        let inv = &self.invocations[self.fibers[f].invocation];
+        let (key, op) = (inv.key, inv.op);
+        let logical = self.start_call(Origin::Fiber(f), site.edge, site.timeout, key, op, sched);
+        self.fibers[f].wait = Wait::Call(logical);
+        self.release_if_event_loop(f, sched);
     }
 
     /// An event-loop service lets the worker go while its handler waits.
@@ -997,11 +1150,16 @@ impl World {
                     if inv.measured {
                         em.queue_wait.record(now.since(inv.arrived_at));
                     }
-                    let (root, edge) = (inv.root, inv.edge);
-                    if self.edge_costs[edge.index()].server_decode.is_zero() {
+                    let root = inv.root;
+                    let decode = if inv.delivery == Id::PLACEHOLDER {
+                        self.edge_costs[inv.edge.index()].server_decode
+                    } else {
+                        SimDuration::ZERO
+                    };
+                    if decode.is_zero() {
                         self.immediate.push_back(Event::Run(root));
                     } else {
-                        self.begin(root, edge, sched);
+                        self.begin(root, decode, sched);
                     }
                     return;
                 }
@@ -1038,6 +1196,16 @@ impl World {
             Outcome::Ok { degraded } => (Status::Ok, degraded || inv.degraded),
             Outcome::Failed(s) => (s, false),
         };
+        if self.asy.in_use {
+            self.end_transaction(i, &inv, status.is_ok(), now);
+            if inv.delivery == Id::PLACEHOLDER
+                && self.spec.endpoints[inv.endpoint.index()]
+                    .idempotency
+                    .is_some()
+            {
+                self.idempotency_store(inv.endpoint, inv.op, status, now);
+            }
+        }
         let latency = now.since(inv.arrived_at);
         let orphaned = inv.measured && self.abandoned(inv.attempt);
         let em = &mut self.metrics.endpoints[inv.endpoint.index()];
@@ -1062,6 +1230,14 @@ impl World {
         let series = self.spec.workloads.len() + inv.endpoint.index();
         self.metrics.series.record(series, latency, !status.is_ok());
         self.replicas[inv.replica as usize].outstanding -= 1;
+        if inv.delivery != Id::PLACEHOLDER {
+            self.maybe_rejoin(inv.delivery, sched);
+            self.handled(inv.delivery, outcome_of(status, degraded), sched);
+            if let Some(since) = inv.worker_since {
+                self.release_worker(inv.replica, inv.endpoint, since, sched);
+            }
+            return;
+        }
         let link = self.spec.edges[inv.edge.index()].link;
         let reply = Event::Reply {
             attempt: inv.attempt,
@@ -1120,6 +1296,15 @@ impl World {
             let root = self.invocations[i].root;
             self.cancel_fiber(root, sched);
             let inv = self.invocations.remove(i).expect("live");
+            if self.asy.in_use {
+                self.abort_transaction(i);
+                if self.spec.endpoints[inv.endpoint.index()]
+                    .idempotency
+                    .is_some()
+                {
+                    self.idempotency_forget(inv.endpoint, inv.op);
+                }
+            }
             let em = &mut self.metrics.endpoints[inv.endpoint.index()];
             em.in_system.decrement(now);
             if let Some(since) = inv.worker_since {
@@ -1248,6 +1433,7 @@ impl World {
                     self.cancel_children(join.children, sched);
                 }
             }
+            Wait::Publish(p) => self.forget_publish(p),
             Wait::Work | Wait::Ready => {}
         }
     }
@@ -1270,7 +1456,12 @@ impl World {
                     let Some(fiber) = self.fibers.get(f) else {
                         return true;
                     };
-                    attempt = self.invocations[fiber.invocation].attempt;
+                    let inv = &self.invocations[fiber.invocation];
+                    if inv.delivery != Id::PLACEHOLDER {
+                        // A consumer's work is wasted once its delivery was taken back.
+                        return !self.asy.deliveries.contains(inv.delivery);
+                    }
+                    attempt = inv.attempt;
                 }
             }
         }
@@ -1328,6 +1519,17 @@ impl crate::engine::Model for World {
         while let Some(e) = self.immediate.pop_front() {
             self.dispatch(e, sched);
         }
+        if !self.asy.pending_relays.is_empty() {
+            self.schedule_relays(sched);
+        }
+    }
+}
+
+fn outcome_of(status: Status, degraded: bool) -> Outcome {
+    if status.is_ok() {
+        Outcome::Ok { degraded }
+    } else {
+        Outcome::Failed(status)
     }
 }
 
@@ -1440,6 +1642,7 @@ fn new_metrics(spec: &Spec, warmup_end: SimTime) -> Metrics {
                 }
             })
             .collect(),
+        consistency: super::broker::new_consistency(spec),
         series: Series::new(
             spec.bucket,
             spec.workloads

@@ -1,25 +1,36 @@
-//! `timeseries.csv`: one row per time bucket and per workload or endpoint, long format
-//! (easy to filter and plot with any tool).
+//! `timeseries.csv`: one row per time bucket and per workload, endpoint or edge, long
+//! format (easy to filter and plot with any tool). Scenarios with queues or topics add,
+//! after those, one row per bucket and per queue (kind `queue`, name `BROKER/QUEUE`) or
+//! consumer group (kind `group`, name `BROKER/TOPIC@GROUP`), and a last column `depth`:
+//! a queue's ready, unacked and delayed messages, a group's lag. Without them the column
+//! is left out, so the file is what it was before queues existed.
 
+use crate::metrics::consistency::Consistency;
 use crate::metrics::{Series, SeriesKind};
 
-pub fn timeseries(series: &Series) -> Vec<u8> {
+const COLUMNS: [&str; 12] = [
+    "t_start_s",
+    "t_end_s",
+    "kind",
+    "name",
+    "completed",
+    "errors",
+    "throughput_rps",
+    "p50_ms",
+    "p99_ms",
+    "queue_length_mean",
+    "attempts",
+    "breaker",
+];
+
+pub fn timeseries(series: &Series, consistency: &Consistency) -> Vec<u8> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "t_start_s",
-        "t_end_s",
-        "kind",
-        "name",
-        "completed",
-        "errors",
-        "throughput_rps",
-        "p50_ms",
-        "p99_ms",
-        "queue_length_mean",
-        "attempts",
-        "breaker",
-    ])
-    .expect("writing to memory");
+    let depth = !consistency.lag_rows.is_empty();
+    let mut header = COLUMNS.to_vec();
+    if depth {
+        header.push("depth");
+    }
+    w.write_record(&header).expect("writing to memory");
     for row in &series.rows {
         let (kind, name) = &series.names[row.series as usize];
         let span_s = row.end.saturating_since(row.start).as_secs_f64();
@@ -28,7 +39,7 @@ pub fn timeseries(series: &Series) -> Vec<u8> {
         } else {
             0.0
         };
-        w.write_record([
+        let mut record = vec![
             fmt(row.start.as_secs_f64()),
             fmt(row.end.as_secs_f64()),
             match kind {
@@ -45,8 +56,21 @@ pub fn timeseries(series: &Series) -> Vec<u8> {
             row.queue_length_mean.map(fmt).unwrap_or_default(),
             row.attempts.map(|a| a.to_string()).unwrap_or_default(),
             row.breaker.unwrap_or_default().to_owned(),
-        ])
-        .expect("writing to memory");
+        ];
+        if depth {
+            record.push(String::new());
+        }
+        w.write_record(&record).expect("writing to memory");
+    }
+    for row in &consistency.lag_rows {
+        let flow = &consistency.flows[row.flow as usize];
+        let mut record = vec![String::new(); COLUMNS.len() + 1];
+        record[0] = fmt(row.start.as_secs_f64());
+        record[1] = fmt(row.end.as_secs_f64());
+        record[2] = flow.kind.to_owned();
+        record[3] = flow.name.clone();
+        record[COLUMNS.len()] = row.depth.to_string();
+        w.write_record(&record).expect("writing to memory");
     }
     w.into_inner().expect("writing to memory")
 }
@@ -59,5 +83,55 @@ fn fmt(x: f64) -> String {
         "0".to_owned()
     } else {
         s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{SimDuration, SimTime};
+    use crate::metrics::SeriesRow;
+    use crate::report::json::tests::sample_consistency;
+
+    fn series() -> Series {
+        let mut s = Series::new(
+            SimDuration::from_secs(1),
+            vec![(SeriesKind::Workload, "clients".into())],
+        );
+        s.rows.push(SeriesRow {
+            start: SimTime::ZERO,
+            end: SimTime::from_nanos(1_000_000_000),
+            series: 0,
+            completed: 10,
+            errors: 0,
+            p50_ms: Some(165.0),
+            p99_ms: Some(165.0),
+            queue_length_mean: None,
+            attempts: None,
+            breaker: None,
+        });
+        s
+    }
+
+    #[test]
+    fn without_queues_the_file_is_unchanged() {
+        let csv = String::from_utf8(timeseries(&series(), &Consistency::default())).unwrap();
+        assert_eq!(
+            csv,
+            "t_start_s,t_end_s,kind,name,completed,errors,throughput_rps,p50_ms,p99_ms,queue_length_mean,attempts,breaker\n\
+             0,1,workload,clients,10,0,10,165,165,,,\n"
+        );
+    }
+
+    #[test]
+    fn lag_rows_come_last_with_a_depth_column() {
+        let csv = String::from_utf8(timeseries(&series(), &sample_consistency())).unwrap();
+        assert_eq!(
+            csv,
+            "t_start_s,t_end_s,kind,name,completed,errors,throughput_rps,p50_ms,p99_ms,queue_length_mean,attempts,breaker,depth\n\
+             0,1,workload,clients,10,0,10,165,165,,,,\n\
+             0,1,queue,rabbit/payments,,,,,,,,,4\n\
+             0,1,group,events/orders@billing,,,,,,,,,3\n"
+        );
     }
 }

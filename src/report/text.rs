@@ -1,6 +1,6 @@
 //! The terminal summary: what a person reads right after a run.
 
-use super::json::{LatencyReport, Report};
+use super::json::{ConsistencyReport, LatencyReport, Report};
 use std::fmt::Write;
 
 /// Left-aligned first column, right-aligned numbers, widths fitted to the content.
@@ -216,6 +216,9 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
             );
         }
     }
+    if let Some(c) = &r.consistency {
+        consistency(&mut out, c);
+    }
     if !r.faults.is_empty() {
         out.push_str("\nfaults\n");
         for f in &r.faults {
@@ -239,4 +242,170 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         }
     }
     out
+}
+
+/// Queues and groups as a table, then one line per exchange that dropped messages, per
+/// effect, per saga, the propagation delay and the idempotency stores.
+fn consistency(out: &mut String, c: &ConsistencyReport) {
+    let flows = c
+        .queues
+        .iter()
+        .map(|(n, f)| ("queue", n, f))
+        .chain(c.groups.iter().map(|(n, f)| ("group", n, f)));
+    let rows: Vec<Vec<String>> = flows
+        .map(|(kind, name, f)| {
+            vec![
+                name.clone(),
+                kind.to_owned(),
+                f.published.to_string(),
+                f.acked.to_string(),
+                f.redelivered.to_string(),
+                f.dead_lettered.total.to_string(),
+                f.lost.to_string(),
+                f.in_flight_end.to_string(),
+                f.max_depth.to_string(),
+                f.ordering_violations.to_string(),
+                if f.conserved {
+                    "conservation OK"
+                } else {
+                    "CONSERVATION VIOLATED"
+                }
+                .to_owned(),
+            ]
+        })
+        .collect();
+    out.push_str(
+        "\nconsistency (whole run, warmup included; max depth of a group is its largest lag)\n",
+    );
+    if !rows.is_empty() {
+        table(
+            out,
+            &[
+                "queue/group",
+                "kind",
+                "published",
+                "acked",
+                "redelivered",
+                "dead-lettered",
+                "lost",
+                "in-flight",
+                "max depth",
+                "out of order",
+                "",
+            ],
+            &rows,
+        );
+    }
+    for (name, e) in c.exchanges.iter().filter(|(_, e)| e.unroutable > 0) {
+        let _ = writeln!(
+            out,
+            "exchange {name} ({}): {} published, {} unroutable (dropped)",
+            e.kind, e.published, e.unroutable
+        );
+    }
+    let width = |names: &mut dyn Iterator<Item = &String>| {
+        names.map(|n| n.chars().count() + 1).max().unwrap_or(0)
+    };
+    let w = width(&mut c.effects.keys());
+    for (name, e) in &c.effects {
+        let label = format!("{name}:");
+        let _ = writeln!(
+            out,
+            "effect {label:<w$} {} operations, {} exactly once, {} never, {} duplicated (max {}), {} despite failure",
+            e.operations, e.exactly_once, e.never, e.duplicated, e.max_count, e.despite_failure
+        );
+    }
+    let w = width(&mut c.sagas.keys());
+    for (name, s) in &c.sagas {
+        let label = format!("{name}:");
+        let _ = writeln!(
+            out,
+            "saga {label:<w$} {} started, {} completed, {} compensated, {} compensation failed, {} in flight ({})",
+            s.started, s.completed, s.compensated, s.compensation_failed, s.in_flight, s.kind
+        );
+    }
+    let p = &c.propagation;
+    if p.latency_ms.count > 0 || p.not_propagated > 0 {
+        let _ = writeln!(
+            out,
+            "propagation to every subscriber: p50 {} ms, p99 {} ms over {} messages, {} not propagated",
+            ms(p.latency_ms.p50),
+            ms(p.latency_ms.p99),
+            p.latency_ms.count,
+            p.not_propagated
+        );
+    }
+    let w = width(&mut c.idempotency.keys());
+    for (endpoint, i) in &c.idempotency {
+        let label = format!("{endpoint}:");
+        let _ = writeln!(
+            out,
+            "idempotency {label:<w$} {} stored, {} replayed, {} conflicts",
+            i.stored, i.replayed, i.conflicts
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::consistency::Consistency;
+    use crate::report::RunInfo;
+    use crate::report::json::tests::{metrics, sample_consistency};
+
+    #[test]
+    fn consistency_section_only_when_there_is_something_to_say() {
+        let r = Report::new(&RunInfo::skeleton(), &metrics(Consistency::default()));
+        assert!(!summary(&r, "x").contains("consistency"));
+
+        let r = Report::new(&RunInfo::skeleton(), &metrics(sample_consistency()));
+        let s = summary(&r, "x");
+        let section = &s[s.find("\nconsistency (").expect(&s)..];
+        let lines: Vec<&str> = section.lines().skip(2).collect();
+        // Queues first, then groups, each sorted by name, in one aligned table.
+        assert!(lines[0].starts_with("queue/group "), "{section}");
+        assert!(lines[0].ends_with("out of order"), "{section}");
+        assert!(
+            lines[1].starts_with("rabbit/audit           queue"),
+            "{section}"
+        );
+        assert!(lines[1].ends_with("  CONSERVATION VIOLATED"), "{section}");
+        assert!(
+            lines[2].starts_with("rabbit/payments        queue"),
+            "{section}"
+        );
+        let cells: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "rabbit/payments",
+                "queue",
+                "10",
+                "7",
+                "2",
+                "2",
+                "0",
+                "1",
+                "4",
+                "1",
+                "conservation",
+                "OK"
+            ]
+        );
+        assert_eq!(lines[1].len(), lines[2].len(), "{section}");
+        assert!(
+            lines[3].starts_with("events/orders@billing  group"),
+            "{section}"
+        );
+        assert_eq!(
+            &lines[4..],
+            [
+                "exchange rabbit/orders (topic): 13 published, 1 unroutable (dropped)",
+                "effect charge: 1000 operations, 998 exactly once, 0 never, 2 duplicated (max 2), 0 despite failure",
+                "saga checkout: 10 started, 6 completed, 2 compensated, 1 compensation failed, 1 in flight (orchestrated)",
+                "propagation to every subscriber: p50 15.000 ms, p99 15.000 ms over 3 messages, 4 not propagated",
+                "idempotency payments/charge: 100 stored, 3 replayed, 1 conflicts",
+            ]
+        );
+    }
 }

@@ -14,8 +14,10 @@ use crate::model::policy::{
 };
 use crate::model::spec::*;
 use crate::model::{Dist, Status, Translation};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
+
+mod brokers;
 use toml::Spanned;
 
 pub const DEFAULT_SEED: u64 = 1;
@@ -87,6 +89,27 @@ struct Builder {
     faults: Vec<FaultSpec>,
     windows: Vec<WindowSpec>,
     expectations: Vec<ExpectSpec>,
+    brokers: Vec<BrokerSpec>,
+    queues: Vec<QueueSpec>,
+    exchanges: Vec<ExchangeSpec>,
+    /// Per exchange: (binding key, queue).
+    bindings: Vec<Vec<(String, QueueId)>>,
+    topics: Vec<TopicSpec>,
+    consumers: Vec<ConsumerSpec>,
+    publishes: Vec<PublishSpec>,
+    effects: Vec<EffectSpec>,
+    sagas: Vec<SagaSpec>,
+    choreographies: Vec<ChoreographySpec>,
+    broker_ids: BTreeMap<String, BrokerId>,
+    queue_ids: BTreeMap<String, QueueId>,
+    exchange_ids: BTreeMap<String, ExchangeId>,
+    topic_ids: BTreeMap<String, TopicId>,
+    effect_ids: BTreeMap<String, EffectId>,
+    /// Where each effect is applied.
+    effect_sites: Vec<(EffectId, EndpointId)>,
+    /// Endpoint -> endpoints its work reaches besides calls: consumers of what it
+    /// publishes, saga actions (for effects' default expectations).
+    reach: BTreeMap<EndpointId, Vec<EndpointId>>,
 }
 
 fn span<T>(s: &Spanned<T>) -> Range<usize> {
@@ -160,7 +183,9 @@ impl Builder {
 
         self.network(&raw.network);
         self.policies(raw);
+        self.declare_brokers(raw);
         self.declare_services(raw);
+        self.declare_consumers(raw);
         let workload_names: Vec<&Name> = raw.workloads.keys().collect();
         for w in &workload_names {
             self.check_name(w, "workload");
@@ -175,6 +200,7 @@ impl Builder {
         for (s, (_, svc)) in raw.services.iter().enumerate() {
             self.compile_service(ServiceId(s as u32), svc.get_ref());
         }
+        self.compile_consumers(raw);
         let mut workloads = Vec::new();
         for (name, w) in &raw.workloads {
             if let Some(w) = self.workload(name, w.get_ref()) {
@@ -190,6 +216,7 @@ impl Builder {
         }
         self.check_cycles();
         self.check_link_overrides_used();
+        self.finish_effects(raw, &workloads);
         for f in &raw.faults {
             self.fault(f);
         }
@@ -222,6 +249,15 @@ impl Builder {
             policies: std::mem::take(&mut self.policies),
             faults: std::mem::take(&mut self.faults),
             windows: std::mem::take(&mut self.windows),
+            brokers: std::mem::take(&mut self.brokers),
+            queues: std::mem::take(&mut self.queues),
+            exchanges: std::mem::take(&mut self.exchanges),
+            topics: std::mem::take(&mut self.topics),
+            consumers: std::mem::take(&mut self.consumers),
+            publishes: std::mem::take(&mut self.publishes),
+            effects: std::mem::take(&mut self.effects),
+            sagas: std::mem::take(&mut self.sagas),
+            choreographies: std::mem::take(&mut self.choreographies),
         };
         Some(Built {
             name,
@@ -1369,15 +1405,17 @@ impl Builder {
         let kind = f.kind.get_ref().as_str();
         let service_kind = matches!(kind, "down" | "crash" | "slow" | "error");
         let link_kind = matches!(kind, "partition" | "link_loss" | "link_latency");
-        if !service_kind && !link_kind {
+        let broker_kind = kind == "broker_down";
+        if !service_kind && !link_kind && !broker_kind {
             self.error(
                 span(&f.kind),
                 format!("unknown fault `{kind}`"),
-                "one of: down, crash, slow, error, partition, link_loss, link_latency",
+                "one of: down, crash, slow, error, partition, link_loss, link_latency, broker_down",
             );
             return;
         }
-        let fields: [(&str, Option<Range<usize>>, &[&str]); 8] = [
+        let fields: [(&str, Option<Range<usize>>, &[&str]); 9] = [
+            ("broker", f.broker.as_ref().map(span), &["broker_down"]),
             (
                 "service",
                 f.service.as_ref().map(span),
@@ -1428,7 +1466,21 @@ impl Builder {
                 example.to_owned(),
             );
         };
-        let (target, what) = if service_kind {
+        let (target, what) = if broker_kind {
+            let Some(b) = &f.broker else {
+                return missing(self, "broker", "broker = \"NAME\"");
+            };
+            let Some(&bid) = self.broker_ids.get(b.get_ref()) else {
+                let known: Vec<&str> = self.broker_ids.keys().map(String::as_str).collect();
+                self.error(
+                    span(b),
+                    format!("unknown broker `{}`", b.get_ref()),
+                    format!("one of: {}", known.join(", ")),
+                );
+                return;
+            };
+            (FaultTarget::Broker(bid), b.get_ref().clone())
+        } else if service_kind {
             let Some(svc) = &f.service else {
                 return missing(self, "service", "service = \"NAME\"");
             };
@@ -1503,6 +1555,7 @@ impl Builder {
             (FaultTarget::Links(links), format!("{a}<->{b}"))
         };
         let kind_spec = match kind {
+            "broker_down" => FaultKind::BrokerDown,
             "down" => FaultKind::Down,
             "crash" => FaultKind::Crash,
             "partition" => FaultKind::Partition,
@@ -1768,12 +1821,18 @@ impl Builder {
                 self.check_name(ep_name, "endpoint");
                 let full = format!("{}/{}", name.get_ref(), ep_name.get_ref());
                 let eid = EndpointId(self.endpoints.len() as u32);
+                let idempotency = ep
+                    .get_ref()
+                    .idempotency
+                    .as_ref()
+                    .and_then(|d| self.positive_duration(d, "the idempotency-key retention"));
                 self.endpoints.push(EndpointSpec {
                     service: id,
                     name: full.clone(),
                     handler: SeqId(u32::MAX),
                     request_kb,
                     response_kb,
+                    idempotency,
                 });
                 self.endpoint_ids.insert(full, eid);
                 endpoints.push(eid);
@@ -1787,6 +1846,7 @@ impl Builder {
                 hold,
                 drop_expired: v.drop_expired.as_ref().is_some_and(|d| *d.get_ref()),
                 endpoints,
+                consumer: None,
             });
         }
     }
@@ -1842,6 +1902,9 @@ impl Builder {
             ("fail", s.fail.is_some()),
             ("steps", s.steps.is_some()),
             ("stream", s.stream.is_some()),
+            ("publish", s.publish.is_some()),
+            ("effect", s.effect.is_some()),
+            ("saga", s.saga.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, present)| present.then_some(k))
@@ -1859,12 +1922,18 @@ impl Builder {
             self.error(
                 span(step),
                 format!("a step needs exactly one kind; found {found}"),
-                "one of `work`, `call`, `parallel`, `fail`, `steps`, `stream`",
+                "one of `work`, `call`, `parallel`, `fail`, `steps`, `stream`, `publish`, `effect`, `saga`",
             );
             return;
         }
         let kind = kinds[0];
-        let misplaced: [(&str, Option<Range<usize>>, &str); 9] = [
+        let misplaced: [(&str, Option<Range<usize>>, &str); 15] = [
+            ("key", s.key.as_ref().map(span), "publish"),
+            ("confirms", s.confirms.as_ref().map(span), "publish"),
+            ("outbox", s.outbox.as_ref().map(span), "publish"),
+            ("retries", s.retries.as_ref().map(span), "publish"),
+            ("name", s.name.as_ref().map(span), "saga"),
+            ("policy", None, "call"),
             ("timeout", s.timeout.as_ref().map(span), "call"),
             ("translate", s.translate.as_ref().map(span), "call"),
             ("policy", s.policy.as_ref().map(span), "call"),
@@ -1967,6 +2036,9 @@ impl Builder {
                     out.push(Step::Parallel(p));
                 }
             }
+            "publish" => self.compile_publish(ctx, s, out),
+            "effect" => self.compile_effect(ctx, s, out),
+            "saga" => self.compile_saga(ctx, s, out),
             _ => unreachable!(),
         }
     }
@@ -2186,7 +2258,29 @@ impl Builder {
                 Some(KeySpace { count, zipf })
             }
         };
+        let operation_is_key = match w.operation.as_ref().map(|o| (o, o.get_ref().as_str())) {
+            None | Some((_, "request")) => false,
+            Some((o, "key")) => {
+                if keys.is_none() {
+                    self.error(
+                        span(o),
+                        "operation = \"key\" needs a key space",
+                        "keys = N on this workload",
+                    );
+                }
+                true
+            }
+            Some((o, other)) => {
+                self.error(
+                    span(o),
+                    format!("unknown operation `{other}`"),
+                    "\"request\" (each request is an operation) or \"key\" (requests with one key are one operation, e.g. a form submitted twice)",
+                );
+                false
+            }
+        };
         Some(WorkloadSpec {
+            operation_is_key,
             keys,
             name: name.get_ref().clone(),
             edge,

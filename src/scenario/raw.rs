@@ -26,6 +26,152 @@ pub struct RawScenario {
     pub faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
     pub expect: Vec<Spanned<RawExpect>>,
+    #[serde(default)]
+    pub brokers: BTreeMap<Name, Spanned<RawBroker>>,
+    #[serde(default)]
+    pub consumers: BTreeMap<Name, Spanned<RawConsumer>>,
+    #[serde(default)]
+    pub effects: BTreeMap<Name, Spanned<RawEffect>>,
+    #[serde(default)]
+    pub sagas: BTreeMap<Name, Spanned<RawChoreography>>,
+    pub explore: Option<Spanned<RawExplore>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawBroker {
+    pub preset: Option<Spanned<String>>,
+    pub latency: Option<Spanned<RawDist>>,
+    pub loss: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub queues: BTreeMap<Name, Spanned<RawQueue>>,
+    #[serde(default)]
+    pub exchanges: BTreeMap<Name, Spanned<RawExchange>>,
+    #[serde(default)]
+    pub topics: BTreeMap<Name, Spanned<RawTopic>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub ack_timeout: Option<Spanned<String>>,
+    pub on_ack_timeout: Option<Spanned<String>>,
+    pub requeue_on_crash: Option<Spanned<bool>>,
+    pub delivery_limit: Option<Spanned<i64>>,
+    pub nack_counts: Option<Spanned<bool>>,
+    pub dead_letter: Option<Name>,
+    pub ttl: Option<Spanned<String>>,
+    pub max_length: Option<Spanned<i64>>,
+    pub overflow: Option<Spanned<String>>,
+    pub fifo: Option<Spanned<bool>>,
+    pub dedup_window: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawExchange {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub bindings: Vec<Spanned<RawBinding>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawBinding {
+    pub queue: Name,
+    pub key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTopic {
+    pub partitions: Option<Spanned<i64>>,
+    pub retention: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    pub queue: Option<Spanned<String>>,
+    pub topic: Option<Spanned<String>>,
+    pub instances: Option<Spanned<i64>>,
+    pub prefetch: Option<Spanned<i64>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub attempts: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub delay: Option<Spanned<String>>,
+    pub dedupe: Option<Spanned<RawDedupe>>,
+    pub commit: Option<Spanned<String>>,
+    pub commit_interval: Option<Spanned<String>>,
+    pub commit_batch: Option<Spanned<i64>>,
+    pub assignment: Option<Spanned<String>>,
+    pub start: Option<Spanned<String>>,
+    pub start_offset: Option<Spanned<i64>>,
+    pub session_timeout: Option<Spanned<String>>,
+    pub max_poll_interval: Option<Spanned<String>>,
+    pub steps: Spanned<Vec<Spanned<RawStep>>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedupe {
+    pub by: Option<Spanned<String>>,
+    pub retention: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawEffect {
+    pub expected_for: Option<Spanned<Vec<Name>>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawChoreography {
+    pub steps: Spanned<Vec<Spanned<RawChoreoStep>>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawChoreoStep {
+    pub effect: Name,
+    pub compensation: Option<Name>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawSagaStep {
+    pub action: Spanned<String>,
+    pub compensation: Option<Spanned<String>>,
+    pub policy: Option<Spanned<String>>,
+    pub compensation_policy: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawExplore {
+    pub seeds: Option<Spanned<i64>>,
+    /// [earliest start, latest end] of drawn faults.
+    pub window: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub faults: Vec<Spanned<RawExploreFault>>,
+    pub exactly_once: Option<Spanned<Vec<Name>>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawExploreFault {
+    pub kind: Spanned<String>,
+    pub service: Option<Spanned<String>>,
+    pub broker: Option<Spanned<String>>,
+    pub between: Option<Spanned<Vec<Spanned<String>>>>,
+    pub loss: Option<Spanned<f64>>,
+    /// At most this many faults of this template per schedule.
+    pub max: Option<Spanned<i64>>,
+    /// [shortest, longest] fault.
+    pub length: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -185,6 +331,7 @@ pub struct RawHedge {
 pub struct RawFault {
     pub kind: Spanned<String>,
     pub service: Option<Spanned<String>>,
+    pub broker: Option<Spanned<String>>,
     pub replica: Option<Spanned<i64>>,
     pub between: Option<Spanned<Vec<Spanned<String>>>>,
     pub from: Spanned<String>,
@@ -260,6 +407,7 @@ pub struct RawEndpoint {
     pub request_kb: Option<Spanned<f64>>,
     pub response_kb: Option<Spanned<f64>>,
     pub translate: Option<Spanned<BTreeMap<Name, Spanned<String>>>>,
+    pub idempotency: Option<Spanned<String>>,
 }
 
 /// One step; which kind it is depends on which of `work`, `call`, `parallel`, `fail`,
@@ -282,6 +430,14 @@ pub struct RawStep {
     pub interval: Option<Spanned<RawDist>>,
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
     pub required: Option<Spanned<bool>>,
+    pub publish: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub confirms: Option<Spanned<bool>>,
+    pub outbox: Option<Spanned<bool>>,
+    pub retries: Option<Spanned<i64>>,
+    pub effect: Option<Spanned<String>>,
+    pub saga: Option<Spanned<Vec<Spanned<RawSagaStep>>>>,
+    pub name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -297,6 +453,7 @@ pub struct RawWorkload {
     pub policy: Option<Spanned<String>>,
     pub keys: Option<Spanned<i64>>,
     pub zipf: Option<Spanned<f64>>,
+    pub operation: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
