@@ -48,6 +48,20 @@ pub enum Command {
     },
     /// List the bundled scenarios.
     List,
+    /// Run many seeds with fault schedules drawn from the scenario's [explore]
+    /// section; shrink the first failure and write a scenario that replays it.
+    Explore {
+        scenario: String,
+        /// How many seeds [default: the [explore] section's `seeds`, else 100].
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// The first seed.
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+        /// Where to write the replay scenario [default: out/explore].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -73,6 +87,12 @@ pub fn main() -> ExitCode {
             }
             Err(e) => invalid(&e),
         },
+        Command::Explore {
+            scenario,
+            seeds,
+            first_seed,
+            out,
+        } => explore(&scenario, seeds, first_seed, out),
         Command::List => {
             for (file, text) in BUNDLED {
                 let name = file.trim_end_matches(".toml");
@@ -97,6 +117,99 @@ fn description(text: &str) -> String {
 
 fn first_line(s: &str) -> &str {
     s.trim().lines().next().unwrap_or("")
+}
+
+/// A scenario's path label, default name and text: a file, or a bundled one by name.
+fn source(arg: &str) -> Result<(String, String, String), ScenarioError> {
+    let path = Path::new(arg);
+    if !path.exists()
+        && let Some((file, text)) = BUNDLED
+            .iter()
+            .find(|(f, _)| f.trim_end_matches(".toml") == arg || *f == arg)
+    {
+        let name = file.trim_end_matches(".toml").to_owned();
+        return Ok((format!("scenarios/{file}"), name, (*text).to_owned()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: arg.to_owned(),
+        source,
+    })?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "scenario".to_owned());
+    Ok((arg.to_owned(), stem, text))
+}
+
+fn explore(arg: &str, seeds: Option<u64>, first_seed: u64, out: Option<PathBuf>) -> ExitCode {
+    use crate::explore;
+    let (path, stem, text) = match source(arg) {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    // The scenario itself must be valid before anything is drawn.
+    let name = match scenario::from_source(&path, &stem, &text, &[]) {
+        Ok(s) => s.name,
+        Err(e) => return invalid(&e),
+    };
+    let plan = match explore::plan(&path, &text) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return invalid(&format!(
+                "{path}: no [explore] section: add one with fault templates, e.g.\n\n[explore]\nseeds = 100\nwindow = [\"5s\", \"60s\"]\nfaults = [{{ kind = \"crash\", service = \"worker\", max = 2, length = [\"1s\", \"20s\"] }}]"
+            ));
+        }
+        Err(e) => return invalid(&e),
+    };
+    let n = seeds.unwrap_or(plan.seeds);
+    for seed in first_seed..first_seed.saturating_add(n) {
+        let drawn = explore::draw(&plan, seed);
+        let problems = match explore::trial(&path, &name, &text, &plan, seed, &drawn) {
+            Ok(p) => p,
+            Err(e) => return invalid(&format!("seed {seed}: {e}")),
+        };
+        if problems.is_empty() {
+            continue;
+        }
+        println!("seed {seed} fails with {} drawn faults:", drawn.len());
+        for p in &problems {
+            println!("  {p}");
+        }
+        let minimal = explore::shrink(
+            |fs| explore::trial(&path, &name, &text, &plan, seed, fs).is_ok_and(|p| !p.is_empty()),
+            drawn,
+        );
+        let problems =
+            explore::trial(&path, &name, &text, &plan, seed, &minimal).unwrap_or_default();
+        let dir = out.unwrap_or_else(|| PathBuf::from("out").join("explore"));
+        let file = dir.join(format!("{name}-seed-{seed}.toml"));
+        let replay = format!(
+            "{text}\n# ---- added by `meshsim explore`: the minimal failing fault schedule of seed {seed} ----\n{}",
+            explore::faults_toml(&plan, &minimal)
+        );
+        if let Err(e) = report::write_all(
+            &dir,
+            &[(&format!("{name}-seed-{seed}.toml"), replay.into_bytes())],
+        ) {
+            eprintln!("cannot write {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+        println!(
+            "\nminimal fault schedule ({} faults):{}",
+            minimal.len(),
+            explore::faults_toml(&plan, &minimal)
+        );
+        println!("it still fails with:");
+        for p in &problems {
+            println!("  {p}");
+        }
+        println!("\nreplay: meshsim run {} --seed {seed}", file.display());
+        return ExitCode::from(1);
+    }
+    println!(
+        "{n} seeds from {first_seed}: every run met its expectations and the consistency invariants"
+    );
+    ExitCode::SUCCESS
 }
 
 /// A path if it exists, else a bundled scenario by name.

@@ -1139,7 +1139,7 @@ impl World {
             self.metrics.endpoints[endpoint.index()].faulted += u64::from(measured);
             return self.handled(d, Outcome::Failed(Status::Unavailable), sched);
         }
-        let (op, key) = (del.op, del.key);
+        let (op, key, del_msg) = (del.op, del.key, del.msg);
         let replica = &self.replicas[r as usize];
         let starts_now = replica.busy < replica.workers;
         let inv = Invocation {
@@ -1148,6 +1148,7 @@ impl World {
             attempt: Id::PLACEHOLDER,
             edge: EdgeId(u32::MAX),
             delivery: d,
+            msg: del_msg,
             attempt_measured: measured,
             arrived_at: now,
             deadline: NO_DEADLINE,
@@ -1214,26 +1215,25 @@ impl World {
     /// message: the handler's work is rolled back (the store's unique key).
     pub(super) fn end_transaction(&mut self, i: Id, inv: &Invocation, ok: bool, now: SimTime) {
         let mut commit = ok;
+        // The delivery may have been taken back meanwhile (ack timeout, lost
+        // connection): the transaction commits all the same; only the ack is lost.
         if ok
-            && inv.delivery != Id::PLACEHOLDER
-            && let Some(del) = self.asy.deliveries.get(inv.delivery)
+            && let Some(c) = self.consumer_of(inv)
+            && let Some(dd) = self.spec.consumers[c.index()].dedupe
         {
-            let c = del.consumer;
-            if let Some(dd) = self.spec.consumers[c.index()].dedupe {
-                let id = match dd.by {
-                    DedupeBy::Message => del.msg,
-                    DedupeBy::Operation => del.op,
-                };
-                let cs = &mut self.asy.consumers[c.index()];
-                prune(&mut cs.processed_order, &mut cs.processed, now);
-                if cs.processed.contains_key(&id) {
-                    self.metrics.consistency.consumers[c.index()].rolled_back += 1;
-                    commit = false;
-                } else {
-                    let until = now.checked_add(dd.retention).unwrap_or(SimTime::MAX);
-                    cs.processed.insert(id, until);
-                    cs.processed_order.push_back((until, id));
-                }
+            let id = match dd.by {
+                DedupeBy::Message => inv.msg,
+                DedupeBy::Operation => inv.op,
+            };
+            let cs = &mut self.asy.consumers[c.index()];
+            prune(&mut cs.processed_order, &mut cs.processed, now);
+            if cs.processed.contains_key(&id) {
+                self.metrics.consistency.consumers[c.index()].rolled_back += 1;
+                commit = false;
+            } else {
+                let until = now.checked_add(dd.retention).unwrap_or(SimTime::MAX);
+                cs.processed.insert(id, until);
+                cs.processed_order.push_back((until, id));
             }
         }
         if !self.asy.txn_effects.is_empty() {
@@ -1282,16 +1282,20 @@ impl World {
     /// Whether an invocation's effects wait for its end (an idempotent consumer or
     /// endpoint keeps them in one transaction with its store).
     pub(super) fn transactional(&self, inv: &Invocation) -> bool {
-        if inv.delivery != Id::PLACEHOLDER {
-            self.asy
-                .deliveries
-                .get(inv.delivery)
-                .is_some_and(|d| self.spec.consumers[d.consumer.index()].dedupe.is_some())
-        } else {
-            self.spec.endpoints[inv.endpoint.index()]
+        match self.consumer_of(inv) {
+            Some(c) => self.spec.consumers[c.index()].dedupe.is_some(),
+            None => self.spec.endpoints[inv.endpoint.index()]
                 .idempotency
-                .is_some()
+                .is_some(),
         }
+    }
+
+    /// The consumer an invocation runs in, if it handles a delivery.
+    fn consumer_of(&self, inv: &Invocation) -> Option<ConsumerId> {
+        if inv.delivery == Id::PLACEHOLDER {
+            return None;
+        }
+        self.spec.services[self.spec.endpoints[inv.endpoint.index()].service.index()].consumer
     }
 
     pub(super) fn effect_step(&mut self, inv: Id, e: EffectId) {

@@ -140,6 +140,8 @@ pub(super) struct Invocation {
     pub delivery: Id,
     /// The logical operation (workload request, or its key) the work belongs to.
     pub op: u64,
+    /// The message a consumer handles (deliveries only).
+    pub msg: u64,
     pub replica: u32,
     /// Where the answer goes; the caller may have given up, then the answer is late.
     pub attempt: Id,
@@ -886,6 +888,7 @@ impl World {
             endpoint,
             delivery: Id::PLACEHOLDER,
             op,
+            msg: 0,
             replica: r,
             attempt,
             edge,
