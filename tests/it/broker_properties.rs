@@ -16,6 +16,22 @@ use serde_json::Value;
 
 /// Parses and runs a generated scenario; an invalid one is a bug of the generator.
 fn simulate(text: &str) -> (String, Value) {
+    let r = simulate0(text);
+    if std::env::var("BP_DEBUG").is_ok() {
+        let c = &r.1["consistency"];
+        let mut line = format!("events={} ", r.1["events"]);
+        for (k, f) in c["queues"].as_object().unwrap().iter().chain(c["groups"].as_object().unwrap()) {
+            line += &format!("{k}: pub={} ack={} redel={} dl={} lost={} pf={} inflight={} ord={} | ", f["published"], f["acked"], f["redelivered"], f["dead_lettered"]["total"], f["lost"], f["publish_failed"], f["in_flight_end"], f["ordering_violations"]);
+        }
+        for (k, e) in c["effects"].as_object().unwrap() {
+            line += &format!("{k}: once={} never={} dup={} | ", e["exactly_once"], e["never"], e["duplicated"]);
+        }
+        for f in r.1["faults"].as_array().unwrap() { line += &format!("{}={} ", f["fault"], f["affected"]); }
+        eprintln!("{line}");
+    }
+    r
+}
+fn simulate0(text: &str) -> (String, Value) {
     let sc = meshsim::scenario::from_source("broker_prop.toml", "broker_prop", text, &[])
         .unwrap_or_else(|e| panic!("generated an invalid scenario:\n{e}\n{text}"));
     let out = meshsim::simulate(sc)

@@ -138,3 +138,107 @@ fn a_runaway_scenario_exits_2_naming_the_budget() {
         .stderr(contains("event budget of 1000 events"));
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn explore_passes_the_inbox_worker_and_shrinks_the_plain_workers_failure() {
+    let dir = std::env::temp_dir().join(format!("meshsim-explore-{}", std::process::id()));
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args([
+            "explore",
+            "scenarios/explore_payments.toml",
+            "--seeds",
+            "10",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    // The same scenario, judged on the worker without a store: the first seed fails,
+    // and no fault is needed to make it fail.
+    let text = std::fs::read_to_string("scenarios/explore_payments.toml")
+        .unwrap()
+        .replace(
+            "exactly_once = [\"charge\"]",
+            "exactly_once = [\"charge_plain\"]",
+        );
+    let path = dir.join("plain.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&path, text).unwrap();
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .arg("explore")
+        .arg(&path)
+        .args(["--seeds", "5", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    assert!(out.contains("seed 1 fails"), "{out}");
+    assert!(out.contains("minimal fault schedule (0 faults)"), "{out}");
+    assert!(
+        out.contains("effect charge_plain not exactly once"),
+        "{out}"
+    );
+    // The replay file reproduces the failure with `meshsim run`.
+    let replay = dir.join("explore_payments-seed-1.toml");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .arg("run")
+        .arg(&replay)
+        .args(["--seed", "1", "-q", "--out"])
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "the replay has no failing [[expect]]"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run/report.json")).unwrap()).unwrap();
+    assert!(
+        report["consistency"]["effects"]["charge_plain"]["duplicated"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(report["consistency"]["effects"]["charge"]["duplicated"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn explore_regression_inbox_commits_when_its_delivery_was_taken_back() {
+    // Seed 13 of explore_payments once charged twice: a broker outage took the
+    // delivery back while the handler ran; its commit skipped the inbox store.
+    let text = std::fs::read_to_string("scenarios/explore_payments.toml").unwrap()
+        + "\n[[faults]]\nkind = \"broker_down\"\nbroker = \"rabbit\"\nfrom = \"37528302402ns\"\nuntil = \"37529426019ns\"\n";
+    let dir = std::env::temp_dir().join(format!("meshsim-explore13-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("s.toml"), text).unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .arg("run")
+        .arg(dir.join("s.toml"))
+        .args(["--seed", "13", "-q", "--out"])
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run/report.json")).unwrap()).unwrap();
+    assert_eq!(report["consistency"]["effects"]["charge"]["duplicated"], 0);
+    assert_eq!(
+        report["consistency"]["effects"]["charge"]["exactly_once"],
+        1500
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
