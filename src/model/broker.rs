@@ -214,8 +214,9 @@ pub(super) struct Async {
     next_op: u64,
     key_base: Vec<u64>,
     idem: Vec<IdemStore>,
-    /// Periodic events (auto-commit timers) in the heap: they alone do not keep a
-    /// drained run alive.
+    /// Periodic events (ticks, auto-commit timers) and watchdog timers (ack, confirm,
+    /// poll and session timeouts) in the heap: they alone do not keep the time series
+    /// and auto-commits going once a run has drained.
     pub periodic: usize,
     /// The flow index of each consumer group (queues come first).
     group_flow: Vec<usize>,
@@ -539,6 +540,7 @@ impl World {
         if pending.is_some() {
             let timeout = site.confirm_timeout;
             let (pid, try_number) = pending.expect("checked");
+            self.asy.periodic += 1;
             sched.after(
                 timeout,
                 Event::ConfirmTimeout {
@@ -874,7 +876,7 @@ impl World {
     pub(super) fn try_deliver(&mut self, q: QueueId, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let b = self.spec.queues[q.index()].broker;
-        if self.asy.down[b.index()] || self.spec.queues[q.index()].consumers.is_empty() {
+        if self.asy.down[b.index()] {
             return;
         }
         let fifo = self.spec.queues[q.index()].fifo;
@@ -887,7 +889,9 @@ impl World {
                 self.asy.queues[q.index()].ready.pop_front();
                 self.dead_letter(head, Reason::Expired, now, sched);
             }
-            if self.asy.queues[q.index()].ready.is_empty() {
+            if self.asy.queues[q.index()].ready.is_empty()
+                || self.spec.queues[q.index()].consumers.is_empty()
+            {
                 return;
             }
             let qs = &self.asy.queues[q.index()];
@@ -931,6 +935,7 @@ impl World {
             f.redelivered += u64::from(redelivered);
             self.metrics.consistency.consumers[c.index()].deliveries += 1;
             if let Some(t) = self.spec.queues[q.index()].ack_timeout {
+                self.asy.periodic += 1;
                 sched.after(t, Event::AckTimeout(d));
             }
             self.broker_hop(b, Event::Deliver(d), sched);
@@ -948,7 +953,8 @@ impl World {
         let spec = &self.spec.queues[q.index()];
         let message = &mut self.asy.messages[m];
         message.returns += u32::from(counts);
-        if spec.delivery_limit.is_some_and(|l| message.returns >= l) {
+        // RabbitMQ and SQS dead-letter once the count EXCEEDS the limit.
+        if spec.delivery_limit.is_some_and(|l| message.returns > l) {
             self.dead_letter(m, Reason::DeliveryLimit, now, sched);
         } else {
             self.asy.queues[q.index()].ready.push_front(m);
@@ -1168,6 +1174,7 @@ impl World {
         if let Some(limit) = cspec.max_poll_interval
             && matches!(cspec.subscription, Subscription::Topic(_))
         {
+            self.asy.periodic += 1;
             sched.after(limit, Event::PollTimeout(d));
         }
     }
@@ -1391,6 +1398,15 @@ impl World {
         }
         let (publish, msg, op, key, tries) = (p.publish, p.msg, p.op, p.key, p.tries);
         self.send_publish(publish, msg, op, key, Some((pending, tries)), sched);
+    }
+
+    /// Whether a watchdog timer still guards something (else it is stale).
+    pub(super) fn timer_live(&self, event: &Event) -> bool {
+        match *event {
+            Event::AckTimeout(d) | Event::PollTimeout(d) => self.asy.deliveries.contains(d),
+            Event::ConfirmTimeout { pending, .. } => self.asy.pending.contains(pending),
+            _ => true,
+        }
     }
 
     /// A fiber waiting on a confirm is cancelled: whatever the broker says is ignored.
@@ -1871,6 +1887,7 @@ impl World {
                     }
                 }
                 let timeout = self.spec.consumers[c.index()].session_timeout;
+                self.asy.periodic += 1;
                 sched.after(
                     timeout,
                     Event::SessionTimeout {

@@ -493,7 +493,9 @@ impl World {
     }
 
     fn close_bucket(&mut self, now: SimTime) {
-        if !self.spec.queues.is_empty() || !self.spec.consumers.is_empty() {
+        if (!self.spec.queues.is_empty() || !self.spec.consumers.is_empty())
+            && now > self.bucket_start
+        {
             let start = self.bucket_start;
             self.sample_lag(start, now);
             self.bucket_start = now;
@@ -531,7 +533,21 @@ impl World {
 
     fn dispatch(&mut self, event: Event, sched: &mut Scheduler<Event>) {
         let now = sched.now();
-        if !matches!(event, Event::Tick | Event::AutoCommit(_)) {
+        let background = matches!(
+            event,
+            Event::AckTimeout(_)
+                | Event::ConfirmTimeout { .. }
+                | Event::PollTimeout(_)
+                | Event::SessionTimeout { .. }
+        );
+        if background {
+            self.asy.periodic -= 1;
+        }
+        // Ticks, auto-commits and watchdogs that find nothing to do are not activity:
+        // a drained run ends with its last real event.
+        if !matches!(event, Event::Tick | Event::AutoCommit(_))
+            && (!background || self.timer_live(&event))
+        {
             self.last_activity = now;
         }
         match event {
