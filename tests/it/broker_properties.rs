@@ -20,13 +20,33 @@ fn simulate(text: &str) -> (String, Value) {
     if std::env::var("BP_DEBUG").is_ok() {
         let c = &r.1["consistency"];
         let mut line = format!("events={} ", r.1["events"]);
-        for (k, f) in c["queues"].as_object().unwrap().iter().chain(c["groups"].as_object().unwrap()) {
-            line += &format!("{k}: pub={} ack={} redel={} dl={} lost={} pf={} inflight={} ord={} | ", f["published"], f["acked"], f["redelivered"], f["dead_lettered"]["total"], f["lost"], f["publish_failed"], f["in_flight_end"], f["ordering_violations"]);
+        for (k, f) in c["queues"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .chain(c["groups"].as_object().unwrap())
+        {
+            line += &format!(
+                "{k}: pub={} ack={} redel={} dl={} lost={} pf={} inflight={} ord={} | ",
+                f["published"],
+                f["acked"],
+                f["redelivered"],
+                f["dead_lettered"]["total"],
+                f["lost"],
+                f["publish_failed"],
+                f["in_flight_end"],
+                f["ordering_violations"]
+            );
         }
         for (k, e) in c["effects"].as_object().unwrap() {
-            line += &format!("{k}: once={} never={} dup={} | ", e["exactly_once"], e["never"], e["duplicated"]);
+            line += &format!(
+                "{k}: once={} never={} dup={} | ",
+                e["exactly_once"], e["never"], e["duplicated"]
+            );
         }
-        for f in r.1["faults"].as_array().unwrap() { line += &format!("{}={} ", f["fault"], f["affected"]); }
+        for f in r.1["faults"].as_array().unwrap() {
+            line += &format!("{}={} ", f["fault"], f["affected"]);
+        }
         eprintln!("{line}");
     }
     r
@@ -164,7 +184,7 @@ fn queue_knobs() -> impl Strategy<Value = QueueKnobs> {
             on_failure(),
             0u32..=30,
         ),
-        (100u32..=300, 80u32..=250, 1u32..=40, 0u32..=20, 0u32..=5),
+        (100u32..=300, 80u32..=250, 1u32..=60, 0u32..=20, 0u32..=5),
         (
             prop::collection::vec((0u32..4, 0u32..3000, 50u32..1500), 0..=2),
             prop::option::of((0u32..3000, 20u32..800)),
@@ -303,6 +323,23 @@ fn queue_run_invariants(r: &Value) -> Result<(), TestCaseError> {
     prop_assert_eq!(n(&jobs["in_flight_end"]), 0, "mq/jobs: {}", jobs);
     // Confirmed publishes: none is lost unseen.
     prop_assert_eq!(n(&jobs["lost"]), 0);
+    // Each application of the effect is a handler run, which needs a delivery; and
+    // every application beyond an operation's first needs a redelivery.
+    let e = &r["consistency"]["effects"]["charge"];
+    let applied = n(&e["applied"]);
+    let ops_applied = n(&e["exactly_once"]) + n(&e["duplicated"]);
+    prop_assert!(
+        applied <= n(&jobs["delivered"]),
+        "effect: {}\nmq/jobs: {}",
+        e,
+        jobs
+    );
+    prop_assert!(
+        applied - ops_applied <= n(&jobs["redelivered"]),
+        "effect: {}\nmq/jobs: {}",
+        e,
+        jobs
+    );
     Ok(())
 }
 
@@ -319,6 +356,8 @@ struct KafkaKnobs {
     commit_batch: u32,
     assignment: &'static str,
     session_timeout_ms: u32,
+    /// max.poll.interval.ms: a handler running longer makes its member leave the group.
+    max_poll_ms: Option<u32>,
     dedupe: bool,
     requests: u32,
     rate: u32,
@@ -337,9 +376,10 @@ fn kafka_knobs() -> impl Strategy<Value = KafkaKnobs> {
             prop::sample::select(vec!["range", "round_robin", "cooperative"]),
             100u32..=2000,
         ),
-        (any::<bool>(), 100u32..=300, 80u32..=250, 1u32..=20),
+        (any::<bool>(), 100u32..=300, 80u32..=250, 1u32..=50),
         (
             prop::collection::vec((0u32..8, 0u32..3000, 50u32..2000), 0..=2),
+            prop::option::of(100u32..=500),
             0u64..i64::MAX as u64,
         ),
     )
@@ -348,7 +388,7 @@ fn kafka_knobs() -> impl Strategy<Value = KafkaKnobs> {
                 (partitions, one_per_partition, fewer, keys),
                 (commit, commit_interval_ms, commit_batch, assignment, session_timeout_ms),
                 (dedupe, requests, rate, work_ms),
-                (crashes, seed),
+                (crashes, max_poll_ms, seed),
             )| {
                 let instances = if one_per_partition {
                     partitions
@@ -364,6 +404,7 @@ fn kafka_knobs() -> impl Strategy<Value = KafkaKnobs> {
                     commit_batch,
                     assignment,
                     session_timeout_ms,
+                    max_poll_ms,
                     dedupe,
                     requests,
                     rate,
@@ -391,6 +432,10 @@ fn kafka_scenario(k: &KafkaKnobs) -> String {
         "dedupe = { by = \"message\" }"
     } else {
         ""
+    };
+    let max_poll = match k.max_poll_ms {
+        Some(ms) => format!("max_poll_interval = \"{ms}ms\""),
+        None => String::new(),
     };
     let mut faults = String::new();
     for &(instance, from, len) in &k.crashes {
@@ -428,6 +473,7 @@ start = "earliest"
 {commit}
 assignment = "{assignment}"
 session_timeout = "{session}ms"
+{max_poll}
 {dedupe}
 steps = [
   {{ work = {{ dist = "exponential", mean = "{work}ms" }} }},
@@ -550,7 +596,8 @@ fn flow_of<'a>(r: &'a Value, k: &LossyKnobs) -> &'a Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // No regressions file: a failure prints its minimal scenario, which is what to keep.
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// 1. An idempotent queue consumer (the inbox pattern: the message id is stored in
     /// the effect's transaction) applies its effect at most once per operation, whatever
@@ -592,6 +639,8 @@ proptest! {
         prop_assert_eq!(n(&g["ordering_violations"]), 0, "group: {}\n{}", g, text);
         prop_assert_eq!(n(&g["in_flight_end"]), 0, "group: {}\n{}", g, text);
         prop_assert_eq!(n(&g["acked"]), n(&g["published"]), "group: {}\n{}", g, text);
+        let e = &r["consistency"]["effects"]["charge"];
+        prop_assert!(n(&e["applied"]) <= n(&g["delivered"]), "effect: {}\ngroup: {}", e, g);
         if k.dedupe {
             let e = &r["consistency"]["effects"]["charge"];
             prop_assert_eq!(n(&e["duplicated"]), 0, "effect charge: {}\n{}", e, text);
@@ -623,7 +672,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// 5. Same generated broker scenario, same seed: the same report.json, byte for byte.
     #[test]
