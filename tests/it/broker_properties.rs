@@ -6,7 +6,8 @@
 //! consumer (a processed-messages store) must apply its effect at most once per
 //! operation, a keyed Kafka group must keep per-key order, and a run must replay byte
 //! for byte. One property shows the test can fail: without the store, nack(requeue)
-//! after the effect duplicates it.
+//! after the effect duplicates it. Two ignored properties (6 and 7) pin down known
+//! simulator bugs, each described in its `ignore` reason.
 
 use super::support::json;
 use proptest::prelude::*;
@@ -16,46 +17,10 @@ use serde_json::Value;
 
 /// Parses and runs a generated scenario; an invalid one is a bug of the generator.
 fn simulate(text: &str) -> (String, Value) {
-    let r = simulate0(text);
-    if std::env::var("BP_DEBUG").is_ok() {
-        let c = &r.1["consistency"];
-        let mut line = format!("events={} ", r.1["events"]);
-        for (k, f) in c["queues"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .chain(c["groups"].as_object().unwrap())
-        {
-            line += &format!(
-                "{k}: pub={} ack={} redel={} dl={} lost={} pf={} inflight={} ord={} | ",
-                f["published"],
-                f["acked"],
-                f["redelivered"],
-                f["dead_lettered"]["total"],
-                f["lost"],
-                f["publish_failed"],
-                f["in_flight_end"],
-                f["ordering_violations"]
-            );
-        }
-        for (k, e) in c["effects"].as_object().unwrap() {
-            line += &format!(
-                "{k}: once={} never={} dup={} | ",
-                e["exactly_once"], e["never"], e["duplicated"]
-            );
-        }
-        for f in r.1["faults"].as_array().unwrap() {
-            line += &format!("{}={} ", f["fault"], f["affected"]);
-        }
-        eprintln!("{line}");
-    }
-    r
-}
-fn simulate0(text: &str) -> (String, Value) {
     let sc = meshsim::scenario::from_source("broker_prop.toml", "broker_prop", text, &[])
         .unwrap_or_else(|e| panic!("generated an invalid scenario:\n{e}\n{text}"));
     let out = meshsim::simulate(sc)
-        .unwrap_or_else(|e| panic!("did not run within its budget: {e:?}\n{text}"));
+        .unwrap_or_else(|e| panic!("did not run within its budget: {e}\n{text}"));
     (out.report.to_json(), json(&out.report))
 }
 
@@ -117,6 +82,10 @@ fn all_books(r: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Generated runs take a few thousand events; a run that has not drained after this
+/// many is stuck, and fails fast instead of growing without bound.
+const MAX_EVENTS: u64 = 2_000_000;
+
 fn fault_window(from_ms: u32, len_ms: u32) -> String {
     format!(
         "from = \"{from_ms}ms\"\nuntil = \"{}ms\"\n",
@@ -159,6 +128,9 @@ struct QueueKnobs {
     crashes: Vec<(u32, u32, u32)>,
     /// (from ms, length ms)
     broker_down: Option<(u32, u32)>,
+    /// The queue's ack (visibility) timeout, shorter than the preset's: deliveries
+    /// are taken back while their handlers run or wait.
+    ack_timeout_ms: Option<u32>,
     seed: u64,
 }
 
@@ -188,6 +160,7 @@ fn queue_knobs() -> impl Strategy<Value = QueueKnobs> {
         (
             prop::collection::vec((0u32..4, 0u32..3000, 50u32..1500), 0..=2),
             prop::option::of((0u32..3000, 20u32..800)),
+            prop::option::weighted(0.25, 300u32..=3000),
             0u64..i64::MAX as u64,
         ),
     )
@@ -195,7 +168,7 @@ fn queue_knobs() -> impl Strategy<Value = QueueKnobs> {
             |(
                 (sqs, instances, prefetch, concurrency, on_failure, fail_pct),
                 (requests, rate, work_ms, loss_pct, retries),
-                (crashes, broker_down, seed),
+                (crashes, broker_down, ack_timeout_ms, seed),
             )| QueueKnobs {
                 sqs,
                 instances,
@@ -214,6 +187,7 @@ fn queue_knobs() -> impl Strategy<Value = QueueKnobs> {
                     .map(|(i, from, len)| (i % instances, from, len))
                     .collect(),
                 broker_down,
+                ack_timeout_ms,
                 seed,
             },
         )
@@ -227,6 +201,7 @@ fn bad_queue_knobs() -> impl Strategy<Value = QueueKnobs> {
         k.on_failure = OnFailure::Requeue;
         k.fail_pct = fail_pct;
         k.requests = requests;
+        k.ack_timeout_ms = None;
         k
     })
 }
@@ -244,6 +219,10 @@ fn queue_scenario(k: &QueueKnobs) -> String {
             if exponential { "exponential" } else { "fixed" }
         ),
         OnFailure::Timeout => "on_failure = \"timeout\"".to_owned(),
+    };
+    let ack_timeout = match k.ack_timeout_ms {
+        Some(ms) => format!("ack_timeout = \"{ms}ms\""),
+        None => String::new(),
     };
     let dedupe = if k.dedupe {
         "dedupe = { by = \"message\" }"
@@ -268,6 +247,7 @@ fn queue_scenario(k: &QueueKnobs) -> String {
 [simulation]
 seed = {seed}
 requests = {requests}
+max_events = {MAX_EVENTS}
 [network]
 latency = "1ms"
 [workloads.w]
@@ -283,6 +263,7 @@ latency = {{ dist = "exponential", mean = "1ms" }}
 loss = {loss}
 [brokers.mq.queues.jobs]
 dead_letter = "dlq"
+{ack_timeout}
 [brokers.mq.queues.dlq]
 [consumers.worker]
 queue = "mq/jobs"
@@ -323,6 +304,14 @@ fn queue_run_invariants(r: &Value) -> Result<(), TestCaseError> {
     prop_assert_eq!(n(&jobs["in_flight_end"]), 0, "mq/jobs: {}", jobs);
     // Confirmed publishes: none is lost unseen.
     prop_assert_eq!(n(&jobs["lost"]), 0);
+    // No TTL, no max length, drained: every message taken in was delivered once, and
+    // every further delivery carries the redelivered flag.
+    prop_assert_eq!(
+        n(&jobs["delivered"]),
+        n(&jobs["enqueued"]) + n(&jobs["redelivered"]),
+        "mq/jobs: {}",
+        jobs
+    );
     // Each application of the effect is a handler run, which needs a delivery; and
     // every application beyond an operation's first needs a redelivery.
     let e = &r["consistency"]["effects"]["charge"];
@@ -451,6 +440,7 @@ fn kafka_scenario(k: &KafkaKnobs) -> String {
 [simulation]
 seed = {seed}
 requests = {requests}
+max_events = {MAX_EVENTS}
 [network]
 latency = "1ms"
 [workloads.orders]
@@ -558,6 +548,7 @@ fn lossy_scenario(k: &LossyKnobs) -> String {
 [simulation]
 seed = {seed}
 requests = {requests}
+max_events = {MAX_EVENTS}
 [network]
 latency = "1ms"
 [workloads.w]
@@ -602,6 +593,8 @@ proptest! {
     /// 1. An idempotent queue consumer (the inbox pattern: the message id is stored in
     /// the effect's transaction) applies its effect at most once per operation, whatever
     /// the preset, prefetch, failure handling, crashes, broker outages and publish loss.
+    /// (At 3c89ab2 this failed: a handler whose delivery the broker had taken back, as
+    /// on broker_down, applied its effect outside the store's transaction.)
     #[test]
     fn idempotent_queue_consumers_apply_effects_at_most_once(k in queue_knobs()) {
         let text = queue_scenario(&k);
@@ -669,6 +662,27 @@ proptest! {
         // Every request was answered ok: the publisher never knew.
         prop_assert_eq!(n(&r["workloads"]["w"]["ok"]), u64::from(k.requests));
     }
+
+    /// 6. A group's `redelivered` counts "offsets read again after a rewind": in a
+    /// drained run from the earliest offset, every offset is read once for the first
+    /// time, so delivered = published + redelivered; and without a store every
+    /// application of the effect beyond an operation's first needs a redelivery.
+    #[test]
+    #[ignore = "BUG: a group's `redelivered` misses offsets whose earlier delivery was taken away in flight (max.poll.interval leave, rebalance revocation, crash): try_fetch counts offset < high only, and `high` moves only when a handling completes, so a re-read of a revoked offset is not flagged although it was delivered (and, without a store, handled) before"]
+    fn kafka_group_redeliveries_are_counted(k in kafka_knobs()) {
+        let k = KafkaKnobs { dedupe: false, ..k };
+        let text = kafka_scenario(&k);
+        let (_, r) = simulate(&text);
+        let g = &r["consistency"]["groups"]["kafka/orders@billing"];
+        let e = &r["consistency"]["effects"]["charge"];
+        prop_assert_eq!(
+            n(&g["delivered"]),
+            n(&g["published"]) + n(&g["redelivered"]),
+            "group: {}\n{}", g, text
+        );
+        let extra = n(&e["applied"]) - n(&e["exactly_once"]) - n(&e["duplicated"]);
+        prop_assert!(extra <= n(&g["redelivered"]), "effect: {}\ngroup: {}\n{}", e, g, text);
+    }
 }
 
 proptest! {
@@ -678,7 +692,14 @@ proptest! {
     #[test]
     fn broker_scenarios_replay_byte_for_byte(
         text in prop_oneof![
-            queue_knobs().prop_map(|mut k| { k.dedupe = k.seed % 2 == 0; queue_scenario(&k) }),
+            queue_knobs().prop_map(|mut k| {
+                k.dedupe = k.seed % 2 == 0;
+                // Without a store, a short ack timeout can livelock (property 7).
+                if !k.dedupe {
+                    k.ack_timeout_ms = None;
+                }
+                queue_scenario(&k)
+            }),
             kafka_knobs().prop_map(|k| kafka_scenario(&k)),
             lossy_knobs().prop_map(|k| lossy_scenario(&k)),
         ]
@@ -686,5 +707,34 @@ proptest! {
         let (a, _) = simulate(&text);
         let (b, _) = simulate(&text);
         prop_assert!(a == b, "two runs differ:\n{}", text);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// 7. A queue consumer with a bounded prefetch and an ack (visibility) timeout
+    /// shorter than the preset's still drains its queue: prefetch bounds what an
+    /// instance holds, so it works through at most `prefetch` messages at a time, the
+    /// first of which finish in time, and every failure is retried or dead-lettered.
+    #[test]
+    #[ignore = "BUG: prefetch stops bounding a consumer's backlog once the broker takes deliveries back (ack/visibility timeout, closed channel, broker down): release_delivery frees the instance's prefetch slot while the stale invocation still waits in the consumer replica's unbounded queue (queue_capacity u32::MAX, 'Prefetch bounds what waits here'), so the broker refills the window; with ack_timeout < prefetch x handling time every delivery times out before its handler starts, nothing is ever acked, and the run never drains (memory grows until the 2e9-event default budget; 24 GB RSS seen)"]
+    fn queue_consumers_with_short_ack_timeouts_drain(
+        k in (queue_knobs(), 1u32..=20, 100u32..=1000).prop_map(|(k, prefetch, t)| QueueKnobs {
+            // A bounded prefetch: with prefetch = 0 (unlimited) an instance may really
+            // hold more than it can handle within the timeout, and livelock.
+            prefetch,
+            dedupe: false,
+            ack_timeout_ms: Some(t),
+            ..k
+        })
+    ) {
+        let text = queue_scenario(&k);
+        let sc = meshsim::scenario::from_source("broker_prop.toml", "broker_prop", &text, &[])
+            .unwrap_or_else(|e| panic!("generated an invalid scenario:\n{e}\n{text}"));
+        let out = meshsim::simulate(sc);
+        prop_assert!(out.is_ok(), "did not drain within {} events:\n{}", MAX_EVENTS, text);
+        let r = json(&out.unwrap().report);
+        queue_run_invariants(&r)?;
     }
 }
