@@ -112,6 +112,8 @@ struct GroupPart {
     high: u64,
     in_flight: Option<Id>,
     waiting_retry: bool,
+    /// Every offset below this has been handed out at least once (redeliveries).
+    fetched: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -1587,7 +1589,8 @@ impl World {
         let offset = gp.position;
         gp.position += 1;
         let e = &log.log[(offset - base) as usize];
-        let redelivered = offset < gp.high;
+        let redelivered = offset < gp.fetched;
+        gp.fetched = gp.fetched.max(offset + 1);
         let d = self.asy.deliveries.insert(Delivery {
             consumer: c,
             instance: owner,

@@ -668,7 +668,6 @@ proptest! {
     /// time, so delivered = published + redelivered; and without a store every
     /// application of the effect beyond an operation's first needs a redelivery.
     #[test]
-    #[ignore = "BUG: a group's `redelivered` misses offsets whose earlier delivery was taken away in flight (max.poll.interval leave, rebalance revocation, crash): try_fetch counts offset < high only, and `high` moves only when a handling completes, so a re-read of a revoked offset is not flagged although it was delivered (and, without a store, handled) before"]
     fn kafka_group_redeliveries_are_counted(k in kafka_knobs()) {
         let k = KafkaKnobs { dedupe: false, ..k };
         let text = kafka_scenario(&k);
