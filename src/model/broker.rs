@@ -112,6 +112,9 @@ struct GroupPart {
     high: u64,
     in_flight: Option<Id>,
     waiting_retry: bool,
+    /// The delivery number of the next fetch when it retries a failed message in
+    /// place (0: a first delivery).
+    retry_number: u32,
     /// Every offset below this has been handed out at least once (redeliveries).
     fetched: u64,
 }
@@ -216,6 +219,8 @@ pub(super) struct Async {
     next_op: u64,
     key_base: Vec<u64>,
     idem: Vec<IdemStore>,
+    /// Per endpoint, its row in `consistency.idempotency` (idempotent endpoints only).
+    idem_slot: Vec<usize>,
     /// Periodic events (ticks, auto-commit timers) and watchdog timers (ack, confirm,
     /// poll and session timeouts) in the heap: they alone do not keep the time series
     /// and auto-commits going once a run has drained.
@@ -226,8 +231,6 @@ pub(super) struct Async {
     stale_queue: BTreeMap<Id, QueueId>,
     /// Outbox relays to start polling (they have rows now).
     pub pending_relays: Vec<PublishId>,
-    /// The delivery number of a log message retried in place.
-    retry_numbers: BTreeMap<(ConsumerId, u32), u32>,
     /// Deliveries whose instance left its group (poll overrun), with the instance.
     rejoin_after: Vec<(Id, ConsumerId, u32)>,
     /// Per fault: a broker outage in progress.
@@ -393,11 +396,19 @@ impl Async {
                 .iter()
                 .map(|_| IdemStore::default())
                 .collect(),
+            idem_slot: spec
+                .endpoints
+                .iter()
+                .scan(0, |n, e| {
+                    let slot = *n;
+                    *n += usize::from(e.idempotency.is_some());
+                    Some(slot)
+                })
+                .collect(),
             periodic: 0,
             group_flow,
             stale_queue: BTreeMap::new(),
             pending_relays: Vec::new(),
-            retry_numbers: BTreeMap::new(),
             rejoin_after: Vec::new(),
             broker_fault_active: vec![false; spec.faults.len()],
             keyed_messages: spec.workloads.iter().any(|w| w.keys.is_some()),
@@ -436,6 +447,24 @@ impl Async {
     }
 }
 
+impl Dedupe {
+    /// The id a processed-messages store keys a delivery by.
+    fn id(self, msg: u64, op: u64) -> u64 {
+        match self.by {
+            DedupeBy::Message => msg,
+            DedupeBy::Operation => op,
+        }
+    }
+}
+
+impl ConsumerState {
+    /// Whether the store (pruned to its retention) holds `id`.
+    fn processed(&mut self, id: u64, now: SimTime) -> bool {
+        prune(&mut self.processed_order, &mut self.processed, now, |&t| t);
+        self.processed.contains_key(&id)
+    }
+}
+
 fn violates_order(last_by_key: &mut Vec<u64>, key: u32, msg: u64) -> bool {
     let k = key as usize;
     if last_by_key.len() <= k {
@@ -451,13 +480,20 @@ fn violates_order(last_by_key: &mut Vec<u64>, key: u32, msg: u64) -> bool {
     }
 }
 
-fn prune(order: &mut VecDeque<(SimTime, u64)>, map: &mut BTreeMap<u64, SimTime>, now: SimTime) {
+/// Drops the entries whose retention ended by `now`; `order` lists (end, id) in time
+/// order, and an entry renewed since (a later end) stays.
+fn prune<V>(
+    order: &mut VecDeque<(SimTime, u64)>,
+    map: &mut BTreeMap<u64, V>,
+    now: SimTime,
+    end: impl Fn(&V) -> SimTime,
+) {
     while let Some(&(t, id)) = order.front() {
         if t > now {
             break;
         }
         order.pop_front();
-        if map.get(&id) == Some(&t) {
+        if map.get(&id).is_some_and(|v| end(v) == t) {
             map.remove(&id);
         }
     }
@@ -553,7 +589,7 @@ impl World {
         }
         if loss > 0.0 && self.asy.rngs[b.index()].random::<f64>() < loss {
             if pending.is_none() {
-                self.count_lost(p);
+                self.count_unaccepted(p, false);
             }
             return;
         }
@@ -567,28 +603,37 @@ impl World {
         self.broker_hop(b, Event::PublishArrive(t), sched);
     }
 
-    /// A publish without confirms vanished: counted against every copy it would have made.
-    fn count_lost(&mut self, p: PublishId) {
+    /// A publish the broker never took, counted against every copy it would have made:
+    /// `lost` when nobody was told (no confirms), else `publish_failed`.
+    fn count_unaccepted(&mut self, p: PublishId, told: bool) {
         let c = &mut self.metrics.consistency;
+        let bump = |f: &mut FlowMetrics| {
+            f.published += 1;
+            if told {
+                f.publish_failed += 1;
+            } else {
+                f.lost += 1;
+            }
+        };
         match &self.spec.publishes[p.index()].target {
             PublishTarget::Queues { exchange, queues } => {
                 if let Some(e) = exchange {
                     c.exchanges[e.index()].published += 1;
                 }
                 for q in queues {
-                    let f = &mut c.flows[q.index()];
-                    f.published += 1;
-                    f.lost += 1;
+                    bump(&mut c.flows[q.index()]);
                 }
             }
             PublishTarget::Topic(t) => {
                 let tm = &mut c.topics[t.index()];
                 tm.published += 1;
-                tm.lost += 1;
+                if told {
+                    tm.publish_failed += 1;
+                } else {
+                    tm.lost += 1;
+                }
                 for g in &self.spec.topics[t.index()].groups {
-                    let f = &mut c.flows[self.asy.group_flow[g.index()]];
-                    f.published += 1;
-                    f.lost += 1;
+                    bump(&mut c.flows[self.asy.group_flow[g.index()]]);
                 }
             }
         }
@@ -600,11 +645,7 @@ impl World {
         let site = &self.spec.publishes[tr.publish.index()];
         let b = site.broker;
         let accepted = if self.asy.down[b.index()] {
-            if tr.pending.is_none() {
-                self.count_lost(tr.publish);
-            } else {
-                self.count_publish_failed(tr.publish);
-            }
+            self.count_unaccepted(tr.publish, tr.pending.is_some());
             self.faults_touch_broker(b);
             false
         } else {
@@ -628,32 +669,6 @@ impl World {
                 },
                 sched,
             );
-        }
-    }
-
-    fn count_publish_failed(&mut self, p: PublishId) {
-        let c = &mut self.metrics.consistency;
-        match &self.spec.publishes[p.index()].target {
-            PublishTarget::Queues { exchange, queues } => {
-                if let Some(e) = exchange {
-                    c.exchanges[e.index()].published += 1;
-                }
-                for q in queues {
-                    let f = &mut c.flows[q.index()];
-                    f.published += 1;
-                    f.publish_failed += 1;
-                }
-            }
-            PublishTarget::Topic(t) => {
-                let tm = &mut c.topics[t.index()];
-                tm.published += 1;
-                tm.publish_failed += 1;
-                for g in &self.spec.topics[t.index()].groups {
-                    let f = &mut c.flows[self.asy.group_flow[g.index()]];
-                    f.published += 1;
-                    f.publish_failed += 1;
-                }
-            }
         }
     }
 
@@ -772,7 +787,7 @@ impl World {
         let spec = &all.queues[q.index()];
         let qs = &mut self.asy.queues[q.index()];
         if let Some(window) = spec.dedup_window {
-            prune(&mut qs.dedup_order, &mut qs.dedup, now);
+            prune(&mut qs.dedup_order, &mut qs.dedup, now, |&t| t);
             if qs.dedup.contains_key(&op) {
                 self.metrics.consistency.flows[q.index()].deduplicated += 1;
                 return Enqueued::Duplicate;
@@ -1078,8 +1093,35 @@ impl World {
         self.asy.stale_queue.insert(d, q);
     }
 
-    /// Every unacked delivery of one consumer instance returns to its queue (its
-    /// channel or connection closed).
+    /// Every unacked queue delivery `pick` selects returns to its queue (a channel or
+    /// connection closed). Returns how many.
+    fn return_where(
+        &mut self,
+        pick: impl Fn(&Delivery, QueueId) -> bool,
+        now: SimTime,
+        sched: &mut Scheduler<Event>,
+    ) -> u64 {
+        let ds: Vec<(Id, QueueId)> = self
+            .asy
+            .deliveries
+            .ids()
+            .filter_map(|d| {
+                let del = &self.asy.deliveries[d];
+                let Source::Queue(m) = del.source else {
+                    return None;
+                };
+                let q = self.asy.messages[m].queue;
+                pick(del, q).then_some((d, q))
+            })
+            .collect();
+        for &(d, q) in &ds {
+            self.note_stale(d, q);
+            self.take_back(d, true, now, sched);
+        }
+        ds.len() as u64
+    }
+
+    /// Every unacked delivery of one consumer instance returns (its channel closed).
     fn return_all(
         &mut self,
         c: ConsumerId,
@@ -1087,25 +1129,11 @@ impl World {
         now: SimTime,
         sched: &mut Scheduler<Event>,
     ) {
-        let ds: Vec<Id> = self
-            .asy
-            .deliveries
-            .ids()
-            .filter(|&d| {
-                let del = &self.asy.deliveries[d];
-                del.consumer == c
-                    && del.instance == instance
-                    && matches!(del.source, Source::Queue(_))
-            })
-            .collect();
-        for d in ds {
-            let Source::Queue(m) = self.asy.deliveries[d].source else {
-                unreachable!()
-            };
-            let q = self.asy.messages[m].queue;
-            self.note_stale(d, q);
-            self.take_back(d, true, now, sched);
-        }
+        self.return_where(
+            |del, _| del.consumer == c && del.instance == instance,
+            now,
+            sched,
+        );
     }
 
     // ---- consumers ----
@@ -1124,13 +1152,8 @@ impl World {
             return; // arrives at a dead process: the broker finds out by its own rules
         }
         if let Some(dd) = cspec.dedupe {
-            let id = match dd.by {
-                DedupeBy::Message => del.msg,
-                DedupeBy::Operation => del.op,
-            };
-            let cs = &mut self.asy.consumers[c.index()];
-            prune(&mut cs.processed_order, &mut cs.processed, now);
-            if cs.processed.contains_key(&id) {
+            let id = dd.id(del.msg, del.op);
+            if self.asy.consumers[c.index()].processed(id, now) {
                 self.metrics.consistency.consumers[c.index()].duplicates_skipped += 1;
                 return self.handled(d, Outcome::Ok { degraded: false }, sched);
             }
@@ -1230,13 +1253,9 @@ impl World {
             && let Some(c) = self.consumer_of(inv)
             && let Some(dd) = self.spec.consumers[c.index()].dedupe
         {
-            let id = match dd.by {
-                DedupeBy::Message => inv.msg,
-                DedupeBy::Operation => inv.op,
-            };
+            let id = dd.id(inv.msg, inv.op);
             let cs = &mut self.asy.consumers[c.index()];
-            prune(&mut cs.processed_order, &mut cs.processed, now);
-            if cs.processed.contains_key(&id) {
+            if cs.processed(id, now) {
                 self.metrics.consistency.consumers[c.index()].rolled_back += 1;
                 commit = false;
             } else {
@@ -1461,17 +1480,9 @@ impl World {
         op: u64,
         now: SimTime,
     ) -> Option<Status> {
-        let slot = self.idem_slot(e);
+        let slot = self.asy.idem_slot[e.index()];
         let store = &mut self.asy.idem[e.index()];
-        while let Some(&(t, id)) = store.order.front() {
-            if t > now {
-                break;
-            }
-            store.order.pop_front();
-            if store.entries.get(&id).is_some_and(|x| x.expires == t) {
-                store.entries.remove(&id);
-            }
-        }
+        prune(&mut store.order, &mut store.entries, now, |x| x.expires);
         match store.entries.get(&op) {
             Some(IdemEntry {
                 result: Some(s), ..
@@ -1497,13 +1508,6 @@ impl World {
         }
     }
 
-    fn idem_slot(&self, e: EndpointId) -> usize {
-        self.spec.endpoints[..e.index()]
-            .iter()
-            .filter(|x| x.idempotency.is_some())
-            .count()
-    }
-
     /// The first request with this key is answered: its result is kept for replays.
     pub(super) fn idempotency_store(
         &mut self,
@@ -1525,7 +1529,7 @@ impl World {
             },
         );
         store.order.push_back((until, op));
-        let slot = self.idem_slot(e);
+        let slot = self.asy.idem_slot[e.index()];
         self.metrics.consistency.idempotency[slot].stored += 1;
     }
 
@@ -1591,6 +1595,7 @@ impl World {
         let e = &log.log[(offset - base) as usize];
         let redelivered = offset < gp.fetched;
         gp.fetched = gp.fetched.max(offset + 1);
+        let number = std::mem::take(&mut gp.retry_number).max(1);
         let d = self.asy.deliveries.insert(Delivery {
             consumer: c,
             instance: owner,
@@ -1601,7 +1606,7 @@ impl World {
             msg: e.msg,
             op: e.op,
             key: e.key,
-            number: 1,
+            number,
         });
         self.asy.consumers[c.index()].parts[part as usize].in_flight = Some(d);
         let f = &mut self.metrics.consistency.flows[flow];
@@ -1634,9 +1639,7 @@ impl World {
                 SimDuration::ZERO,
                 &mut self.asy.consumer_rngs[c.index()],
             );
-            self.asy
-                .retry_numbers
-                .insert((c, partition), del.number + 1);
+            gp.retry_number = del.number + 1;
             sched.after(
                 wait,
                 Event::Refetch {
@@ -1709,16 +1712,7 @@ impl World {
 
     pub(super) fn on_refetch(&mut self, c: ConsumerId, part: u32, sched: &mut Scheduler<Event>) {
         self.asy.consumers[c.index()].parts[part as usize].waiting_retry = false;
-        self.try_fetch_numbered(c, part, sched);
-    }
-
-    /// A retried fetch carries its attempt number.
-    fn try_fetch_numbered(&mut self, c: ConsumerId, part: u32, sched: &mut Scheduler<Event>) {
-        let number = self.asy.retry_numbers.remove(&(c, part)).unwrap_or(1);
         self.try_fetch(c, part, sched);
-        if let Some(d) = self.asy.consumers[c.index()].parts[part as usize].in_flight {
-            self.asy.deliveries[d].number = number;
-        }
     }
 
     pub(super) fn on_auto_commit(&mut self, c: ConsumerId, sched: &mut Scheduler<Event>) {
@@ -1943,27 +1937,8 @@ impl World {
         let now = sched.now();
         self.asy.down[b.index()] = true;
         // Connections drop: every unacked delivery of its queues returns.
-        let ds: Vec<Id> = self
-            .asy
-            .deliveries
-            .ids()
-            .filter(|&d| match self.asy.deliveries[d].source {
-                Source::Queue(m) => {
-                    self.spec.queues[self.asy.messages[m].queue.index()].broker == b
-                }
-                Source::Log { .. } => false,
-            })
-            .collect();
-        let n = ds.len() as u64;
-        for d in ds {
-            let Source::Queue(m) = self.asy.deliveries[d].source else {
-                unreachable!()
-            };
-            let q = self.asy.messages[m].queue;
-            self.note_stale(d, q);
-            self.take_back(d, true, now, sched);
-        }
-        n
+        let spec = Rc::clone(&self.spec);
+        self.return_where(|_, q| spec.queues[q.index()].broker == b, now, sched)
     }
 
     pub(super) fn broker_up(&mut self, b: BrokerId, sched: &mut Scheduler<Event>) {

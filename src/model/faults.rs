@@ -134,6 +134,14 @@ impl FaultState {
     }
 }
 
+/// The replicas (consumer instances) a service fault targets: one, or all.
+fn targeted(replica: Option<u32>, count: u32) -> std::ops::Range<u32> {
+    match replica {
+        Some(r) => r..r + 1,
+        None => 0..count,
+    }
+}
+
 impl World {
     pub(super) fn fault_start(&mut self, i: usize, sched: &mut Scheduler<Event>) {
         let spec = std::rc::Rc::clone(&self.spec);
@@ -158,11 +166,7 @@ impl World {
                 if let (Some(c), FaultKind::Crash | FaultKind::Down) =
                     (self.spec.services[service.index()].consumer, &fault.kind)
                 {
-                    let count = self.spec.services[service.index()].replicas;
-                    let instances: Vec<u32> = match replica {
-                        Some(r) => vec![*r],
-                        None => (0..count).collect(),
-                    };
+                    let instances = targeted(*replica, spec.services[service.index()].replicas);
                     for inst in instances {
                         self.faults.affected[i] += 1;
                         self.consumer_down(c, inst, sched);
@@ -193,11 +197,7 @@ impl World {
                 if let (Some(c), FaultKind::Crash | FaultKind::Down) =
                     (self.spec.services[service.index()].consumer, &fault.kind)
                 {
-                    let count = self.spec.services[service.index()].replicas;
-                    let instances: Vec<u32> = match replica {
-                        Some(r) => vec![*r],
-                        None => (0..count).collect(),
-                    };
+                    let instances = targeted(*replica, spec.services[service.index()].replicas);
                     for inst in instances {
                         // Unless another fault still holds it down.
                         let first = self.first_replica[service.index()];
