@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates reports/<scenario>/{report.json,summary.txt} for every bundled scenario.
+# Regenerates reports/<scenario>/{summary.txt,report.json,timeseries.csv} for every
+# bundled scenario. `cargo test golden` compares the same outputs against these files,
+# so a change to any number shows up as a diff in review: run this on purpose, and say
+# in the commit why the numbers moved.
 # Deterministic: rerunning it must leave `git diff reports/` empty.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,10 +10,13 @@ cargo build --release --quiet
 for file in scenarios/*.toml; do
   name=$(basename "$file" .toml)
   tmp=$(mktemp -d)
-  target/release/meshsim run "$file" --out "$tmp" > "$tmp/summary.txt"
+  # Exit 1 (an expectation failed) still writes the reports; 2 is an error.
+  rc=0
+  target/release/meshsim run "$file" --out "$tmp" > "$tmp/summary.txt" || rc=$?
+  if [ "$rc" -ge 2 ]; then echo "$file: exit $rc" >&2; exit "$rc"; fi
   mkdir -p "reports/$name"
-  # The summary's last line names the temporary folder; keep the rest.
+  # The summary's last lines name the temporary folder; keep the rest.
   grep -v '^wrote ' "$tmp/summary.txt" > "reports/$name/summary.txt"
-  cp "$tmp/report.json" "reports/$name/report.json"
+  cp "$tmp/report.json" "$tmp/timeseries.csv" "reports/$name/"
   rm -rf "$tmp"
 done

@@ -5,6 +5,7 @@ mod broker_properties;
 mod brokers_scenarios;
 mod cli;
 mod determinism;
+mod golden;
 mod invalid;
 mod policies;
 mod properties;
