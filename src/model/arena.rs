@@ -43,7 +43,7 @@ impl<T> Arena<T> {
         self.live += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
-            debug_assert!(slot.value.is_none());
+            assert!(slot.value.is_none());
             slot.value = Some(value);
             Id {
                 index,

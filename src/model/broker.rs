@@ -51,6 +51,9 @@ pub(super) struct Delivery {
     pub key: u32,
     /// Deliveries of this message so far, this one included.
     pub number: u32,
+    /// The consumer's invocation handling it, once it reached its instance: the
+    /// consumer bridge's side of the delivery, which the broker never reads.
+    pub handler: Option<Id>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -944,9 +947,17 @@ impl World {
                 op: message.op,
                 key: message.key,
                 number: message.deliveries,
+                handler: None,
             });
             let redelivered = message.deliveries > 1;
-            self.asy.consumers[c.index()].instances[instance as usize].unacked += 1;
+            let inst = &mut self.asy.consumers[c.index()].instances[instance as usize];
+            inst.unacked += 1;
+            let prefetch = self.spec.consumers[c.index()].prefetch;
+            assert!(
+                prefetch == 0 || inst.unacked <= prefetch,
+                "prefetch exceeded: {} unacked, prefetch {prefetch}",
+                inst.unacked
+            );
             let f = &mut self.metrics.consistency.flows[q.index()];
             f.delivered += 1;
             f.redelivered += u64::from(redelivered);
@@ -967,6 +978,14 @@ impl World {
             unreachable!("only queue deliveries are taken back")
         };
         let q = self.release_delivery(&del, m);
+        // The slot is free again, so the copy waiting in the consumer goes with it: else
+        // the broker refills the window while the old copies still wait, and the
+        // consumer's backlog is no longer bounded by its prefetch.
+        if let Some(i) = del.handler
+            && self.discard_waiting(i, now)
+        {
+            self.asy.stale_queue.remove(&d);
+        }
         let spec = &self.spec.queues[q.index()];
         let message = &mut self.asy.messages[m];
         message.returns += u32::from(counts);
@@ -1195,7 +1214,8 @@ impl World {
             measured,
             fibers: 1,
         };
-        self.admit(inv, starts_now, SimDuration::ZERO, sched);
+        let i = self.admit(inv, starts_now, SimDuration::ZERO, sched);
+        self.asy.deliveries[d].handler = Some(i);
         if let Some(limit) = cspec.max_poll_interval
             && matches!(cspec.subscription, Subscription::Topic(_))
         {
@@ -1607,6 +1627,7 @@ impl World {
             op: e.op,
             key: e.key,
             number,
+            handler: None,
         });
         self.asy.consumers[c.index()].parts[part as usize].in_flight = Some(d);
         let f = &mut self.metrics.consistency.flows[flow];
@@ -1649,6 +1670,13 @@ impl World {
             );
             return;
         }
+        assert!(
+            gp.committed <= gp.processed && gp.processed <= offset && offset < gp.position,
+            "offsets out of order: committed {} processed {} handled {offset} position {}",
+            gp.committed,
+            gp.processed,
+            gp.position
+        );
         gp.processed = offset + 1;
         let first_time = offset >= gp.high;
         if first_time {
@@ -1699,6 +1727,7 @@ impl World {
             return;
         }
         let gp = &mut self.asy.consumers[c.index()].parts[part as usize];
+        assert!(gp.processed <= gp.position, "committing past the position");
         gp.committed = gp.committed.max(gp.processed);
     }
 
@@ -1975,6 +2004,7 @@ impl World {
     /// Closes the consistency books: what is still in flight, the effects ledger,
     /// sagas judged from effects.
     pub(super) fn finish_consistency(&mut self) {
+        self.assert_deliveries_placed();
         self.account_skipped();
         let spec = Rc::clone(&self.spec);
         let c = &mut self.metrics.consistency;
@@ -2061,6 +2091,51 @@ impl World {
                     m.compensated += 1;
                 } else {
                     m.compensation_failed += 1;
+                }
+            }
+        }
+    }
+
+    /// Every queue message is in exactly one place: ready in its queue, waiting out a
+    /// retry backoff, or delivered (one live delivery); every instance's prefetch count
+    /// is its live deliveries. Run once, at the end (it scans everything).
+    fn assert_deliveries_placed(&self) {
+        let mut placed: BTreeMap<Id, u32> = BTreeMap::new();
+        let mut unacked = vec![0u32; self.asy.queues.len()];
+        let mut by_instance: Vec<Vec<u32>> = self
+            .asy
+            .consumers
+            .iter()
+            .map(|c| vec![0; c.instances.len()])
+            .collect();
+        for del in self.asy.deliveries.values() {
+            if let Source::Queue(m) = del.source {
+                *placed.entry(m).or_default() += 1;
+                unacked[self.asy.messages[m].queue.index()] += 1;
+                by_instance[del.consumer.index()][del.instance as usize] += 1;
+            }
+        }
+        for qs in &self.asy.queues {
+            for &m in &qs.ready {
+                *placed.entry(m).or_default() += 1;
+            }
+        }
+        let mut delayed = vec![0u32; self.asy.queues.len()];
+        for m in self.asy.messages.ids() {
+            match placed.get(&m) {
+                Some(1) => {}
+                None => delayed[self.asy.messages[m].queue.index()] += 1,
+                Some(n) => panic!("a message is in {n} places at once"),
+            }
+        }
+        for (q, qs) in self.asy.queues.iter().enumerate() {
+            assert_eq!(qs.unacked, unacked[q], "queue {q}: unacked count");
+            assert_eq!(qs.delayed, delayed[q], "queue {q}: messages in no place");
+        }
+        for (c, cs) in self.asy.consumers.iter().enumerate() {
+            if matches!(self.spec.consumers[c].subscription, Subscription::Queue(_)) {
+                for (i, inst) in cs.instances.iter().enumerate() {
+                    assert_eq!(inst.unacked, by_instance[c][i], "consumer {c}/{i}: prefetch count");
                 }
             }
         }

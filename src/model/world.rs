@@ -615,7 +615,7 @@ impl World {
             ),
             Event::WorkDone(f) => {
                 if let Some(fiber) = self.fibers.get_mut(f) {
-                    debug_assert_eq!(fiber.wait, Wait::Work);
+                    assert_eq!(fiber.wait, Wait::Work);
                     fiber.wait = Wait::Ready;
                     self.advance(f, sched);
                 }
@@ -883,7 +883,7 @@ impl World {
             (0, 0)
         };
         let replica = &self.replicas[r as usize];
-        debug_assert_eq!(replica.service, service);
+        assert_eq!(replica.service, service);
         let starts_now = replica.busy < replica.workers;
         if !starts_now && replica.queued_new >= capacity {
             self.metrics.endpoints[endpoint.index()].rejected += u64::from(measured);
@@ -983,7 +983,7 @@ impl World {
     pub(super) fn advance(&mut self, f: Id, sched: &mut Scheduler<Event>) {
         loop {
             let fiber = &mut self.fibers[f];
-            debug_assert_eq!(fiber.wait, Wait::Ready);
+            assert_eq!(fiber.wait, Wait::Ready);
             let steps = &self.spec.seqs[fiber.seq.index()];
             let Some(&step) = steps.get(fiber.pc as usize) else {
                 return self.finish_fiber(f, Outcome::Ok { degraded: false }, sched);
@@ -1210,7 +1210,7 @@ impl World {
             .invocations
             .remove(i)
             .expect("answering a live request");
-        debug_assert_eq!(inv.fibers, 0, "answered with branches still running");
+        assert_eq!(inv.fibers, 0, "answered with branches still running");
         let (status, degraded) = match outcome {
             Outcome::Ok { degraded } => (Status::Ok, degraded || inv.degraded),
             Outcome::Failed(s) => (s, false),
@@ -1278,6 +1278,23 @@ impl World {
         if let Some(since) = inv.worker_since {
             self.release_worker(inv.replica, inv.endpoint, since, sched);
         }
+    }
+
+    /// Drops an invocation still waiting for its first worker, unanswered (a consumer
+    /// lets go of a delivery the broker took back). Returns whether it was waiting; its
+    /// entry in the replica's queue stays and is skipped when a worker reaches it.
+    pub(super) fn discard_waiting(&mut self, i: Id, now: SimTime) -> bool {
+        if !self.invocations.get(i).is_some_and(|inv| inv.queued) {
+            return false;
+        }
+        let inv = self.invocations.remove(i).expect("live");
+        let root = self.fibers.remove(inv.root).expect("a waiting handler's root fiber");
+        assert_eq!(root.pc, 0, "a waiting handler has not run");
+        let em = &mut self.metrics.endpoints[inv.endpoint.index()];
+        em.queue_length.decrement(now);
+        em.in_system.decrement(now);
+        self.replicas[inv.replica as usize].outstanding -= 1;
+        true
     }
 
     /// A deadline-aware server stops working on a request whose deadline passed.
