@@ -159,7 +159,7 @@ pub fn resolve(report: &Value, path: &[String]) -> Result<f64, String> {
         if depth > 0
             && path[depth - 1] == "errors"
             && depth + 1 == path.len()
-            && crate::model::Status::from_name(seg).is_some_and(|s| !s.is_ok())
+            && crate::status::Status::from_name(seg).is_some_and(|s| !s.is_ok())
             && v.as_object().is_some_and(|m| !m.contains_key(seg))
         {
             return Ok(0.0);

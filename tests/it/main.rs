@@ -7,6 +7,8 @@ mod cli;
 mod determinism;
 mod golden;
 mod invalid;
+mod invariants;
+mod layers;
 mod policies;
 mod properties;
 mod support;
