@@ -2,6 +2,7 @@
 //! (`raw` mirrors the file with spans; `build` checks it and builds the spec). Every
 //! error names the file, line and column and what was expected there.
 
+pub mod bounds;
 pub mod build;
 pub mod diag;
 pub mod duration;

@@ -250,3 +250,75 @@ fn an_exhausted_event_budget_points_at_max_events() {
     assert_eq!((refusal.located[0].line, refusal.located[0].column), (3, 14));
     assert!(refusal.rendered.contains("event budget of 1000"), "{refusal}");
 }
+
+// ---- sizes: every one has a maximum, checked at validation ----
+
+/// A valid scenario with a service `a` (line 4 on), a workload `w` (line 9 on), a
+/// broker with a queue and a topic and a consumer of each (line 14 on); `extra` is
+/// inserted at the line given as a marker.
+const SIZES: &str = r#"[simulation]
+duration = "1s"
+
+[services.a]
+replicas = 1
+queue = 10
+[services.a.endpoints.get]
+steps = [{ work = "1ms" }, { stream = 1, interval = "1ms" }]
+
+[workloads.w]
+target = "a/get"
+rate = 10
+
+[brokers.b]
+preset = "kafka"
+[brokers.b.topics.t]
+partitions = 1
+
+[consumers.c]
+topic = "b/t"
+instances = 1
+concurrency = 1
+steps = [{ work = "1ms" }]
+
+[policies.default]
+breaker = { size = 10 }
+"#;
+
+#[test]
+fn every_size_above_its_maximum_is_refused_where_it_is_written() {
+    // Before: `validate` accepted these and `run` aborted allocating them.
+    scenario::from_source("ok.toml", "ok", SIZES, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let cases = [
+        ("replicas = 1", "replicas = 10000000", 5, "replicas"),
+        ("queue = 10", "queue = 4294967295", 6, "the queue capacity"),
+        ("rate = 10", "rate = 1e300", 12, "a rate of"),
+        ("rate = 10", "users = 1000000000", 12, "users"),
+        ("stream = 1,", "stream = 4294967295,", 8, "the number of messages"),
+        ("partitions = 1", "partitions = 4294967295", 17, "partitions"),
+        ("instances = 1", "instances = 10000000", 21, "instances"),
+        ("concurrency = 1", "concurrency = 4294967295", 22, "concurrency"),
+        ("size = 10", "size = 4294967295", 26, "the window size"),
+    ];
+    for (from, to, line, what) in cases {
+        let text = SIZES.replacen(from, to, 1);
+        let e = support::error(&text);
+        let shown = e.to_string();
+        assert_eq!(e.located().len(), 1, "{to}:\n{shown}");
+        assert_eq!(e.located()[0].line, line, "{to}:\n{shown}");
+        assert!(shown.contains(what), "{to}:\n{shown}");
+        assert!(shown.contains("above meshsim's maximum"), "{to}:\n{shown}");
+    }
+}
+
+#[test]
+fn more_services_than_the_maximum_are_refused_at_the_first_one_too_many() {
+    let mut text = String::from("[simulation]\nduration = \"1s\"\n");
+    for i in 0..=meshsim::scenario::bounds::MAX_SERVICES {
+        text.push_str(&format!("[services.s{i:05}.endpoints.get]\nsteps = [{{ work = \"1ms\" }}]\n"));
+    }
+    let e = support::error(&text);
+    assert_eq!(e.located().len(), 1, "{e}");
+    // The 10001st service, in name order, is declared on line 3 + 2 * 10000.
+    assert_eq!(e.located()[0].line, 3 + 2 * 10_000, "{e}");
+    assert!(e.to_string().contains("above meshsim's maximum of 10000"), "{e}");
+}
