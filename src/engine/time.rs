@@ -78,24 +78,28 @@ impl SimDuration {
     }
 }
 
+// Sums saturate at the end of the clock, as a sampled duration does (`from_secs_f64`):
+// a heavy-tailed draw added to a time or to another duration must not panic. A time
+// at the end of the clock means "never"; a duration that long, scheduled with
+// `Scheduler::after`, ends the run with `RunError::ClockOverflow`, located in the
+// scenario.
 impl Add<SimDuration> for SimTime {
     type Output = SimTime;
     fn add(self, d: SimDuration) -> SimTime {
-        // overflow-checks are on in release: a run 584 years long is a bug, not a wrap.
-        SimTime(self.0 + d.0)
+        SimTime(self.0.saturating_add(d.0))
     }
 }
 
 impl AddAssign<SimDuration> for SimTime {
     fn add_assign(&mut self, d: SimDuration) {
-        self.0 += d.0;
+        *self = *self + d;
     }
 }
 
 impl Add for SimDuration {
     type Output = SimDuration;
     fn add(self, d: SimDuration) -> SimDuration {
-        SimDuration(self.0 + d.0)
+        SimDuration(self.0.saturating_add(d.0))
     }
 }
 
@@ -154,6 +158,18 @@ mod tests {
     #[should_panic(expected = "time went backwards")]
     fn since_refuses_negative_spans() {
         SimTime::from_nanos(5).since(SimTime::from_nanos(6));
+    }
+
+    #[test]
+    fn sums_saturate_at_the_end_of_the_clock() {
+        let max = SimDuration::from_nanos(u64::MAX);
+        let year = SimDuration::from_secs(365 * 24 * 3600);
+        assert_eq!(max + year, max);
+        assert_eq!(SimTime::MAX + year, SimTime::MAX);
+        let mut t = SimTime::ZERO + max;
+        t += year;
+        assert_eq!(t, SimTime::MAX);
+        assert_eq!((year + year).as_nanos(), 2 * year.as_nanos());
     }
 
     #[test]

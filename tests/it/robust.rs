@@ -322,3 +322,26 @@ fn more_services_than_the_maximum_are_refused_at_the_first_one_too_many() {
     assert_eq!(e.located()[0].line, 3 + 2 * 10_000, "{e}");
     assert!(e.to_string().contains("above meshsim's maximum of 10000"), "{e}");
 }
+
+#[test]
+fn a_heavy_tailed_draw_added_to_a_time_ends_the_run_located_instead_of_panicking() {
+    // Found by the fuzzer (case 5216): a stream's intervals are summed; two of
+    // 5124095 h overflowed `SimDuration + SimDuration` and panicked. A Pareto whose
+    // shape is just above 1 reaches the same sum.
+    for interval in [
+        r#""5124095h""#,
+        r#"{ dist = "pareto", scale = "100000h", shape = 1.0001 }"#,
+    ] {
+        let text = format!(
+            "[simulation]\nduration = \"10s\"\n[services.a]\nworkers = 100\n\
+             [services.a.endpoints.get]\nsteps = [{{ stream = 1000, interval = {interval} }}]\n\
+             [workloads.w]\ntarget = \"a/get\"\nrate = 10\n"
+        );
+        let sc = scenario::from_source("s.toml", "s", &text, &[]).unwrap();
+        let err = meshsim::simulate(sc).err().expect("the clock overflows");
+        let refusal = scenario::run_error::locate("s.toml", &text, &err);
+        assert_eq!(refusal.located.len(), 1, "{refusal}");
+        assert_eq!(refusal.located[0].line, 6, "{refusal}");
+        assert!(refusal.rendered.contains("past the end of the simulated clock"), "{refusal}");
+    }
+}
