@@ -130,10 +130,7 @@ fn source(arg: &str) -> Result<(String, String, String), ScenarioError> {
         let name = file.trim_end_matches(".toml").to_owned();
         return Ok((format!("scenarios/{file}"), name, (*text).to_owned()));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: arg.to_owned(),
-        source,
-    })?;
+    let text = scenario::read(arg, path)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -246,13 +243,18 @@ fn run(
         Err(e) => return invalid(&e),
     };
     let seed = scenario.spec.seed;
-    let (name, path) = (scenario.name.clone(), scenario.path.clone());
+    let name = scenario.name.clone();
+    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&name));
+    // Before the run, not after it: a long run must not end in "cannot write".
+    if let Err(e) = report::check_writable(&dir, report::RUN_OUTPUTS) {
+        eprintln!("cannot write the reports to {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let (path, text) = (scenario.path.clone(), scenario.text.clone());
     let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
         Ok(o) => o,
-        Err(e) => return invalid(&format!("{path}: {e}")),
+        Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };
-    let scenario_name = name;
-    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&scenario_name));
     let files = [
         ("report.json", report.to_json().into_bytes()),
         (
@@ -260,6 +262,7 @@ fn run(
             report::csv::timeseries(&metrics.series, &metrics.consistency),
         ),
     ];
+    assert!(files.iter().map(|f| f.0).eq(report::RUN_OUTPUTS.iter().copied()));
     if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write the reports to {}: {e}", dir.display());
         return ExitCode::from(2);

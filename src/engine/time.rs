@@ -79,6 +79,11 @@ impl SimDuration {
     }
 }
 
+// Sums saturate at the end of the clock, as a sampled duration does (`from_secs_f64`):
+// a heavy-tailed draw added to a time or to another duration must not panic. A time
+// at the end of the clock means "never"; a duration that long, scheduled with
+// `Scheduler::after`, ends the run with `RunError::ClockOverflow`, located in the
+// scenario.
 impl Add<SimDuration> for SimTime {
     type Output = SimTime;
     /// Saturates at `SimTime::MAX`, the end of the clock (about 584 years), as samples
@@ -169,6 +174,18 @@ mod tests {
     #[should_panic(expected = "time went backwards")]
     fn since_refuses_negative_spans() {
         SimTime::from_nanos(5).since(SimTime::from_nanos(6));
+    }
+
+    #[test]
+    fn sums_saturate_at_the_end_of_the_clock() {
+        let max = SimDuration::from_nanos(u64::MAX);
+        let year = SimDuration::from_secs(365 * 24 * 3600);
+        assert_eq!(max + year, max);
+        assert_eq!(SimTime::MAX + year, SimTime::MAX);
+        let mut t = SimTime::ZERO + max;
+        t += year;
+        assert_eq!(t, SimTime::MAX);
+        assert_eq!((year + year).as_nanos(), 2 * year.as_nanos());
     }
 
     #[test]
