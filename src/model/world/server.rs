@@ -467,7 +467,7 @@ impl World {
     /// The endpoint's books for an answer: counts, latency, wasted work, windows, series.
     fn record_answer(&mut self, inv: &Invocation, status: Status, now: SimTime) {
         let latency = now.since(inv.arrived_at);
-        let orphaned = inv.measured && (matches!(inv.answer_to, AnswerTo::Delivery(_)) || self.abandoned(inv.answer_to));
+        let orphaned = inv.measured && self.abandoned(inv.answer_to);
         let em = &mut self.metrics.endpoints[inv.endpoint.index()];
         if inv.measured {
             em.completed += 1;
