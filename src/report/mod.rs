@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod expect;
 pub mod json;
+pub mod numbers;
 pub mod text;
 
 pub use json::{Report, SCHEMA};
