@@ -21,6 +21,11 @@ use std::path::Path;
 /// The most expectations one exercise may hold a scenario to.
 pub const MAX_CHECKS: usize = 64;
 
+/// The event budget of an exercise's run, unless its check.toml sets another: a
+/// student's design that retries forever ends with an error instead of a hang. The
+/// bundled exercises need at most ~2.2 million (the retry storm's start).
+pub const MAX_EVENTS: u64 = 20_000_000;
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct RawCheckFile {
@@ -128,7 +133,11 @@ impl Exercise {
     fn judged_text(&self, text: &str) -> Result<String, String> {
         let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
         doc.remove("expect");
-        let pinned = scenario::overrides::apply(&doc.to_string(), &self.set)?;
+        let mut set = self.set.clone();
+        if !set.iter().any(|a| a.trim_start().starts_with("simulation.max_events")) {
+            set.push(format!("simulation.max_events={MAX_EVENTS}"));
+        }
+        let pinned = scenario::overrides::apply(&doc.to_string(), &set)?;
         let mut out = pinned.trim_end().to_owned();
         out.push_str("\n\n# ---- the exercise's expectations (check.toml) ----\n");
         for r in &self.requirements {
@@ -172,7 +181,11 @@ impl Exercise {
                 }
             ))
         })?;
-        let outcome = crate::simulate(sc).map_err(|e| ExerciseError::Run(format!("{label}: {e}")))?;
+        let outcome = crate::simulate(sc).map_err(|e| {
+            ExerciseError::Run(format!(
+                "{label}: {e} (does something retry or redeliver forever? `meshsim lint {label}` may say)"
+            ))
+        })?;
         assert_eq!(outcome.report.expectations.len(), self.requirements.len());
         Ok(self
             .requirements

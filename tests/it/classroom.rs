@@ -352,7 +352,7 @@ fn exercise_check_exit_codes() {
         .assert()
         .code(1)
         .stdout(contains("FAIL  every request takes exactly what the arithmetic says"))
-        .stdout(contains("measured 465"))
+        .stdout(contains("measured 420"))
         .stdout(contains("hint: "));
     let bad = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(bad.path(), "[simulation]\nseed = \"x\"\n").unwrap();
