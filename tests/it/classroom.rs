@@ -167,11 +167,11 @@ rate = 2
         .find(|f| f.code == "retry-amplification")
         .expect("amplification finding");
     // client->a 4 x a->b 4 x b->c 4.
-    assert_eq!(amp.measure, Some(256.0));
+    assert_eq!(amp.measure, Some(64.0));
     let out = meshsim::simulate(sc).unwrap();
     let json = out.report.json_value();
     let arrivals = json["endpoints"]["c/get"]["arrivals"].as_f64().unwrap();
-    assert_eq!(arrivals, 256.0 * 50.0);
+    assert_eq!(arrivals, 64.0 * 50.0);
 }
 
 /// Constant arrivals and constant work: the lint's utilization is the measured one.
