@@ -209,11 +209,11 @@ fn overload(s: &System, out: &mut Vec<Finding>) {
                 severity: if error { Severity::Error } else { Severity::Warning },
                 span: svc.span.clone(),
                 message: format!(
-                    "`{}` is offered {:.0}% of its capacity: {} on {} workers",
+                    "`{}` is offered {:.0}% of its capacity: {} on {}",
                     svc.name,
                     nominal * 100.0,
                     per(busiest),
-                    workers
+                    crate::report::numbers::plural(u64::from(workers), "worker")
                 ),
                 label: format!("utilization {}", number(nominal)),
                 explanation: format!(
@@ -516,10 +516,10 @@ fn unbounded_wait(s: &System, out: &mut Vec<Finding>) {
             severity: Severity::Warning,
             span: e.span.clone(),
             message: format!(
-                "`{}` waits on {} with no timeout, holding one of its {} workers",
+                "`{}` waits on {} with no timeout, holding one of its {}",
                 svc.name,
                 callee.name,
-                svc.replicas * svc.workers
+                crate::report::numbers::plural(u64::from(svc.replicas * svc.workers), "worker")
             ),
             label: "no timeout, no deadline".to_owned(),
             explanation: format!(
