@@ -143,6 +143,16 @@ pub fn exercise(action: ExerciseCommand) -> ExitCode {
             match ex.judge(&label, &text) {
                 Ok(judged) => {
                     print!("{}", crate::exercise::render(&ex, &label, &judged));
+                    // What a static look says too: often the reason a check fails.
+                    if let Ok(sc) = scenario::from_source(&label, "answer", &text, &[]) {
+                        let findings = lint::lint(&sc.spec, &text);
+                        if !findings.is_empty() {
+                            println!(
+                                "lint: {} (`meshsim lint {label}` explains them)",
+                                lint::tally(&findings)
+                            );
+                        }
+                    }
                     if judged.iter().all(|j| j.passed) {
                         ExitCode::SUCCESS
                     } else {

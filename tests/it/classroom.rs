@@ -230,6 +230,8 @@ steps = [{ effect = "charge" }]
 steps = [{ effect = "charge2" }]
 [services.payments.endpoints.refund]
 steps = [{ work = "1ms" }]
+[services.payments.endpoints.unused]
+steps = [{ work = "1ms" }]
 [services.orphan.endpoints.get]
 steps = [{ work = "1ms" }]
 [policies.cached]
@@ -238,8 +240,22 @@ cache = { ttl = "1m" }
 max_attempts = 3
 [policies.forgotten]
 timeout = "1s"
+[policies.tight]
+timeout = "1s"
+deadline = "1s"
+retry = { max_attempts = 3 }
+[services.api.endpoints.sell]
+steps = [{ call = "payments/refund", policy = "tight" }, { publish = "rabbit/jobs" }, { publish = "rabbit/sink" }]
 [brokers.rabbit]
 [brokers.rabbit.queues.nobody]
+[brokers.rabbit.queues.jobs]
+[brokers.rabbit.queues.sink]
+[consumers.worker]
+queue = "rabbit/jobs"
+steps = [{ effect = "job_done" }]
+[workloads.seller]
+target = "api/sell"
+rate = 1
 [workloads.w]
 target = "api/buy"
 rate = 1
@@ -255,9 +271,12 @@ keys = 10
         ("cached-write", "\"payments/charge\""),
         ("retried-effect", "\"payments/charge2\""),
         ("unreachable-service", "orphan"),
-        ("unused-endpoint", "refund"),
+        ("unused-endpoint", "unused"),
         ("unused-policy", "forgotten"),
         ("unused-queue", "nobody"),
+        ("retry-outside-deadline", "tight"),
+        ("redelivered-effect", "worker"),
+        ("queue-grows-forever", "sink"),
     ] {
         assert!(codes.contains(&expected), "{expected:?} not in {codes:?}");
     }
@@ -344,7 +363,8 @@ fn exercise_check_exit_codes() {
         .assert()
         .success()
         .stdout(contains("PASS"))
-        .stdout(contains("passed: all 3 checks hold"));
+        .stdout(contains("passed: all 3 checks hold"))
+        .stdout(contains("lint: 1 warning"));
     meshsim()
         .args(["exercise", "check"])
         .arg(&dir)
