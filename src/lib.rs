@@ -6,7 +6,9 @@
 
 pub mod cli;
 pub mod engine;
+pub mod exercise;
 pub mod explore;
+pub mod lint;
 pub mod metrics;
 pub mod model;
 pub mod report;

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod classroom;
+
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 #[derive(Parser, Debug)]
@@ -62,6 +64,30 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// What is wrong with a design before it runs: findings with a code, a severity,
+    /// where, why and how to fix it (docs/lint.md). Exit 1 on an error (or, with
+    /// --deny warnings, on a warning).
+    Lint {
+        scenario: String,
+        /// `warnings`: exit 1 on a warning too (for CI).
+        #[arg(long, value_parser = ["warnings"])]
+        deny: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print a bundled scenario's source.
+    Show { name: String },
+    /// Write a commented starting scenario.
+    New {
+        #[arg(long, value_enum, default_value_t = classroom::Template::Chain)]
+        template: classroom::Template,
+        file: PathBuf,
+    },
+    /// Classroom exercises (see exercises/).
+    Exercise {
+        #[command(subcommand)]
+        action: classroom::ExerciseCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -74,25 +100,17 @@ pub fn main() -> ExitCode {
             set,
             quiet,
         } => run(&scenario, seed, out, set, quiet),
-        Command::Validate { scenario, set } => match load(&scenario, &set) {
-            Ok(s) => {
-                println!(
-                    "{}: ok ({} services, {} endpoints, {} workloads)",
-                    s.path,
-                    s.spec.services.len(),
-                    s.spec.endpoints.len(),
-                    s.spec.workloads.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => invalid(&e),
-        },
+        Command::Validate { scenario, set } => classroom::validate(&scenario, &set),
         Command::Explore {
             scenario,
             seeds,
             first_seed,
             out,
         } => explore(&scenario, seeds, first_seed, out),
+        Command::Lint { scenario, deny, set } => classroom::lint(&scenario, deny.is_some(), &set),
+        Command::Show { name } => classroom::show(&name),
+        Command::New { template, file } => classroom::new(template, &file),
+        Command::Exercise { action } => classroom::exercise(action),
         Command::List => {
             for (file, text) in BUNDLED {
                 let name = file.trim_end_matches(".toml");
@@ -130,7 +148,14 @@ fn source(arg: &str) -> Result<(String, String, String), ScenarioError> {
         let name = file.trim_end_matches(".toml").to_owned();
         return Ok((format!("scenarios/{file}"), name, (*text).to_owned()));
     }
-    let text = scenario::read(arg, path)?;
+    // A missing file may be a misspelled bundled name: say which one it resembles.
+    let text = scenario::read(arg, path).map_err(|e| match e {
+        ScenarioError::Read { source, .. } => ScenarioError::Read {
+            path: classroom::with_suggestion(arg),
+            source,
+        },
+        e => e,
+    })?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -220,7 +245,13 @@ fn load(arg: &str, set: &[String]) -> Result<Scenario, ScenarioError> {
         let label = format!("scenarios/{file}");
         return scenario::from_source(&label, file.trim_end_matches(".toml"), text, set);
     }
-    scenario::load(path, set)
+    scenario::load(path, set).map_err(|e| match e {
+        ScenarioError::Read { path, source } => ScenarioError::Read {
+            path: classroom::with_suggestion(&path),
+            source,
+        },
+        e => e,
+    })
 }
 
 fn invalid(e: &dyn std::fmt::Display) -> ExitCode {

@@ -3,6 +3,7 @@
 mod analytic;
 mod broker_properties;
 mod brokers_scenarios;
+mod classroom;
 mod cli;
 mod determinism;
 mod fuzz;
