@@ -9,6 +9,7 @@ pub mod engine;
 pub mod explore;
 pub mod metrics;
 pub mod model;
+pub mod multi;
 pub mod report;
 pub mod scenario;
 
