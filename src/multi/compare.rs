@@ -161,15 +161,18 @@ pub fn headline(deltas: &BTreeMap<String, Delta>, limit: usize) -> Vec<String> {
             .any(|s| p.ends_with(s))
             && (p.starts_with("workloads.") || p.starts_with("edges.") || p.starts_with("endpoints."))
     };
-    let mut rows: Vec<(f64, String)> = deltas
+    // What the workloads' users see comes first, then endpoints and edges.
+    let mut rows: Vec<(bool, f64, String)> = deltas
         .iter()
         .filter(|(p, d)| decisive(p) && d.significant())
         .map(|(p, d)| match d.relative() {
             Some((m, lo, hi)) => (
+                !p.starts_with("workloads."),
                 m.abs(),
                 format!("{p} {m:+.1}% ({lo:+.1}..{hi:+.1}%): {:.4} -> {:.4}", d.a, d.b),
             ),
             None => (
+                !p.starts_with("workloads."),
                 f64::INFINITY,
                 format!(
                     "{p} {:+.4} ({:+.4}..{:+.4}): {:.4} -> {:.4}",
@@ -182,8 +185,12 @@ pub fn headline(deltas: &BTreeMap<String, Delta>, limit: usize) -> Vec<String> {
             ),
         })
         .collect();
-    rows.sort_by(|x, y| y.0.total_cmp(&x.0).then_with(|| x.1.cmp(&y.1)));
-    rows.into_iter().take(limit).map(|(_, s)| s).collect()
+    rows.sort_by(|x, y| {
+        x.0.cmp(&y.0)
+            .then_with(|| y.1.total_cmp(&x.1))
+            .then_with(|| x.2.cmp(&y.2))
+    });
+    rows.into_iter().take(limit).map(|(_, _, s)| s).collect()
 }
 
 #[cfg(test)]

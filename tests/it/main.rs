@@ -7,6 +7,7 @@ mod cli;
 mod determinism;
 mod golden;
 mod invalid;
+mod multi;
 mod policies;
 mod properties;
 mod support;
