@@ -7,7 +7,7 @@ use crate::multi::runner::{self, Design, SeedRun, Source, default_out, shell_quo
 use crate::multi::seeds::{self, Judged};
 use crate::multi::stats::Interval;
 use crate::multi::sweep;
-use crate::report::{self, expect::Over};
+use crate::report;
 use crate::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,12 +37,8 @@ fn judge_all(sc: &Scenario, runs: &[SeedRun]) -> Vec<Judged> {
     sc.expectations
         .iter()
         .enumerate()
-        .map(|(i, e)| seeds::judge(&e.text, &e.check, over(e), i, runs))
+        .map(|(i, e)| seeds::judge(&e.text, &e.check, e.over, i, runs))
         .collect()
-}
-
-fn over(_e: &crate::scenario::ExpectSpec) -> Over {
-    Over::Mean
 }
 
 fn seeds_label(seeds: &[u64]) -> String {

@@ -179,6 +179,45 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn runs(values: &[f64], bound: f64) -> Vec<SeedRun> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| SeedRun {
+                seed: 10 + i as u64,
+                report: json!({}),
+                report_text: String::new(),
+                timeseries: Vec::new(),
+                checks: vec![(v, bound, v < bound)],
+                events: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_statistic_judges_as_documented() {
+        let check = crate::report::expect::parse("x < 2.5").unwrap();
+        let r = runs(&[1.0, 2.0, 3.0], 2.5);
+        // The mean, 2, is below 2.5.
+        let mean = judge("x < 2.5", &check, Over::Mean, 0, &r);
+        assert_eq!((mean.value, mean.passed, mean.failed_seeds.as_slice()), (2.0, true, &[12][..]));
+        // Seed 12 (value 3) fails on its own.
+        let all = judge("x < 2.5", &check, Over::AllSeeds, 0, &r);
+        assert_eq!((all.value, all.passed), (3.0, false));
+        // The interval's upper end: 2 + t(0.975, 2) x 1 / sqrt(3) = 4.484.
+        let ci = judge("x < 2.5", &check, Over::Ci95, 0, &r);
+        assert!(!ci.passed);
+        assert!((ci.value - (2.0 + 4.302_652_730 / 3f64.sqrt())).abs() < 1e-6, "{}", ci.value);
+        // `>`: the lower end, 4 - 2.484 = 1.516, is above 1.
+        let gt = crate::report::expect::parse("x > 1").unwrap();
+        let r = runs(&[3.0, 4.0, 5.0], 1.0);
+        let ci = judge("x > 1", &gt, Over::Ci95, 0, &r);
+        assert!(ci.passed && (ci.value - (4.0 - 4.302_652_730 / 3f64.sqrt())).abs() < 1e-6);
+        let gt3 = crate::report::expect::parse("x > 3").unwrap();
+        assert!(!judge("x > 3", &gt3, Over::Ci95, 0, &runs(&[3.0, 4.0, 5.0], 3.0)).passed);
+        assert!(judge("x > 3", &gt3, Over::Mean, 0, &runs(&[3.0, 4.0, 5.0], 3.0)).passed);
+    }
+
     #[test]
     fn aggregate_is_the_mean_with_missing_error_counts_as_zero() {
         let a = json!({"w": {"ok": 10, "errors": {"timeout": 4}, "stop": "end_time", "flag": true}});

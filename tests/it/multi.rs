@@ -324,3 +324,45 @@ fn reproduce_line_is_shell_quoted_and_variants_get_their_own_folders() {
     let seed5b = json(dir.path().join("out").join(&folders[2]).join("report.json"));
     assert!(seed5["seed"] == 5 || seed5b["seed"] == 5);
 }
+
+#[test]
+fn expectations_over_seeds_use_the_statistic_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(scenario("call_chain_800ms")).unwrap();
+    let write = |name: &str, expect: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{base}\n[[expect]]\n{expect}\n")).unwrap();
+        path.display().to_string()
+    };
+    // A typo in `over` is located.
+    let bad = write("bad.toml", "check = \"workloads.shoppers.error_rate == 0\"\nover = \"every_seed\"");
+    let o = meshsim(dir.path(), &["run", &bad, "--seeds", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.toml:") && err.contains("\"all_seeds\""), "{err}");
+    // p50 of 60 s runs: seeds 1..4 scatter around 790 ms; find the extremes, then
+    // put the bound between the mean and the worst seed.
+    let mut args = vec!["run", "call_chain_800ms", "--seeds", "4", "-q", "--out", "plain"];
+    args.extend(SHORT);
+    ok(&meshsim(dir.path(), &args));
+    let agg = json(dir.path().join("plain/report.json"));
+    let p50 = &agg["workloads"]["shoppers"]["latency_ms"]["p50"];
+    let mean = p50["mean"].as_f64().unwrap();
+    let worst = (1..=4)
+        .map(|s| json(dir.path().join(format!("plain/seeds/{s}/report.json")))["workloads"]["shoppers"]["latency_ms"]["p50"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert!(worst > mean);
+    let bound = (mean + worst) / 2.0;
+    for (over, code) in [("mean", 0), ("all_seeds", 1), ("ci95", 1)] {
+        let f = write(&format!("{over}.toml"), &format!("check = \"workloads.shoppers.latency_ms.p50 < {bound}\"\nover = \"{over}\""));
+        let mut args = vec!["run", &f, "--seeds", "4", "-q", "--out"];
+        let out = format!("o-{over}");
+        args.push(&out);
+        args.extend(SHORT);
+        let o = meshsim(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(code), "over = {over}: {}", String::from_utf8_lossy(&o.stderr));
+        let e = &json(dir.path().join(&out).join("report.json"))["expectations"][0];
+        assert_eq!(e["over"], over);
+        assert_eq!(e["passed"], code == 0);
+    }
+}
