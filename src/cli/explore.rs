@@ -15,6 +15,89 @@ pub struct ExploreArgs {
     pub first_seed: u64,
     pub out: Option<PathBuf>,
     pub threads: Option<usize>,
+    pub shard: Option<String>,
+}
+
+/// explore.json: what an exploration (or one shard of it) covered and found. Shards
+/// of one exploration differ only in `shard` and what they found; `merge` keeps the
+/// lowest failing seed, which is what the unsharded exploration stops at.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Found {
+    pub schema: String,
+    pub scenario: String,
+    /// FNV-1a of the scenario text, in hex.
+    pub scenario_hash: String,
+    pub first_seed: u64,
+    pub seeds: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<[usize; 2]>,
+    /// The first failing seed of the seeds covered, and its replay file's name.
+    pub failing_seed: Option<u64>,
+    pub replay: Option<String>,
+}
+
+pub const SCHEMA: &str = "meshsim.explore/1";
+
+/// Unites the explore.json (and replay) of every shard 1..N of one exploration.
+pub fn merge(parts: Vec<(PathBuf, Found)>, out: &std::path::Path) -> ExitCode {
+    let Some((_, first)) = parts.first() else {
+        return invalid(&"merge: no shard folders given");
+    };
+    let Some([_, n]) = first.shard else {
+        return invalid(&format!("{}: a whole exploration, not a shard", parts[0].0.display()));
+    };
+    let same = |f: &Found| Found { shard: None, failing_seed: None, replay: None, ..f.clone() };
+    let mut seen = vec![false; n];
+    for (dir, f) in &parts {
+        match f.shard {
+            Some([i, m]) if m == n && same(f) == same(first) => {
+                if std::mem::replace(&mut seen[i - 1], true) {
+                    return invalid(&format!("{}: shard {i}/{n} given twice", dir.display()));
+                }
+            }
+            _ => return invalid(&format!("{}: not a shard of the same exploration as {}", dir.display(), parts[0].0.display())),
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return invalid(&format!("merge: shard {}/{n} is missing", i + 1));
+    }
+    let lowest = parts
+        .iter()
+        .filter_map(|(d, f)| Some((f.failing_seed?, d, f)))
+        .min_by_key(|x| x.0);
+    let mut whole = same(first);
+    let mut files = Vec::new();
+    if let Some((seed, dir, f)) = lowest {
+        let name = f.replay.clone().unwrap_or_default();
+        match std::fs::read(dir.join(&name)) {
+            Ok(bytes) => files.push((name.clone(), bytes)),
+            Err(e) => return invalid(&format!("{}: {e}", dir.join(&name).display())),
+        }
+        whole.failing_seed = Some(seed);
+        whole.replay = Some(name);
+    }
+    files.push(("explore.json".to_owned(), found_json(&whole)));
+    let named: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    if let Err(e) = report::write_all(out, &named) {
+        eprintln!("cannot write to {}: {e}", out.display());
+        return ExitCode::from(2);
+    }
+    match whole.failing_seed {
+        Some(s) => {
+            println!("merged {n} shards: seed {s} fails first; replay in {}", out.join(whole.replay.unwrap_or_default()).display());
+            ExitCode::from(1)
+        }
+        None => {
+            println!("merged {n} shards: every seed met its expectations and the consistency invariants");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn found_json(f: &Found) -> Vec<u8> {
+    let mut s = serde_json::to_string_pretty(f).expect("serializes");
+    s.push('\n');
+    s.into_bytes()
 }
 
 pub fn explore(a: ExploreArgs) -> ExitCode {
@@ -50,6 +133,25 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
             ));
         }
     };
+    let shard = match a.shard.as_deref().map(crate::multi::sweep::parse_shard).transpose() {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    let [shard_i, shard_n] = shard.unwrap_or([1, 1]);
+    let mut found_file = Found {
+        schema: SCHEMA.to_owned(),
+        scenario: path.clone(),
+        scenario_hash: format!("{:016x}", crate::engine::rng::stable_hash(text.as_bytes())),
+        first_seed: a.first_seed,
+        seeds: n,
+        shard,
+        failing_seed: None,
+        replay: None,
+    };
+    let dir = a.out.clone().unwrap_or_else(|| match shard {
+        Some([i, n]) => default_out("explore", &[]).join(format!("shard-{i}-of-{n}")),
+        None => default_out("explore", &[]),
+    });
     let pool = match runner::pool(a.threads) {
         Ok(p) => p,
         Err(e) => return invalid(&e),
@@ -63,7 +165,10 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
             break None;
         }
         let end = last.min(next.saturating_add(batch - 1));
-        let seeds: Vec<u64> = (next..=end).collect();
+        // A shard takes the seeds i-1 modulo N places after the first.
+        let seeds: Vec<u64> = (next..=end)
+            .filter(|s| (s - a.first_seed) % shard_n as u64 == shard_i as u64 - 1)
+            .collect();
         let results = runner::map_ordered(&pool, &seeds, "explore", |&seed| {
             let drawn = explore::draw(&plan, seed);
             explore::trial(&path, &name, &text, &plan, seed, &drawn).map(|p| (seed, drawn, p))
@@ -90,8 +195,16 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
         } else {
             "each with a drawn fault schedule"
         };
+        if let Err(e) = report::write_all(&dir, &[("explore.json", found_json(&found_file))]) {
+            eprintln!("cannot write to {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+        let slice = match shard {
+            Some([i, n]) => format!(" (shard {i}/{n})"),
+            None => String::new(),
+        };
         println!(
-            "{n} seeds from {} ({what}): every run met its expectations and the consistency invariants",
+            "{n} seeds from {}{slice} ({what}): every run met its expectations and the consistency invariants",
             a.first_seed
         );
         return ExitCode::SUCCESS;
@@ -105,10 +218,12 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
         drawn,
     );
     let problems = explore::trial(&path, &name, &text, &plan, seed, &minimal).unwrap_or(problems);
-    let dir = a.out.unwrap_or_else(|| default_out("explore", &[]));
     let file_name = format!("{name}-seed-{seed}.toml");
     let replay = explore::replay(&text, &plan, seed, &minimal, &problems);
-    if let Err(e) = report::write_all(&dir, &[(&file_name, replay.into_bytes())]) {
+    found_file.failing_seed = Some(seed);
+    found_file.replay = Some(file_name.clone());
+    let files = [(file_name.as_str(), replay.into_bytes()), ("explore.json", found_json(&found_file))];
+    if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write {}: {e}", dir.join(&file_name).display());
         return ExitCode::from(2);
     }

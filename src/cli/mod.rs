@@ -105,7 +105,7 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Unite the shards of a sweep into what the unsharded sweep writes.
+    /// Unite the shards of a sweep (or an exploration) into what the unsharded run writes.
     Merge {
         /// The shards' output folders.
         #[arg(required = true)]
@@ -166,6 +166,10 @@ pub enum Command {
         /// Threads [default: one per core].
         #[arg(long)]
         threads: Option<usize>,
+        /// Run only slice i of N (seeds i-1 modulo N after the first); `meshsim merge`
+        /// keeps the lowest failing seed.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<String>,
     },
 }
 
@@ -279,12 +283,14 @@ pub fn main() -> ExitCode {
             first_seed,
             out,
             threads,
+            shard,
         } => explore::explore(explore::ExploreArgs {
             scenario,
             seeds,
             first_seed,
             out,
             threads,
+            shard,
         }),
         Command::List => {
             for (file, text) in BUNDLED {

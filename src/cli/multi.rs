@@ -437,6 +437,20 @@ pub fn sweep(a: SweepArgs) -> ExitCode {
 
 /// `meshsim merge DIR... --out DIR`.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
+    // Shards of an exploration have an explore.json, shards of a sweep a runs.json.
+    if dirs.iter().all(|d| d.join("explore.json").is_file() && !d.join("runs.json").exists()) {
+        let mut parts = Vec::new();
+        for d in dirs {
+            let file = d.join("explore.json");
+            match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<super::explore::Found>(&b).map_err(|e| format!("not an exploration's explore.json: {e}"))
+            }) {
+                Ok(f) => parts.push((d.clone(), f)),
+                Err(e) => return invalid(&format!("{}: {e}", file.display())),
+            }
+        }
+        return super::explore::merge(parts, out);
+    }
     let mut parts = Vec::new();
     for d in dirs {
         let file = d.join("runs.json");

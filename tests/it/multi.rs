@@ -366,3 +366,43 @@ fn expectations_over_seeds_use_the_statistic_they_name() {
         assert_eq!(e["passed"], code == 0);
     }
 }
+
+#[test]
+fn explore_shards_merge_to_the_unsharded_exploration() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(scenario("explore_payments"))
+        .unwrap()
+        .replace("exactly_once = [\"charge\"]", "exactly_once = [\"charge_plain\"]");
+    std::fs::write(dir.path().join("plain.toml"), &text).unwrap();
+    let explore = |extra: &[&str]| {
+        let mut args = vec!["explore", "plain.toml", "--seeds", "6", "--first-seed", "3"];
+        args.extend(extra);
+        meshsim(dir.path(), &args).status.code()
+    };
+    assert_eq!(explore(&["--out", "whole"]), Some(1));
+    for i in 1..=3 {
+        assert_eq!(explore(&["--shard", &format!("{i}/3"), "--out", &format!("s{i}")]), Some(1));
+    }
+    let found = json(dir.path().join("s2/explore.json"));
+    assert_eq!((found["failing_seed"].as_u64(), found["shard"].clone()), (Some(4), serde_json::json!([2, 3])));
+    let o = meshsim(dir.path(), &["merge", "s2", "s3", "s1", "--out", "merged"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["explore.json", "explore_payments-seed-3.toml"] {
+        let read = |d: &str| std::fs::read(dir.path().join(d).join(f)).unwrap();
+        assert_eq!(read("whole"), read("merged"), "{f}");
+    }
+    // A clean exploration merges to a clean one.
+    let chain = scenario("chain_165ms");
+    for (out, shard) in [("c", None), ("c1", Some("1/2")), ("c2", Some("2/2"))] {
+        let mut args = vec!["explore", chain.as_str(), "--seeds", "4", "--out", out];
+        if let Some(s) = shard {
+            args.extend(["--shard", s]);
+        }
+        ok(&meshsim(dir.path(), &args));
+    }
+    ok(&meshsim(dir.path(), &["merge", "c1", "c2", "--out", "cm"]));
+    assert_eq!(
+        std::fs::read(dir.path().join("c/explore.json")).unwrap(),
+        std::fs::read(dir.path().join("cm/explore.json")).unwrap()
+    );
+}
