@@ -11,6 +11,7 @@ pub mod explore;
 pub mod lint;
 pub mod metrics;
 pub mod model;
+pub mod multi;
 pub mod report;
 pub mod scenario;
 pub mod status;

@@ -11,6 +11,7 @@ mod golden;
 mod invalid;
 mod invariants;
 mod layers;
+mod multi;
 mod policies;
 mod properties;
 mod robust;
