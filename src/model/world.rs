@@ -48,7 +48,7 @@ pub enum Event {
         deadline: SimTime,
     },
     /// An attempt's answer reaches the caller. `retry_after_ms`: the callee's pushback
-    /// hint (0: none).
+    /// hint (`Pushback::to_wire`; 0: none).
     Reply {
         attempt: Id,
         edge: EdgeId,
@@ -162,7 +162,7 @@ pub(super) struct Invocation {
     /// Reply messages (more than one for a server stream).
     pub messages: u32,
     /// A `fail` step's retry-after hint, sent with the answer.
-    pub retry_after: Option<SimDuration>,
+    pub retry_after: Option<super::policy::Pushback>,
     pub root: Id,
     pub degraded: bool,
     pub measured: bool,
@@ -1522,11 +1522,9 @@ impl World {
 }
 
 impl Invocation {
-    /// The retry-after hint in whole milliseconds, as it travels in a reply (0: none).
+    /// The retry-after hint as it travels in a reply (`Pushback::to_wire`).
     fn retry_after_ms(&self) -> u32 {
-        self.retry_after.map_or(0, |d| {
-            u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
-        })
+        super::policy::Pushback::to_wire(self.retry_after)
     }
 }
 

@@ -871,6 +871,9 @@ impl Builder {
                     delay,
                     max_attempts,
                     non_fatal,
+                    throttle: None,
+                    pushback: false,
+                    follows: crate::model::policy::HedgeRules::A6,
                 });
             }
             if p.retry.is_some() {
@@ -1146,6 +1149,7 @@ impl Builder {
             backoff,
             retry_on,
             pushback,
+            pushback_any_status: base.as_ref().is_some_and(|b| b.pushback_any_status),
             budget,
             throttle,
         })
@@ -1982,7 +1986,7 @@ impl Builder {
                     out.push(Step::Fail {
                         status,
                         p,
-                        retry_after,
+                        retry_after: retry_after.map(crate::model::policy::Pushback::After),
                     });
                 }
             }
