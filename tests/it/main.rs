@@ -8,5 +8,6 @@ mod determinism;
 mod golden;
 mod invalid;
 mod policies;
+mod presets_boundaries;
 mod properties;
 mod support;
