@@ -252,7 +252,11 @@ fn opossum_closes_on_a_late_success_while_half_open() {
             r#"{ work = "10ms" }"#,
             20,
             10.0,
-            &format!("{}{}", slow("0.05s", "0.15s", "1.27s"), error("0.15s", "0.35s")),
+            &format!(
+                "{}{}",
+                slow("0.05s", "0.15s", "1.27s"),
+                error("0.15s", "0.35s")
+            ),
         )
     };
     let r = report(&text(""));
@@ -438,7 +442,11 @@ fn a_non_fatal_hedge_failure_while_another_copy_is_in_flight() {
             r#"{ work = "100ms" }"#,
             1,
             10.0,
-            &format!("{}{}", slow("0.05s", "0.15s", "1s"), error("0.15s", "0.25s")),
+            &format!(
+                "{}{}",
+                slow("0.05s", "0.15s", "1s"),
+                error("0.15s", "0.25s")
+            ),
         )
     };
     let r = report(&text(""));
