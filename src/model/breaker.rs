@@ -10,8 +10,8 @@
 //! drops it (the same lazy cancellation as `arena::Id` generations).
 //!
 //! The boundaries follow the libraries' source, cited where each is decided: opossum
-//! v10.0.0 (`lib/circuit.js`, `lib/status.js`), Polly 8.7 (`src/Polly.Core/CircuitBreaker/`),
-//! resilience4j 2.x (`CircuitBreakerStateMachine.java`).
+//! v10.0.0 (`lib/circuit.js`, `lib/status.js`), Polly 8.7.0 (`src/Polly.Core/CircuitBreaker/`),
+//! resilience4j 2.4.0 (`CircuitBreakerStateMachine.java`).
 //!
 //! Rates are fractions in f64 (a ratio of two counts, compared once); time stays integer.
 
@@ -73,7 +73,7 @@ pub enum LateOutcomes {
     /// success while half-open closes (opossum circuit.js:349-352, Polly
     /// CircuitStateController.cs:201-204), a failure re-opens (circuit.js:994-996,
     /// CircuitStateController.cs:231-234), a resilience4j half-open state counts it among
-    /// its probes (CircuitBreakerStateMachine.java:1124-1132); while open it only enters
+    /// its probes (CircuitBreakerStateMachine.java:1144-1178); while open it only enters
     /// the window (CircuitBreakerStateMachine.java:757-772, AdvancedCircuitBehavior.cs:30-39).
     Current,
     /// It is ignored: only outcomes of calls admitted in the current state period count.
@@ -1284,7 +1284,7 @@ mod tests {
     #[test]
     fn r4j_late_outcome_counts_among_the_half_open_probes() {
         // Outcomes go to the current state (CircuitBreakerStateMachine.java:215/219), and
-        // the half-open state decides once its window of 10 is full (:1124-1132).
+        // the half-open state decides once its window of 10 is full (:1144-1178).
         let spec = BreakerSpec::resilience4j();
         let mut b = Breaker::new(&spec);
         let early = b.try_acquire(&spec, secs(1)).expect("closed");
