@@ -13,6 +13,7 @@ mod invariants;
 mod layers;
 mod multi;
 mod policies;
+mod presets_boundaries;
 mod properties;
 mod robust;
 mod support;

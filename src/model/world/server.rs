@@ -52,7 +52,7 @@ pub(in crate::model) struct Invocation {
     /// Reply messages (more than one for a server stream).
     pub messages: u32,
     /// A `fail` step's retry-after hint, sent with the answer.
-    pub retry_after: Option<SimDuration>,
+    pub retry_after: Option<crate::model::policy::Pushback>,
     /// The root fiber (the handler's steps).
     pub root: Id,
     pub degraded: bool,
@@ -618,10 +618,8 @@ impl World {
 }
 
 impl Invocation {
-    /// The retry-after hint in whole milliseconds, as it travels in a reply (0: none).
+    /// The retry-after hint as it travels in a reply (`Pushback::to_wire`).
     pub(super) fn retry_after_ms(&self) -> u32 {
-        self.retry_after.map_or(0, |d| {
-            u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
-        })
+        crate::model::policy::Pushback::to_wire(self.retry_after)
     }
 }
