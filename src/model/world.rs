@@ -30,7 +30,7 @@ use crate::metrics::{
     BucketExtras, EdgeMetrics, EndpointMetrics, FaultMetrics, Metrics, Series, SeriesKind,
     StatusCounts, Summary, TimeWeighted, WorkloadMetrics,
 };
-pub use event::{Event, Settlement};
+pub use event::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, Settlement, TransitId};
 use fiber::JoinState;
 pub(super) use fiber::{Fiber, SagaRun, Wait};
 use network::EdgeCost;

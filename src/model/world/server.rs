@@ -2,7 +2,7 @@
 //! it (or it waits in the replica's queue, or is rejected), and the invocation answers
 //! once: a reply over the link, or, for a consumer, a settlement of its delivery.
 
-use super::event::Event;
+use super::event::{DeliveryId, Event};
 use super::fiber::{Fiber, Wait};
 use super::{NO_DEADLINE, Outcome, World, overlap_ns};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
@@ -25,7 +25,7 @@ pub(in crate::model) enum AnswerTo {
         measured: bool,
     },
     /// A settlement of a consumer's delivery: an ack (or nack...), not a reply.
-    Delivery(Id),
+    Delivery(DeliveryId),
 }
 
 /// One request being served by one replica.
