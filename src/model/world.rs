@@ -16,6 +16,7 @@ mod event;
 mod fiber;
 mod network;
 mod server;
+mod transaction;
 mod workload;
 
 use super::arena::{Arena, Id};
