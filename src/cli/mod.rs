@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod classroom;
+
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 #[derive(Parser, Debug)]
@@ -171,6 +173,30 @@ pub enum Command {
         #[arg(long, value_name = "i/N")]
         shard: Option<String>,
     },
+    /// What is wrong with a design before it runs: findings with a code, a severity,
+    /// where, why and how to fix it (docs/lint.md). Exit 1 on an error (or, with
+    /// --deny warnings, on a warning).
+    Lint {
+        scenario: String,
+        /// `warnings`: exit 1 on a warning too (for CI).
+        #[arg(long, value_parser = ["warnings"])]
+        deny: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print a bundled scenario's source.
+    Show { name: String },
+    /// Write a commented starting scenario.
+    New {
+        #[arg(long, value_enum, default_value_t = classroom::Template::Chain)]
+        template: classroom::Template,
+        file: PathBuf,
+    },
+    /// Classroom exercises (see exercises/).
+    Exercise {
+        #[command(subcommand)]
+        action: classroom::ExerciseCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -264,19 +290,7 @@ pub fn main() -> ExitCode {
             metrics,
             threads,
         }),
-        Command::Validate { scenario, set } => match load(&scenario, &set) {
-            Ok(s) => {
-                println!(
-                    "{}: ok ({} services, {} endpoints, {} workloads)",
-                    s.path,
-                    s.spec.services.len(),
-                    s.spec.endpoints.len(),
-                    s.spec.workloads.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => invalid(&e),
-        },
+        Command::Validate { scenario, set } => classroom::validate(&scenario, &set),
         Command::Explore {
             scenario,
             seeds,
@@ -292,6 +306,10 @@ pub fn main() -> ExitCode {
             threads,
             shard,
         }),
+        Command::Lint { scenario, deny, set } => classroom::lint(&scenario, deny.is_some(), &set),
+        Command::Show { name } => classroom::show(&name),
+        Command::New { template, file } => classroom::new(template, &file),
+        Command::Exercise { action } => classroom::exercise(action),
         Command::List => {
             for (file, text) in BUNDLED {
                 let name = file.trim_end_matches(".toml");
@@ -329,9 +347,13 @@ fn source(arg: &str) -> Result<(String, String, String), ScenarioError> {
         let name = file.trim_end_matches(".toml").to_owned();
         return Ok((format!("scenarios/{file}"), name, (*text).to_owned()));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: arg.to_owned(),
-        source,
+    // A missing file may be a misspelled bundled name: say which one it resembles.
+    let text = scenario::read(arg, path).map_err(|e| match e {
+        ScenarioError::Read { source, .. } => ScenarioError::Read {
+            path: classroom::with_suggestion(arg),
+            source,
+        },
+        e => e,
     })?;
     let stem = path
         .file_stem()
@@ -351,7 +373,13 @@ fn load(arg: &str, set: &[String]) -> Result<Scenario, ScenarioError> {
         let label = format!("scenarios/{file}");
         return scenario::from_source(&label, file.trim_end_matches(".toml"), text, set);
     }
-    scenario::load(path, set)
+    scenario::load(path, set).map_err(|e| match e {
+        ScenarioError::Read { path, source } => ScenarioError::Read {
+            path: classroom::with_suggestion(&path),
+            source,
+        },
+        e => e,
+    })
 }
 
 fn invalid(e: &dyn std::fmt::Display) -> ExitCode {
@@ -374,15 +402,20 @@ fn run(
         Err(e) => return invalid(&e),
     };
     let seed = scenario.spec.seed;
-    let (name, path) = (scenario.name.clone(), scenario.path.clone());
-    let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
-        Ok(o) => o,
-        Err(e) => return invalid(&format!("{path}: {e}")),
-    };
-    let scenario_name = name;
+    let name = scenario.name.clone();
     // A run with overrides gets its own default folder: it must not overwrite the
     // report of the scenario as written (or of another variant).
-    let dir = out.unwrap_or_else(|| crate::multi::runner::default_out(&scenario_name, &set));
+    let dir = out.unwrap_or_else(|| crate::multi::runner::default_out(&name, &set));
+    // Before the run, not after it: a long run must not end in "cannot write".
+    if let Err(e) = report::check_writable(&dir, report::RUN_OUTPUTS) {
+        eprintln!("cannot write the reports to {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let (path, text) = (scenario.path.clone(), scenario.text.clone());
+    let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
+        Ok(o) => o,
+        Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
+    };
     let files = [
         ("report.json", report.to_json().into_bytes()),
         (
@@ -390,6 +423,7 @@ fn run(
             report::csv::timeseries(&metrics.series, &metrics.consistency),
         ),
     ];
+    assert!(files.iter().map(|f| f.0).eq(report::RUN_OUTPUTS.iter().copied()));
     if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write the reports to {}: {e}", dir.display());
         return ExitCode::from(2);

@@ -132,10 +132,7 @@ impl Builder {
                     Some(p) => self.probability(p, "`p`"),
                     None => Some(1.0),
                 };
-                let retry_after = s
-                    .retry_after
-                    .as_ref()
-                    .and_then(|r| self.positive_duration(r, "retry_after"));
+                let retry_after = s.retry_after.as_ref().and_then(|r| self.pushback(r));
                 if let (Some(status), Some(p)) = (status, p) {
                     out.push(Step::Fail {
                         status,
@@ -172,7 +169,7 @@ impl Builder {
             }
             "stream" => {
                 let n = s.stream.as_ref().expect("kind");
-                let messages = self.int_u32(n, 1, "the number of messages", "at least 1 message");
+                let messages = self.bounded(n, 1, bounds::MAX_STREAM_MESSAGES, "the number of messages", "at least 1 message");
                 let interval = match &s.interval {
                     Some(d) => self.dist_id(d),
                     None => {

@@ -3,6 +3,7 @@
 //! first problem so that one run reports them all.
 
 use super::diag::Diagnostic;
+use super::bounds;
 use super::duration;
 use super::raw::*;
 use crate::engine::{SimDuration, SimTime};
@@ -195,6 +196,24 @@ impl Builder {
         self.network(&raw.network);
         self.policies(raw);
         self.declare_brokers(raw);
+        // Services and consumers (each a service) within `bounds::MAX_SERVICES`.
+        if let Some(name) = raw
+            .services
+            .keys()
+            .chain(raw.consumers.keys())
+            .nth(bounds::MAX_SERVICES)
+        {
+            self.error(
+                span(name),
+                format!(
+                    "{} services and consumers, above meshsim's maximum of {}",
+                    raw.services.len() + raw.consumers.len(),
+                    bounds::MAX_SERVICES
+                ),
+                "at most 10000 services and consumers together (see ARCHITECTURE.md, Bounds)",
+            );
+            return None;
+        }
         self.declare_services(raw);
         self.declare_consumers(raw);
         let workload_names: Vec<&Name> = raw.workloads.keys().collect();
