@@ -17,6 +17,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("scenario", 4),
     ("lib", 5),
     ("explore", 6),
+    ("multi", 6),
     ("cli", 7),
 ];
 
