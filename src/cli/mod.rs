@@ -107,7 +107,11 @@ pub fn main() -> ExitCode {
             first_seed,
             out,
         } => explore(&scenario, seeds, first_seed, out),
-        Command::Lint { scenario, deny, set } => classroom::lint(&scenario, deny.is_some(), &set),
+        Command::Lint {
+            scenario,
+            deny,
+            set,
+        } => classroom::lint(&scenario, deny.is_some(), &set),
         Command::Show { name } => classroom::show(&name),
         Command::New { template, file } => classroom::new(template, &file),
         Command::Exercise { action } => classroom::exercise(action),

@@ -21,10 +21,16 @@ pub enum Wait {
 #[derive(Clone, Debug)]
 pub enum Node {
     Work(f64),
-    Call { edge: usize, timeout_s: Option<f64> },
+    Call {
+        edge: usize,
+        timeout_s: Option<f64>,
+    },
     Publish(usize),
     Effect(usize),
-    Parallel { wait: Wait, branches: Vec<Vec<Node>> },
+    Parallel {
+        wait: Wait,
+        branches: Vec<Vec<Node>>,
+    },
 }
 
 pub struct Service {
@@ -197,7 +203,11 @@ fn nodes(spec: &Spec, seq: usize) -> Vec<Node> {
                     };
                     vec![Node::Parallel {
                         wait,
-                        branches: p.branches.iter().map(|b| nodes(spec, b.body.index())).collect(),
+                        branches: p
+                            .branches
+                            .iter()
+                            .map(|b| nodes(spec, b.body.index()))
+                            .collect(),
                     }]
                 }
                 Step::Publish(p) => vec![Node::Publish(p.index())],
@@ -252,9 +262,12 @@ fn walk_steps(caller: &str, steps: &[toml::Spanned<RawStep>], spans: &mut Spans)
         }
         if let Some(saga) = &step.saga {
             for st in saga.get_ref() {
-                for c in [Some(&st.get_ref().action), st.get_ref().compensation.as_ref()]
-                    .into_iter()
-                    .flatten()
+                for c in [
+                    Some(&st.get_ref().action),
+                    st.get_ref().compensation.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
                 {
                     spans
                         .calls
@@ -285,11 +298,11 @@ fn spans(raw: &RawScenario) -> Spans {
         s.calls
             .insert(format!("{}->{}", name.get_ref(), t.get_ref()), t.span());
     }
-    for (name, _) in &raw.policies {
+    for name in raw.policies.keys() {
         s.policies.insert(name.get_ref().clone(), name.span());
     }
     for (broker, b) in &raw.brokers {
-        for (q, _) in &b.get_ref().queues {
+        for q in b.get_ref().queues.keys() {
             s.queues
                 .insert(format!("{}/{}", broker.get_ref(), q.get_ref()), q.span());
         }
