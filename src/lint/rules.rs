@@ -28,6 +28,7 @@ pub fn all(s: &System) -> Vec<Finding> {
     cached_write(s, &mut out);
     redelivered_effect(s, &mut out);
     retried_effect(s, &mut out);
+    replayed_failure(s, &mut out);
     unused(s, &mut out);
     out
 }
@@ -81,7 +82,7 @@ pub fn latencies(s: &System) -> Vec<f64> {
                     Wait::Nth(n) => t.get(n.saturating_sub(1)).copied().unwrap_or(0.0),
                 }
             }
-            Node::Publish(_) | Node::Effect(_) => 0.0,
+            Node::Publish(_) | Node::Effect(_) | Node::Fail => 0.0,
         }
     }
     fn endpoint(s: &System, ep: usize, memo: &mut Vec<Option<f64>>, depth: usize) -> f64 {
@@ -201,7 +202,7 @@ pub fn offered_load(s: &System) -> Vec<(f64, f64)> {
                         arrive(s, s.consumers[g].endpoint, rate, load, depth + 1, visits);
                     }
                 }
-                Node::Work(_) | Node::Effect(_) => {}
+                Node::Work(_) | Node::Effect(_) | Node::Fail => {}
             }
         }
     }
@@ -711,6 +712,45 @@ fn retried_effect(s: &System, out: &mut Vec<Finding>) {
                 callee.name
             ),
             measure: Some(worst),
+        });
+    }
+}
+
+fn is_fail(n: &Node) -> bool {
+    matches!(n, Node::Fail)
+}
+
+/// An idempotent endpoint stores its first answer, failures included, and replays it:
+/// retrying it after a failure gets the same failure back, and a consumer that
+/// requeues such a message loops until its delivery limit (or forever).
+fn replayed_failure(s: &System, out: &mut Vec<Finding>) {
+    for (i, e) in s.edges.iter().enumerate() {
+        let callee = &s.endpoints[e.target];
+        if !callee.idempotent || !reaches(s, &callee.steps, is_fail, true, 0) {
+            continue;
+        }
+        let (worst, _) = attempts(s, i);
+        let consumer = e
+            .caller
+            .and_then(|c| s.services[c].consumer)
+            .map(|c| s.consumers[c].name.clone());
+        let why = match (&consumer, worst > 1.0) {
+            (_, true) => format!("it is called with up to {} attempts", number(worst)),
+            (Some(c), false) => format!("consumer `{c}` handles a failure by redelivering"),
+            (None, false) => continue,
+        };
+        out.push(Finding {
+            code: "replayed-failure",
+            severity: Severity::Warning,
+            span: e.span.clone(),
+            message: format!(
+                "{} has `idempotency` and can fail, and {why}: every retry gets the stored failure back",
+                callee.name
+            ),
+            label: "retried into a stored answer".to_owned(),
+            explanation: "an idempotency key stores the first answer of an operation, an error included, and replays it to every later request of that operation (Stripe's semantics): a retry never runs the handler again, and a consumer that requeues the message on failure redelivers it until its delivery limit, or forever".to_owned(),
+            fix: "retry below the idempotent endpoint (where the failure happens), or make the consumer idempotent itself (`dedupe`) instead of calling an idempotent endpoint, or do not requeue on failure".to_owned(),
+            measure: None,
         });
     }
 }

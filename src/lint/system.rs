@@ -27,6 +27,8 @@ pub enum Node {
     },
     Publish(usize),
     Effect(usize),
+    /// A `fail` step that can fire (p > 0).
+    Fail,
     Parallel {
         wait: Wait,
         branches: Vec<Vec<Node>>,
@@ -223,6 +225,7 @@ fn nodes(spec: &Spec, seq: usize) -> Vec<Node> {
                             .or(spec.policy_of(action.edge).try_timeout.map(secs)),
                     })
                     .collect(),
+                Step::Fail { p, .. } if *p > 0.0 => vec![Node::Fail],
                 Step::Fail { .. } => vec![],
             }
         })

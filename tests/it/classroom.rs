@@ -259,7 +259,7 @@ timeout = "1s"
 deadline = "1s"
 retry = { max_attempts = 3 }
 [services.api.endpoints.sell]
-steps = [{ call = "payments/refund", policy = "tight" }, { publish = "rabbit/jobs" }, { publish = "rabbit/sink" }]
+steps = [{ call = "payments/refund", policy = "tight" }, { publish = "rabbit/jobs" }, { publish = "rabbit/sink" }, { publish = "rabbit/captures" }]
 [brokers.rabbit]
 [brokers.rabbit.queues.nobody]
 [brokers.rabbit.queues.jobs]
@@ -267,6 +267,14 @@ steps = [{ call = "payments/refund", policy = "tight" }, { publish = "rabbit/job
 [consumers.worker]
 queue = "rabbit/jobs"
 steps = [{ effect = "job_done" }]
+[services.payments.endpoints.capture]
+idempotency = "24h"
+steps = [{ fail = "unavailable", p = 0.1 }]
+[consumers.capturer]
+queue = "rabbit/captures"
+dedupe = { by = "message" }
+steps = [{ call = "payments/capture" }]
+[brokers.rabbit.queues.captures]
 [workloads.seller]
 target = "api/sell"
 rate = 1
@@ -291,6 +299,7 @@ keys = 10
         ("retry-outside-deadline", "tight"),
         ("redelivered-effect", "worker"),
         ("queue-grows-forever", "sink"),
+        ("replayed-failure", "\"payments/capture\""),
     ] {
         assert!(codes.contains(&expected), "{expected:?} not in {codes:?}");
     }
