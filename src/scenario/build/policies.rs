@@ -77,21 +77,7 @@ impl Builder {
             p.propagate_deadline = *b.get_ref();
         }
         if let Some(f) = &r.fallback {
-            p.fallback = if f.get_ref() == "degraded" {
-                Some(Fallback::Degraded)
-            } else {
-                match Status::from_name(f.get_ref()) {
-                    Some(st) if !st.is_ok() => Some(Fallback::Status(st)),
-                    _ => {
-                        self.error(
-                            span(f),
-                            format!("`{}` is not a fallback", f.get_ref()),
-                            "\"degraded\" (ok, marked degraded) or an error status",
-                        );
-                        None
-                    }
-                }
-            };
+            p.fallback = self.fallback(f);
         }
         if let Some(retry) = &r.retry {
             let base = p.retry.take();
@@ -108,111 +94,24 @@ impl Builder {
             p.breaker = self.breaker(b, base, &mut p);
         }
         if let Some(b) = &r.bulkhead {
-            let bh = b.get_ref();
-            let max_concurrent = match (&bh.max_concurrent, p.bulkhead) {
-                (Some(m), _) => self.int_u32(m, 1, "max_concurrent", "at least 1"),
-                (None, Some(base)) => Some(base.max_concurrent),
-                (None, None) => {
-                    self.error(
-                        span(b),
-                        "a bulkhead needs `max_concurrent`",
-                        "max_concurrent = N",
-                    );
-                    None
-                }
-            };
-            let max_wait = match &bh.max_wait {
-                Some(w) => self.duration(w),
-                None => Some(p.bulkhead.map_or(SimDuration::ZERO, |b| b.max_wait)),
-            };
-            p.bulkhead = match (max_concurrent, max_wait) {
-                (Some(max_concurrent), Some(max_wait)) => Some(BulkheadSpec {
-                    max_concurrent,
-                    max_wait,
-                }),
-                _ => None,
-            };
+            p.bulkhead = self.bulkhead(b, p.bulkhead);
         }
-        if let Some(l) = &r.rate_limit {
-            let rl = l.get_ref();
-            let rate = match &rl.rate {
-                Some(x) => self.positive_f64(x, "the rate"),
-                None => {
-                    self.error(
-                        span(l),
-                        "a rate limiter needs `rate` (per second)",
-                        "rate = 50",
-                    );
-                    None
-                }
-            };
-            let burst = match &rl.burst {
-                Some(b) => self.positive_f64(b, "the burst"),
-                None => rate.map(|r| r.max(1.0)),
-            };
-            let max_wait = match &rl.max_wait {
-                Some(w) => self.duration(w),
-                None => Some(SimDuration::ZERO),
-            };
-            if let (Some(rate_per_s), Some(burst), Some(max_wait)) = (rate, burst, max_wait) {
-                p.rate_limit = Some(RateLimitSpec {
-                    rate_per_s,
-                    burst,
-                    max_wait,
-                });
-            }
+        if let Some(l) = &r.rate_limit
+            && let Some(rl) = self.rate_limit(l)
+        {
+            p.rate_limit = Some(rl);
         }
         if let Some(pr) = &r.protocol {
             p.protocol = self.protocol(pr);
         }
-        if let Some(c) = &r.cache {
-            let ch = c.get_ref();
-            let ttl = self.positive_duration(&ch.ttl, "the cache ttl");
-            let change_rate = match &ch.change_rate {
-                Some(x) if !(*x.get_ref() >= 0.0 && x.get_ref().is_finite()) => {
-                    self.error(
-                        span(x),
-                        format!("change_rate is {}", x.get_ref()),
-                        "changes per key per second, >= 0",
-                    );
-                    None
-                }
-                Some(x) => Some(*x.get_ref()),
-                None => Some(0.0),
-            };
-            if let (Some(ttl), Some(change_rate)) = (ttl, change_rate) {
-                p.cache = Some(crate::model::policy::CacheSpec { ttl, change_rate });
-            }
+        if let Some(c) = &r.cache
+            && let Some(cache) = self.cache(c)
+        {
+            p.cache = Some(cache);
         }
         if let Some(h) = &r.hedge {
-            let hg = h.get_ref();
-            let delay = match &hg.delay {
-                Some(d) => self.duration(d),
-                None => {
-                    self.error(span(h), "hedging needs `delay`", "delay = \"50ms\"");
-                    None
-                }
-            };
-            let max_attempts = match &hg.max_attempts {
-                Some(m) => self.int_u32(
-                    m,
-                    2,
-                    "max_attempts",
-                    "at least 2 (the original and one hedge)",
-                ),
-                None => Some(2),
-            };
-            let non_fatal = hg
-                .non_fatal
-                .as_ref()
-                .map(|l| self.statuses(l))
-                .unwrap_or_default();
-            if let (Some(delay), Some(max_attempts)) = (delay, max_attempts) {
-                p.hedge = Some(HedgeSpec {
-                    delay,
-                    max_attempts,
-                    non_fatal,
-                });
+            if let Some(hedge) = self.hedge(h) {
+                p.hedge = Some(hedge);
             }
             if p.retry.is_some() {
                 self.error(
@@ -223,6 +122,139 @@ impl Builder {
             }
         }
         Some(p)
+    }
+
+    /// `fallback`: "degraded" or an error status.
+    fn fallback(&mut self, f: &Spanned<String>) -> Option<Fallback> {
+        if f.get_ref() == "degraded" {
+            Some(Fallback::Degraded)
+        } else {
+            match Status::from_name(f.get_ref()) {
+                Some(st) if !st.is_ok() => Some(Fallback::Status(st)),
+                _ => {
+                    self.error(
+                        span(f),
+                        format!("`{}` is not a fallback", f.get_ref()),
+                        "\"degraded\" (ok, marked degraded) or an error status",
+                    );
+                    None
+                }
+            }
+        }
+    }
+
+    /// `[policies.NAME.bulkhead]`, over the preset's.
+    fn bulkhead(
+        &mut self,
+        b: &Spanned<RawBulkhead>,
+        base: Option<BulkheadSpec>,
+    ) -> Option<BulkheadSpec> {
+        let bh = b.get_ref();
+        let max_concurrent = match (&bh.max_concurrent, base) {
+            (Some(m), _) => self.int_u32(m, 1, "max_concurrent", "at least 1"),
+            (None, Some(base)) => Some(base.max_concurrent),
+            (None, None) => {
+                self.error(
+                    span(b),
+                    "a bulkhead needs `max_concurrent`",
+                    "max_concurrent = N",
+                );
+                None
+            }
+        };
+        let max_wait = match &bh.max_wait {
+            Some(w) => self.duration(w),
+            None => Some(base.map_or(SimDuration::ZERO, |b| b.max_wait)),
+        };
+        match (max_concurrent, max_wait) {
+            (Some(max_concurrent), Some(max_wait)) => Some(BulkheadSpec {
+                max_concurrent,
+                max_wait,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `[policies.NAME.rate_limit]`: a token bucket.
+    fn rate_limit(&mut self, l: &Spanned<RawRateLimit>) -> Option<RateLimitSpec> {
+        let rl = l.get_ref();
+        let rate = match &rl.rate {
+            Some(x) => self.positive_f64(x, "the rate"),
+            None => {
+                self.error(
+                    span(l),
+                    "a rate limiter needs `rate` (per second)",
+                    "rate = 50",
+                );
+                None
+            }
+        };
+        let burst = match &rl.burst {
+            Some(b) => self.positive_f64(b, "the burst"),
+            None => rate.map(|r| r.max(1.0)),
+        };
+        let max_wait = match &rl.max_wait {
+            Some(w) => self.duration(w),
+            None => Some(SimDuration::ZERO),
+        };
+        Some(RateLimitSpec {
+            rate_per_s: rate?,
+            burst: burst?,
+            max_wait: max_wait?,
+        })
+    }
+
+    /// `[policies.NAME.cache]`: a response cache.
+    fn cache(&mut self, c: &Spanned<RawCache>) -> Option<crate::model::policy::CacheSpec> {
+        let ch = c.get_ref();
+        let ttl = self.positive_duration(&ch.ttl, "the cache ttl");
+        let change_rate = match &ch.change_rate {
+            Some(x) if !(*x.get_ref() >= 0.0 && x.get_ref().is_finite()) => {
+                self.error(
+                    span(x),
+                    format!("change_rate is {}", x.get_ref()),
+                    "changes per key per second, >= 0",
+                );
+                None
+            }
+            Some(x) => Some(*x.get_ref()),
+            None => Some(0.0),
+        };
+        Some(crate::model::policy::CacheSpec {
+            ttl: ttl?,
+            change_rate: change_rate?,
+        })
+    }
+
+    /// `[policies.NAME.hedge]`.
+    fn hedge(&mut self, h: &Spanned<RawHedge>) -> Option<HedgeSpec> {
+        let hg = h.get_ref();
+        let delay = match &hg.delay {
+            Some(d) => self.duration(d),
+            None => {
+                self.error(span(h), "hedging needs `delay`", "delay = \"50ms\"");
+                None
+            }
+        };
+        let max_attempts = match &hg.max_attempts {
+            Some(m) => self.int_u32(
+                m,
+                2,
+                "max_attempts",
+                "at least 2 (the original and one hedge)",
+            ),
+            None => Some(2),
+        };
+        let non_fatal = hg
+            .non_fatal
+            .as_ref()
+            .map(|l| self.statuses(l))
+            .unwrap_or_default();
+        Some(HedgeSpec {
+            delay: delay?,
+            max_attempts: max_attempts?,
+            non_fatal,
+        })
     }
 
     fn protocol(&mut self, raw: &Spanned<RawProtocol>) -> Option<ProtocolSpec> {
@@ -282,12 +314,19 @@ impl Builder {
                 "connection = \"per_call\"",
             );
         }
+        p.pool = self.pool(t, p.pool)?;
+        Some(p)
+    }
+
+    /// The connection pool: `pool`, `max_connections`, `connections`, `max_streams`,
+    /// over the protocol preset's.
+    fn pool(&mut self, t: &RawProtocolTable, base: Pool) -> Option<Pool> {
         let count = |b: &mut Builder, v: &Option<Spanned<i64>>, what: &str, default: u32| match v {
             Some(n) => b.int_u32(n, 1, what, "at least 1"),
             None => Some(default),
         };
         let pool_kind = match t.pool.as_ref().map(|x| (x, x.get_ref().as_str())) {
-            None => match p.pool {
+            None => match base {
                 Pool::Http1 { .. } => "http1",
                 Pool::Http2 { .. } => "http2",
             },
@@ -301,7 +340,7 @@ impl Builder {
                 return None;
             }
         };
-        p.pool = match (pool_kind, p.pool) {
+        Some(match (pool_kind, base) {
             ("http1", Pool::Http1 { max_connections }) => Pool::Http1 {
                 max_connections: count(
                     self,
@@ -327,13 +366,127 @@ impl Builder {
                 connections: count(self, &t.connections, "connections", 1)?,
                 max_streams: count(self, &t.max_streams, "max_streams", 100)?,
             },
-        };
-        Some(p)
+        })
     }
 
     fn retry(&mut self, raw: &Spanned<RawRetry>, base: Option<RetrySpec>) -> Option<RetrySpec> {
         let r = raw.get_ref();
-        let max_attempts = match (&r.max_attempts, &r.retries, &base) {
+        let max_attempts = self.max_attempts(raw, &base);
+        let backoff = self.backoff(r, &base);
+        let retry_on = match &r.on {
+            Some(list) => self.statuses(list),
+            None => base
+                .as_ref()
+                .map_or(StatusSet::of(&[Status::Unavailable]), |b| b.retry_on),
+        };
+        let pushback = r
+            .pushback
+            .as_ref()
+            .map_or(base.as_ref().is_some_and(|b| b.pushback), |b| *b.get_ref());
+        let budget = self.retry_budget(r, &base)?;
+        let throttle = match &r.throttle {
+            None => base.as_ref().and_then(|b| b.throttle),
+            Some(t) => {
+                let th = t.get_ref();
+                let max_tokens = self.positive_f64(&th.max_tokens, "max_tokens");
+                let token_ratio = self.positive_f64(&th.token_ratio, "token_ratio");
+                Some(Throttle {
+                    max_tokens: max_tokens?,
+                    token_ratio: token_ratio?,
+                })
+            }
+        };
+        Some(RetrySpec {
+            max_attempts: max_attempts?,
+            backoff,
+            retry_on,
+            pushback,
+            budget,
+            throttle,
+        })
+    }
+
+    fn breaker(
+        &mut self,
+        raw: &Spanned<RawBreaker>,
+        mut b: BreakerSpec,
+        policy: &mut PolicySpec,
+    ) -> Option<BreakerSpec> {
+        let r = raw.get_ref();
+        self.breaker_window(raw, &mut b)?;
+        if let Some(x) = &r.failure_rate {
+            b.failure_rate = self.percent(x, "failure_rate")?;
+        }
+        if let Some(c) = &r.compare {
+            b.compare = match c.get_ref().as_str() {
+                ">" => Compare::Greater,
+                ">=" => Compare::GreaterOrEqual,
+                other => {
+                    self.error(
+                        span(c),
+                        format!("unknown comparison `{other}`"),
+                        "\">\" (opossum) or \">=\" (resilience4j, Polly)",
+                    );
+                    b.compare
+                }
+            };
+        }
+        match (&r.slow_call_duration, &r.slow_call_rate) {
+            (None, None) => {}
+            (d, rate) => {
+                let duration = match d {
+                    Some(d) => self.positive_duration(d, "slow_call_duration")?,
+                    None => b
+                        .slow_call
+                        .map_or(SimDuration::from_secs(60), |s| s.duration),
+                };
+                let rate = match rate {
+                    Some(x) => self.percent(x, "slow_call_rate")?,
+                    None => b.slow_call.map_or(1.0, |s| s.rate),
+                };
+                b.slow_call = Some(SlowCall { duration, rate });
+            }
+        }
+        if let Some(m) = &r.minimum_calls {
+            b.minimum_calls = self.int_u32(m, 0, "minimum_calls", "0 or more")?;
+        }
+        if let Some(e) = &r.evaluate {
+            b.evaluate = match e.get_ref().as_str() {
+                "every_call" => Evaluate::EveryCall,
+                "on_failure" => Evaluate::OnFailure,
+                other => {
+                    self.error(
+                        span(e),
+                        format!("unknown evaluate `{other}`"),
+                        "\"every_call\" (resilience4j) or \"on_failure\" (opossum, Polly)",
+                    );
+                    b.evaluate
+                }
+            };
+        }
+        if let Some(c) = &r.count_rejections {
+            b.count_rejections = *c.get_ref();
+        }
+        self.breaker_open(r, &mut b)?;
+        if let Some(x) = &r.reset_on_transition {
+            b.reset_on_transition = *x.get_ref();
+        }
+        if let Some(list) = &r.failure_on {
+            policy.failure.statuses = self.statuses(list);
+        }
+        if let Some(t) = &r.timeouts_are_failures {
+            policy.failure.timeouts = *t.get_ref();
+        }
+        if let Some(t) = &r.rejections_are_failures {
+            policy.failure.rejections = *t.get_ref();
+        }
+        Some(b)
+    }
+
+    /// `max_attempts`, or `retries` plus the original, or the preset's.
+    fn max_attempts(&mut self, raw: &Spanned<RawRetry>, base: &Option<RetrySpec>) -> Option<u32> {
+        let r = raw.get_ref();
+        match (&r.max_attempts, &r.retries, &base) {
             (Some(_), Some(rt), _) => {
                 self.error(
                     span(rt),
@@ -355,7 +508,44 @@ impl Builder {
                 );
                 None
             }
-        };
+        }
+    }
+
+    /// `jitter` (and `jitter_range` for proportional jitter), over `current`.
+    fn jitter(
+        &mut self,
+        j: &Spanned<String>,
+        range: Option<&Spanned<Vec<f64>>>,
+        current: Jitter,
+    ) -> Jitter {
+        match j.get_ref().as_str() {
+            "none" => Jitter::None,
+            "full" => Jitter::Full,
+            "equal" => Jitter::Equal,
+            "decorrelated" => Jitter::Decorrelated,
+            "proportional" => match (range.map(|r| r.get_ref().as_slice()), current) {
+                (Some(&[low, high]), _) if (-1.0..=high).contains(&low) && high.is_finite() => {
+                    Jitter::Proportional { low, high }
+                }
+                (None, Jitter::Proportional { low, high }) => Jitter::Proportional { low, high },
+                _ => {
+                    self.error(span(j), "proportional jitter needs `jitter_range = [low, high]`", "e.g. [0, 0.2] (axios-retry), [-0.2, 0.2] (gRPC), [-0.5, 0.5] (resilience4j); -1 <= low <= high");
+                    current
+                }
+            },
+            other => {
+                self.error(
+                    span(j),
+                    format!("unknown jitter `{other}`"),
+                    "none, full, equal, decorrelated or proportional",
+                );
+                current
+            }
+        }
+    }
+
+    /// A retry's backoff: the fields written, over the preset's.
+    fn backoff(&mut self, r: &RawRetry, base: &Option<RetrySpec>) -> Backoff {
         let mut backoff = base.as_ref().map_or(
             Backoff {
                 kind: BackoffKind::Fixed,
@@ -393,44 +583,17 @@ impl Builder {
             backoff.cap = self.duration(c).unwrap_or(backoff.cap);
         }
         if let Some(j) = &r.jitter {
-            let range = r.jitter_range.as_ref();
-            backoff.jitter = match j.get_ref().as_str() {
-                "none" => Jitter::None,
-                "full" => Jitter::Full,
-                "equal" => Jitter::Equal,
-                "decorrelated" => Jitter::Decorrelated,
-                "proportional" => match (range.map(|r| r.get_ref().as_slice()), backoff.jitter) {
-                    (Some(&[low, high]), _) if (-1.0..=high).contains(&low) && high.is_finite() => {
-                        Jitter::Proportional { low, high }
-                    }
-                    (None, Jitter::Proportional { low, high }) => {
-                        Jitter::Proportional { low, high }
-                    }
-                    _ => {
-                        self.error(span(j), "proportional jitter needs `jitter_range = [low, high]`", "e.g. [0, 0.2] (axios-retry), [-0.2, 0.2] (gRPC), [-0.5, 0.5] (resilience4j); -1 <= low <= high");
-                        backoff.jitter
-                    }
-                },
-                other => {
-                    self.error(
-                        span(j),
-                        format!("unknown jitter `{other}`"),
-                        "none, full, equal, decorrelated or proportional",
-                    );
-                    backoff.jitter
-                }
-            };
+            backoff.jitter = self.jitter(j, r.jitter_range.as_ref(), backoff.jitter);
         }
-        let retry_on = match &r.on {
-            Some(list) => self.statuses(list),
-            None => base
-                .as_ref()
-                .map_or(StatusSet::of(&[Status::Unavailable]), |b| b.retry_on),
-        };
-        let pushback = r
-            .pushback
-            .as_ref()
-            .map_or(base.as_ref().is_some_and(|b| b.pushback), |b| *b.get_ref());
+        backoff
+    }
+
+    /// A retry budget, or the preset's; None when a bad value fails the whole retry.
+    fn retry_budget(
+        &mut self,
+        r: &RawRetry,
+        base: &Option<RetrySpec>,
+    ) -> Option<Option<RetryBudget>> {
         let budget = match &r.budget {
             None => base.as_ref().and_then(|b| b.budget.clone()),
             Some(b) => {
@@ -470,34 +633,11 @@ impl Builder {
                 }
             }
         };
-        let throttle = match &r.throttle {
-            None => base.as_ref().and_then(|b| b.throttle),
-            Some(t) => {
-                let th = t.get_ref();
-                let max_tokens = self.positive_f64(&th.max_tokens, "max_tokens");
-                let token_ratio = self.positive_f64(&th.token_ratio, "token_ratio");
-                Some(Throttle {
-                    max_tokens: max_tokens?,
-                    token_ratio: token_ratio?,
-                })
-            }
-        };
-        Some(RetrySpec {
-            max_attempts: max_attempts?,
-            backoff,
-            retry_on,
-            pushback,
-            budget,
-            throttle,
-        })
+        Some(budget)
     }
 
-    fn breaker(
-        &mut self,
-        raw: &Spanned<RawBreaker>,
-        mut b: BreakerSpec,
-        policy: &mut PolicySpec,
-    ) -> Option<BreakerSpec> {
+    /// A breaker's window, count or time, over the preset's.
+    fn breaker_window(&mut self, raw: &Spanned<RawBreaker>, b: &mut BreakerSpec) -> Option<()> {
         let r = raw.get_ref();
         // `size` alone means a count window; `duration` or `buckets` alone a time window.
         let implied = match (&r.size, r.duration.is_some() || r.buckets.is_some()) {
@@ -552,59 +692,11 @@ impl Builder {
                 );
             }
         }
-        if let Some(x) = &r.failure_rate {
-            b.failure_rate = self.percent(x, "failure_rate")?;
-        }
-        if let Some(c) = &r.compare {
-            b.compare = match c.get_ref().as_str() {
-                ">" => Compare::Greater,
-                ">=" => Compare::GreaterOrEqual,
-                other => {
-                    self.error(
-                        span(c),
-                        format!("unknown comparison `{other}`"),
-                        "\">\" (opossum) or \">=\" (resilience4j, Polly)",
-                    );
-                    b.compare
-                }
-            };
-        }
-        match (&r.slow_call_duration, &r.slow_call_rate) {
-            (None, None) => {}
-            (d, rate) => {
-                let duration = match d {
-                    Some(d) => self.positive_duration(d, "slow_call_duration")?,
-                    None => b
-                        .slow_call
-                        .map_or(SimDuration::from_secs(60), |s| s.duration),
-                };
-                let rate = match rate {
-                    Some(x) => self.percent(x, "slow_call_rate")?,
-                    None => b.slow_call.map_or(1.0, |s| s.rate),
-                };
-                b.slow_call = Some(SlowCall { duration, rate });
-            }
-        }
-        if let Some(m) = &r.minimum_calls {
-            b.minimum_calls = self.int_u32(m, 0, "minimum_calls", "0 or more")?;
-        }
-        if let Some(e) = &r.evaluate {
-            b.evaluate = match e.get_ref().as_str() {
-                "every_call" => Evaluate::EveryCall,
-                "on_failure" => Evaluate::OnFailure,
-                other => {
-                    self.error(
-                        span(e),
-                        format!("unknown evaluate `{other}`"),
-                        "\"every_call\" (resilience4j) or \"on_failure\" (opossum, Polly)",
-                    );
-                    b.evaluate
-                }
-            };
-        }
-        if let Some(c) = &r.count_rejections {
-            b.count_rejections = *c.get_ref();
-        }
+        Some(())
+    }
+
+    /// How long a breaker stays open and how it half-opens.
+    fn breaker_open(&mut self, r: &RawBreaker, b: &mut BreakerSpec) -> Option<()> {
         if let Some(o) = &r.open_for {
             b.open_for = self.positive_duration(o, "open_for")?;
             b.open_max = b.open_max.max(b.open_for);
@@ -651,18 +743,6 @@ impl Builder {
                 }
             };
         }
-        if let Some(x) = &r.reset_on_transition {
-            b.reset_on_transition = *x.get_ref();
-        }
-        if let Some(list) = &r.failure_on {
-            policy.failure.statuses = self.statuses(list);
-        }
-        if let Some(t) = &r.timeouts_are_failures {
-            policy.failure.timeouts = *t.get_ref();
-        }
-        if let Some(t) = &r.rejections_are_failures {
-            policy.failure.rejections = *t.get_ref();
-        }
-        Some(b)
+        Some(())
     }
 }
