@@ -295,7 +295,8 @@ impl Builder {
                 ),
                 "at most 10000 services and consumers together (see ARCHITECTURE.md, Bounds)",
             );
-            return None;
+            // The error fails the build; nothing more is declared.
+            return Vec::new();
         }
         self.declare_services(raw);
         self.declare_consumers(raw);
