@@ -39,6 +39,10 @@ pub enum Command {
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Refuse a scenario estimated to need more memory than this, e.g. 4GB
+        /// [default: three quarters of the machine's memory].
+        #[arg(long, value_name = "SIZE", value_parser = scenario::memory::parse_size)]
+        max_memory: Option<u64>,
     },
     /// Check a scenario without running it.
     Validate {
@@ -73,7 +77,8 @@ pub fn main() -> ExitCode {
             out,
             set,
             quiet,
-        } => run(&scenario, seed, out, set, quiet),
+            max_memory,
+        } => run(&scenario, seed, out, set, quiet, max_memory),
         Command::Validate { scenario, set } => match load(&scenario, &set) {
             Ok(s) => {
                 println!(
@@ -234,6 +239,7 @@ fn run(
     out: Option<PathBuf>,
     mut set: Vec<String>,
     quiet: bool,
+    max_memory: Option<u64>,
 ) -> ExitCode {
     if let Some(seed) = seed {
         set.push(format!("simulation.seed={seed}"));
@@ -251,6 +257,19 @@ fn run(
         return ExitCode::from(2);
     }
     let (path, text) = (scenario.path.clone(), scenario.text.clone());
+    if let Some(budget) = max_memory.or_else(scenario::memory::machine_budget) {
+        use scenario::memory::{estimate, human};
+        let need = estimate(&scenario.spec);
+        if need.bytes > budget {
+            return invalid(&format!(
+                "{path}: this scenario needs about {} of memory before it runs (the most: {}), \
+                 above the budget of {}; make it smaller, or raise the budget with --max-memory",
+                human(need.bytes),
+                need.largest,
+                human(budget)
+            ));
+        }
+    }
     let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
