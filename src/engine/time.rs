@@ -61,7 +61,8 @@ impl SimDuration {
     /// Rounds a non-negative number of seconds to the nearest nanosecond.
     /// Negative or NaN input is a bug in the caller.
     pub fn from_secs_f64(s: f64) -> Self {
-        debug_assert!(s >= 0.0, "negative duration {s}");
+        // NaN is let through: `as` maps it to 0.
+        assert!(s >= 0.0 || s.is_nan(), "negative duration {s}");
         // `as` saturates (a heavy-tailed sample may exceed 584 years) and maps NaN to 0;
         // adding 0.5 rounds half up like `f64::round` does for non-negative values, and
         // costs less: every sampled duration goes through here.
@@ -85,6 +86,9 @@ impl SimDuration {
 // scenario.
 impl Add<SimDuration> for SimTime {
     type Output = SimTime;
+    /// Saturates at `SimTime::MAX`, the end of the clock (about 584 years), as samples
+    /// do: a heavy-tailed draw must not panic a run. Scheduling goes through
+    /// `Scheduler::after`, which ends the run with `ClockOverflow` instead.
     fn add(self, d: SimDuration) -> SimTime {
         SimTime(self.0.saturating_add(d.0))
     }
@@ -98,6 +102,7 @@ impl AddAssign<SimDuration> for SimTime {
 
 impl Add for SimDuration {
     type Output = SimDuration;
+    /// Saturates, like `SimTime + SimDuration` and sampled durations.
     fn add(self, d: SimDuration) -> SimDuration {
         SimDuration(self.0.saturating_add(d.0))
     }
@@ -152,6 +157,17 @@ mod tests {
             SimDuration::from_millis(50)
         );
         assert_eq!(SimDuration::from_secs_f64(1.5).as_nanos(), 1_500_000_000);
+    }
+
+    #[test]
+    fn addition_saturates_at_the_end_of_the_clock() {
+        let huge = SimDuration::from_nanos(u64::MAX - 1);
+        assert_eq!((huge + SimDuration::from_nanos(5)).as_nanos(), u64::MAX);
+        assert_eq!(SimTime::from_nanos(10) + huge, SimTime::MAX);
+        let mut t = SimTime::from_nanos(3);
+        t += huge;
+        assert_eq!(t, SimTime::MAX);
+        assert_eq!((SimDuration::from_nanos(2) + SimDuration::from_nanos(3)).as_nanos(), 5);
     }
 
     #[test]

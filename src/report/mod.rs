@@ -6,6 +6,7 @@ pub mod csv;
 pub mod expect;
 pub mod files;
 pub mod json;
+pub mod numbers;
 pub mod text;
 
 pub use files::{RUN_OUTPUTS, check_writable, write_all};

@@ -17,8 +17,11 @@ fn every_bundled_scenario_matches_its_committed_report() {
         let files = [
             (
                 "summary.txt",
-                format!("{}\n", meshsim::report::text::summary(&out.report, &reproduce))
-                    .into_bytes(),
+                format!(
+                    "{}\n",
+                    meshsim::report::text::summary(&out.report, &reproduce)
+                )
+                .into_bytes(),
             ),
             ("report.json", out.report.to_json().into_bytes()),
             (
