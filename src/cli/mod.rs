@@ -44,6 +44,10 @@ pub enum Command {
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Refuse a scenario estimated to need more memory than this, e.g. 4GB
+        /// [default: three quarters of the machine's memory].
+        #[arg(long, value_name = "SIZE", value_parser = scenario::memory::parse_size)]
+        max_memory: Option<u64>,
         /// Run many seeds: N (1 to N) or A..B; report the mean and 95% interval of
         /// every number, and each seed's report under DIR/seeds/.
         #[arg(long, value_name = "N|A..B", conflicts_with = "seed")]
@@ -224,8 +228,9 @@ pub fn main() -> ExitCode {
             out,
             set,
             quiet,
+            max_memory,
             ..
-        } => run(&scenario, seed, out, set, quiet),
+        } => run(&scenario, seed, out, set, quiet, max_memory),
         Command::Compare {
             a,
             b,
@@ -393,6 +398,7 @@ fn run(
     out: Option<PathBuf>,
     mut set: Vec<String>,
     quiet: bool,
+    max_memory: Option<u64>,
 ) -> ExitCode {
     if let Some(seed) = seed {
         set.push(format!("simulation.seed={seed}"));
@@ -412,6 +418,19 @@ fn run(
         return ExitCode::from(2);
     }
     let (path, text) = (scenario.path.clone(), scenario.text.clone());
+    if let Some(budget) = max_memory.or_else(scenario::memory::machine_budget) {
+        use scenario::memory::{estimate, human};
+        let need = estimate(&scenario.spec);
+        if need.bytes > budget {
+            return invalid(&format!(
+                "{path}: this scenario needs about {} of memory before it runs (the most: {}), \
+                 above the budget of {}; make it smaller, or raise the budget with --max-memory",
+                human(need.bytes),
+                need.largest,
+                human(budget)
+            ));
+        }
+    }
     let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),

@@ -122,7 +122,8 @@ fn swap_in(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
     for (name, _) in files {
         let dest = dir.join(name);
         let old = hidden(dir, name, "old");
-        let had_old = dest.exists();
+        // Only a file is moved aside: a directory in the way makes the move below fail.
+        let had_old = dest.is_file();
         if had_old && let Err(e) = std::fs::rename(&dest, &old) {
             result = Err(named(e, &dest));
             break;
@@ -202,7 +203,8 @@ mod tests {
         for blocked in ["a", "b", "c"] {
             let d = scratch(&format!("dir-{blocked}"));
             write_all(&d, &[("a", b"old".to_vec()), ("b", b"old".to_vec())]).unwrap();
-            std::fs::create_dir(d.join(blocked)).ok();
+            let _ = std::fs::remove_file(d.join(blocked));
+            std::fs::create_dir(d.join(blocked)).unwrap();
             let err = write_all(
                 &d,
                 &[("a", b"new".to_vec()), ("b", b"new".to_vec()), ("c", b"new".to_vec())],

@@ -6,6 +6,7 @@ pub mod bounds;
 pub mod build;
 pub mod diag;
 pub mod duration;
+pub mod memory;
 pub mod overrides;
 pub mod raw;
 pub mod run_error;
