@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod engine;
 pub mod explore;
+pub mod graph;
 pub mod metrics;
 pub mod model;
 pub mod report;

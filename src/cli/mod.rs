@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod views;
+
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 #[derive(Parser, Debug)]
@@ -39,6 +41,18 @@ pub enum Command {
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Also write the plots as PNG (plots/*.png; SVG is always written).
+        #[arg(long)]
+        png: bool,
+    },
+    /// Print the system's diagram: workloads, services, endpoints, calls with their
+    /// policies, brokers, queues, topics and consumers.
+    Graph {
+        scenario: String,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: views::GraphFormat,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Check a scenario without running it.
     Validate {
@@ -73,7 +87,13 @@ pub fn main() -> ExitCode {
             out,
             set,
             quiet,
-        } => run(&scenario, seed, out, set, quiet),
+            png,
+        } => run(&scenario, seed, out, set, quiet, png),
+        Command::Graph {
+            scenario,
+            format,
+            set,
+        } => views::graph_command(&scenario, &set, format),
         Command::Validate { scenario, set } => match load(&scenario, &set) {
             Ok(s) => {
                 println!(
@@ -237,6 +257,7 @@ fn run(
     out: Option<PathBuf>,
     mut set: Vec<String>,
     quiet: bool,
+    png: bool,
 ) -> ExitCode {
     if let Some(seed) = seed {
         set.push(format!("simulation.seed={seed}"));
@@ -246,6 +267,7 @@ fn run(
         Err(e) => return invalid(&e),
     };
     let seed = scenario.spec.seed;
+    let diagram = crate::graph::svg(&crate::graph::Topology::from_spec(&scenario.spec));
     let (name, path) = (scenario.name.clone(), scenario.path.clone());
     let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
         Ok(o) => o,
@@ -253,24 +275,42 @@ fn run(
     };
     let scenario_name = name;
     let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&scenario_name));
-    let files = [
+    let mut reproduce = format!("meshsim run {arg} --seed {seed}");
+    for s in set.iter().filter(|s| !s.starts_with("simulation.seed=")) {
+        reproduce.push_str(&format!(" --set {s}"));
+    }
+    let summary = report::text::summary(&report, &reproduce);
+    let csv = report::csv::timeseries(&metrics.series, &metrics.consistency);
+    let views = match report::views::files(&report::views::Views {
+        report: &report,
+        metrics: &metrics,
+        timeseries_csv: &csv,
+        summary: &summary,
+        reproduce: &reproduce,
+        diagram: Some(&diagram),
+        png,
+    }) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("cannot draw the views of {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut files = vec![
         ("report.json", report.to_json().into_bytes()),
-        (
-            "timeseries.csv",
-            report::csv::timeseries(&metrics.series, &metrics.consistency),
-        ),
+        ("timeseries.csv", csv),
     ];
+    files.extend(views.iter().map(|(n, b)| (n.as_str(), b.clone())));
     if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write the reports to {}: {e}", dir.display());
         return ExitCode::from(2);
     }
     if !quiet {
-        let mut reproduce = format!("meshsim run {arg} --seed {seed}");
-        for s in set.iter().filter(|s| !s.starts_with("simulation.seed=")) {
-            reproduce.push_str(&format!(" --set {s}"));
-        }
-        print!("{}", report::text::summary(&report, &reproduce));
-        println!("\nwrote {}/report.json and timeseries.csv", dir.display());
+        print!("{summary}");
+        println!(
+            "\nwrote {}/report.json, timeseries.csv, report.html and plots/",
+            dir.display()
+        );
     }
     let failed = report.expectations.iter().filter(|e| !e.passed).count();
     if failed > 0 {
