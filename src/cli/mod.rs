@@ -182,15 +182,21 @@ fn explore(arg: &str, seeds: Option<u64>, first_seed: u64, out: Option<PathBuf>)
         Err(e) => return invalid(&e),
     };
     let n = seeds.unwrap_or(plan.seeds);
+    let mut bar = views::Bar::new(false, Some(n), "{bar:40} seed {pos}/{len} · ETA {eta}");
     for seed in first_seed..first_seed.saturating_add(n) {
         let drawn = explore::draw(&plan, seed);
         let problems = match explore::trial(&path, &name, &text, &plan, seed, &drawn) {
             Ok(p) => p,
-            Err(e) => return invalid(&format!("seed {seed}: {e}")),
+            Err(e) => {
+                bar.finish();
+                return invalid(&format!("seed {seed}: {e}"));
+            }
         };
+        bar.inc();
         if problems.is_empty() {
             continue;
         }
+        bar.finish();
         println!("seed {seed} fails with {} drawn faults:", drawn.len());
         for p in &problems {
             println!("  {p}");
@@ -226,6 +232,7 @@ fn explore(arg: &str, seeds: Option<u64>, first_seed: u64, out: Option<PathBuf>)
         println!("\nreplay: meshsim run {} --seed {seed}", file.display());
         return ExitCode::from(1);
     }
+    bar.finish();
     println!(
         "{n} seeds from {first_seed}: every run met its expectations and the consistency invariants"
     );
@@ -269,7 +276,10 @@ fn run(
     let seed = scenario.spec.seed;
     let diagram = crate::graph::svg(&crate::graph::Topology::from_spec(&scenario.spec));
     let (name, path) = (scenario.name.clone(), scenario.path.clone());
-    let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
+    let mut bar = views::Bar::run(quiet, scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000));
+    let outcome = crate::simulate_with_progress(scenario, &mut |p| bar.progress(p));
+    bar.finish();
+    let crate::Outcome { report, metrics } = match outcome {
         Ok(o) => o,
         Err(e) => return invalid(&format!("{path}: {e}")),
     };

@@ -205,7 +205,7 @@ pub fn svg(t: &Topology) -> String {
     let _ = write!(
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"meshsim-diagram\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"DejaVu Sans, sans-serif\">\n\
-         <defs><marker id=\"meshsim-arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/></marker></defs>\n<title>system diagram</title>\n"
+         <defs><marker id=\"meshsim-arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/></marker></defs>\n<title>system diagram</title>\n"
     );
     let mut seen_pairs: Vec<(usize, usize)> = Vec::new();
     for l in &t.links {
@@ -228,7 +228,10 @@ pub fn svg(t: &Topology) -> String {
         if !l.label.is_empty() {
             let k = seen_pairs.iter().filter(|&&p| p == (l.from, l.to)).count();
             seen_pairs.push((l.from, l.to));
-            let (lx, ly) = (x1 + 6.0, y1 - 5.0 + 12.0 * k as f64);
+            // Beside the arrowhead, where the curve arrives level: links leaving one
+            // node end at different targets, so their labels do not overlap.
+            let lx = (x2 - text_width(&l.label, 10.0) - 12.0).max(x1 + 4.0);
+            let ly = y2 - 5.0 - 12.0 * k as f64;
             let _ = writeln!(
                 out,
                 "<text x=\"{lx:.1}\" y=\"{ly:.1}\" font-size=\"10\" fill=\"#333\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",

@@ -158,7 +158,7 @@ pub fn page(p: &Page) -> String {
     };
     let _ = write!(
         out,
-        "<header id=\"run\"><h1>meshsim: {}</h1>\n<p>seed {} · scenario hash {} · simulated {} s ({} s measured after a {} s warmup) · {} events · stop: {} · {verdict}</p>\n\
+        "<header id=\"run\"><h1>meshsim: {}</h1>\n<p>seed {} · scenario hash {} · simulated {:.3} s ({:.3} s measured after a {:.3} s warmup) · {} events · stop: {} · {verdict}</p>\n\
          <p>Reproduce: <code id=\"reproduce\">{}</code></p>\n</header>\n",
         esc(&r.scenario),
         r.seed,

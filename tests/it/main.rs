@@ -10,3 +10,4 @@ mod invalid;
 mod policies;
 mod properties;
 mod support;
+mod views;
