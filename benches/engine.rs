@@ -9,6 +9,10 @@ use meshsim::scenario;
 
 const MMC: &str = include_str!("../scenarios/mmc.toml");
 
+/// The SimPy chain's full twin (timeouts and retries with backoff, work not cancelled);
+/// scripts/compare_simpy.py runs it beside ../shared/peers/chain_simpy.py.
+const CHAIN_TWIN: &str = include_str!("models/chain_simpy_twin.toml");
+
 /// The nominal chain of ../shared/peers/chain_simpy.py (client -> gateway -> a -> b -> c,
 /// exponential 50 ms work, 16 workers each, 5 ms per message, per-hop timeouts), without
 /// its retries, which arrive with the resilience policies.
@@ -63,6 +67,7 @@ fn bench_model(c: &mut Criterion, name: &str, text: &str, overrides: &[&str]) {
 fn engine(c: &mut Criterion) {
     bench_model(c, "mmc_lam9_c10", MMC, &["simulation.requests=200000"]);
     bench_model(c, "chain_4hop", CHAIN, &[]);
+    bench_model(c, "chain_simpy_twin", CHAIN_TWIN, &["simulation.requests=20000"]);
 }
 
 criterion_group!(benches, engine);

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Side-by-side speed comparison: meshsim vs the SimPy M/M/c twin.
+"""Side-by-side speed comparison: meshsim vs its SimPy twins.
 
-Runs M/M/10 (lam=9, mu=1) and M/M/1 (lam=0.9, mu=1) for N customers in both
-engines, alternating SimPy and meshsim runs, and prints a markdown table of
-medians plus each engine's error on the mean response time W against Erlang-C.
+Runs M/M/10 (lam=9, mu=1) and M/M/1 (lam=0.9, mu=1) for N customers, and the
+nominal 4-hop chain with timeouts and retries (../shared/peers/chain_simpy.py
+against benches/models/chain_simpy_twin.toml) for N/10 requests, in both engines,
+alternating SimPy and meshsim runs. Prints a markdown table of medians, each
+engine's error on the mean response time W against Erlang-C, and the chain's
+statistics side by side (p50, p99, attempts per request and per hop), so the two
+are seen to simulate the same system.
 
     python3 scripts/compare_simpy.py            # N=1e6, 3 runs each (a few minutes)
     python3 scripts/compare_simpy.py --quick    # N=1e5, 1 run (smoke test)
@@ -25,7 +29,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = Path("/work/shared/peers")
+# The peers live beside the project: <workplace>/shared/peers next to <workplace>/main.
+PEERS = Path(os.environ.get("MESHSIM_PEERS", ROOT.parent / "shared" / "peers"))
+CHAIN_TWIN = ROOT / "benches" / "models" / "chain_simpy_twin.toml"
+# meshsim's edges of the chain, in SimPy's hop order (client->GW, GW->A, A->B, B->C).
+CHAIN_EDGES = ["client->gateway/get", "gateway->a/get", "a->b/get", "b->c/get"]
 VENV = ROOT / ".venv-peers"
 VENV_PY = VENV / "bin" / "python"
 MESHSIM = ROOT / "target" / "release" / "meshsim"
@@ -121,11 +129,83 @@ def run_meshsim(n, scenario):
     return wall, r["events"], ep["latency_ms"]["mean"] / 1000.0, (hi - lo) / 2000.0, load
 
 
+def run_simpy_chain(n):
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    out, _, load = timed([str(VENV_PY), str(PEERS / "chain_simpy.py"), str(n), "--rate", "40",
+                          "--json"], env=env)
+    r = json.loads(out)
+    stats = {
+        "p50_ms": r["p50_e2e_ok"] * 1e3,
+        "p99_ms": r["p99_e2e_ok"] * 1e3,
+        "success": r["success_rate"],
+        "attempts_per_request": r["attempts_total"] / n,
+        "attempts_per_hop": r["attempts_per_hop"],
+        "timeouts_per_hop": r["timeouts_per_hop"],
+    }
+    return r["sim_wall_s"], r["events"], stats, load
+
+
+def run_meshsim_chain(n):
+    with tempfile.TemporaryDirectory() as tmp:
+        _, wall, load = timed([str(MESHSIM), "run", str(CHAIN_TWIN), "--set",
+                               f"simulation.requests={n}", "-q", "--out", tmp])
+        r = json.loads((Path(tmp) / "report.json").read_text())
+    w = r["workloads"]["client"]
+    edges = [r["edges"][e] for e in CHAIN_EDGES]
+    assert w["requests"] == n, f"meshsim sent {w['requests']} of {n}"
+    stats = {
+        "p50_ms": w["latency_ms"]["p50"],
+        "p99_ms": w["latency_ms"]["p99"],
+        "success": w["ok"] / w["requests"],
+        "attempts_per_request": sum(e["attempts"] for e in edges) / n,
+        "attempts_per_hop": [e["attempts"] for e in edges],
+        "timeouts_per_hop": [e["timeouts"] for e in edges],
+    }
+    return wall, r["events"], stats, load
+
+
+def chain_section(n, runs, max_wait):
+    sp, ms = [], []
+    for i in range(runs):
+        sp.append(clean_run(lambda: run_simpy_chain(n), max_wait))
+        ms.append(clean_run(lambda: run_meshsim_chain(n), max_wait))
+        print(f"chain run {i + 1}/{runs}: simpy loop {sp[-1][0]:.3f} s (other load {sp[-1][3]:.2f}), "
+              f"meshsim process {ms[-1][0]:.3f} s (other load {ms[-1][3]:.2f})", file=sys.stderr)
+    sp_rps = n / statistics.median(r[0] for r in sp)
+    ms_wall = statistics.median(r[0] for r in ms)
+    lines = [
+        f"\n4-hop chain with timeouts and retries (nominal, rate 40/s), N={n:,} requests, "
+        f"medians of {runs} run(s):\n",
+        "| engine | requests/s | events/s | ratio (meshsim/SimPy) |",
+        "|---|---:|---:|---:|",
+        f"| SimPy (event loop) | {sp_rps:,.0f} | {sp[0][1] / statistics.median(r[0] for r in sp):,.0f} | |",
+        f"| meshsim (whole process) | {n / ms_wall:,.0f} | {ms[0][1] / ms_wall:,.0f} | "
+        f"{n / ms_wall / sp_rps:.1f}x |",
+        f"\nHighest load from other processes during a run, in cores: SimPy {max(r[3] for r in sp):.2f}, "
+        f"meshsim {max(r[3] for r in ms):.2f}",
+        "\nThe same system, statistically (seed 42 in both; different random streams):\n",
+        "| statistic | SimPy | meshsim |",
+        "|---|---:|---:|",
+    ]
+    a, b = sp[0][2], ms[0][2]
+    lines += [
+        f"| success | {a['success']:.4%} | {b['success']:.4%} |",
+        f"| e2e p50 (ms, ok) | {a['p50_ms']:.1f} | {b['p50_ms']:.1f} |",
+        f"| e2e p99 (ms, ok) | {a['p99_ms']:.1f} | {b['p99_ms']:.1f} |",
+        f"| attempts per request | {a['attempts_per_request']:.4f} | {b['attempts_per_request']:.4f} |",
+        f"| attempts per hop | {a['attempts_per_hop']} | {b['attempts_per_hop']} |",
+        f"| timeouts per hop | {a['timeouts_per_hop']} | {b['timeouts_per_hop']} |",
+    ]
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="customers per run")
     ap.add_argument("--runs", type=int, default=3, help="runs per engine and model")
     ap.add_argument("--quick", action="store_true", help="N=100000, 1 run")
+    ap.add_argument("--chain-n", type=int, default=None, help="chain requests per run [default: N/10]")
+    ap.add_argument("--only", choices=["mmc", "chain"], default=None, help="run one part only")
     ap.add_argument("--no-build", action="store_true", help="skip cargo build --release")
     ap.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine before each run")
     a = ap.parse_args()
@@ -139,7 +219,7 @@ def main():
     # Both engines share one noisy 2-vCPU box: record the load so readers can judge.
     print("load average before: %.2f %.2f %.2f" % os.getloadavg(), file=sys.stderr)
     rows, errs, cw = [], [], []
-    for name, lam, mu, c, scenario in MODELS:
+    for name, lam, mu, c, scenario in (MODELS if a.only != "chain" else []):
         sp, ms = [], []
         # Alternate engines so a burst of background load hits both, not just one.
         for i in range(a.runs):
@@ -158,18 +238,21 @@ def main():
         errs.append(f"| {name} | {w_ref:.6f} | {sp[0][2]:.6f} ({(sp[0][2] - w_ref) / w_ref:+.2%}, "
                     f"CI95 ±{sp[0][3] / w_ref:.2%}) | {ms[0][2]:.6f} ({(ms[0][2] - w_ref) / w_ref:+.2%}, "
                     f"CI99 ±{ms[0][3] / w_ref:.2%}) |")
+    chain = chain_section(a.chain_n or max(a.n // 10, 1000), a.runs, a.max_wait) if a.only != "mmc" else []
     print("load average after:  %.2f %.2f %.2f" % os.getloadavg(), file=sys.stderr)
 
-    print(f"Medians of {a.runs} alternating run(s). SimPy: event-loop wall time; "
-          "meshsim: whole-process wall time.\n")
-    print("| model | N | SimPy customers/s | meshsim customers/s | meshsim events/s | ratio (meshsim/SimPy) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
-    print("\nHighest load from other processes during a run, in cores (want < 0.35): " + "; ".join(cw))
-    print("\nMean response time W (s), seed 42, vs Erlang-C:\n")
-    print("| model | Erlang-C W | SimPy W (rel. err) | meshsim W (rel. err) |")
-    print("|---|---:|---:|---:|")
-    print("\n".join(errs))
+    if rows:
+        print(f"Medians of {a.runs} alternating run(s). SimPy: event-loop wall time; "
+              "meshsim: whole-process wall time.\n")
+        print("| model | N | SimPy customers/s | meshsim customers/s | meshsim events/s | ratio (meshsim/SimPy) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        print("\n".join(rows))
+        print("\nHighest load from other processes during a run, in cores (want < 0.35): " + "; ".join(cw))
+        print("\nMean response time W (s), seed 42, vs Erlang-C:\n")
+        print("| model | Erlang-C W | SimPy W (rel. err) | meshsim W (rel. err) |")
+        print("|---|---:|---:|---:|")
+        print("\n".join(errs))
+    print("\n".join(chain))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod scenario;
+pub mod status;
 
 use engine::{RunError, Stop};
 use metrics::Metrics;

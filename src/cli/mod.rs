@@ -150,10 +150,7 @@ fn source(arg: &str) -> Result<(String, String, String), ScenarioError> {
         let name = file.trim_end_matches(".toml").to_owned();
         return Ok((format!("scenarios/{file}"), name, (*text).to_owned()));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: arg.to_owned(),
-        source,
-    })?;
+    let text = scenario::read(arg, path)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -275,16 +272,21 @@ fn run(
     };
     let seed = scenario.spec.seed;
     let diagram = crate::graph::svg(&crate::graph::Topology::from_spec(&scenario.spec));
-    let (name, path) = (scenario.name.clone(), scenario.path.clone());
+    let name = scenario.name.clone();
+    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&name));
+    // Before the run, not after it: a long run must not end in "cannot write".
+    if let Err(e) = report::check_writable(&dir, report::RUN_OUTPUTS) {
+        eprintln!("cannot write the reports to {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let (path, text) = (scenario.path.clone(), scenario.text.clone());
     let mut bar = views::Bar::run(quiet, scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000));
     let outcome = crate::simulate_with_progress(scenario, &mut |p| bar.progress(p));
     bar.finish();
     let crate::Outcome { report, metrics } = match outcome {
         Ok(o) => o,
-        Err(e) => return invalid(&format!("{path}: {e}")),
+        Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };
-    let scenario_name = name;
-    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&scenario_name));
     let mut reproduce = format!("meshsim run {arg} --seed {seed}");
     for s in set.iter().filter(|s| !s.starts_with("simulation.seed=")) {
         reproduce.push_str(&format!(" --set {s}"));
@@ -311,6 +313,13 @@ fn run(
         ("timeseries.csv", csv),
     ];
     files.extend(views.iter().map(|(n, b)| (n.as_str(), b.clone())));
+    assert!(
+        files
+            .iter()
+            .map(|f| f.0)
+            .filter(|n| !n.starts_with("plots/"))
+            .eq(report::RUN_OUTPUTS.iter().copied())
+    );
     if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write the reports to {}: {e}", dir.display());
         return ExitCode::from(2);

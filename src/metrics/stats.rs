@@ -226,7 +226,7 @@ impl TimeWeighted {
 
     #[inline]
     pub fn decrement(&mut self, now: SimTime) {
-        debug_assert!(self.value > 0, "time-weighted count went negative");
+        assert!(self.value > 0, "time-weighted count went negative");
         self.set(now, self.value - 1);
     }
 

@@ -99,6 +99,13 @@ pub fn parse(text: &str) -> Result<Check, String> {
     };
     let (path_text, bound_text) = (t[..at].trim(), t[at + len..].trim());
     let bound = match bound_text.parse::<f64>() {
+        // `nan` and `inf` parse as numbers, but a comparison with NaN never holds and
+        // one with an infinity always or never does: either is a mistake.
+        Ok(x) if !x.is_finite() => {
+            return Err(format!(
+                "`{bound_text}` is not a finite number; expected {EXPECTED}"
+            ));
+        }
         Ok(x) => Bound::Number(x),
         Err(_) if bound_text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '"') => {
             Bound::Path(split_path(bound_text)?)
@@ -159,7 +166,7 @@ pub fn resolve(report: &Value, path: &[String]) -> Result<f64, String> {
         if depth > 0
             && path[depth - 1] == "errors"
             && depth + 1 == path.len()
-            && crate::model::Status::from_name(seg).is_some_and(|s| !s.is_ok())
+            && crate::status::Status::from_name(seg).is_some_and(|s| !s.is_ok())
             && v.as_object().is_some_and(|m| !m.contains_key(seg))
         {
             return Ok(0.0);
@@ -229,6 +236,10 @@ mod tests {
                 .unwrap_err()
                 .contains("neither a number")
         );
+        for bound in ["nan", "NaN", "inf", "-inf", "infinity", "1e999"] {
+            let err = parse(&format!("workloads.x.ok < {bound}")).unwrap_err();
+            assert!(err.contains("not a finite number"), "{bound}: {err}");
+        }
         let c = parse("workloads.a.ok > workloads.b.ok").unwrap();
         assert_eq!(
             c.bound,

@@ -18,7 +18,49 @@ struct Preset {
     confirms: bool,
     retries: u32,
     confirm_timeout: SimDuration,
+    /// A publish retry waits this long (Kafka's `retry.backoff.ms`, kept for the others).
+    retry_backoff: SimDuration,
+    /// A FIFO queue's deduplication interval; None: the library has no FIFO queues.
+    dedup_window: Option<SimDuration>,
 }
+
+/// The defaults of topics and consumer groups: Kafka's, the only preset with topics.
+struct LogPreset {
+    /// `num.partitions`.
+    partitions: u32,
+    /// `retention.ms`.
+    retention: SimDuration,
+    /// `auto.commit.interval.ms`.
+    commit_interval: SimDuration,
+    /// `partition.assignment.strategy`.
+    assignor: Assignor,
+    /// `auto.offset.reset`.
+    start: StartFrom,
+    /// `session.timeout.ms`.
+    session_timeout: SimDuration,
+    /// `max.poll.interval.ms`.
+    max_poll_interval: SimDuration,
+}
+
+const KAFKA_LOG: LogPreset = LogPreset {
+    partitions: 1,
+    retention: SimDuration::from_secs(7 * 24 * 3600),
+    commit_interval: SimDuration::from_secs(5),
+    assignor: Assignor::Range,
+    start: StartFrom::Latest,
+    session_timeout: SimDuration::from_secs(45),
+    max_poll_interval: SimDuration::from_secs(300),
+};
+
+// meshsim's own defaults, the same under every preset.
+/// A broker's one-way latency when the scenario gives none.
+const BROKER_LATENCY: SimDuration = SimDuration::from_millis(1);
+/// Deliveries in all when `on_failure = "retry"` is written without `attempts`.
+const RETRY_ATTEMPTS: u32 = 3;
+/// How long an idempotent consumer keeps the ids it has seen.
+const DEDUPE_RETENTION: SimDuration = SimDuration::from_secs(24 * 3600);
+/// How often an outbox relay polls its table.
+const RELAY_INTERVAL: SimDuration = SimDuration::from_millis(100);
 
 fn preset(flavor: Flavor) -> Preset {
     use crate::model::backoff::{Backoff, BackoffKind, Jitter, UNCAPPED};
@@ -43,6 +85,8 @@ fn preset(flavor: Flavor) -> Preset {
             confirms: false,
             retries: 0,
             confirm_timeout: SimDuration::from_secs(5),
+            retry_backoff: SimDuration::from_millis(100),
+            dedup_window: None,
         },
         // SQS: visibility timeout 30 s; a failed message simply reappears then;
         // ReceiveMessage takes up to 10; SendMessage answers (a confirm).
@@ -57,6 +101,9 @@ fn preset(flavor: Flavor) -> Preset {
             confirms: true,
             retries: 0,
             confirm_timeout: SimDuration::from_secs(5),
+            retry_backoff: SimDuration::from_millis(100),
+            // FIFO queues drop a repeated deduplication id for 5 minutes.
+            dedup_window: Some(SimDuration::from_secs(5 * 60)),
         },
         // BullMQ: lock 30 s (stalled jobs return), attempts 1, concurrency 1.
         Flavor::BullMq => Preset {
@@ -73,6 +120,8 @@ fn preset(flavor: Flavor) -> Preset {
             confirms: true,
             retries: 0,
             confirm_timeout: SimDuration::from_secs(5),
+            retry_backoff: SimDuration::from_millis(100),
+            dedup_window: None,
         },
         // Kafka: acks=all with retries (idempotent producer), request timeout 30 s.
         Flavor::Kafka => Preset {
@@ -86,6 +135,8 @@ fn preset(flavor: Flavor) -> Preset {
             confirms: true,
             retries: 10,
             confirm_timeout: SimDuration::from_secs(30),
+            retry_backoff: SimDuration::from_millis(100),
+            dedup_window: None,
         },
     }
 }
@@ -116,7 +167,7 @@ impl Builder {
             };
             let latency = match &v.latency {
                 Some(l) => self.dist(l).unwrap_or(Dist::Constant(SimDuration::ZERO)),
-                None => Dist::Constant(SimDuration::from_millis(1)),
+                None => Dist::Constant(BROKER_LATENCY),
             };
             let loss = v
                 .loss
@@ -216,7 +267,7 @@ impl Builder {
                         }
                         self.positive_duration(d, "the deduplication window")
                     }
-                    None if fifo => Some(SimDuration::from_secs(5 * 60)),
+                    None if fifo => p.dedup_window,
                     None => None,
                 };
                 let ttl = dur(self, &qv.ttl, "the message TTL");
@@ -348,11 +399,11 @@ impl Builder {
                 let partitions = tv
                     .partitions
                     .as_ref()
-                    .and_then(|n| self.int_u32(n, 1, "partitions", "at least 1 partition"))
-                    .unwrap_or(1);
+                    .and_then(|n| self.bounded(n, 1, bounds::MAX_PARTITIONS, "partitions", "at least 1 partition"))
+                    .unwrap_or(KAFKA_LOG.partitions);
                 let retention = match &tv.retention {
                     Some(r) => self.positive_duration(r, "the retention"),
-                    None => Some(SimDuration::from_secs(7 * 24 * 3600)),
+                    None => Some(KAFKA_LOG.retention),
                 };
                 let full = format!("{}/{}", name.get_ref(), tname.get_ref());
                 let tid = TopicId(self.topics.len() as u32);
@@ -420,12 +471,12 @@ impl Builder {
             let instances = v
                 .instances
                 .as_ref()
-                .and_then(|n| self.int_u32(n, 1, "instances", "at least 1 instance"))
+                .and_then(|n| self.bounded(n, 1, bounds::MAX_INSTANCES, "instances", "at least 1 instance"))
                 .unwrap_or(1);
             let concurrency = v
                 .concurrency
                 .as_ref()
-                .and_then(|n| self.int_u32(n, 1, "concurrency", "at least 1 handler at a time"))
+                .and_then(|n| self.bounded(n, 1, bounds::MAX_CONCURRENCY, "concurrency", "at least 1 handler at a time"))
                 .unwrap_or(1);
             let prefetch = match &v.prefetch {
                 Some(n) => self
@@ -464,7 +515,7 @@ impl Builder {
                             "skip" => OnFailure::Skip,
                             "timeout" => OnFailure::Abandon,
                             _ => OnFailure::Retry {
-                                attempts: 3,
+                                attempts: RETRY_ATTEMPTS,
                                 backoff: crate::model::backoff::Backoff::bullmq(SimDuration::ZERO),
                             },
                         }
@@ -539,7 +590,7 @@ impl Builder {
                 };
                 let retention = match &dv.retention {
                     Some(r) => self.positive_duration(r, "the retention")?,
-                    None => SimDuration::from_secs(24 * 3600),
+                    None => DEDUPE_RETENTION,
                 };
                 Some(Dedupe { by, retention })
             });
@@ -579,8 +630,8 @@ impl Builder {
             let interval = match &v.commit_interval {
                 Some(d) => self
                     .positive_duration(d, "the commit interval")
-                    .unwrap_or(SimDuration::from_secs(5)),
-                None => SimDuration::from_secs(5),
+                    .unwrap_or(KAFKA_LOG.commit_interval),
+                None => KAFKA_LOG.commit_interval,
             };
             let commit = match v.commit.as_ref().map(|x| (x, x.get_ref().as_str())) {
                 None | Some((_, "auto")) => Commit::Auto(interval),
@@ -609,7 +660,8 @@ impl Builder {
                 }
             };
             let assignor = match v.assignment.as_ref().map(|x| (x, x.get_ref().as_str())) {
-                None | Some((_, "range")) => Assignor::Range,
+                None => KAFKA_LOG.assignor,
+                Some((_, "range")) => Assignor::Range,
                 Some((_, "round_robin")) => Assignor::RoundRobin,
                 Some((_, "cooperative")) => Assignor::CooperativeSticky,
                 Some((x, other)) => {
@@ -625,7 +677,8 @@ impl Builder {
                 v.start.as_ref().map(|x| (x, x.get_ref().as_str())),
                 &v.start_offset,
             ) {
-                (None, None) | (Some((_, "latest")), None) => StartFrom::Latest,
+                (None, None) => KAFKA_LOG.start,
+                (Some((_, "latest")), None) => StartFrom::Latest,
                 (Some((_, "earliest")), None) => StartFrom::Earliest,
                 (None, Some(o)) | (Some((_, "offset")), Some(o)) => StartFrom::Offset(
                     self.int(o, 0, i64::MAX, "the start offset", "an offset >= 0")
@@ -644,10 +697,10 @@ impl Builder {
                 .session_timeout
                 .as_ref()
                 .and_then(|d| self.positive_duration(d, "the session timeout"))
-                .unwrap_or(SimDuration::from_secs(45));
+                .unwrap_or(KAFKA_LOG.session_timeout);
             let max_poll_interval = match &v.max_poll_interval {
                 Some(d) => self.positive_duration(d, "max_poll_interval"),
-                None if is_topic => Some(SimDuration::from_secs(300)),
+                None if is_topic => Some(KAFKA_LOG.max_poll_interval),
                 None => None,
             };
             let sid = ServiceId(self.services.len() as u32);
@@ -873,9 +926,9 @@ impl Builder {
             confirms,
             outbox,
             retries,
-            retry_backoff: SimDuration::from_millis(100),
+            retry_backoff: p.retry_backoff,
             confirm_timeout: p.confirm_timeout,
-            relay_interval: SimDuration::from_millis(100),
+            relay_interval: RELAY_INTERVAL,
         });
         out.push(Step::Publish(PublishId(self.publishes.len() as u32 - 1)));
     }

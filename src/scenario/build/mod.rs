@@ -1,0 +1,303 @@
+//! Stage two: check a raw scenario and build the model's `Spec` from it. Every problem
+//! becomes a diagnostic that points at the value at fault; building goes on past the
+//! first problem so that one run reports them all.
+
+use super::diag::Diagnostic;
+use super::bounds;
+use super::duration;
+use super::raw::*;
+use crate::engine::{SimDuration, SimTime};
+use crate::model::backoff::{Backoff, BackoffKind, Jitter};
+use crate::model::breaker::{BreakerSpec, BreakerWindow, Compare, Evaluate, SlowCall, Transition};
+use crate::model::policy::{
+    BulkheadSpec, Fallback, HedgeSpec, PRESETS, PolicySpec, Pool, ProtocolSpec, RateLimitSpec,
+    RetryBudget, RetrySpec, StatusSet, Throttle,
+};
+use crate::model::spec::*;
+use crate::model::{Dist, Status, Translation};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+mod brokers;
+mod dist;
+mod expect;
+mod faults;
+mod handlers;
+mod network;
+mod policies;
+mod services;
+mod values;
+mod workloads;
+use toml::Spanned;
+
+pub const DEFAULT_SEED: u64 = 1;
+pub const DEFAULT_MAX_EVENTS: u64 = 2_000_000_000;
+pub const DEFAULT_QUEUE: u32 = 1000;
+pub const DEFAULT_BUCKET: SimDuration = SimDuration::from_secs(1);
+
+/// What the scenario layer adds to the model's spec: names and descriptions for people.
+pub struct Built {
+    pub name: String,
+    pub description: String,
+    pub spec: Spec,
+    pub expectations: Vec<ExpectSpec>,
+}
+
+/// A parsed `[[expect]]`: its text, the check, and the window it reads, if any.
+#[derive(Clone, Debug)]
+pub struct ExpectSpec {
+    pub text: String,
+    pub check: crate::report::expect::Check,
+    /// Index into `Spec::windows`.
+    pub window: Option<usize>,
+    /// Where the check is written, for errors found later (unknown paths).
+    pub span: Range<usize>,
+}
+
+pub fn build(raw: &RawScenario, default_name: &str) -> Result<Built, Vec<Diagnostic>> {
+    let mut b = Builder::default();
+    let built = b.scenario(raw, default_name);
+    if b.diags.is_empty() {
+        Ok(built.expect("no diagnostics means a complete build"))
+    } else {
+        Err(b.diags)
+    }
+}
+
+type Graph = BTreeMap<EndpointId, Vec<(EndpointId, Range<usize>)>>;
+
+struct LinkOverride {
+    latency: Option<Dist>,
+    loss: Option<f64>,
+    span: Range<usize>,
+    used: bool,
+}
+
+#[derive(Default)]
+struct Builder {
+    diags: Vec<Diagnostic>,
+    services: Vec<ServiceSpec>,
+    endpoints: Vec<EndpointSpec>,
+    seqs: Vec<Vec<Step>>,
+    parallels: Vec<ParallelSpec>,
+    dists: Vec<Dist>,
+    edges: Vec<EdgeSpec>,
+    links: Vec<LinkSpec>,
+    service_ids: BTreeMap<String, ServiceId>,
+    endpoint_ids: BTreeMap<String, EndpointId>,
+    edge_ids: BTreeMap<(String, EndpointId), EdgeId>,
+    link_ids: BTreeMap<(String, ServiceId), LinkId>,
+    link_overrides: BTreeMap<(String, String), LinkOverride>,
+    default_latency: Option<Dist>,
+    default_loss: f64,
+    graph: Graph,
+    policies: Vec<PolicySpec>,
+    policy_ids: BTreeMap<String, PolicyId>,
+    default_policy: PolicyId,
+    /// The span of the call site that fixed each edge's policy, for conflicts.
+    edge_policy_span: BTreeMap<EdgeId, Range<usize>>,
+    faults: Vec<FaultSpec>,
+    windows: Vec<WindowSpec>,
+    expectations: Vec<ExpectSpec>,
+    brokers: Vec<BrokerSpec>,
+    queues: Vec<QueueSpec>,
+    exchanges: Vec<ExchangeSpec>,
+    /// Per exchange: (binding key, queue).
+    bindings: Vec<Vec<(String, QueueId)>>,
+    topics: Vec<TopicSpec>,
+    consumers: Vec<ConsumerSpec>,
+    publishes: Vec<PublishSpec>,
+    effects: Vec<EffectSpec>,
+    sagas: Vec<SagaSpec>,
+    choreographies: Vec<ChoreographySpec>,
+    broker_ids: BTreeMap<String, BrokerId>,
+    queue_ids: BTreeMap<String, QueueId>,
+    exchange_ids: BTreeMap<String, ExchangeId>,
+    topic_ids: BTreeMap<String, TopicId>,
+    effect_ids: BTreeMap<String, EffectId>,
+    /// Where each effect is applied.
+    effect_sites: Vec<(EffectId, EndpointId)>,
+    /// Endpoint -> endpoints its work reaches besides calls: consumers of what it
+    /// publishes, saga actions (for effects' default expectations).
+    reach: BTreeMap<EndpointId, Vec<EndpointId>>,
+}
+
+fn span<T>(s: &Spanned<T>) -> Range<usize> {
+    s.span()
+}
+
+const NAME_EXPECTED: &str = "a name of letters, digits, `_` and `-`";
+
+impl Builder {
+    fn error(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        expected: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic::new(span, message, expected));
+    }
+
+    fn scenario(&mut self, raw: &RawScenario, default_name: &str) -> Option<Built> {
+        let sim = raw.simulation.get_ref();
+        let name = match &sim.name {
+            Some(n) => {
+                self.check_name(n, "scenario");
+                n.get_ref().clone()
+            }
+            None => default_name.to_owned(),
+        };
+        let seed = match &sim.seed {
+            Some(s) => self.int(s, 0, i64::MAX, "the seed", "a non-negative integer"),
+            None => Some(DEFAULT_SEED),
+        };
+        let run_length = sim
+            .duration
+            .as_ref()
+            .map(|d| self.positive_duration(d, "the duration"));
+        let requests = sim
+            .requests
+            .as_ref()
+            .map(|r| self.int(r, 1, i64::MAX, "the request limit", "a positive integer"));
+        if sim.duration.is_none() && sim.requests.is_none() {
+            self.error(
+                span(&raw.simulation),
+                "the simulation never ends",
+                "`duration = \"...\"` or `requests = N` (or both) in [simulation]",
+            );
+        }
+        let warmup = match &sim.warmup {
+            Some(w) => {
+                let d = self.duration(w);
+                if let (Some(d), Some(Some(len))) = (d, run_length)
+                    && d >= len
+                {
+                    self.error(
+                        span(w),
+                        format!("the warmup ({d}) covers the whole run ({len})"),
+                        "a warmup shorter than `duration`",
+                    );
+                }
+                d
+            }
+            None => Some(SimDuration::ZERO),
+        };
+        let max_events = match &sim.max_events {
+            Some(m) => self.int(m, 1, i64::MAX, "the event budget", "a positive integer"),
+            None => Some(DEFAULT_MAX_EVENTS),
+        };
+        let bucket = match &raw.report.bucket {
+            Some(b) => self.positive_duration(b, "the time-series bucket"),
+            None => Some(DEFAULT_BUCKET),
+        };
+
+        self.network(&raw.network);
+        self.policies(raw);
+        self.declare_brokers(raw);
+        // Services and consumers (each a service) within `bounds::MAX_SERVICES`.
+        if let Some(name) = raw
+            .services
+            .keys()
+            .chain(raw.consumers.keys())
+            .nth(bounds::MAX_SERVICES)
+        {
+            self.error(
+                span(name),
+                format!(
+                    "{} services and consumers, above meshsim's maximum of {}",
+                    raw.services.len() + raw.consumers.len(),
+                    bounds::MAX_SERVICES
+                ),
+                "at most 10000 services and consumers together (see ARCHITECTURE.md, Bounds)",
+            );
+            return None;
+        }
+        self.declare_services(raw);
+        self.declare_consumers(raw);
+        let workload_names: Vec<&Name> = raw.workloads.keys().collect();
+        for w in &workload_names {
+            self.check_name(w, "workload");
+            if self.service_ids.contains_key(w.get_ref()) {
+                self.error(
+                    span(w),
+                    format!("`{}` names both a service and a workload", w.get_ref()),
+                    "distinct names: links and metrics refer to callers by name",
+                );
+            }
+        }
+        for (s, (_, svc)) in raw.services.iter().enumerate() {
+            self.compile_service(ServiceId(s as u32), svc.get_ref());
+        }
+        self.compile_consumers(raw);
+        let mut workloads = Vec::new();
+        for (name, w) in &raw.workloads {
+            if let Some(w) = self.workload(name, w.get_ref()) {
+                workloads.push(w);
+            }
+        }
+        if raw.workloads.is_empty() {
+            self.error(
+                span(&raw.simulation),
+                "the scenario has no workload, so nothing would happen",
+                "a [workloads.NAME] table with a `target`",
+            );
+        }
+        self.check_cycles();
+        self.check_link_overrides_used();
+        self.finish_effects(raw, &workloads);
+        for f in &raw.faults {
+            self.fault(f);
+        }
+        for e in &raw.expect {
+            self.expectation(e, &workloads);
+        }
+
+        let seed = seed?;
+        let spec = Spec {
+            seed,
+            warmup: warmup?,
+            duration: match run_length {
+                Some(d) => Some(d?),
+                None => None,
+            },
+            max_requests: match requests {
+                Some(r) => Some(r?),
+                None => None,
+            },
+            max_events: max_events?,
+            bucket: bucket?,
+            services: std::mem::take(&mut self.services),
+            endpoints: std::mem::take(&mut self.endpoints),
+            workloads,
+            edges: std::mem::take(&mut self.edges),
+            links: std::mem::take(&mut self.links),
+            seqs: std::mem::take(&mut self.seqs),
+            parallels: std::mem::take(&mut self.parallels),
+            dists: std::mem::take(&mut self.dists),
+            policies: std::mem::take(&mut self.policies),
+            faults: std::mem::take(&mut self.faults),
+            windows: std::mem::take(&mut self.windows),
+            brokers: std::mem::take(&mut self.brokers),
+            queues: std::mem::take(&mut self.queues),
+            exchanges: std::mem::take(&mut self.exchanges),
+            topics: std::mem::take(&mut self.topics),
+            consumers: std::mem::take(&mut self.consumers),
+            publishes: std::mem::take(&mut self.publishes),
+            effects: std::mem::take(&mut self.effects),
+            sagas: std::mem::take(&mut self.sagas),
+            choreographies: std::mem::take(&mut self.choreographies),
+        };
+        Some(Built {
+            name,
+            description: sim.description.clone().unwrap_or_default(),
+            spec,
+            expectations: std::mem::take(&mut self.expectations),
+        })
+    }
+}
+
+struct Ctx {
+    service: ServiceId,
+    endpoint: EndpointId,
+    translate: Translation,
+}
