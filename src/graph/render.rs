@@ -189,7 +189,6 @@ pub fn svg(t: &Topology) -> String {
             .fold(0.0, f64::max);
         x += w + label.clamp(60.0, 320.0) + 30.0;
     }
-    let width = x;
     let mut pos = vec![(0.0, 0.0); t.nodes.len()];
     let mut height: f64 = 0.0;
     for (c, nodes) in col_nodes.iter().enumerate() {
@@ -201,6 +200,11 @@ pub fn svg(t: &Topology) -> String {
         height = height.max(y);
     }
     let height = height.max(60.0);
+    // As wide as the last box (label room is only needed between columns).
+    let width = (0..t.nodes.len())
+        .map(|i| pos[i].0 + box_w[i])
+        .fold(0.0, f64::max)
+        + 20.0;
     let mut out = String::new();
     let _ = write!(
         out,

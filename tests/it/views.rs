@@ -251,3 +251,50 @@ fn every_bundled_scenario_has_a_diagram_with_a_box_per_node() {
         assert!(t.links.iter().all(|l| l.from < t.nodes.len() && l.to < t.nodes.len()));
     }
 }
+
+fn meshsim() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("meshsim").unwrap()
+}
+
+#[test]
+fn run_writes_the_plots_and_the_page_and_no_progress_bar_into_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = meshsim()
+        .args(["run", "chain_165ms", "--png", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // stderr is a pipe here: no progress bar, nothing at all for a passing run.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("report.html and plots/"));
+    for f in [
+        "report.html",
+        "plots/latency_cdf.svg",
+        "plots/latency_cdf.png",
+        "plots/timeseries.svg",
+        "plots/timeseries.png",
+    ] {
+        assert!(dir.path().join(f).is_file(), "no {f}");
+    }
+    // No temporary file left behind.
+    let stray: Vec<_> = std::fs::read_dir(dir.path().join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn graph_prints_mermaid_by_default_and_dot_or_svg_on_request() {
+    let out = meshsim().args(["graph", "chain_165ms"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("flowchart LR\n"));
+    let out = meshsim().args(["graph", "chain_165ms", "--format", "dot"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("digraph meshsim {"));
+    let out = meshsim().args(["graph", "chain_165ms", "--format", "svg"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("<svg "));
+    let out = meshsim().args(["graph", "no_such_scenario"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
