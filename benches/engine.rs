@@ -67,7 +67,12 @@ fn bench_model(c: &mut Criterion, name: &str, text: &str, overrides: &[&str]) {
 fn engine(c: &mut Criterion) {
     bench_model(c, "mmc_lam9_c10", MMC, &["simulation.requests=200000"]);
     bench_model(c, "chain_4hop", CHAIN, &[]);
-    bench_model(c, "chain_simpy_twin", CHAIN_TWIN, &["simulation.requests=20000"]);
+    bench_model(
+        c,
+        "chain_simpy_twin",
+        CHAIN_TWIN,
+        &["simulation.requests=20000"],
+    );
 }
 
 criterion_group!(benches, engine);

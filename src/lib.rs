@@ -6,10 +6,13 @@
 
 pub mod cli;
 pub mod engine;
+pub mod exercise;
 pub mod explore;
 pub mod graph;
+pub mod lint;
 pub mod metrics;
 pub mod model;
+pub mod multi;
 pub mod report;
 pub mod scenario;
 pub mod status;

@@ -96,10 +96,10 @@ impl Bar {
         self.reveal();
     }
 
-    /// Advances by one (an explore's seed).
-    pub fn inc(&mut self) {
+    /// Advances by `n` (an explore's seeds).
+    pub fn advance(&mut self, n: u64) {
         if let Some(bar) = &self.bar {
-            bar.inc(1);
+            bar.inc(n);
         }
         self.reveal();
     }

@@ -5,8 +5,13 @@
 //! The breaker owns no clock and no queue: the world asks it for a permit before a call,
 //! reports the outcome with that permit, and in timer mode schedules `on_timer` at
 //! `timer_due`. Each state period has an epoch stamped on its permits, so an outcome that
-//! arrives after the breaker moved on is told apart and ignored (the same lazy
-//! cancellation as `arena::Id` generations).
+//! arrives after the breaker moved on can be told apart: the three libraries record it
+//! in whatever state is current (`LateOutcomes::Current`), and `LateOutcomes::Ignore`
+//! drops it (the same lazy cancellation as `arena::Id` generations).
+//!
+//! The boundaries follow the libraries' source, cited where each is decided: opossum
+//! v10.0.0 (`lib/circuit.js`, `lib/status.js`), Polly 8.7.0 (`src/Polly.Core/CircuitBreaker/`),
+//! resilience4j 2.4.0 (`CircuitBreakerStateMachine.java`).
 //!
 //! Rates are fractions in f64 (a ratio of two counts, compared once); time stays integer.
 
@@ -49,6 +54,54 @@ pub enum Transition {
     Lazy,
 }
 
+/// When a call enters the rate's denominator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountAt {
+    /// When its outcome is recorded (resilience4j, Polly).
+    Outcome,
+    /// When it is fired, admitted or refused, in the bucket of that instant; its failure
+    /// joins the bucket of the instant it fails (opossum: `fire` is counted at
+    /// circuit.js:656, before the open check at :711; the rate is `failures / fires`,
+    /// circuit.js:993). Calls still in flight are in the denominator. Time windows only.
+    Fire,
+}
+
+/// What an outcome does when the breaker changed state after its call was admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LateOutcomes {
+    /// It is recorded in the state the breaker is in now, as all three libraries do: a
+    /// success while half-open closes (opossum circuit.js:349-352, Polly
+    /// CircuitStateController.cs:201-204), a failure re-opens (circuit.js:994-996,
+    /// CircuitStateController.cs:231-234), a resilience4j half-open state counts it among
+    /// its probes (CircuitBreakerStateMachine.java:1144-1178); while open it only enters
+    /// the window (CircuitBreakerStateMachine.java:757-772, AdvancedCircuitBehavior.cs:30-39).
+    Current,
+    /// It is ignored: only outcomes of calls admitted in the current state period count.
+    Ignore,
+}
+
+/// Where a time window's buckets start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BucketStart {
+    /// At multiples of the bucket length (resilience4j's epoch seconds; opossum rotates
+    /// every bucket from the breaker's creation, status.js:76-83, which is time 0 here).
+    Clock,
+    /// Polly v8: a bucket starts at the first outcome recorded at least one bucket length
+    /// after the current one started, and is dropped once it is the whole window old
+    /// (RollingHealthMetrics.cs:45-63).
+    FirstOutcome,
+}
+
+/// Whether a lazy breaker half-opens for a call that arrives exactly when the open time ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenEnd {
+    /// Polly: `now >= _blockedUntil` (CircuitStateController.cs:308).
+    Inclusive,
+    /// resilience4j: `clock.instant().isAfter(retryAfterWaitDuration)`, strictly after
+    /// (CircuitBreakerStateMachine.java:725): the call at the end is still refused.
+    Exclusive,
+}
+
 /// resilience4j slow calls: a call longer than `duration` is slow, failed or not.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SlowCall {
@@ -68,8 +121,13 @@ pub struct BreakerSpec {
     /// window size), Polly MinimumThroughput.
     pub minimum_calls: u32,
     pub evaluate: Evaluate,
-    /// opossum counts every fire, rejected ones included, in the rate's denominator.
+    /// With `CountAt::Outcome`: refused calls enter the window as calls that neither
+    /// failed nor were slow. (`CountAt::Fire` counts every fire, refused ones included.)
     pub count_rejections: bool,
+    pub count_at: CountAt,
+    pub late_outcomes: LateOutcomes,
+    pub bucket_start: BucketStart,
+    pub open_end: OpenEnd,
     /// opossum resetTimeout, resilience4j waitDurationInOpenState, Polly BreakDuration.
     pub open_for: SimDuration,
     /// Each consecutive re-open (from half-open) multiplies the open time by this;
@@ -87,8 +145,8 @@ pub struct BreakerSpec {
 
 impl BreakerSpec {
     /// opossum v10 defaults: 10 s rolling window in 10 buckets, > 50%, volumeThreshold 0,
-    /// trip check on failures only, rejects counted as fires, resetTimeout 30 s by timer,
-    /// one probe, statistics never reset.
+    /// trip check on failures only, every call counted when fired (rejects too),
+    /// resetTimeout 30 s by timer, one probe, statistics never reset, late outcomes count.
     pub fn opossum() -> Self {
         BreakerSpec {
             window: BreakerWindow::Time {
@@ -101,6 +159,11 @@ impl BreakerSpec {
             minimum_calls: 0,
             evaluate: Evaluate::OnFailure,
             count_rejections: true,
+            count_at: CountAt::Fire,
+            late_outcomes: LateOutcomes::Current,
+            bucket_start: BucketStart::Clock,
+            // The timer moves the state at the end (circuit.js:318-320); a call cannot.
+            open_end: OpenEnd::Inclusive,
             open_for: SimDuration::from_secs(30),
             open_growth: 1.0,
             open_max: SimDuration::from_secs(30),
@@ -112,7 +175,8 @@ impl BreakerSpec {
 
     /// resilience4j CircuitBreaker defaults: last 100 calls, >= 50% failed or >= 100%
     /// slower than 60 s, at least 100 calls, checked after every call, 60 s open, lazy
-    /// half-open with 10 probes, statistics reset per state.
+    /// half-open strictly after the open time with 10 probes, statistics reset per state,
+    /// late outcomes count in the current state.
     pub fn resilience4j() -> Self {
         BreakerSpec {
             window: BreakerWindow::Count { calls: 100 },
@@ -125,6 +189,10 @@ impl BreakerSpec {
             minimum_calls: 100,
             evaluate: Evaluate::EveryCall,
             count_rejections: false,
+            count_at: CountAt::Outcome,
+            late_outcomes: LateOutcomes::Current,
+            bucket_start: BucketStart::Clock,
+            open_end: OpenEnd::Exclusive,
             open_for: SimDuration::from_secs(60),
             open_growth: 1.0,
             open_max: SimDuration::from_secs(60),
@@ -134,8 +202,9 @@ impl BreakerSpec {
         }
     }
 
-    /// Polly v8 defaults: 30 s sampling in 10 sub-windows, >= 10% with at least 100 calls,
-    /// checked on failures, 5 s break, the first call after it is the single probe.
+    /// Polly v8 defaults: 30 s sampling in 10 sub-windows started by outcomes, >= 10% with
+    /// at least 100 calls, checked on failures, 5 s break, the first call at or after its
+    /// end is the single probe, late outcomes count in the current state.
     pub fn polly() -> Self {
         BreakerSpec {
             window: BreakerWindow::Time {
@@ -148,6 +217,10 @@ impl BreakerSpec {
             minimum_calls: 100,
             evaluate: Evaluate::OnFailure,
             count_rejections: false,
+            count_at: CountAt::Outcome,
+            late_outcomes: LateOutcomes::Current,
+            bucket_start: BucketStart::FirstOutcome,
+            open_end: OpenEnd::Inclusive,
             open_for: SimDuration::from_secs(5),
             open_growth: 1.0,
             open_max: SimDuration::from_secs(5),
@@ -188,16 +261,19 @@ pub struct Permit {
     epoch: u32,
 }
 
-/// The outcome of one call as the window sees it. A rejection counted by
-/// `count_rejections` is a call that neither failed nor was slow.
+/// What one entry adds to the window: a call (its fire, or its outcome when calls are
+/// counted at the outcome), a failure, a slow call. A rejection counted by
+/// `count_rejections`, and an opossum fire, is a call that neither failed nor was slow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Outcome {
+    call: bool,
     failure: bool,
     slow: bool,
 }
 
 impl Outcome {
     const REJECTED: Outcome = Outcome {
+        call: true,
         failure: false,
         slow: false,
     };
@@ -212,13 +288,13 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, outcome: Outcome) {
-        self.calls += 1;
+        self.calls += u64::from(outcome.call);
         self.failures += u64::from(outcome.failure);
         self.slow += u64::from(outcome.slow);
     }
 
     fn remove(&mut self, outcome: Outcome) {
-        self.calls -= 1;
+        self.calls -= u64::from(outcome.call);
         self.failures -= u64::from(outcome.failure);
         self.slow -= u64::from(outcome.slow);
     }
@@ -247,6 +323,7 @@ struct CountWindow {
 
 impl CountWindow {
     fn add(&mut self, outcome: Outcome) {
+        debug_assert!(outcome.call, "a count window holds calls only");
         if self.ring.len() < self.capacity {
             self.ring.push(outcome);
         } else {
@@ -312,7 +389,6 @@ impl TimeWindow {
                 total.merge(slot.tally);
             }
         }
-        debug_assert!(total.is_consistent());
         total
     }
 
@@ -321,14 +397,68 @@ impl TimeWindow {
     }
 }
 
+/// Polly's rolling health metrics: buckets that start at an outcome, in a queue. Buckets
+/// start at least one bucket length apart and leave once the whole window old, so at
+/// most `count` are ever held (the queue never grows past its first allocation).
+#[derive(Clone, Debug)]
+struct AnchoredWindow {
+    /// (start, tally), oldest first.
+    buckets: std::collections::VecDeque<(SimTime, Tally)>,
+    count: usize,
+    bucket_ns: u64,
+}
+
+impl AnchoredWindow {
+    fn span_ns(&self) -> u64 {
+        self.bucket_ns.saturating_mul(self.count as u64)
+    }
+
+    fn add(&mut self, now: SimTime, outcome: Outcome) {
+        // RollingHealthMetrics.cs:48: a new bucket when there is none, or the current one
+        // is at least a bucket length old.
+        let fresh = self
+            .buckets
+            .back()
+            .is_none_or(|&(start, _)| now.since(start).as_nanos() >= self.bucket_ns);
+        if fresh {
+            self.buckets.push_back((now, Tally::default()));
+        }
+        // RollingHealthMetrics.cs:57: drop the buckets that are the whole window old.
+        let span = self.span_ns();
+        while let Some(&(start, _)) = self.buckets.front()
+            && now.since(start).as_nanos() >= span
+        {
+            self.buckets.pop_front();
+        }
+        debug_assert!(self.buckets.len() <= self.count);
+        self.buckets
+            .back_mut()
+            .expect("the bucket just used is less than a window old")
+            .1
+            .add(outcome);
+    }
+
+    fn tally(&self, now: SimTime) -> Tally {
+        let span = self.span_ns();
+        let mut total = Tally::default();
+        for &(start, t) in &self.buckets {
+            if now.since(start).as_nanos() < span {
+                total.merge(t);
+            }
+        }
+        total
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Window {
     Count(CountWindow),
     Time(TimeWindow),
+    Anchored(AnchoredWindow),
 }
 
 impl Window {
-    fn new(shape: &BreakerWindow) -> Self {
+    fn new(shape: &BreakerWindow, start: BucketStart) -> Self {
         match *shape {
             BreakerWindow::Count { calls } => {
                 assert!(calls >= 1, "a count window needs at least one call");
@@ -345,10 +475,17 @@ impl Window {
                     !bucket.is_zero(),
                     "a time window needs buckets longer than 0"
                 );
-                Window::Time(TimeWindow {
-                    slots: vec![Bucket::default(); buckets as usize],
-                    bucket_ns: bucket.as_nanos(),
-                })
+                match start {
+                    BucketStart::Clock => Window::Time(TimeWindow {
+                        slots: vec![Bucket::default(); buckets as usize],
+                        bucket_ns: bucket.as_nanos(),
+                    }),
+                    BucketStart::FirstOutcome => Window::Anchored(AnchoredWindow {
+                        buckets: std::collections::VecDeque::with_capacity(buckets as usize),
+                        count: buckets as usize,
+                        bucket_ns: bucket.as_nanos(),
+                    }),
+                }
             }
         }
     }
@@ -359,6 +496,9 @@ impl Window {
             (Window::Time(w), BreakerWindow::Time { buckets, bucket }) => {
                 w.slots.len() == buckets as usize && w.bucket_ns == bucket.as_nanos()
             }
+            (Window::Anchored(w), BreakerWindow::Time { buckets, bucket }) => {
+                w.count == buckets as usize && w.bucket_ns == bucket.as_nanos()
+            }
             _ => false,
         }
     }
@@ -367,6 +507,7 @@ impl Window {
         match self {
             Window::Count(w) => w.add(outcome),
             Window::Time(w) => w.add(now, outcome),
+            Window::Anchored(w) => w.add(now, outcome),
         }
     }
 
@@ -374,6 +515,7 @@ impl Window {
         match self {
             Window::Count(w) => w.total,
             Window::Time(w) => w.tally(now),
+            Window::Anchored(w) => w.tally(now),
         }
     }
 
@@ -382,7 +524,7 @@ impl Window {
     fn minimum_calls(&self, minimum: u32) -> u64 {
         match self {
             Window::Count(w) => u64::from(minimum).min(w.capacity as u64),
-            Window::Time(_) => u64::from(minimum),
+            Window::Time(_) | Window::Anchored(_) => u64::from(minimum),
         }
     }
 
@@ -390,14 +532,16 @@ impl Window {
         match self {
             Window::Count(w) => w.clear(),
             Window::Time(w) => w.clear(),
+            Window::Anchored(w) => w.buckets.clear(),
         }
     }
 }
 
 fn rate_meets(compare: Compare, count: u64, calls: u64, threshold: f64) -> bool {
-    debug_assert!(count <= calls);
     if calls == 0 {
-        return false;
+        // Counting fires, a failure can outlive its fire in the window: opossum's
+        // `failures / 0 * 100` is Infinity, over any threshold (0 / 0 is NaN, never).
+        return count > 0;
     }
     // Division is correctly rounded, so a ratio exactly equal to a decimal threshold
     // (10/100 against 0.1) compares equal: both are the nearest double to that value.
@@ -462,6 +606,10 @@ impl Breaker {
         }
         assert!(spec.half_open_probes >= 1, "half-open must admit a probe");
         assert!(
+            spec.count_at == CountAt::Outcome || matches!(spec.window, BreakerWindow::Time { .. }),
+            "counting calls when fired needs a time window"
+        );
+        assert!(
             spec.open_growth.is_finite() && spec.open_growth > 0.0,
             "open_growth {} must be positive",
             spec.open_growth
@@ -469,7 +617,7 @@ impl Breaker {
         Breaker {
             state: BreakerState::Closed,
             epoch: 0,
-            window: Window::new(&spec.window),
+            window: Window::new(&spec.window, spec.bucket_start),
             open_until: SimTime::ZERO,
             open_uncapped_ns: spec.open_for.as_nanos(),
             probes_admitted: 0,
@@ -485,11 +633,15 @@ impl Breaker {
     /// rejection in the window if `count_rejections`).
     pub fn try_acquire(&mut self, spec: &BreakerSpec, now: SimTime) -> Option<Permit> {
         self.advance(spec, now);
-        if self.state == BreakerState::Open
-            && spec.transition == Transition::Lazy
-            && now >= self.open_until
-        {
+        let over = match spec.open_end {
+            OpenEnd::Inclusive => now >= self.open_until,
+            OpenEnd::Exclusive => now > self.open_until,
+        };
+        if self.state == BreakerState::Open && spec.transition == Transition::Lazy && over {
             self.enter(spec, now, BreakerState::HalfOpen);
+        }
+        if spec.count_at == CountAt::Fire {
+            self.window.add(now, Outcome::REJECTED);
         }
         let admitted = match self.state {
             BreakerState::Closed => true,
@@ -505,18 +657,17 @@ impl Breaker {
         if admitted {
             return Some(Permit { epoch: self.epoch });
         }
-        if spec.count_rejections {
-            // opossum counts a fire before deciding to reject it, so rejections dilute
-            // the failure rate once the breaker closes again.
+        if spec.count_rejections && spec.count_at == CountAt::Outcome {
+            // Like opossum's fires, rejections dilute the failure rate once the breaker
+            // closes again.
             self.window.add(now, Outcome::REJECTED);
         }
         None
     }
 
-    /// Records the outcome of a call admitted with `permit`. Outcomes of calls admitted
-    /// in an earlier state period (epoch) than the current one are ignored (a call let
-    /// through while closed that fails after the breaker opened must not re-open it or
-    /// count as a probe).
+    /// Records the outcome of a call admitted with `permit`. An outcome of a call admitted
+    /// in an earlier state period (epoch) than the current one is recorded in the current
+    /// state (`LateOutcomes::Current`) or ignored (`Ignore`).
     pub fn record(
         &mut self,
         spec: &BreakerSpec,
@@ -526,17 +677,22 @@ impl Breaker {
         duration: SimDuration,
     ) {
         self.advance(spec, now);
-        if permit.epoch != self.epoch {
+        let late = permit.epoch != self.epoch;
+        if late && spec.late_outcomes == LateOutcomes::Ignore {
             return;
         }
         let slow = spec.slow_call.is_some_and(|s| duration > s.duration);
-        let outcome = Outcome { failure, slow };
+        let outcome = Outcome {
+            call: spec.count_at == CountAt::Outcome,
+            failure,
+            slow,
+        };
         self.window.add(now, outcome);
         match self.state {
             BreakerState::Closed => self.check_closed(spec, now, outcome),
             BreakerState::HalfOpen => self.check_half_open(spec, now, outcome),
-            // Open admits nothing, so no permit can carry an open period's epoch.
-            BreakerState::Open => unreachable!("an outcome from an open period"),
+            // Open admits nothing, so only a late outcome gets here: recorded, no more.
+            BreakerState::Open => assert!(late, "an outcome from an open period"),
         }
     }
 
@@ -612,8 +768,16 @@ impl Breaker {
     }
 
     fn check_half_open(&mut self, spec: &BreakerSpec, now: SimTime, outcome: Outcome) {
-        self.probes.add(outcome);
-        debug_assert!(self.probes.calls <= u64::from(self.probes_admitted));
+        // Every outcome here is one call of the verdict, a late one included (counting
+        // fires, the outcome itself carries no call).
+        self.probes.add(Outcome {
+            call: true,
+            ..outcome
+        });
+        debug_assert!(
+            spec.late_outcomes == LateOutcomes::Current
+                || self.probes.calls <= u64::from(self.probes_admitted)
+        );
         // opossum and Polly re-open on any probe failure, whatever the threshold (opossum
         // opens "if half-open" without looking at the rate).
         if spec.evaluate == Evaluate::OnFailure && outcome.failure {
@@ -849,6 +1013,7 @@ mod tests {
                 open_for: SimDuration::from_secs(5),
                 open_max: SimDuration::from_secs(5),
                 count_rejections,
+                count_at: CountAt::Outcome,
                 ..BreakerSpec::opossum()
             };
             let mut b = Breaker::new(&spec);
@@ -865,6 +1030,74 @@ mod tests {
         };
         assert_eq!(run(true), Closed); // 2/6
         assert_eq!(run(false), Open); // 2/3
+    }
+
+    #[test]
+    fn opossum_counts_calls_in_flight_when_fired() {
+        // `fire` is counted as the call starts (circuit.js:656) and the rate is
+        // failures / fires (circuit.js:993): three calls still in flight dilute it.
+        let spec = BreakerSpec::opossum();
+        let mut b = Breaker::new(&spec);
+        let in_flight: Vec<Permit> = (0..3)
+            .map(|_| b.try_acquire(&spec, ms(0)).expect("closed"))
+            .collect();
+        assert!(call(&mut b, &spec, ms(100), true)); // 1/4 = 25%
+        assert!(call(&mut b, &spec, ms(200), true)); // 2/5 = 40%
+        assert_eq!(b.state(), Closed);
+        assert!(call(&mut b, &spec, ms(300), true)); // 3/6 = 50%, not > 50%
+        assert_eq!(b.state(), Closed);
+        b.record(&spec, ms(400), in_flight[0], true, SimDuration::ZERO); // 4/6
+        assert_eq!(b.changes(), &[change(ms(400), Closed, Open)]);
+        // Counted at the outcome instead, the first failure is 1/1 and opens at once.
+        let spec = BreakerSpec {
+            count_at: CountAt::Outcome,
+            ..BreakerSpec::opossum()
+        };
+        let mut b = Breaker::new(&spec);
+        for _ in 0..3 {
+            b.try_acquire(&spec, ms(0)).expect("closed");
+        }
+        assert!(call(&mut b, &spec, ms(100), true));
+        assert_eq!(b.changes(), &[change(ms(100), Closed, Open)]);
+    }
+
+    #[test]
+    fn opossum_failure_whose_fire_rolled_out_opens() {
+        // Fired at 0.5 s, failed at 10.5 s: its fire left with bucket 0 at 10 s, so the
+        // window holds 1 failure and 0 fires: 1 / 0 * 100 = Infinity > 50.
+        let spec = BreakerSpec::opossum();
+        let mut b = Breaker::new(&spec);
+        let p = b.try_acquire(&spec, ms(500)).expect("closed");
+        b.record(&spec, ms(10_500), p, true, SimDuration::ZERO);
+        assert_eq!(b.changes(), &[change(ms(10_500), Closed, Open)]);
+    }
+
+    #[test]
+    fn opossum_late_success_while_half_open_closes() {
+        // A call fired at 0 answers while half-open: opossum's `success` handler closes
+        // whatever call it came from (circuit.js:349-352).
+        let run = |late: LateOutcomes| {
+            let spec = BreakerSpec {
+                late_outcomes: late,
+                ..BreakerSpec::opossum()
+            };
+            let mut b = Breaker::new(&spec);
+            let slow = b.try_acquire(&spec, secs(0)).expect("closed");
+            assert!(call(&mut b, &spec, secs(1), true)); // 1/2
+            assert!(call(&mut b, &spec, secs(1), true)); // 2/3: open
+            b.on_timer(&spec, secs(31));
+            b.record(&spec, ms(31_500), slow, false, SimDuration::ZERO);
+            b
+        };
+        assert_eq!(
+            run(LateOutcomes::Current).changes(),
+            &[
+                change(secs(1), Closed, Open),
+                change(secs(31), Open, HalfOpen),
+                change(ms(31_500), HalfOpen, Closed),
+            ]
+        );
+        assert_eq!(run(LateOutcomes::Ignore).state(), HalfOpen);
     }
 
     // ---- resilience4j ----
@@ -951,22 +1184,48 @@ mod tests {
         );
     }
 
+    /// Just after `t`: resilience4j half-opens only strictly after the open time.
+    fn after(t: SimTime) -> SimTime {
+        t + SimDuration::from_nanos(1)
+    }
+
     #[test]
     fn r4j_half_open_admits_ten_probes() {
         let (spec, mut b) = r4j_opened();
         let probes: Vec<Permit> = (0..10)
-            .map(|_| b.try_acquire(&spec, secs(61)).expect("probe"))
+            .map(|_| b.try_acquire(&spec, after(secs(61))).expect("probe"))
             .collect();
         assert_eq!(probes.len(), 10);
-        assert!(b.try_acquire(&spec, secs(61)).is_none());
+        assert!(b.try_acquire(&spec, after(secs(61))).is_none());
         assert_eq!(b.state(), HalfOpen);
+    }
+
+    #[test]
+    fn r4j_refuses_a_call_exactly_at_the_open_end() {
+        // OpenState.tryAcquirePermission: `clock.instant().isAfter(retryAfterWaitDuration)`
+        // (CircuitBreakerStateMachine.java:725), strictly after 1 s + 60 s.
+        let (spec, mut b) = r4j_opened();
+        assert!(b.try_acquire(&spec, secs(61)).is_none());
+        assert_eq!(b.state(), Open);
+        assert!(b.try_acquire(&spec, after(secs(61))).is_some());
+        assert_eq!(b.changes()[1..], [change(after(secs(61)), Open, HalfOpen)]);
+        // Polly's `now >= _blockedUntil` (CircuitStateController.cs:308) admits at the end.
+        let spec = BreakerSpec {
+            open_end: OpenEnd::Inclusive,
+            ..BreakerSpec::resilience4j()
+        };
+        let mut b = Breaker::new(&spec);
+        for _ in 0..100 {
+            assert!(call(&mut b, &spec, secs(1), true));
+        }
+        assert!(b.try_acquire(&spec, secs(61)).is_some());
     }
 
     /// Ten probes at 61 s answered at 62 s + i ms, the first `failures` of them failing.
     fn r4j_probes(failures: u32) -> Breaker {
         let (spec, mut b) = r4j_opened();
         let probes: Vec<Permit> = (0..10)
-            .map(|_| b.try_acquire(&spec, secs(61)).expect("probe"))
+            .map(|_| b.try_acquire(&spec, after(secs(61))).expect("probe"))
             .collect();
         for (i, probe) in probes.into_iter().enumerate() {
             // No verdict before every probe has answered.
@@ -1020,6 +1279,33 @@ mod tests {
         // Slow means strictly longer than the threshold, and 99% < 100%.
         assert_eq!(run(100, SimDuration::from_secs(60)).state(), Closed);
         assert_eq!(run(99, over).state(), Closed);
+    }
+
+    #[test]
+    fn r4j_late_outcome_counts_among_the_half_open_probes() {
+        // Outcomes go to the current state (CircuitBreakerStateMachine.java:215/219), and
+        // the half-open state decides once its window of 10 is full (:1144-1178).
+        let spec = BreakerSpec::resilience4j();
+        let mut b = Breaker::new(&spec);
+        let early = b.try_acquire(&spec, secs(1)).expect("closed");
+        for _ in 0..99 {
+            assert!(call(&mut b, &spec, secs(1), true)); // 99 of 99, below the minimum
+        }
+        assert_eq!(b.state(), Closed);
+        assert!(call(&mut b, &spec, secs(1), true));
+        assert_eq!(b.state(), Open);
+        let probes: Vec<Permit> = (0..10)
+            .map(|_| b.try_acquire(&spec, after(secs(61))).expect("probe"))
+            .collect();
+        b.record(&spec, secs(62), early, false, SimDuration::ZERO);
+        for &p in &probes[..9] {
+            b.record(&spec, secs(63), p, false, SimDuration::ZERO);
+        }
+        // The tenth outcome was the late one: closed before the last probe answered,
+        // which then counts in the closed state's fresh window.
+        assert_eq!(b.changes()[2..], [change(secs(63), HalfOpen, Closed)]);
+        b.record(&spec, secs(64), probes[9], true, SimDuration::ZERO);
+        assert_eq!(b.state(), Closed);
     }
 
     // ---- Polly ----
@@ -1097,6 +1383,104 @@ mod tests {
         );
     }
 
+    #[test]
+    fn polly_buckets_start_at_the_first_outcome() {
+        // RollingHealthMetrics.cs:48-60: 3 s buckets started by outcomes, dropped once
+        // 30 s old. The failure at 1 s starts a bucket that is still in at 30.9 s (29.9 s
+        // old): 2 of 4 failed. Clock-aligned buckets would have let it go at 30 s: 1 of 3.
+        let run = |start: BucketStart| {
+            let spec = BreakerSpec {
+                minimum_calls: 2,
+                failure_rate: 0.5,
+                bucket_start: start,
+                ..BreakerSpec::polly()
+            };
+            let mut b = Breaker::new(&spec);
+            for (t, failure) in [
+                (ms(1_000), true),
+                (ms(29_500), false),
+                (ms(29_600), false),
+                (ms(30_900), true),
+            ] {
+                assert!(call(&mut b, &spec, t, failure));
+            }
+            b
+        };
+        assert_eq!(
+            run(BucketStart::FirstOutcome).changes(),
+            &[change(ms(30_900), Closed, Open)]
+        );
+        assert_eq!(run(BucketStart::Clock).state(), Closed);
+    }
+
+    #[test]
+    fn polly_bucket_leaves_exactly_a_window_after_it_started() {
+        // A bucket started at 0.5 s is dropped at 30.5 s (`>= SamplingDuration`), not
+        // before; a new bucket starts only 3 s after the current one (3.4 s joins the
+        // first, 3.5 s starts the second).
+        let spec = BreakerSpec {
+            minimum_calls: 4,
+            failure_rate: 0.5,
+            ..BreakerSpec::polly()
+        };
+        let run = |last: SimTime| {
+            let mut b = Breaker::new(&spec);
+            for (t, failure) in [
+                (ms(500), true),
+                (ms(3_400), true),
+                (ms(3_500), false),
+                (ms(3_600), false),
+                (ms(3_700), false),
+            ] {
+                assert!(call(&mut b, &spec, t, failure));
+            }
+            assert!(call(&mut b, &spec, last, true));
+            b.state()
+        };
+        // 3 of 6 while the first bucket is in; 1 of 4 once it has left.
+        assert_eq!(run(SimTime::from_nanos(30_500_000_000 - 1)), Open);
+        assert_eq!(run(ms(30_500)), Closed);
+    }
+
+    #[test]
+    fn polly_late_failure_while_half_open_reopens() {
+        // CircuitStateController.cs:231: any failure while half-open opens again; the
+        // probe's own success, arriving while open, is only recorded (:199-200).
+        let spec = BreakerSpec {
+            minimum_calls: 1,
+            ..BreakerSpec::polly()
+        };
+        let run = |late: LateOutcomes| {
+            let spec = BreakerSpec {
+                late_outcomes: late,
+                ..spec.clone()
+            };
+            let mut b = Breaker::new(&spec);
+            let early = b.try_acquire(&spec, secs(0)).expect("closed");
+            assert!(call(&mut b, &spec, secs(1), true)); // 1/1: open until 6 s
+            let probe = b.try_acquire(&spec, secs(6)).expect("probe");
+            b.record(&spec, ms(6_500), early, true, SimDuration::ZERO);
+            b.record(&spec, secs(7), probe, false, SimDuration::ZERO);
+            b.changes().to_vec()
+        };
+        assert_eq!(
+            run(LateOutcomes::Current),
+            [
+                change(secs(1), Closed, Open),
+                change(secs(6), Open, HalfOpen),
+                change(ms(6_500), HalfOpen, Open),
+            ]
+        );
+        assert_eq!(
+            run(LateOutcomes::Ignore),
+            [
+                change(secs(1), Closed, Open),
+                change(secs(6), Open, HalfOpen),
+                change(secs(7), HalfOpen, Closed),
+            ]
+        );
+    }
+
     // ---- shared mechanics ----
 
     #[test]
@@ -1107,6 +1491,7 @@ mod tests {
             open_growth: 2.0,
             open_max: SimDuration::from_secs(30),
             transition: Transition::Lazy,
+            count_at: CountAt::Outcome,
             ..BreakerSpec::opossum()
         };
         let mut b = Breaker::new(&spec);
@@ -1150,7 +1535,11 @@ mod tests {
 
     #[test]
     fn stale_outcomes_are_ignored() {
-        let spec = BreakerSpec::opossum();
+        let spec = BreakerSpec {
+            late_outcomes: LateOutcomes::Ignore,
+            count_at: CountAt::Outcome,
+            ..BreakerSpec::opossum()
+        };
         let mut b = Breaker::new(&spec);
         let early = b.try_acquire(&spec, secs(0)).expect("closed");
         let late = b.try_acquire(&spec, secs(0)).expect("closed");
@@ -1240,14 +1629,18 @@ mod tests {
 
     #[test]
     fn time_window_bucket_edges() {
-        let mut w = Window::new(&BreakerWindow::Time {
-            buckets: 10,
-            bucket: SimDuration::from_secs(1),
-        });
+        let mut w = Window::new(
+            &BreakerWindow::Time {
+                buckets: 10,
+                bucket: SimDuration::from_secs(1),
+            },
+            BucketStart::Clock,
+        );
         w.add(ms(999), Outcome::REJECTED);
         w.add(
             ms(1_000),
             Outcome {
+                call: true,
                 failure: true,
                 slow: false,
             },

@@ -8,7 +8,8 @@
 use super::arena::Id;
 use super::breaker::{Breaker, Permit};
 use super::policy::{
-    BulkheadSpec, Fallback, PolicySpec, RateBudget, RetryBudget, ThrottleTokens, TokenBucket,
+    BulkheadSpec, Fallback, HedgeRules, PolicySpec, Pushback, RateBudget, RetryBudget,
+    ThrottleTokens, TokenBucket,
 };
 use super::spec::{EdgeId, Step, WindowTarget, WorkloadId};
 use super::status::Status;
@@ -42,6 +43,13 @@ pub(super) struct Logical {
     current: Option<Id>,
     hedges: Vec<Id>,
     previous_backoff: SimDuration,
+    /// The status of the latest failed attempt (what a hedged call fails with).
+    failed_with: Status,
+    /// `tries` at the last pushback: the backoff counts its retries from there (gRFC A6).
+    backoff_from: u32,
+    /// When the next hedge is due; an `Event::Hedge` for another time is stale, and
+    /// `SimTime::MAX` means no further hedges (a `Stop` pushback, the throttle).
+    next_hedge_at: SimTime,
     next_is_retry: bool,
     next_is_hedge: bool,
     /// A rate-limiter token reserved for the next launch.
@@ -51,6 +59,13 @@ pub(super) struct Logical {
     /// A bulkhead slot handed over by a finishing attempt.
     slot_granted: bool,
     waiting: bool,
+}
+
+impl Logical {
+    /// An attempt is in flight, or about to leave (waiting for a slot or a token).
+    fn attempt_pending(&self) -> bool {
+        self.in_flight > 0 || self.waiting || self.token_reserved || self.slot_granted
+    }
 }
 
 pub(super) struct Attempt {
@@ -123,14 +138,19 @@ impl ClientState {
                 Some(RetryBudget::Rate { ttl, .. }) => Some(RateBudget::new(*ttl)),
                 _ => None,
             }),
-            throttle: retry
-                .and_then(|r| r.throttle.as_ref())
-                .map(ThrottleTokens::new),
+            throttle: policy.throttle().map(ThrottleTokens::new),
             active_calls: 0,
             active_retries: 0,
             rng: stream(seed, &format!("client/{edge_name}")),
         }
     }
+}
+
+/// grpc-java checks the throttle before it schedules the first hedge (RetriableStream.java:415-417).
+fn policy_hedge_java(policy: &PolicySpec) -> bool {
+    policy
+        .hedge
+        .is_some_and(|h| h.follows == HedgeRules::GrpcJava)
 }
 
 /// What is left of a logical call once it is over.
@@ -194,6 +214,9 @@ impl World {
             current: None,
             hedges: Vec::new(),
             previous_backoff: SimDuration::ZERO,
+            failed_with: Status::Unavailable,
+            backoff_from: 0,
+            next_hedge_at: SimTime::MAX,
             next_is_retry: false,
             next_is_hedge: false,
             token_reserved: false,
@@ -240,8 +263,13 @@ impl World {
             }
             sched.at(deadline, Event::Deadline(lc));
         }
-        if let Some(d) = hedge_delay {
-            sched.after(d, Event::Hedge(lc));
+        let frozen = policy_hedge_java(self.policy(edge)) && self.hedge_throttled(edge);
+        if let Some(d) = hedge_delay
+            && !frozen
+            && let Some(at) = now.checked_add(d)
+        {
+            self.logicals[lc].next_hedge_at = at;
+            sched.at(at, Event::Hedge(lc));
         }
         self.launch(lc, sched);
         lc
@@ -493,14 +521,11 @@ impl World {
         }
         let policy = self.policy(edge);
         let failure = !status.is_ok() && policy.failure.statuses.contains(status);
-        let retryable = policy
-            .retry
-            .as_ref()
-            .is_some_and(|r| r.retry_on.contains(status));
+        let pushback = Pushback::from_wire(retry_after_ms);
         if let Some(p) = att.permit {
             self.breaker_record(edge, p, failure, now.since(att.sent_at), sched);
         }
-        self.throttle_note(edge, status.is_ok(), retryable);
+        self.throttle_note(edge, status, pushback);
         if status.is_ok() {
             if let Some(c) = self.policy(edge).cache {
                 let key = self.logicals[att.logical].key as usize;
@@ -515,22 +540,29 @@ impl World {
             }
             self.complete(att.logical, Outcome::Ok { degraded }, sched);
         } else {
-            let retry_after = SimDuration::from_millis(u64::from(retry_after_ms));
-            self.after_failure(att.logical, status, retry_after, sched);
+            self.after_failure(att.logical, status, pushback, sched);
         }
     }
 
-    fn throttle_note(&mut self, edge: EdgeId, ok: bool, retryable: bool) {
+    /// gRPC throttling tokens: an ok answer gives some back; a failure takes one if its
+    /// status is retryable (or non-fatal, hedging) or its pushback says not to retry
+    /// (gRFC A6 "Throttling"; grpc-go stream.go:829/854, grpc-java RetriableStream.java:1075/1104).
+    fn throttle_note(&mut self, edge: EdgeId, status: Status, pushback: Option<Pushback>) {
         let policy = self.spec.policy_of(edge);
-        if let (Some(spec), Some(t)) = (
-            policy.retry.as_ref().and_then(|r| r.throttle.as_ref()),
-            &mut self.clients[edge.index()].throttle,
-        ) {
-            if ok {
-                t.on_success(spec);
-            } else if retryable {
-                t.on_retryable_failure();
-            }
+        let (Some(spec), Some(t)) = (policy.throttle(), &mut self.clients[edge.index()].throttle)
+        else {
+            return;
+        };
+        if status.is_ok() {
+            return t.on_success(spec);
+        }
+        let (qualifies, honoured) = match (&policy.retry, &policy.hedge) {
+            (Some(r), _) => (r.retry_on.contains(status), r.pushback),
+            (None, Some(h)) => (h.non_fatal.contains(status), h.pushback),
+            (None, None) => (false, false),
+        };
+        if qualifies || (honoured && pushback == Some(Pushback::Stop)) {
+            t.on_retryable_failure();
         }
     }
 
@@ -545,22 +577,12 @@ impl World {
         if att.measured {
             self.metrics.edges[edge.index()].timeouts += 1;
         }
-        let policy = self.policy(edge);
-        let failure = policy.failure.timeouts;
-        let retryable = policy
-            .retry
-            .as_ref()
-            .is_some_and(|r| r.retry_on.contains(Status::DeadlineExceeded));
+        let failure = self.policy(edge).failure.timeouts;
         if let Some(p) = att.permit {
             self.breaker_record(edge, p, failure, now.since(att.sent_at), sched);
         }
-        self.throttle_note(edge, false, retryable);
-        self.after_failure(
-            att.logical,
-            Status::DeadlineExceeded,
-            SimDuration::ZERO,
-            sched,
-        );
+        self.throttle_note(edge, Status::DeadlineExceeded, None);
+        self.after_failure(att.logical, Status::DeadlineExceeded, None, sched);
     }
 
     pub(super) fn on_deadline(&mut self, l: Id, sched: &mut Scheduler<Event>) {
@@ -574,20 +596,57 @@ impl World {
     }
 
     pub(super) fn on_hedge(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+        let now = sched.now();
         let Some(lc) = self.logicals.get_mut(l) else {
             return;
         };
+        if lc.next_hedge_at != now {
+            return; // moved by a non-fatal failure or a pushback, or stopped
+        }
+        lc.next_hedge_at = SimTime::MAX;
+        let edge = lc.edge;
         let h = self
             .spec
-            .policy_of(lc.edge)
+            .policy_of(edge)
             .hedge
             .expect("a hedge timer belongs to a hedging policy");
-        if lc.tries < h.max_attempts && lc.in_flight > 0 {
-            lc.next_is_hedge = true;
-            self.launch(l, sched);
-            if self.logicals.contains(l) {
-                sched.after(h.delay, Event::Hedge(l));
+        // gRFC A6 "Throttling": a hedge goes out only while tokens are over the threshold
+        // (grpc-java checks when it schedules one, below).
+        let throttled = h.follows == HedgeRules::A6 && self.hedge_throttled(edge);
+        let lc = &self.logicals[l];
+        if throttled || lc.tries >= h.max_attempts {
+            if !lc.attempt_pending() {
+                let status = lc.failed_with;
+                return self.complete(l, Outcome::Failed(status), sched);
             }
+            return;
+        }
+        self.logicals[l].next_is_hedge = true;
+        self.launch(l, sched);
+        // grpc-java schedules the next hedge only while over the threshold
+        // (RetriableStream.java:497-503).
+        let frozen = h.follows == HedgeRules::GrpcJava && self.hedge_throttled(edge);
+        if let Some(lc) = self.logicals.get_mut(l)
+            && lc.next_hedge_at == SimTime::MAX
+            && lc.tries < h.max_attempts
+            && !frozen
+            && let Some(at) = now.checked_add(h.delay)
+        {
+            lc.next_hedge_at = at;
+            sched.at(at, Event::Hedge(l));
+        }
+    }
+
+    /// A hedging policy's throttle is at or below its threshold.
+    fn hedge_throttled(&self, edge: EdgeId) -> bool {
+        let policy = self.spec.policy_of(edge);
+        let client = &self.clients[edge.index()];
+        match (
+            policy.hedge.as_ref().and_then(|h| h.throttle.as_ref()),
+            &client.throttle,
+        ) {
+            (Some(spec), Some(t)) => !t.allows_retry(spec),
+            _ => false,
         }
     }
 
@@ -643,7 +702,7 @@ impl World {
             self.logicals[l].next_is_hedge = false;
             return;
         }
-        self.after_failure(l, status, SimDuration::ZERO, sched);
+        self.after_failure(l, status, None, sched);
     }
 
     /// After a failed attempt: hedge on, retry after a backoff, or give up.
@@ -651,11 +710,11 @@ impl World {
         &mut self,
         l: Id,
         status: Status,
-        retry_after: SimDuration,
+        pushback: Option<Pushback>,
         sched: &mut Scheduler<Event>,
     ) {
         let now = sched.now();
-        let Some(lc) = self.logicals.get_mut(l) else {
+        let Some(lc) = self.logicals.get(l) else {
             return;
         };
         let edge = lc.edge;
@@ -665,24 +724,56 @@ impl World {
             if !h.non_fatal.contains(status) {
                 return self.complete(l, Outcome::Failed(status), sched);
             }
-            if lc.in_flight == 0 {
-                if lc.tries < h.max_attempts {
-                    lc.next_is_hedge = true;
-                    return self.launch(l, sched);
-                }
+            let pushback = pushback.filter(|_| h.pushback);
+            // The tokens already count this failure (`throttle_note`).
+            let throttled = self.hedge_throttled(edge);
+            let lc = &mut self.logicals[l];
+            lc.failed_with = status;
+            if throttled && h.follows == HedgeRules::GrpcJava {
+                // Not hedgeable (RetriableStream.java:1112): the call fails with it.
                 return self.complete(l, Outcome::Failed(status), sched);
             }
-            return; // the other hedges may still succeed
+            if throttled || pushback == Some(Pushback::Stop) || lc.tries >= h.max_attempts {
+                // gRFC A6: no further hedges; those sent carry on.
+                lc.next_hedge_at = SimTime::MAX;
+            } else {
+                let next = match (h.follows, pushback) {
+                    (HedgeRules::A6, Some(Pushback::After(d))) => now.checked_add(d),
+                    (HedgeRules::A6, _) | (HedgeRules::GrpcJava, Some(_)) => Some(now),
+                    (HedgeRules::GrpcJava, None) => None, // the timer stands
+                };
+                if let Some(at) = next {
+                    lc.next_hedge_at = at;
+                    if at == now {
+                        self.immediate.push_back(Event::Hedge(l));
+                    } else {
+                        sched.at(at, Event::Hedge(l));
+                    }
+                }
+            }
+            let lc = &self.logicals[l];
+            if lc.next_hedge_at == SimTime::MAX && !lc.attempt_pending() {
+                return self.complete(l, Outcome::Failed(status), sched);
+            }
+            return; // another attempt may still succeed
         }
         let Some(retry) = &policy.retry else {
             return self.complete(l, Outcome::Failed(status), sched);
         };
-        if !retry.retry_on.contains(status) || lc.tries >= retry.max_attempts {
+        let lc = &mut self.logicals[l];
+        let pushback = pushback.filter(|_| retry.pushback);
+        let retryable = retry.retry_on.contains(status);
+        let eligible = retryable
+            || (retry.pushback_any_status && matches!(pushback, Some(Pushback::After(_))));
+        // A pushback that says not to retry ends the call (grpc-go stream.go:827-830,
+        // grpc-java RetriableStream.java:1089-1094).
+        if !eligible || pushback == Some(Pushback::Stop) || lc.tries >= retry.max_attempts {
             return self.complete(l, Outcome::Failed(status), sched);
         }
         let client = &mut self.clients[edge.index()];
         let allowed = match (&retry.throttle, &client.throttle) {
-            (Some(spec), Some(t)) if !t.allows_retry(spec) => false,
+            // grpc-java checks the throttle only for a status it counted (:1074-1080).
+            (Some(spec), Some(t)) if retryable && !t.allows_retry(spec) => false,
             _ => match &retry.budget {
                 None => true,
                 Some(RetryBudget::Rate {
@@ -706,14 +797,25 @@ impl World {
             }
             return self.complete(l, Outcome::Failed(status), sched);
         }
-        let mut delay = retry
-            .backoff
-            .delay(lc.tries, lc.previous_backoff, &mut client.rng);
-        lc.previous_backoff = delay;
-        if retry.pushback && !retry_after.is_zero() {
-            // gRFC A6: the server's pushback replaces the computed backoff.
-            delay = retry_after;
-        }
+        let delay = match pushback {
+            Some(Pushback::After(d)) => {
+                // gRFC A6 "Pushback": exactly that delay, and the backoff restarts at its
+                // first wait (grpc-go stream.go:862-864 `numRetriesSincePushback = 0`,
+                // grpc-java RetriableStream.java:1089-1092 `nextBackoffIntervalNanos =
+                // initialBackoffNanos`). No jitter is drawn.
+                lc.backoff_from = lc.tries;
+                lc.previous_backoff = SimDuration::ZERO;
+                d
+            }
+            _ => {
+                let retry_number = lc.tries - lc.backoff_from;
+                let d = retry
+                    .backoff
+                    .delay(retry_number, lc.previous_backoff, &mut client.rng);
+                lc.previous_backoff = d;
+                d
+            }
+        };
         if lc.deadline != NO_DEADLINE && now.checked_add(delay).is_none_or(|t| t >= lc.deadline) {
             // The retry could not finish before the deadline.
             return self.complete(l, Outcome::Failed(status), sched);

@@ -57,6 +57,37 @@ pub struct Throttle {
     pub token_ratio: f64,
 }
 
+/// The callee's retry hint with a failed answer: gRPC's `grpc-retry-pushback-ms`, HTTP's
+/// Retry-After.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushback {
+    /// Retry after exactly this long; zero retries at once.
+    After(SimDuration),
+    /// Do not retry: a negative (or unparsable) pushback (gRFC A6 "Pushback").
+    Stop,
+}
+
+impl Pushback {
+    /// The hint as it travels in a reply: 0 none, `u32::MAX` stop, otherwise whole
+    /// milliseconds (rounded up, as the gRPC header carries them) plus one.
+    pub fn to_wire(hint: Option<Pushback>) -> u32 {
+        match hint {
+            None => 0,
+            Some(Pushback::Stop) => u32::MAX,
+            Some(Pushback::After(d)) => u32::try_from(d.as_nanos().div_ceil(1_000_000))
+                .map_or(u32::MAX - 1, |ms| ms.saturating_add(1).min(u32::MAX - 1)),
+        }
+    }
+
+    pub fn from_wire(wire: u32) -> Option<Pushback> {
+        match wire {
+            0 => None,
+            u32::MAX => Some(Pushback::Stop),
+            ms => Some(Pushback::After(SimDuration::from_millis(u64::from(ms - 1)))),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetrySpec {
     /// Attempts in all, the original included (gRPC and resilience4j count this way;
@@ -64,9 +95,14 @@ pub struct RetrySpec {
     pub max_attempts: u32,
     pub backoff: Backoff,
     pub retry_on: StatusSet,
-    /// Honour the callee's retry-after hint (gRPC pushback, HTTP Retry-After): wait at
-    /// least that long before the next attempt.
+    /// Honour the callee's retry-after hint (gRPC pushback, HTTP Retry-After): wait
+    /// exactly that long before the next attempt, then restart the backoff from its first
+    /// wait (gRFC A6); `Pushback::Stop` ends the call.
     pub pushback: bool,
+    /// grpc-java: a pushback to retry retries even a status not in `retry_on`
+    /// (RetriableStream.java:1089-1092 does not look at the status). grpc-go and gRFC A6
+    /// retry only an "otherwise eligible" status (stream.go:847-850).
+    pub pushback_any_status: bool,
     pub budget: Option<RetryBudget>,
     pub throttle: Option<Throttle>,
 }
@@ -96,6 +132,28 @@ pub struct HedgeSpec {
     /// Failures that let the other attempts carry on; any other status is fatal and
     /// ends the call at once, cancelling the rest.
     pub non_fatal: StatusSet,
+    /// gRPC throttling: a non-fatal failure takes a token, an ok answer gives back
+    /// `token_ratio`, and a hedge goes out only while tokens > max_tokens / 2.
+    pub throttle: Option<Throttle>,
+    /// Honour the callee's pushback: `Stop` sends no further hedges.
+    pub pushback: bool,
+    pub follows: HedgeRules,
+}
+
+/// gRFC A6 and grpc-java disagree on hedging (grpc-go implements none: stream.go:724).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HedgeRules {
+    /// gRFC A6, "Summary of Retry and Hedging Logic": a non-fatal failure sends the next
+    /// hedge at once (a pushback of n ms: n ms later), and the ones after it resume at
+    /// `delay`; a failure that leaves the throttle at or below its threshold stops new
+    /// hedges but lets those sent carry on.
+    A6,
+    /// grpc-java `RetriableStream`: a non-fatal failure leaves the next hedge on its
+    /// timer (`pushbackHedging(null)` does nothing, :434-437), a positive pushback sends
+    /// it at once (:1108-1110), and a failure that leaves the throttle at or below its
+    /// threshold is not hedgeable: the call fails with it, cancelling the rest
+    /// (:1112, then `commitAndRun` at :1052).
+    GrpcJava,
 }
 
 /// What a failed call turns into when the policy has a fallback.
@@ -149,6 +207,14 @@ pub struct CacheSpec {
 }
 
 impl PolicySpec {
+    /// The gRPC throttle, shared by retries and hedges (a policy has one or the other).
+    pub fn throttle(&self) -> Option<&Throttle> {
+        self.retry
+            .as_ref()
+            .and_then(|r| r.throttle.as_ref())
+            .or(self.hedge.as_ref().and_then(|h| h.throttle.as_ref()))
+    }
+
     /// No policy at all: one attempt, no timeout.
     pub fn none(name: &str) -> PolicySpec {
         PolicySpec {
@@ -425,6 +491,7 @@ impl PolicySpec {
                     },
                     retry_on: all_errors(),
                     pushback: false,
+                    pushback_any_status: false,
                     budget: None,
                     throttle: None,
                 });
@@ -437,6 +504,7 @@ impl PolicySpec {
                     backoff: Backoff::polly(),
                     retry_on: all_errors(),
                     pushback: false,
+                    pushback_any_status: false,
                     budget: None,
                     throttle: None,
                 });
@@ -453,6 +521,7 @@ impl PolicySpec {
                         Status::ResourceExhausted,
                     ]),
                     pushback: false,
+                    pushback_any_status: false,
                     budget: None,
                     throttle: None,
                 });
@@ -467,6 +536,7 @@ impl PolicySpec {
                     backoff: Backoff::grpc(),
                     retry_on: StatusSet::of(&[Status::Unavailable]),
                     pushback: true,
+                    pushback_any_status: false,
                     budget: None,
                     throttle: Some(Throttle {
                         max_tokens: 10.0,
@@ -487,6 +557,7 @@ impl PolicySpec {
                         Status::DeadlineExceeded,
                     ]),
                     pushback: false,
+                    pushback_any_status: false,
                     budget: Some(RetryBudget::Concurrency {
                         percent: 0.2,
                         min: 3,
@@ -512,6 +583,7 @@ impl PolicySpec {
                     },
                     retry_on: StatusSet::of(&[Status::Unavailable]),
                     pushback: false,
+                    pushback_any_status: false,
                     budget: Some(RetryBudget::Rate {
                         percent: 0.2,
                         min_per_s: 10.0,

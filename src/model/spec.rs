@@ -105,11 +105,11 @@ pub enum Step {
     /// An orchestrated saga: actions in order, compensations in reverse on failure.
     Saga(SagaId),
     /// End the handler with `status` with probability `p`, optionally asking the caller
-    /// to wait before retrying (Retry-After / gRPC pushback).
+    /// to wait before retrying, or not to retry (Retry-After / gRPC pushback).
     Fail {
         status: Status,
         p: f64,
-        retry_after: Option<SimDuration>,
+        retry_after: Option<super::policy::Pushback>,
     },
 }
 

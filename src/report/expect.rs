@@ -62,6 +62,41 @@ impl Check {
     }
 }
 
+/// Which statistic an expectation checks when a scenario runs at many seeds
+/// (`[[expect]] over = ...`); a single run checks its one value whatever this says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Over {
+    /// The mean over seeds (the default).
+    #[default]
+    Mean,
+    /// Every seed on its own.
+    AllSeeds,
+    /// The far end of the 95% interval: the upper bound for `<`/`<=`, the lower for
+    /// `>`/`>=`, both ends for `==`/`!=`.
+    Ci95,
+}
+
+impl Over {
+    pub const EXPECTED: &'static str = "\"mean\", \"all_seeds\" or \"ci95\"";
+
+    pub fn parse(s: &str) -> Option<Over> {
+        match s {
+            "mean" => Some(Over::Mean),
+            "all_seeds" => Some(Over::AllSeeds),
+            "ci95" => Some(Over::Ci95),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Over::Mean => "mean",
+            Over::AllSeeds => "all_seeds",
+            Over::Ci95 => "ci95",
+        }
+    }
+}
+
 pub const EXPECTED: &str = "PATH OP NUMBER or PATH OP PATH, e.g. \"workloads.checkout.latency_ms.p99 < 200\" \
      (OP: < <= > >= == !=)";
 

@@ -7,6 +7,7 @@ pub mod expect;
 pub mod files;
 pub mod html;
 pub mod json;
+pub mod numbers;
 pub mod plots;
 pub mod text;
 pub mod views;

@@ -258,6 +258,7 @@ pub struct RawRetry {
     pub jitter_range: Option<Spanned<Vec<f64>>>,
     pub on: Option<Statuses>,
     pub pushback: Option<Spanned<bool>>,
+    pub pushback_any_status: Option<Spanned<bool>>,
     pub budget: Option<Spanned<RawBudget>>,
     pub throttle: Option<Spanned<RawThrottle>>,
 }
@@ -298,6 +299,10 @@ pub struct RawBreaker {
     pub half_open_probes: Option<Spanned<i64>>,
     pub half_open: Option<Spanned<String>>,
     pub reset_on_transition: Option<Spanned<bool>>,
+    pub count_at: Option<Spanned<String>>,
+    pub late_outcomes: Option<Spanned<String>>,
+    pub buckets_start: Option<Spanned<String>>,
+    pub open_end: Option<Spanned<String>>,
     pub failure_on: Option<Statuses>,
     pub timeouts_are_failures: Option<Spanned<bool>>,
     pub rejections_are_failures: Option<Spanned<bool>>,
@@ -324,6 +329,9 @@ pub struct RawHedge {
     pub delay: Option<Spanned<String>>,
     pub max_attempts: Option<Spanned<i64>>,
     pub non_fatal: Option<Statuses>,
+    pub throttle: Option<Spanned<RawThrottle>>,
+    pub pushback: Option<Spanned<bool>>,
+    pub follows: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -349,6 +357,8 @@ pub struct RawExpect {
     pub check: Spanned<String>,
     pub from: Option<Spanned<String>>,
     pub until: Option<Spanned<String>>,
+    /// With many seeds: "mean", "all_seeds" or "ci95".
+    pub over: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]

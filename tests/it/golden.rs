@@ -31,8 +31,11 @@ fn every_bundled_scenario_matches_its_committed_report() {
         let mut files = vec![
             (
                 "summary.txt",
-                format!("{}\n", meshsim::report::text::summary(&out.report, &reproduce))
-                    .into_bytes(),
+                format!(
+                    "{}\n",
+                    meshsim::report::text::summary(&out.report, &reproduce)
+                )
+                .into_bytes(),
             ),
             ("report.json", out.report.to_json().into_bytes()),
             ("timeseries.csv", csv.clone()),

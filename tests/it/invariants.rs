@@ -35,3 +35,55 @@ rate = 100
         Ok(_) => panic!("expected a draw past the end of the clock (p ~ 0.5% per message)"),
     }
 }
+
+fn consumer_scenario(work_ms: u32, ack_timeout_ms: u32) -> String {
+    format!(
+        r#"
+[simulation]
+seed = 5
+requests = 200
+[network]
+latency = "1ms"
+[workloads.w]
+target = "api/send"
+rate = 50
+[services.api]
+workers = 8
+[services.api.endpoints.send]
+steps = [{{ publish = "mq/jobs" }}]
+[brokers.mq]
+preset = "sqs"
+latency = "1ms"
+[brokers.mq.queues.jobs]
+ack_timeout = "{ack_timeout_ms}ms"
+delivery_limit = 2
+[consumers.worker]
+queue = "mq/jobs"
+instances = 2
+prefetch = 1
+concurrency = 1
+steps = [{{ work = "{work_ms}ms" }}]
+"#
+    )
+}
+
+/// A consumer's handler is wasted work (orphaned) only when the broker took its delivery
+/// back before it answered; it used to count every consumer answer as orphaned.
+#[test]
+fn a_consumer_answer_is_orphaned_only_once_its_delivery_was_taken_back() {
+    let ep = |text: &str| {
+        let out = super::support::run(text, &[]);
+        let r = super::support::json(&out.report);
+        r["endpoints"]["worker/handle"].clone()
+    };
+    // 10 ms of work, 1 s to ack: nothing is taken back.
+    let calm = ep(&consumer_scenario(10, 1000));
+    assert_eq!(calm["completed"].as_u64(), Some(200), "{calm}");
+    assert_eq!(calm["orphaned"].as_u64(), Some(0), "{calm}");
+    // 10 ms of work, 5 ms to ack: every handler outlives its delivery, so every answer
+    // is wasted (the message reappears, and is dropped after its third delivery).
+    let late = ep(&consumer_scenario(10, 5));
+    let completed = late["completed"].as_u64().unwrap();
+    assert!(completed > 0, "{late}");
+    assert_eq!(late["orphaned"].as_u64(), Some(completed), "{late}");
+}

@@ -3,6 +3,7 @@
 mod analytic;
 mod broker_properties;
 mod brokers_scenarios;
+mod classroom;
 mod cli;
 mod determinism;
 mod fuzz;
@@ -10,7 +11,9 @@ mod golden;
 mod invalid;
 mod invariants;
 mod layers;
+mod multi;
 mod policies;
+mod presets_boundaries;
 mod properties;
 mod robust;
 mod support;

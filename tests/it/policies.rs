@@ -478,25 +478,26 @@ fn tr(t: f64, from: &str, to: &str) -> (f64, String, String) {
 #[test]
 fn breaker_transitions_happen_at_exactly_the_expected_times() {
     // Failures from 2.0 s: the 5th (2.4 s) makes 5 of the last 10 calls, 50%: open.
-    // Lazy half-open: the first call after 1 s (3.4 s) is the probe; it fails until the
-    // fault ends at 5 s; the probe at 5.4 s succeeds when answered, at 5.41 s.
+    // Lazy half-open, resilience4j's way: the call at exactly 2.4 s + 1 s is refused
+    // (CircuitBreakerStateMachine.java:725, `isAfter`), the next (3.5 s) is the probe; it
+    // fails until the fault ends at 5 s; the probe at 5.7 s succeeds, answered at 5.71 s.
     let r = report(&breaker_scenario("", 100));
     let (c, o, h) = ("closed", "open", "half_open");
     assert_eq!(
         transitions(&r),
         vec![
             tr(2.4, c, o),
-            tr(3.4, o, h),
-            tr(3.4, h, o),
-            tr(4.4, o, h),
-            tr(4.4, h, o),
-            tr(5.4, o, h),
-            tr(5.41, h, c),
+            tr(3.5, o, h),
+            tr(3.5, h, o),
+            tr(4.6, o, h),
+            tr(4.6, h, o),
+            tr(5.7, o, h),
+            tr(5.71, h, c),
         ]
     );
-    assert!((f(&edge(&r)["breaker"]["time_open_s"]) - 3.0).abs() < 1e-9);
-    // 9 calls refused in each of the three open seconds.
-    assert_eq!(n(&edge(&r)["rejected"]["breaker"]), 27);
+    assert!((f(&edge(&r)["breaker"]["time_open_s"]) - 3.3).abs() < 1e-9);
+    // 10 calls refused in each of the three open periods of 1.1 s.
+    assert_eq!(n(&edge(&r)["rejected"]["breaker"]), 30);
     // Timer-driven (opossum), open 1.05 s: half-open at 3.45 s with no call needed; the
     // probe is the next call (3.5 s).
     let r = report(&breaker_scenario("", 100).replace(

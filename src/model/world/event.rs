@@ -24,7 +24,7 @@ pub enum Event {
         deadline: SimTime,
     },
     /// An attempt's answer reaches the caller. `retry_after_ms`: the callee's pushback
-    /// hint (0: none).
+    /// hint (`Pushback::to_wire`; 0: none).
     Reply {
         attempt: Id,
         edge: EdgeId,

@@ -52,7 +52,7 @@ pub(in crate::model) struct Invocation {
     /// Reply messages (more than one for a server stream).
     pub messages: u32,
     /// A `fail` step's retry-after hint, sent with the answer.
-    pub retry_after: Option<SimDuration>,
+    pub retry_after: Option<crate::model::policy::Pushback>,
     /// The root fiber (the handler's steps).
     pub root: Id,
     pub degraded: bool,
@@ -467,7 +467,7 @@ impl World {
     /// The endpoint's books for an answer: counts, latency, wasted work, windows, series.
     fn record_answer(&mut self, inv: &Invocation, status: Status, now: SimTime) {
         let latency = now.since(inv.arrived_at);
-        let orphaned = inv.measured && (matches!(inv.answer_to, AnswerTo::Delivery(_)) || self.abandoned(inv.answer_to));
+        let orphaned = inv.measured && self.abandoned(inv.answer_to);
         let em = &mut self.metrics.endpoints[inv.endpoint.index()];
         if inv.measured {
             em.completed += 1;
@@ -618,10 +618,8 @@ impl World {
 }
 
 impl Invocation {
-    /// The retry-after hint in whole milliseconds, as it travels in a reply (0: none).
+    /// The retry-after hint as it travels in a reply (`Pushback::to_wire`).
     pub(super) fn retry_after_ms(&self) -> u32 {
-        self.retry_after.map_or(0, |d| {
-            u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
-        })
+        crate::model::policy::Pushback::to_wire(self.retry_after)
     }
 }

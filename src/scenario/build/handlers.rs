@@ -132,10 +132,7 @@ impl Builder {
                     Some(p) => self.probability(p, "`p`"),
                     None => Some(1.0),
                 };
-                let retry_after = s
-                    .retry_after
-                    .as_ref()
-                    .and_then(|r| self.positive_duration(r, "retry_after"));
+                let retry_after = s.retry_after.as_ref().and_then(|r| self.pushback(r));
                 if let (Some(status), Some(p)) = (status, p) {
                     out.push(Step::Fail {
                         status,

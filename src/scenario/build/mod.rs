@@ -52,6 +52,8 @@ pub struct ExpectSpec {
     pub window: Option<usize>,
     /// Where the check is written, for errors found later (unknown paths).
     pub span: Range<usize>,
+    /// The statistic checked when the scenario runs at many seeds.
+    pub over: crate::report::expect::Over,
 }
 
 pub fn build(raw: &RawScenario, default_name: &str) -> Result<Built, Vec<Diagnostic>> {

@@ -2,6 +2,8 @@
 //! protocol and cache, and the policy a call site refers to.
 
 use super::*;
+use crate::model::breaker::{BucketStart, CountAt, LateOutcomes, OpenEnd};
+use crate::model::policy::{HedgeRules, Pushback};
 
 impl Builder {
     pub(super) fn policies(&mut self, raw: &RawScenario) {
@@ -186,6 +188,37 @@ impl Builder {
         }
         if let Some(h) = &r.hedge {
             let hg = h.get_ref();
+            // gRPC's service config has a retryPolicy or a hedgingPolicy: under the grpc
+            // preset, hedging replaces the preset's retries and keeps its throttle and
+            // pushback (gRFC A6: both are shared by retries and hedges).
+            let grpc = r.preset.as_ref().is_some_and(|ps| ps.get_ref() == "grpc");
+            let preset_retry = if grpc && r.retry.is_none() {
+                p.retry.take()
+            } else {
+                None
+            };
+            let throttle = match &hg.throttle {
+                None => Some(preset_retry.as_ref().and_then(|r| r.throttle)),
+                Some(t) => self.throttle(t).map(Some),
+            };
+            let pushback = hg
+                .pushback
+                .as_ref()
+                .map_or(preset_retry.as_ref().is_some_and(|r| r.pushback), |b| {
+                    *b.get_ref()
+                });
+            let follows = match hg.follows.as_ref().map(|f| (f, f.get_ref().as_str())) {
+                None | Some((_, "a6")) => Some(HedgeRules::A6),
+                Some((_, "grpc-java")) => Some(HedgeRules::GrpcJava),
+                Some((f, other)) => {
+                    self.error(
+                        span(f),
+                        format!("unknown hedging rules `{other}`"),
+                        "\"a6\" (gRFC A6: the next hedge at once after a non-fatal failure) or \"grpc-java\"",
+                    );
+                    None
+                }
+            };
             let delay = match &hg.delay {
                 Some(d) => self.duration(d),
                 None => {
@@ -201,17 +234,24 @@ impl Builder {
                     "at least 2 (the original and one hedge)",
                 ),
                 None => Some(2),
-            };
+            }
+            // gRFC A6 "Limits on Retries and Hedges": above 5 is treated as 5.
+            .map(|m| if grpc { m.min(5) } else { m });
             let non_fatal = hg
                 .non_fatal
                 .as_ref()
                 .map(|l| self.statuses(l))
                 .unwrap_or_default();
-            if let (Some(delay), Some(max_attempts)) = (delay, max_attempts) {
+            if let (Some(delay), Some(max_attempts), Some(throttle), Some(follows)) =
+                (delay, max_attempts, throttle, follows)
+            {
                 p.hedge = Some(HedgeSpec {
                     delay,
                     max_attempts,
                     non_fatal,
+                    throttle,
+                    pushback,
+                    follows,
                 });
             }
             if p.retry.is_some() {
@@ -472,24 +512,53 @@ impl Builder {
         };
         let throttle = match &r.throttle {
             None => base.as_ref().and_then(|b| b.throttle),
-            Some(t) => {
-                let th = t.get_ref();
-                let max_tokens = self.positive_f64(&th.max_tokens, "max_tokens");
-                let token_ratio = self.positive_f64(&th.token_ratio, "token_ratio");
-                Some(Throttle {
-                    max_tokens: max_tokens?,
-                    token_ratio: token_ratio?,
-                })
-            }
+            Some(t) => Some(self.throttle(t)?),
         };
+        let pushback_any_status = r
+            .pushback_any_status
+            .as_ref()
+            .map_or(base.as_ref().is_some_and(|b| b.pushback_any_status), |b| {
+                *b.get_ref()
+            });
         Some(RetrySpec {
             max_attempts: max_attempts?,
             backoff,
             retry_on,
             pushback,
+            pushback_any_status,
             budget,
             throttle,
         })
+    }
+
+    fn throttle(&mut self, t: &Spanned<RawThrottle>) -> Option<Throttle> {
+        let th = t.get_ref();
+        let max_tokens = self.positive_f64(&th.max_tokens, "max_tokens");
+        let token_ratio = self.positive_f64(&th.token_ratio, "token_ratio");
+        Some(Throttle {
+            max_tokens: max_tokens?,
+            token_ratio: token_ratio?,
+        })
+    }
+
+    /// A `fail` step's `retry_after`: a duration (0 retries at once), or a negative one
+    /// ("-1ms"), gRPC's pushback that says not to retry.
+    pub(super) fn pushback(&mut self, raw: &Spanned<String>) -> Option<Pushback> {
+        let text = raw.get_ref().trim();
+        match text.strip_prefix('-') {
+            Some(rest) => match duration::parse(rest) {
+                Ok(d) if !d.is_zero() => Some(Pushback::Stop),
+                _ => {
+                    self.error(
+                        span(raw),
+                        format!("`{text}` is not a pushback"),
+                        "a duration (\"0s\": retry at once) or a negative one (\"-1ms\": do not retry)",
+                    );
+                    None
+                }
+            },
+            None => self.duration(raw).map(Pushback::After),
+        }
     }
 
     fn breaker(
@@ -653,6 +722,66 @@ impl Builder {
         }
         if let Some(x) = &r.reset_on_transition {
             b.reset_on_transition = *x.get_ref();
+        }
+        let choose =
+            |b: &mut Builder, raw: &Option<Spanned<String>>, options: &[&str], expected: &str| {
+                let raw = raw.as_ref()?;
+                let found = options.iter().position(|o| *o == raw.get_ref().as_str());
+                if found.is_none() {
+                    b.error(
+                        span(raw),
+                        format!("unknown value `{}`", raw.get_ref()),
+                        expected,
+                    );
+                }
+                found
+            };
+        if let Some(i) = choose(
+            self,
+            &r.count_at,
+            &["outcome", "fire"],
+            "\"outcome\" (resilience4j, Polly) or \"fire\" (opossum: every call when it starts, refused ones too)",
+        ) {
+            b.count_at = [CountAt::Outcome, CountAt::Fire][i];
+        }
+        if let Some(i) = choose(
+            self,
+            &r.late_outcomes,
+            &["current", "ignore"],
+            "\"current\" (the libraries: recorded in the state the breaker is in) or \"ignore\" (only outcomes of calls admitted in the current state count)",
+        ) {
+            b.late_outcomes = [LateOutcomes::Current, LateOutcomes::Ignore][i];
+        }
+        if let Some(i) = choose(
+            self,
+            &r.buckets_start,
+            &["clock", "first_outcome"],
+            "\"clock\" (resilience4j, opossum) or \"first_outcome\" (Polly)",
+        ) {
+            b.bucket_start = [BucketStart::Clock, BucketStart::FirstOutcome][i];
+        }
+        if let Some(i) = choose(
+            self,
+            &r.open_end,
+            &["inclusive", "exclusive"],
+            "\"inclusive\" (Polly: a call at the end is the probe) or \"exclusive\" (resilience4j: strictly after)",
+        ) {
+            b.open_end = [OpenEnd::Inclusive, OpenEnd::Exclusive][i];
+        }
+        if b.count_at == CountAt::Fire && matches!(b.window, BreakerWindow::Count { .. }) {
+            match &r.count_at {
+                Some(c) => self.error(
+                    span(c),
+                    "counting calls when fired needs a time window",
+                    "window = \"time\", or count_at = \"outcome\"",
+                ),
+                // opossum's breaker given a count window: its fires are counted as they
+                // end, refused ones too.
+                None => {
+                    b.count_at = CountAt::Outcome;
+                    b.count_rejections = true;
+                }
+            }
         }
         if let Some(list) = &r.failure_on {
             policy.failure.statuses = self.statuses(list);
