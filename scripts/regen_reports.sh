@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates reports/<scenario>/{summary.txt,report.json,timeseries.csv} for every
+# Regenerates reports/<scenario>/{summary.txt,report.json,timeseries.csv,report.html,
+# plots/*.svg} for every
 # bundled scenario. `cargo test golden` compares the same outputs against these files,
 # so a change to any number shows up as a diff in review: run this on purpose, and say
 # in the commit why the numbers moved.
@@ -20,6 +21,9 @@ for file in scenarios/*.toml; do
   mkdir -p "reports/$name"
   # The summary's last lines name the temporary folder; keep the rest.
   grep -v '^wrote ' "$tmp/summary.txt" > "reports/$name/summary.txt"
-  cp "$tmp/report.json" "$tmp/timeseries.csv" "reports/$name/"
+  cp "$tmp/report.json" "$tmp/timeseries.csv" "$tmp/report.html" "reports/$name/"
+  rm -rf "reports/$name/plots"
+  mkdir -p "reports/$name/plots"
+  cp "$tmp"/plots/*.svg "reports/$name/plots/"
   rm -rf "$tmp"
 done

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod engine;
 pub mod exercise;
 pub mod explore;
+pub mod graph;
 pub mod lint;
 pub mod metrics;
 pub mod model;
@@ -36,9 +37,18 @@ impl Outcome {
 
 /// Runs a checked scenario and builds its report.
 pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
+    simulate_with_progress(scenario, &mut |_| {})
+}
+
+/// `simulate`, reporting progress every `model::PROGRESS_EVERY` events (the CLI's
+/// progress bar); the outcome is the same byte for byte.
+pub fn simulate_with_progress(
+    scenario: Scenario,
+    progress: &mut dyn FnMut(model::Progress),
+) -> Result<Outcome, RunError> {
     let seed = scenario.spec.seed;
     let warmup_s = scenario.spec.warmup.as_secs_f64();
-    let output = model::run(scenario.spec)?;
+    let output = model::run_with_progress(scenario.spec, progress)?;
     let info = RunInfo {
         scenario: scenario.name,
         scenario_path: scenario.path.clone(),

@@ -160,6 +160,11 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
     // failing seed of a batch, in seed order, is the one reported.
     let batch = (pool.current_num_threads() * 4) as u64;
     let mut next = a.first_seed;
+    let mut bar = super::views::Bar::new(
+        false,
+        Some(last.saturating_sub(a.first_seed).saturating_add(1)),
+        "{bar:40} seed {pos}/{len} · ETA {eta}",
+    );
     let found = loop {
         if next > last {
             break None;
@@ -181,14 +186,19 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
                     hit = Some(found);
                     break;
                 }
-                Err(e) => return invalid(&e),
+                Err(e) => {
+                    bar.finish();
+                    return invalid(&e);
+                }
             }
         }
+        bar.advance(end - next + 1);
         if hit.is_some() {
             break hit;
         }
         next = end + 1;
     };
+    bar.finish();
     let Some((seed, drawn, problems)) = found else {
         let what = if plan.templates.is_empty() {
             "no fault templates: every seed ran as written"

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod classroom;
+mod views;
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
@@ -48,6 +49,9 @@ pub enum Command {
         /// [default: three quarters of the machine's memory].
         #[arg(long, value_name = "SIZE", value_parser = scenario::memory::parse_size)]
         max_memory: Option<u64>,
+        /// Also write the plots as PNG (plots/*.png; SVG is always written).
+        #[arg(long)]
+        png: bool,
         /// Run many seeds: N (1 to N) or A..B; report the mean and 95% interval of
         /// every number, and each seed's report under DIR/seeds/.
         #[arg(long, value_name = "N|A..B", conflicts_with = "seed")]
@@ -148,6 +152,15 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Print the system's diagram: workloads, services, endpoints, calls with their
+    /// policies, brokers, queues, topics and consumers.
+    Graph {
+        scenario: String,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: views::GraphFormat,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
     /// Check a scenario without running it.
     Validate {
         scenario: String,
@@ -229,8 +242,14 @@ pub fn main() -> ExitCode {
             set,
             quiet,
             max_memory,
+            png,
             ..
-        } => run(&scenario, seed, out, set, quiet, max_memory),
+        } => run(&scenario, seed, out, set, quiet, max_memory, png),
+        Command::Graph {
+            scenario,
+            format,
+            set,
+        } => views::graph_command(&scenario, &set, format),
         Command::Compare {
             a,
             b,
@@ -399,6 +418,7 @@ fn run(
     mut set: Vec<String>,
     quiet: bool,
     max_memory: Option<u64>,
+    png: bool,
 ) -> ExitCode {
     if let Some(seed) = seed {
         set.push(format!("simulation.seed={seed}"));
@@ -408,6 +428,7 @@ fn run(
         Err(e) => return invalid(&e),
     };
     let seed = scenario.spec.seed;
+    let diagram = crate::graph::svg(&crate::graph::Topology::from_spec(&scenario.spec));
     let name = scenario.name.clone();
     // A run with overrides gets its own default folder: it must not overwrite the
     // report of the scenario as written (or of another variant).
@@ -431,30 +452,57 @@ fn run(
             ));
         }
     }
-    let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
+    let mut bar = views::Bar::run(quiet, scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000));
+    let outcome = crate::simulate_with_progress(scenario, &mut |p| bar.progress(p));
+    bar.finish();
+    let crate::Outcome { report, metrics } = match outcome {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };
-    let files = [
+    let quote = crate::multi::runner::shell_quote;
+    let mut reproduce = format!("meshsim run {} --seed {seed}", quote(arg));
+    for s in set.iter().filter(|s| !s.starts_with("simulation.seed=")) {
+        reproduce.push_str(&format!(" --set {}", quote(s)));
+    }
+    let summary = report::text::summary(&report, &reproduce);
+    let csv = report::csv::timeseries(&metrics.series, &metrics.consistency);
+    let views = match report::views::files(&report::views::Views {
+        report: &report,
+        metrics: &metrics,
+        timeseries_csv: &csv,
+        summary: &summary,
+        reproduce: &reproduce,
+        diagram: Some(&diagram),
+        png,
+    }) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("cannot draw the views of {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut files = vec![
         ("report.json", report.to_json().into_bytes()),
-        (
-            "timeseries.csv",
-            report::csv::timeseries(&metrics.series, &metrics.consistency),
-        ),
+        ("timeseries.csv", csv),
     ];
-    assert!(files.iter().map(|f| f.0).eq(report::RUN_OUTPUTS.iter().copied()));
+    files.extend(views.iter().map(|(n, b)| (n.as_str(), b.clone())));
+    assert!(
+        files
+            .iter()
+            .map(|f| f.0)
+            .filter(|n| !n.starts_with("plots/"))
+            .eq(report::RUN_OUTPUTS.iter().copied())
+    );
     if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write the reports to {}: {e}", dir.display());
         return ExitCode::from(2);
     }
     if !quiet {
-        let quote = crate::multi::runner::shell_quote;
-        let mut reproduce = format!("meshsim run {} --seed {seed}", quote(arg));
-        for s in set.iter().filter(|s| !s.starts_with("simulation.seed=")) {
-            reproduce.push_str(&format!(" --set {}", quote(s)));
-        }
-        print!("{}", report::text::summary(&report, &reproduce));
-        println!("\nwrote {}/report.json and timeseries.csv", dir.display());
+        print!("{summary}");
+        println!(
+            "\nwrote {}/report.json, timeseries.csv, report.html and plots/",
+            dir.display()
+        );
     }
     let failed = report.expectations.iter().filter(|e| !e.passed).count();
     if failed > 0 {

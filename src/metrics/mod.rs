@@ -151,6 +151,9 @@ pub struct BreakerMetrics {
 #[derive(Debug, Clone)]
 pub struct FaultMetrics {
     pub label: String,
+    /// When it is in force, [from, until): plots shade this window.
+    pub from: SimTime,
+    pub until: SimTime,
     /// Requests or messages the fault actually changed: a fault that touched nothing
     /// proves nothing.
     pub affected: u64,

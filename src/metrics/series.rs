@@ -20,7 +20,8 @@ pub struct SeriesRow {
     pub series: u32,
     pub completed: u64,
     pub errors: u64,
-    /// None for edges of internal calls (counted, not timed: see `record_count`).
+    /// None for edges of internal calls (counted, not timed: see `record_count`), and
+    /// for a bucket in which nothing answered.
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     /// Endpoints only: mean number of requests waiting for a worker.
@@ -172,21 +173,18 @@ impl Series {
                 b.queue_area_at_start = area;
                 mean
             });
-            let q = |p: f64| {
-                if b.hist.is_empty() {
-                    0.0
-                } else {
-                    b.hist.quantile(p).clamp(b.min_ns, b.max_ns) as f64 * 1e-6
-                }
-            };
+            // A bucket where nothing answered has no latency: None (an empty CSV cell, a
+            // gap in a plot), not 0 ms, which would read as "fast" while the system is stuck.
+            let answered = timed && !b.hist.is_empty();
+            let q = |p: f64| b.hist.quantile(p).clamp(b.min_ns, b.max_ns) as f64 * 1e-6;
             let row = SeriesRow {
                 start: self.start,
                 end,
                 series: i as u32,
                 completed: b.completed,
                 errors: b.errors,
-                p50_ms: timed.then(|| q(0.5)),
-                p99_ms: timed.then(|| q(0.99)),
+                p50_ms: answered.then(|| q(0.5)),
+                p99_ms: answered.then(|| q(0.99)),
                 queue_length_mean,
                 attempts: (self.names[i].0 == SeriesKind::Edge).then_some(b.attempts),
                 breaker: extra.breaker,
@@ -243,5 +241,7 @@ mod tests {
             (0, Some(2.0))
         );
         assert_eq!(s.rows[3].attempts, Some(0));
+        // Nothing answered in the second bucket: no latency, rather than 0 ms.
+        assert_eq!((s.rows[0].p50_ms, s.rows[2].p50_ms), (Some(10.0), None));
     }
 }

@@ -33,18 +33,57 @@ pub struct RunOutput {
     pub requests_sent: u64,
 }
 
+/// How far a run has come, reported every `PROGRESS_EVERY` events (for a progress bar).
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub now: SimTime,
+    /// The run's end, when it has a duration.
+    pub end: Option<SimTime>,
+    pub events: u64,
+}
+
+/// Events between two progress reports: rare enough to cost nothing per event.
+pub const PROGRESS_EVERY: u64 = 1 << 16;
+
 /// Runs a system to its end (the duration, or drained after the request limit).
 pub fn run(spec: Spec) -> Result<RunOutput, RunError> {
-    let limits = Limits {
-        end: spec.duration.map(|d| SimTime::ZERO + d),
-        max_events: spec.max_events,
-    };
+    run_with_progress(spec, &mut |_| {})
+}
+
+/// `run`, calling `progress` every `PROGRESS_EVERY` events. The engine runs in chunks
+/// of events: it stops before popping the event past a chunk's budget and resumes
+/// there, so the run is the same event for event as one call (the engine has no wall
+/// clock; whoever watches the progress has).
+pub fn run_with_progress(
+    spec: Spec,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunOutput, RunError> {
+    let end = spec.duration.map(|d| SimTime::ZERO + d);
+    let budget = spec.max_events;
     let mut sim = Simulation::new(World::new(spec));
     {
         let (world, sched) = sim.scheduler();
         world.start(sched);
     }
-    let stats = sim.run(limits)?;
+    let mut done = 0u64;
+    let stats = loop {
+        let limits = Limits {
+            end,
+            max_events: done.saturating_add(PROGRESS_EVERY).min(budget),
+        };
+        match sim.run(limits) {
+            Err(RunError::BudgetExhausted { budget: chunk, .. }) if chunk < budget => {
+                done = chunk;
+                let now = sim.scheduler().1.now();
+                progress(Progress {
+                    now,
+                    end,
+                    events: done,
+                });
+            }
+            other => break other?,
+        }
+    };
     let requests_sent = sim.model.requests_sent();
     let metrics = sim
         .model

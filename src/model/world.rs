@@ -219,6 +219,8 @@ impl World {
             .zip(&self.faults.affected)
             .map(|(f, &affected)| FaultMetrics {
                 label: f.label.clone(),
+                from: f.from,
+                until: f.until,
                 affected,
             })
             .collect();

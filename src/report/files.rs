@@ -13,10 +13,18 @@ use std::path::{Path, PathBuf};
 
 /// The files `meshsim run` writes into its `--out` directory. A new output joins this
 /// list, so that it is checked before the run and written with the others.
-pub const RUN_OUTPUTS: &[&str] = &["report.json", "timeseries.csv"];
+pub const RUN_OUTPUTS: &[&str] = &["report.json", "timeseries.csv", "report.html"];
 
+/// The hidden sibling of `dir/name`: a name with folders (`plots/timeseries.svg`) keeps
+/// its temporary beside it, in its own folder.
 fn hidden(dir: &Path, name: &str, suffix: &str) -> PathBuf {
-    dir.join(format!(".{name}.{suffix}"))
+    let dest = dir.join(name);
+    match (dest.parent(), dest.file_name()) {
+        (Some(parent), Some(file)) => {
+            parent.join(format!(".{}.{suffix}", file.to_string_lossy()))
+        }
+        _ => dir.join(format!(".{name}.{suffix}")),
+    }
 }
 
 /// Checks, before any work is done, that `write_all(dir, ..)` of files named `names`
@@ -64,7 +72,23 @@ pub fn check_writable(dir: &Path, names: &[&str]) -> io::Result<()> {
 /// existed holds its old contents, no new file or directory exists, and the error
 /// names the file it is about.
 pub fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
-    let created = create_dirs(dir)?;
+    let mut created = create_dirs(dir)?;
+    // Folders inside the set (plots/), created the same way.
+    for (name, _) in files {
+        if let Some(parent) = dir.join(name).parent()
+            && parent != dir
+        {
+            match create_dirs(parent) {
+                Ok(mut more) => created.append(&mut more),
+                Err(e) => {
+                    for d in created.iter().rev() {
+                        let _ = std::fs::remove_dir(d);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
     let result = stage(dir, files).and_then(|()| swap_in(dir, files));
     if result.is_err() {
         for (name, _) in files {
@@ -238,6 +262,19 @@ mod tests {
         assert!(err.to_string().contains("b"), "{err}");
         assert_eq!(read(&d.join("a")), "old");
         assert!(!hidden(&d, "a", "old").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn names_with_folders_are_written_and_rolled_back_like_the_rest() {
+        let d = scratch("sub");
+        write_all(&d, &[("a", b"1".to_vec()), ("plots/p.svg", b"1".to_vec())]).unwrap();
+        assert_eq!(read(&d.join("plots").join("p.svg")), "1");
+        assert_eq!(listing(&d.join("plots")), ["p.svg"]);
+        let err = write_all(&d, &[("plots/p.svg", b"2".to_vec()), ("q/bad\0", b"2".to_vec())]);
+        assert!(err.is_err());
+        assert_eq!(read(&d.join("plots").join("p.svg")), "1");
+        assert_eq!(listing(&d), ["a", "plots"]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

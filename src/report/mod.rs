@@ -5,9 +5,12 @@
 pub mod csv;
 pub mod expect;
 pub mod files;
+pub mod html;
 pub mod json;
 pub mod numbers;
+pub mod plots;
 pub mod text;
+pub mod views;
 
 pub use files::{RUN_OUTPUTS, check_writable, write_all};
 pub use json::{Report, SCHEMA};

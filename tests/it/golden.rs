@@ -1,5 +1,5 @@
 //! reports/ is a reviewed snapshot of every bundled scenario's output: the summary,
-//! report.json and timeseries.csv must match it byte for byte. A change to any number
+//! report.json, timeseries.csv, the SVG plots and report.html must match it byte for byte. A change to any number
 //! is deliberate: regenerate with scripts/regen_reports.sh and explain it in the commit.
 
 use std::path::Path;
@@ -12,9 +12,23 @@ fn every_bundled_scenario_matches_its_committed_report() {
         let label = format!("scenarios/{name}.toml");
         let sc = meshsim::scenario::from_source(&label, &name, &text, &[]).unwrap();
         let seed = sc.spec.seed;
+        let diagram = meshsim::graph::svg(&meshsim::graph::Topology::from_spec(&sc.spec));
         let out = meshsim::simulate(sc).unwrap();
         let reproduce = format!("meshsim run {label} --seed {seed}");
-        let files = [
+        let csv =
+            meshsim::report::csv::timeseries(&out.metrics.series, &out.metrics.consistency);
+        let summary = meshsim::report::text::summary(&out.report, &reproduce);
+        let views = meshsim::report::views::files(&meshsim::report::views::Views {
+            report: &out.report,
+            metrics: &out.metrics,
+            timeseries_csv: &csv,
+            summary: &summary,
+            reproduce: &reproduce,
+            diagram: Some(&diagram),
+            png: false,
+        })
+        .unwrap();
+        let mut files = vec![
             (
                 "summary.txt",
                 format!(
@@ -24,11 +38,9 @@ fn every_bundled_scenario_matches_its_committed_report() {
                 .into_bytes(),
             ),
             ("report.json", out.report.to_json().into_bytes()),
-            (
-                "timeseries.csv",
-                meshsim::report::csv::timeseries(&out.metrics.series, &out.metrics.consistency),
-            ),
+            ("timeseries.csv", csv.clone()),
         ];
+        files.extend(views.iter().map(|(n, b)| (n.as_str(), b.clone())));
         let dir = root.join("reports").join(&name);
         for (file, bytes) in files {
             match std::fs::read(dir.join(file)) {

@@ -15,6 +15,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("model", 3),
     ("report", 3),
     ("scenario", 4),
+    ("graph", 4),
     ("lint", 5),
     ("lib", 5),
     ("explore", 6),

@@ -17,3 +17,4 @@ mod presets_boundaries;
 mod properties;
 mod robust;
 mod support;
+mod views;
