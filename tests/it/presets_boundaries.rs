@@ -458,3 +458,54 @@ fn a_non_fatal_hedge_failure_while_another_copy_is_in_flight() {
     assert_eq!((n(&e["attempts"]), n(&e["hedges_won"])), (3, 1));
     assert_eq!(latency_ms(&r), 300.0);
 }
+
+// ---- the options, refused where they make no sense ----
+
+/// The single located error `policy` (with a failing handler) is refused with, and its line.
+fn refused(policy: &str, steps: &str) -> (usize, String) {
+    let text = scenario(policy, steps, 1, 1.0, "");
+    let err = super::support::error(&text);
+    let located = err.located();
+    assert_eq!(located.len(), 1, "{err}");
+    (located[0].line, err.to_string())
+}
+
+#[test]
+fn boundary_options_are_checked() {
+    // Line 14 is the first line of [policies.p]'s body, 15 the second; 7 the steps.
+    let (line, shown) = refused(
+        "preset = \"opossum\"\nbreaker = { window = \"count\", count_at = \"fire\" }",
+        r#"{ work = "1ms" }"#,
+    );
+    assert_eq!(line, 15);
+    assert!(shown.contains("needs a time window"), "{shown}");
+    let (line, shown) = refused(
+        "breaker = { open_end = \"soon\" }",
+        r#"{ work = "1ms" }"#,
+    );
+    assert_eq!(line, 14);
+    assert!(shown.contains("\"exclusive\""), "{shown}");
+    let (_, shown) = refused(
+        "hedge = { delay = \"10ms\", follows = \"grpc-go\" }",
+        r#"{ work = "1ms" }"#,
+    );
+    assert!(shown.contains("unknown hedging rules `grpc-go`"), "{shown}");
+    let (line, shown) = refused("", r#"{ fail = "unavailable", retry_after = "-soon" }"#);
+    assert_eq!(line, 7);
+    assert!(shown.contains("\"-1ms\": do not retry"), "{shown}");
+    // A preset that retries other than grpc still cannot hedge.
+    let (_, shown) = refused(
+        "preset = \"polly\"\nhedge = { delay = \"10ms\" }",
+        r#"{ work = "1ms" }"#,
+    );
+    assert!(shown.contains("cannot both retry and hedge"), "{shown}");
+    // opossum's preset given a count window counts at the outcome, refused calls too.
+    let r = report(&scenario(
+        "preset = \"opossum\"\nbreaker = { window = \"count\", size = 4 }",
+        r#"{ work = "350ms" }"#,
+        20,
+        10.0,
+        &error("0.35s", "5s"),
+    ));
+    assert_eq!(transitions(&r)[0], (0.4, 'c', 'o'));
+}
