@@ -479,10 +479,7 @@ fn boundary_options_are_checked() {
     );
     assert_eq!(line, 15);
     assert!(shown.contains("needs a time window"), "{shown}");
-    let (line, shown) = refused(
-        "breaker = { open_end = \"soon\" }",
-        r#"{ work = "1ms" }"#,
-    );
+    let (line, shown) = refused("breaker = { open_end = \"soon\" }", r#"{ work = "1ms" }"#);
     assert_eq!(line, 14);
     assert!(shown.contains("\"exclusive\""), "{shown}");
     let (_, shown) = refused(
@@ -508,4 +505,45 @@ fn boundary_options_are_checked() {
         &error("0.35s", "5s"),
     ));
     assert_eq!(transitions(&r)[0], (0.4, 'c', 'o'));
+}
+
+#[test]
+fn a_pushback_moves_or_stops_the_next_hedge() {
+    // Every attempt works 10 ms and fails `unavailable` with `retry_after`; the original
+    // (0.1 s) is slowed to fail at 1.11 s; the first hedge goes at 0.2 s and fails at
+    // 0.21 s. Two error faults catch an attempt sent at exactly 0.21 s or 0.26 s.
+    // A6 (lines 205, 234-236): the next hedge goes 50 ms after the pushback, at 0.26 s;
+    // grpc-java sends it at once, at 0.21 s (RetriableStream.java:1108-1110); without
+    // `pushback` A6 sends it at once too, and grpc-java leaves it on its timer (0.3 s).
+    let affected = |hedge: &str, retry_after: &str| {
+        let r = report(&scenario(
+            &format!(
+                "hedge = {{ delay = \"100ms\", max_attempts = 3, non_fatal = [\"unavailable\"] {hedge} }}"
+            ),
+            &format!(
+                r#"{{ work = "10ms" }}, {{ fail = "unavailable", retry_after = "{retry_after}" }}"#
+            ),
+            1,
+            10.0,
+            &format!(
+                "{}{}{}",
+                slow("0.05s", "0.15s", "1s"),
+                error("0.205s", "0.215s"),
+                error("0.255s", "0.265s")
+            ),
+        ));
+        let hit = |i: usize| n(&r["faults"][i]["affected"]);
+        (n(&edge(&r)["attempts"]), hit(1), hit(2))
+    };
+    assert_eq!(affected(", pushback = true", "50ms"), (3, 0, 1));
+    assert_eq!(
+        affected(r#", pushback = true, follows = "grpc-java""#, "50ms"),
+        (3, 1, 0)
+    );
+    assert_eq!(affected("", "50ms"), (3, 1, 0));
+    assert_eq!(affected(r#", follows = "grpc-java""#, "50ms"), (3, 0, 0));
+    // A pushback that says not to retry sends no further hedges (A6 line 157, grpc-java
+    // `freezeHedging` at :438-441): the original fails at 1.11 s, the call with it.
+    assert_eq!(affected(", pushback = true", "-1ms"), (2, 0, 0));
+    assert_eq!(affected("", "-1ms"), (3, 1, 0));
 }
