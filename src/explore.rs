@@ -5,6 +5,11 @@
 //! removed, then shortened, while it still fails) and written out as a scenario file
 //! that replays it.
 //!
+//! A scenario without an `[explore]` section, or one with no fault templates, is a
+//! seed search: every seed runs as written, against its expectations and invariants.
+//! A replay carries what failed as `[[expect]]` tables, so running it fails (exit 1)
+//! and it can stay in a repository as a regression test.
+//!
 //! Schedules are appended to the scenario's text as `[[faults]]` tables, so a trial
 //! is validated and built exactly as `meshsim run` would, and the replay file is
 //! nothing but the scenario plus its faults.
@@ -34,7 +39,35 @@ pub struct Plan {
     pub from: SimDuration,
     pub until: SimDuration,
     pub templates: Vec<Template>,
-    pub exactly_once: Vec<String>,
+    /// Effects that must apply exactly once, with where each is named (for errors).
+    pub exactly_once: Vec<(String, std::ops::Range<usize>)>,
+}
+
+impl Plan {
+    /// The plan of a scenario without an `[explore]` section: 100 seeds, no faults.
+    pub fn seed_search() -> Plan {
+        Plan {
+            seeds: 100,
+            from: SimDuration::ZERO,
+            until: SimDuration::from_secs(60),
+            templates: Vec::new(),
+            exactly_once: Vec::new(),
+        }
+    }
+}
+
+/// What a trial found wrong, and the `[[expect]]` check that catches it in a replay
+/// (None when the scenario's own expectation already does).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub text: String,
+    pub expect: Option<String>,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// A drawn fault: template index and its window.
@@ -116,13 +149,6 @@ fn check(ex: &Spanned<RawExplore>, raw: &RawScenario, diags: &mut Vec<Diagnostic
         Some(w) => pair(w, diags).unwrap_or((SimDuration::ZERO, SimDuration::from_secs(60))),
         None => (SimDuration::ZERO, SimDuration::from_secs(60)),
     };
-    if v.faults.is_empty() {
-        diags.push(Diagnostic::new(
-            ex.span(),
-            "an [explore] section with no fault templates",
-            "faults = [{ kind = \"crash\", service = \"worker\", max = 2, length = [\"1s\", \"20s\"] }]",
-        ));
-    }
     let mut templates = Vec::new();
     for f in &v.faults {
         let fv = f.get_ref();
@@ -235,7 +261,7 @@ fn check(ex: &Spanned<RawExplore>, raw: &RawScenario, diags: &mut Vec<Diagnostic
     let mut exactly_once = Vec::new();
     if let Some(list) = &v.exactly_once {
         for e in list.get_ref() {
-            exactly_once.push(e.get_ref().clone());
+            exactly_once.push((e.get_ref().clone(), e.span()));
         }
     }
     Some(Plan {
@@ -288,6 +314,43 @@ pub fn faults_toml(plan: &Plan, faults: &[Drawn]) -> String {
     s
 }
 
+/// Every effect `exactly_once` names must be one the scenario applies: a name that
+/// does not exist is a typo to report (exit 2), never a failure found by exploring.
+pub fn check_effects(path: &str, text: &str, plan: &Plan, known: &[&str]) -> Result<(), ScenarioError> {
+    let diags: Vec<Diagnostic> = plan
+        .exactly_once
+        .iter()
+        .filter(|(n, _)| !known.contains(&n.as_str()))
+        .map(|(n, span)| {
+            Diagnostic::new(
+                span.clone(),
+                format!("no effect named `{n}` in this scenario"),
+                if known.is_empty() {
+                    "an effect some step applies ({ effect = \"NAME\" }); this scenario has none".to_owned()
+                } else {
+                    format!("one of the scenario's effects: {}", known.join(", "))
+                },
+            )
+        })
+        .collect();
+    if diags.is_empty() {
+        return Ok(());
+    }
+    Err(ScenarioError::Invalid {
+        rendered: diag::render(path, text, &diags, None),
+        located: diags.iter().map(|d| diag::locate(path, text, d)).collect(),
+    })
+}
+
+/// A path segment as an expectation reads it (quoted unless plain).
+fn segment(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || "_-/@>".contains(c)) {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
+}
+
 /// What a trial found wrong (empty: it passed).
 pub fn trial(
     path: &str,
@@ -296,33 +359,63 @@ pub fn trial(
     plan: &Plan,
     seed: u64,
     faults: &[Drawn],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<Problem>, String> {
     let full = format!("{text}{}", faults_toml(plan, faults));
     let sc = scenario::from_source(path, name, &full, &[format!("simulation.seed={seed}")])
         .map_err(|e| e.to_string())?;
     let outcome = crate::simulate(sc).map_err(|e| e.to_string())?;
-    let mut problems: Vec<String> = outcome
+    let mut problems: Vec<Problem> = outcome
         .report
         .expectations
         .iter()
         .filter(|e| !e.passed)
-        .map(|e| format!("expectation failed: {} (value {})", e.check, e.value))
+        .map(|e| Problem {
+            text: format!("expectation failed: {} (value {})", e.check, e.value),
+            expect: None,
+        })
         .collect();
     let c = &outcome.metrics.consistency;
     for f in c.flows.iter().filter(|f| !f.conserved()) {
-        problems.push(format!("conservation violated on {}", f.name));
+        let table = if f.kind == "group" { "groups" } else { "queues" };
+        problems.push(Problem {
+            text: format!("conservation violated on {}", f.name),
+            expect: Some(format!("consistency.{table}.{}.conserved == 1", segment(&f.name))),
+        });
     }
-    for name in &plan.exactly_once {
-        match c.effects.iter().find(|e| &e.name == name) {
-            Some(e) if e.duplicated > 0 || e.never > 0 => problems.push(format!(
+    for (name, _) in &plan.exactly_once {
+        // Names were checked against the scenario's effects before any trial.
+        let Some(e) = c.effects.iter().find(|e| &e.name == name) else {
+            continue;
+        };
+        let at = format!("consistency.effects.{}", segment(name));
+        if e.duplicated > 0 || e.never > 0 {
+            let text = format!(
                 "effect {name} not exactly once: {} duplicated (max {}), {} never",
                 e.duplicated, e.max_count, e.never
-            )),
-            Some(_) => {}
-            None => problems.push(format!("no effect named {name} in this scenario")),
+            );
+            let which = if e.duplicated > 0 { "duplicated" } else { "never" };
+            problems.push(Problem {
+                text,
+                expect: Some(format!("{at}.{which} == 0")),
+            });
         }
     }
     Ok(problems)
+}
+
+/// The replay scenario: the text, the minimal schedule, and an `[[expect]]` for every
+/// invariant that failed, so `meshsim run` of it fails as the trial did.
+pub fn replay(text: &str, plan: &Plan, seed: u64, faults: &[Drawn], problems: &[Problem]) -> String {
+    let mut out = format!(
+        "{text}\n# ---- added by `meshsim explore`: the minimal failing fault schedule of seed {seed} ----\n{}",
+        faults_toml(plan, faults)
+    );
+    for check in problems.iter().filter_map(|p| p.expect.as_ref()) {
+        out.push_str(&format!(
+            "\n# the invariant seed {seed} broke: this run must fail until it holds\n[[expect]]\ncheck = {check:?}\n"
+        ));
+    }
+    out
 }
 
 /// Shrinks a failing schedule: drop faults while it still fails, then halve each

@@ -6,11 +6,15 @@
 
 pub mod cli;
 pub mod engine;
+pub mod exercise;
 pub mod explore;
+pub mod lint;
 pub mod metrics;
 pub mod model;
+pub mod multi;
 pub mod report;
 pub mod scenario;
+pub mod status;
 
 use engine::{RunError, Stop};
 use metrics::Metrics;

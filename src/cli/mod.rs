@@ -1,11 +1,16 @@
 //! The `meshsim` command line. Exit codes: 0 ok, 1 an expectation failed,
 //! 2 invalid input (scenario, override, or a run refused by its event budget).
 
+mod explore;
+mod multi;
+
 use crate::report;
 use crate::scenario::{self, Scenario, ScenarioError};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod classroom;
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
@@ -39,6 +44,105 @@ pub enum Command {
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Run many seeds: N (1 to N) or A..B; report the mean and 95% interval of
+        /// every number, and each seed's report under DIR/seeds/.
+        #[arg(long, value_name = "N|A..B", conflicts_with = "seed")]
+        seeds: Option<String>,
+        /// Threads for --seeds [default: one per core].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Compare two designs at the same seeds (common random numbers): per metric the
+    /// paired difference B - A with its 95% interval.
+    Compare {
+        /// Design A: a scenario file or bundled name.
+        a: String,
+        /// Design B [default: A again, with --set-b variants].
+        b: Option<String>,
+        /// An override of A only (repeatable).
+        #[arg(long = "set-a", value_name = "PATH=VALUE")]
+        set_a: Vec<String>,
+        /// An override of B only (repeatable).
+        #[arg(long = "set-b", value_name = "PATH=VALUE")]
+        set_b: Vec<String>,
+        /// Seeds: N (1 to N) or A..B.
+        #[arg(long, default_value = "10", value_name = "N|A..B")]
+        seeds: String,
+        /// Give B other seeds than A (no common random numbers): to see what the
+        /// pairing buys.
+        #[arg(long)]
+        independent: bool,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Where to write compare.json, a.json and b.json [default: out/compare-A-vs-B-HASH].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Run a grid of parameter values x seeds in parallel: sweep.csv, points.csv, runs.json.
+    Sweep {
+        scenario: String,
+        /// A parameter and its values, PATH=v1,v2,... (repeatable: a grid).
+        #[arg(long = "param", value_name = "PATH=V1,V2,...", required = true)]
+        params: Vec<String>,
+        /// Seeds per point: N (1 to N) or A..B.
+        #[arg(long, default_value = "3", value_name = "N|A..B")]
+        seeds: String,
+        /// A report path to record per run (repeatable) [default: each workload's
+        /// latency_ms.p50, latency_ms.p99, error_rate, throughput_rps].
+        #[arg(long = "metric", value_name = "PATH")]
+        metrics: Vec<String>,
+        /// An override applied to every point (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Run only slice i of N (runs whose index is i-1 modulo N); `meshsim merge` unites them.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<String>,
+        /// [default: out/sweep-NAME-HASH, and /shard-i-of-N for a shard]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Unite the shards of a sweep (or an exploration) into what the unsharded run writes.
+    Merge {
+        /// The shards' output folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long, required = true)]
+        out: PathBuf,
+    },
+    /// Run scenarios and their expectations as a CI gate (exit 0 ok, 1 failed, 2 invalid).
+    Check {
+        #[arg(required = true)]
+        scenarios: Vec<String>,
+        /// Seeds: N (1 to N) or A..B [default: each scenario's own seed].
+        #[arg(long, value_name = "N|A..B")]
+        seeds: Option<String>,
+        /// Write JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
+        #[arg(long)]
+        summary: Option<PathBuf>,
+        /// Compare with DIR/NAME/report.json; fail on a regression beyond --tolerance.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Save this run's reports as a baseline: DIR/NAME/report.json.
+        #[arg(long, value_name = "DIR")]
+        write_baseline: Option<PathBuf>,
+        /// How much worse than the baseline a metric may get: 5% or 0.05.
+        #[arg(long, default_value = "5%")]
+        tolerance: String,
+        /// A report path compared with the baseline (repeatable) [default: each
+        /// workload's latency_ms.p50, latency_ms.p99 and error_rate].
+        #[arg(long = "metric", value_name = "PATH")]
+        metrics: Vec<String>,
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Check a scenario without running it.
     Validate {
@@ -53,14 +157,45 @@ pub enum Command {
     Explore {
         scenario: String,
         /// How many seeds [default: the [explore] section's `seeds`, else 100].
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::multi::runner::MAX_SEEDS))]
         seeds: Option<u64>,
         /// The first seed.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
         first_seed: u64,
         /// Where to write the replay scenario [default: out/explore].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Threads [default: one per core].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Run only slice i of N (seeds i-1 modulo N after the first); `meshsim merge`
+        /// keeps the lowest failing seed.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<String>,
+    },
+    /// What is wrong with a design before it runs: findings with a code, a severity,
+    /// where, why and how to fix it (docs/lint.md). Exit 1 on an error (or, with
+    /// --deny warnings, on a warning).
+    Lint {
+        scenario: String,
+        /// `warnings`: exit 1 on a warning too (for CI).
+        #[arg(long, value_parser = ["warnings"])]
+        deny: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print a bundled scenario's source.
+    Show { name: String },
+    /// Write a commented starting scenario.
+    New {
+        #[arg(long, value_enum, default_value_t = classroom::Template::Chain)]
+        template: classroom::Template,
+        file: PathBuf,
+    },
+    /// Classroom exercises (see exercises/).
+    Exercise {
+        #[command(subcommand)]
+        action: classroom::ExerciseCommand,
     },
 }
 
@@ -69,30 +204,112 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run {
             scenario,
+            seeds: Some(seeds),
+            out,
+            set,
+            quiet,
+            threads,
+            ..
+        } => multi::run_seeds(multi::SeedsArgs {
+            scenario,
+            seeds,
+            out,
+            set,
+            quiet,
+            threads,
+        }),
+        Command::Run {
+            scenario,
             seed,
             out,
             set,
             quiet,
+            ..
         } => run(&scenario, seed, out, set, quiet),
-        Command::Validate { scenario, set } => match load(&scenario, &set) {
-            Ok(s) => {
-                println!(
-                    "{}: ok ({} services, {} endpoints, {} workloads)",
-                    s.path,
-                    s.spec.services.len(),
-                    s.spec.endpoints.len(),
-                    s.spec.workloads.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => invalid(&e),
-        },
+        Command::Compare {
+            a,
+            b,
+            set_a,
+            set_b,
+            seeds,
+            independent,
+            threads,
+            out,
+            quiet,
+        } => multi::compare(multi::CompareArgs {
+            a,
+            b,
+            set_a,
+            set_b,
+            seeds,
+            independent,
+            threads,
+            out,
+            quiet,
+        }),
+        Command::Sweep {
+            scenario,
+            params,
+            seeds,
+            metrics,
+            set,
+            threads,
+            shard,
+            out,
+            quiet,
+        } => multi::sweep(multi::SweepArgs {
+            scenario,
+            params,
+            seeds,
+            metrics,
+            set,
+            threads,
+            shard,
+            out,
+            quiet,
+        }),
+        Command::Merge { dirs, out } => multi::merge(&dirs, &out),
+        Command::Check {
+            scenarios,
+            seeds,
+            junit,
+            summary,
+            baseline,
+            write_baseline,
+            tolerance,
+            metrics,
+            threads,
+        } => multi::check(multi::CheckArgs {
+            scenarios,
+            seeds,
+            junit,
+            summary,
+            baseline,
+            write_baseline,
+            tolerance,
+            metrics,
+            threads,
+        }),
+        Command::Validate { scenario, set } => classroom::validate(&scenario, &set),
         Command::Explore {
             scenario,
             seeds,
             first_seed,
             out,
-        } => explore(&scenario, seeds, first_seed, out),
+            threads,
+            shard,
+        } => explore::explore(explore::ExploreArgs {
+            scenario,
+            seeds,
+            first_seed,
+            out,
+            threads,
+            shard,
+        }),
+        Command::Lint { scenario, deny, set } => classroom::lint(&scenario, deny.is_some(), &set),
+        Command::Show { name } => classroom::show(&name),
+        Command::New { template, file } => classroom::new(template, &file),
+        Command::Exercise { action } => classroom::exercise(action),
         Command::List => {
             for (file, text) in BUNDLED {
                 let name = file.trim_end_matches(".toml");
@@ -130,86 +347,19 @@ fn source(arg: &str) -> Result<(String, String, String), ScenarioError> {
         let name = file.trim_end_matches(".toml").to_owned();
         return Ok((format!("scenarios/{file}"), name, (*text).to_owned()));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: arg.to_owned(),
-        source,
+    // A missing file may be a misspelled bundled name: say which one it resembles.
+    let text = scenario::read(arg, path).map_err(|e| match e {
+        ScenarioError::Read { source, .. } => ScenarioError::Read {
+            path: classroom::with_suggestion(arg),
+            source,
+        },
+        e => e,
     })?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "scenario".to_owned());
     Ok((arg.to_owned(), stem, text))
-}
-
-fn explore(arg: &str, seeds: Option<u64>, first_seed: u64, out: Option<PathBuf>) -> ExitCode {
-    use crate::explore;
-    let (path, stem, text) = match source(arg) {
-        Ok(s) => s,
-        Err(e) => return invalid(&e),
-    };
-    // The scenario itself must be valid before anything is drawn.
-    let name = match scenario::from_source(&path, &stem, &text, &[]) {
-        Ok(s) => s.name,
-        Err(e) => return invalid(&e),
-    };
-    let plan = match explore::plan(&path, &text) {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            return invalid(&format!(
-                "{path}: no [explore] section: add one with fault templates, e.g.\n\n[explore]\nseeds = 100\nwindow = [\"5s\", \"60s\"]\nfaults = [{{ kind = \"crash\", service = \"worker\", max = 2, length = [\"1s\", \"20s\"] }}]"
-            ));
-        }
-        Err(e) => return invalid(&e),
-    };
-    let n = seeds.unwrap_or(plan.seeds);
-    for seed in first_seed..first_seed.saturating_add(n) {
-        let drawn = explore::draw(&plan, seed);
-        let problems = match explore::trial(&path, &name, &text, &plan, seed, &drawn) {
-            Ok(p) => p,
-            Err(e) => return invalid(&format!("seed {seed}: {e}")),
-        };
-        if problems.is_empty() {
-            continue;
-        }
-        println!("seed {seed} fails with {} drawn faults:", drawn.len());
-        for p in &problems {
-            println!("  {p}");
-        }
-        let minimal = explore::shrink(
-            |fs| explore::trial(&path, &name, &text, &plan, seed, fs).is_ok_and(|p| !p.is_empty()),
-            drawn,
-        );
-        let problems =
-            explore::trial(&path, &name, &text, &plan, seed, &minimal).unwrap_or_default();
-        let dir = out.unwrap_or_else(|| PathBuf::from("out").join("explore"));
-        let file = dir.join(format!("{name}-seed-{seed}.toml"));
-        let replay = format!(
-            "{text}\n# ---- added by `meshsim explore`: the minimal failing fault schedule of seed {seed} ----\n{}",
-            explore::faults_toml(&plan, &minimal)
-        );
-        if let Err(e) = report::write_all(
-            &dir,
-            &[(&format!("{name}-seed-{seed}.toml"), replay.into_bytes())],
-        ) {
-            eprintln!("cannot write {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
-        println!(
-            "\nminimal fault schedule ({} faults):{}",
-            minimal.len(),
-            explore::faults_toml(&plan, &minimal)
-        );
-        println!("it still fails with:");
-        for p in &problems {
-            println!("  {p}");
-        }
-        println!("\nreplay: meshsim run {} --seed {seed}", file.display());
-        return ExitCode::from(1);
-    }
-    println!(
-        "{n} seeds from {first_seed}: every run met its expectations and the consistency invariants"
-    );
-    ExitCode::SUCCESS
 }
 
 /// A path if it exists, else a bundled scenario by name.
@@ -223,7 +373,13 @@ fn load(arg: &str, set: &[String]) -> Result<Scenario, ScenarioError> {
         let label = format!("scenarios/{file}");
         return scenario::from_source(&label, file.trim_end_matches(".toml"), text, set);
     }
-    scenario::load(path, set)
+    scenario::load(path, set).map_err(|e| match e {
+        ScenarioError::Read { path, source } => ScenarioError::Read {
+            path: classroom::with_suggestion(&path),
+            source,
+        },
+        e => e,
+    })
 }
 
 fn invalid(e: &dyn std::fmt::Display) -> ExitCode {
@@ -246,13 +402,20 @@ fn run(
         Err(e) => return invalid(&e),
     };
     let seed = scenario.spec.seed;
-    let (name, path) = (scenario.name.clone(), scenario.path.clone());
+    let name = scenario.name.clone();
+    // A run with overrides gets its own default folder: it must not overwrite the
+    // report of the scenario as written (or of another variant).
+    let dir = out.unwrap_or_else(|| crate::multi::runner::default_out(&name, &set));
+    // Before the run, not after it: a long run must not end in "cannot write".
+    if let Err(e) = report::check_writable(&dir, report::RUN_OUTPUTS) {
+        eprintln!("cannot write the reports to {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let (path, text) = (scenario.path.clone(), scenario.text.clone());
     let crate::Outcome { report, metrics } = match crate::simulate(scenario) {
         Ok(o) => o,
-        Err(e) => return invalid(&format!("{path}: {e}")),
+        Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };
-    let scenario_name = name;
-    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&scenario_name));
     let files = [
         ("report.json", report.to_json().into_bytes()),
         (
@@ -260,14 +423,16 @@ fn run(
             report::csv::timeseries(&metrics.series, &metrics.consistency),
         ),
     ];
+    assert!(files.iter().map(|f| f.0).eq(report::RUN_OUTPUTS.iter().copied()));
     if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write the reports to {}: {e}", dir.display());
         return ExitCode::from(2);
     }
     if !quiet {
-        let mut reproduce = format!("meshsim run {arg} --seed {seed}");
+        let quote = crate::multi::runner::shell_quote;
+        let mut reproduce = format!("meshsim run {} --seed {seed}", quote(arg));
         for s in set.iter().filter(|s| !s.starts_with("simulation.seed=")) {
-            reproduce.push_str(&format!(" --set {s}"));
+            reproduce.push_str(&format!(" --set {}", quote(s)));
         }
         print!("{}", report::text::summary(&report, &reproduce));
         println!("\nwrote {}/report.json and timeseries.csv", dir.display());

@@ -146,7 +146,7 @@ impl<M: Model> Simulation<M> {
                 });
             }
             let (time, event) = self.sched.queue.pop().expect("peeked");
-            debug_assert!(time >= self.sched.now, "time went backwards");
+            assert!(time >= self.sched.now, "time went backwards");
             self.sched.now = time;
             self.events += 1;
             self.model.handle(event, &mut self.sched);

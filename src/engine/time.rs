@@ -61,7 +61,8 @@ impl SimDuration {
     /// Rounds a non-negative number of seconds to the nearest nanosecond.
     /// Negative or NaN input is a bug in the caller.
     pub fn from_secs_f64(s: f64) -> Self {
-        debug_assert!(s >= 0.0, "negative duration {s}");
+        // NaN is let through: `as` maps it to 0.
+        assert!(s >= 0.0 || s.is_nan(), "negative duration {s}");
         // `as` saturates (a heavy-tailed sample may exceed 584 years) and maps NaN to 0;
         // adding 0.5 rounds half up like `f64::round` does for non-negative values, and
         // costs less: every sampled duration goes through here.
@@ -78,24 +79,32 @@ impl SimDuration {
     }
 }
 
+// Sums saturate at the end of the clock, as a sampled duration does (`from_secs_f64`):
+// a heavy-tailed draw added to a time or to another duration must not panic. A time
+// at the end of the clock means "never"; a duration that long, scheduled with
+// `Scheduler::after`, ends the run with `RunError::ClockOverflow`, located in the
+// scenario.
 impl Add<SimDuration> for SimTime {
     type Output = SimTime;
+    /// Saturates at `SimTime::MAX`, the end of the clock (about 584 years), as samples
+    /// do: a heavy-tailed draw must not panic a run. Scheduling goes through
+    /// `Scheduler::after`, which ends the run with `ClockOverflow` instead.
     fn add(self, d: SimDuration) -> SimTime {
-        // overflow-checks are on in release: a run 584 years long is a bug, not a wrap.
-        SimTime(self.0 + d.0)
+        SimTime(self.0.saturating_add(d.0))
     }
 }
 
 impl AddAssign<SimDuration> for SimTime {
     fn add_assign(&mut self, d: SimDuration) {
-        self.0 += d.0;
+        *self = *self + d;
     }
 }
 
 impl Add for SimDuration {
     type Output = SimDuration;
+    /// Saturates, like `SimTime + SimDuration` and sampled durations.
     fn add(self, d: SimDuration) -> SimDuration {
-        SimDuration(self.0 + d.0)
+        SimDuration(self.0.saturating_add(d.0))
     }
 }
 
@@ -151,9 +160,32 @@ mod tests {
     }
 
     #[test]
+    fn addition_saturates_at_the_end_of_the_clock() {
+        let huge = SimDuration::from_nanos(u64::MAX - 1);
+        assert_eq!((huge + SimDuration::from_nanos(5)).as_nanos(), u64::MAX);
+        assert_eq!(SimTime::from_nanos(10) + huge, SimTime::MAX);
+        let mut t = SimTime::from_nanos(3);
+        t += huge;
+        assert_eq!(t, SimTime::MAX);
+        assert_eq!((SimDuration::from_nanos(2) + SimDuration::from_nanos(3)).as_nanos(), 5);
+    }
+
+    #[test]
     #[should_panic(expected = "time went backwards")]
     fn since_refuses_negative_spans() {
         SimTime::from_nanos(5).since(SimTime::from_nanos(6));
+    }
+
+    #[test]
+    fn sums_saturate_at_the_end_of_the_clock() {
+        let max = SimDuration::from_nanos(u64::MAX);
+        let year = SimDuration::from_secs(365 * 24 * 3600);
+        assert_eq!(max + year, max);
+        assert_eq!(SimTime::MAX + year, SimTime::MAX);
+        let mut t = SimTime::ZERO + max;
+        t += year;
+        assert_eq!(t, SimTime::MAX);
+        assert_eq!((year + year).as_nanos(), 2 * year.as_nanos());
     }
 
     #[test]

@@ -113,11 +113,34 @@ impl<C: Count> LogHistogram<C> {
         unreachable!("the counts add up to the total")
     }
 
+    /// The non-empty buckets as (index, count): a histogram saved to be merged later
+    /// (sweep shards), exactly.
+    pub fn buckets(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.get() > 0)
+            .map(|(i, c)| (i, c.get()))
+    }
+
     pub fn reset(&mut self) {
         if self.total > 0 {
             self.counts.fill(C::default());
             self.total = 0;
         }
+    }
+}
+
+impl LogHistogram<u64> {
+    /// Adds `count` samples to bucket `index` (a saved bucket read back, or another
+    /// histogram's merged in); false when there is no such bucket.
+    pub fn add_bucket(&mut self, index: usize, count: u64) -> bool {
+        let Some(slot) = self.counts.get_mut(index) else {
+            return false;
+        };
+        *slot = slot.saturating_add(count);
+        self.total = self.total.saturating_add(count);
+        true
     }
 }
 

@@ -11,7 +11,7 @@ pub use series::{BucketExtras, Series, SeriesKind, SeriesRow};
 pub use stats::{BatchMeans, MeanCi, Summary, TimeWeighted, student_t_995};
 
 use crate::engine::{SimDuration, SimTime};
-use crate::model::Status;
+use crate::status::Status;
 
 /// Counts per status code, errors only (ok is counted apart).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -185,7 +185,7 @@ pub struct WindowMetrics {
 }
 
 impl WindowMetrics {
-    pub fn record(&mut self, now: SimTime, latency: SimDuration, status: crate::model::Status) {
+    pub fn record(&mut self, now: SimTime, latency: SimDuration, status: Status) {
         if now < self.from || now >= self.until {
             return;
         }

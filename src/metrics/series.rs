@@ -114,7 +114,7 @@ impl Series {
 
     #[inline]
     pub fn record(&mut self, series: usize, latency: SimDuration, error: bool) {
-        debug_assert!(self.mirror_of[series].is_none(), "recording into a mirror");
+        assert!(self.mirror_of[series].is_none(), "recording into a mirror");
         let b = &mut self.buckets[series];
         b.completed += 1;
         b.errors += u64::from(error);

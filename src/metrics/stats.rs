@@ -139,6 +139,12 @@ impl Summary {
         self.count
     }
 
+    /// The histogram behind the quantiles, and the exact extremes they are clamped
+    /// to: what merging summaries of several runs needs.
+    pub fn histogram(&self) -> (&LogHistogram<u64>, u64, u64) {
+        (&self.hist, self.min_ns, self.max_ns)
+    }
+
     pub fn mean_ms(&self) -> f64 {
         if self.count == 0 {
             return 0.0;
@@ -226,7 +232,7 @@ impl TimeWeighted {
 
     #[inline]
     pub fn decrement(&mut self, now: SimTime) {
-        debug_assert!(self.value > 0, "time-weighted count went negative");
+        assert!(self.value > 0, "time-weighted count went negative");
         self.set(now, self.value - 1);
     }
 

@@ -8,14 +8,6 @@ pub struct Id {
     generation: u32,
 }
 
-impl Id {
-    /// An id that never resolves, for fields filled in right after an insert.
-    pub const PLACEHOLDER: Id = Id {
-        index: u32::MAX,
-        generation: u32::MAX,
-    };
-}
-
 struct Slot<T> {
     generation: u32,
     value: Option<T>,
@@ -38,12 +30,27 @@ impl<T> Default for Arena<T> {
 }
 
 impl<T> Arena<T> {
+    /// The id the next `insert` returns (for values that must know each other's ids).
+    #[inline]
+    pub fn next_id(&self) -> Id {
+        match self.free.last() {
+            Some(&index) => Id {
+                index,
+                generation: self.slots[index as usize].generation,
+            },
+            None => Id {
+                index: u32::try_from(self.slots.len()).expect("more than 2^32 live entries"),
+                generation: 0,
+            },
+        }
+    }
+
     #[inline]
     pub fn insert(&mut self, value: T) -> Id {
         self.live += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
-            debug_assert!(slot.value.is_none());
+            assert!(slot.value.is_none());
             slot.value = Some(value);
             Id {
                 index,

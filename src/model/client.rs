@@ -930,7 +930,7 @@ impl World {
         }
         match lc.origin {
             Origin::Workload { workload, user } => {
-                self.asy.op_answered(lc.op, workload, status.is_ok());
+                self.ledger.op_answered(lc.op, workload, status.is_ok());
                 let wm = &mut self.metrics.workloads[workload.index()];
                 if measured {
                     if status.is_ok() {

@@ -9,15 +9,18 @@ pub mod broker;
 pub mod client;
 pub mod dist;
 pub mod faults;
+pub mod ledger;
 pub mod policy;
+pub mod retention;
 pub mod routing;
 pub mod spec;
-pub mod status;
 pub mod world;
 
 pub use dist::Dist;
 pub use spec::Spec;
-pub use status::{Status, Translation};
+/// `Status` lives below both the model and the metrics (`crate::status`); this keeps
+/// `model::status` and `model::Status` as the names the model's files use.
+pub use crate::status::{self, Status, Translation};
 pub use world::{Event, World};
 
 use crate::engine::{Limits, RunError, RunStats, SimTime, Simulation, Stop};

@@ -62,6 +62,41 @@ impl Check {
     }
 }
 
+/// Which statistic an expectation checks when a scenario runs at many seeds
+/// (`[[expect]] over = ...`); a single run checks its one value whatever this says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Over {
+    /// The mean over seeds (the default).
+    #[default]
+    Mean,
+    /// Every seed on its own.
+    AllSeeds,
+    /// The far end of the 95% interval: the upper bound for `<`/`<=`, the lower for
+    /// `>`/`>=`, both ends for `==`/`!=`.
+    Ci95,
+}
+
+impl Over {
+    pub const EXPECTED: &'static str = "\"mean\", \"all_seeds\" or \"ci95\"";
+
+    pub fn parse(s: &str) -> Option<Over> {
+        match s {
+            "mean" => Some(Over::Mean),
+            "all_seeds" => Some(Over::AllSeeds),
+            "ci95" => Some(Over::Ci95),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Over::Mean => "mean",
+            Over::AllSeeds => "all_seeds",
+            Over::Ci95 => "ci95",
+        }
+    }
+}
+
 pub const EXPECTED: &str = "PATH OP NUMBER or PATH OP PATH, e.g. \"workloads.checkout.latency_ms.p99 < 200\" \
      (OP: < <= > >= == !=)";
 
@@ -99,6 +134,13 @@ pub fn parse(text: &str) -> Result<Check, String> {
     };
     let (path_text, bound_text) = (t[..at].trim(), t[at + len..].trim());
     let bound = match bound_text.parse::<f64>() {
+        // `nan` and `inf` parse as numbers, but a comparison with NaN never holds and
+        // one with an infinity always or never does: either is a mistake.
+        Ok(x) if !x.is_finite() => {
+            return Err(format!(
+                "`{bound_text}` is not a finite number; expected {EXPECTED}"
+            ));
+        }
         Ok(x) => Bound::Number(x),
         Err(_) if bound_text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '"') => {
             Bound::Path(split_path(bound_text)?)
@@ -159,7 +201,7 @@ pub fn resolve(report: &Value, path: &[String]) -> Result<f64, String> {
         if depth > 0
             && path[depth - 1] == "errors"
             && depth + 1 == path.len()
-            && crate::model::Status::from_name(seg).is_some_and(|s| !s.is_ok())
+            && crate::status::Status::from_name(seg).is_some_and(|s| !s.is_ok())
             && v.as_object().is_some_and(|m| !m.contains_key(seg))
         {
             return Ok(0.0);
@@ -229,6 +271,10 @@ mod tests {
                 .unwrap_err()
                 .contains("neither a number")
         );
+        for bound in ["nan", "NaN", "inf", "-inf", "infinity", "1e999"] {
+            let err = parse(&format!("workloads.x.ok < {bound}")).unwrap_err();
+            assert!(err.contains("not a finite number"), "{bound}: {err}");
+        }
         let c = parse("workloads.a.ok > workloads.b.ok").unwrap();
         assert_eq!(
             c.bound,

@@ -4,12 +4,13 @@
 
 pub mod csv;
 pub mod expect;
+pub mod files;
 pub mod json;
+pub mod numbers;
 pub mod text;
 
+pub use files::{RUN_OUTPUTS, check_writable, write_all};
 pub use json::{Report, SCHEMA};
-
-use std::path::Path;
 
 /// Who produced a report: what reproduces it.
 #[derive(Clone, Debug)]
@@ -40,26 +41,4 @@ impl RunInfo {
             warmup_s: 0.0,
         }
     }
-}
-
-/// Writes `files` (name, contents) into `dir` all or nothing: each goes to a hidden
-/// temporary file first and is renamed into place once every one was written.
-pub fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut staged = Vec::new();
-    for (name, bytes) in files {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        if let Err(e) = std::fs::write(&tmp, bytes) {
-            for (t, _) in &staged {
-                let _ = std::fs::remove_file(t);
-            }
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        staged.push((tmp, dir.join(name)));
-    }
-    for (tmp, dest) in staged {
-        std::fs::rename(tmp, dest)?;
-    }
-    Ok(())
 }

@@ -2,11 +2,13 @@
 //! (`raw` mirrors the file with spans; `build` checks it and builds the spec). Every
 //! error names the file, line and column and what was expected there.
 
+pub mod bounds;
 pub mod build;
 pub mod diag;
 pub mod duration;
 pub mod overrides;
 pub mod raw;
+pub mod run_error;
 
 pub use build::ExpectSpec;
 pub use diag::Located;
@@ -25,6 +27,8 @@ pub struct Scenario {
     /// reproduces a report.
     pub source_hash: u64,
     pub expectations: Vec<ExpectSpec>,
+    /// The text that was run (overrides applied): where a run's error is located.
+    pub text: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +59,36 @@ impl ScenarioError {
 
 pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: label.clone(),
-        source,
-    })?;
+    let text = read(&label, path)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "scenario".to_owned());
     from_source(&label, &stem, &text, overrides)
+}
+
+/// Reads a scenario file. A file that is not UTF-8 is refused at the line and column
+/// of its first invalid byte (TOML files are UTF-8), not with a bare I/O error.
+pub fn read(label: &str, path: &Path) -> Result<String, ScenarioError> {
+    let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
+        path: label.to_owned(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bad = e.as_bytes()[at];
+        // The prefix is valid, so offsets up to `at` mean the same in the lossy text.
+        let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+        let d = diag::Diagnostic::new(
+            at..at + 1,
+            format!("the file is not UTF-8 text: byte 0x{bad:02x} at offset {at}"),
+            "TOML files are UTF-8: re-save the file as UTF-8",
+        );
+        ScenarioError::Invalid {
+            rendered: diag::render(label, &text, std::slice::from_ref(&d), None),
+            located: vec![diag::locate(label, &text, &d)],
+        }
+    })
 }
 
 /// Parses `text` (named `path` in messages), applying `--set` overrides first.
@@ -85,7 +110,7 @@ pub fn from_source(
         located: diags.iter().map(|d| diag::locate(path, &text, d)).collect(),
     };
     let raw: raw::RawScenario = toml::from_str(&text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
+        let span = e.span().unwrap_or_else(|| unspanned_error_line(&text, e.message()));
         invalid(vec![diag::Diagnostic::new(
             span,
             humane(e.message().trim_end()),
@@ -101,11 +126,47 @@ pub fn from_source(
         spec: built.spec,
         source_hash: stable_hash(text.as_bytes()),
         expectations: built.expectations,
+        text,
     })
+}
+
+/// Where a syntax error the parser gave no span for is: the first line whose text, up
+/// to and including it, fails with the same message (found by bisection over the lines,
+/// so a few parses of the file). The toml parser reports a key of more than 80 dotted
+/// parts ("recursion limit") without a span. Errors that are not syntax errors (a
+/// missing top-level table) stay at the start of the file.
+fn unspanned_error_line(text: &str, message: &str) -> std::ops::Range<usize> {
+    let fails_by = |end: usize| {
+        toml::from_str::<toml::Table>(&text[..end])
+            .is_err_and(|e| e.span().is_none() && e.message() == message)
+    };
+    if !fails_by(text.len()) {
+        return 0..0;
+    }
+    // Offsets just past each line's end: the candidate prefixes.
+    let ends: Vec<usize> = text
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .chain((!text.ends_with('\n')).then_some(text.len()))
+        .collect();
+    let first = ends.partition_point(|&end| !fails_by(end));
+    let Some(&end) = ends.get(first) else {
+        return 0..0;
+    };
+    let start = if first == 0 { 0 } else { ends[first - 1] };
+    let line = &text[start..end];
+    let indent = line.len() - line.trim_start().len();
+    let len = line.trim().len().max(1);
+    start + indent..start + indent + len
 }
 
 /// serde names Rust types ("expected i64"); a scenario author thinks in TOML values.
 fn humane(message: &str) -> String {
+    if message == "recursion limit" || message.starts_with("cannot recurse further") {
+        return "nested too deeply: a key may have at most 80 dotted parts, and arrays and \
+                inline tables may nest at most 80 levels (the TOML parser's limit)"
+            .to_owned();
+    }
     message
         .replace(
             "expected i64",

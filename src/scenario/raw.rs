@@ -357,6 +357,8 @@ pub struct RawExpect {
     pub check: Spanned<String>,
     pub from: Option<Spanned<String>>,
     pub until: Option<Spanned<String>>,
+    /// With many seeds: "mean", "all_seeds" or "ci95".
+    pub over: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -196,8 +196,8 @@ fn explore_passes_the_inbox_worker_and_shrinks_the_plain_workers_failure() {
         .unwrap();
     assert_eq!(
         run.status.code(),
-        Some(0),
-        "the replay has no failing [[expect]]"
+        Some(1),
+        "the replay carries the failed invariant as an [[expect]]"
     );
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("run/report.json")).unwrap()).unwrap();

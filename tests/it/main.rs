@@ -3,11 +3,17 @@
 mod analytic;
 mod broker_properties;
 mod brokers_scenarios;
+mod classroom;
 mod cli;
 mod determinism;
+mod fuzz;
 mod golden;
 mod invalid;
+mod invariants;
+mod layers;
+mod multi;
 mod policies;
 mod presets_boundaries;
 mod properties;
+mod robust;
 mod support;

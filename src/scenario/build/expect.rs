@@ -66,11 +66,26 @@ impl Builder {
                 Some(self.windows.len() - 1)
             }
         };
+        let over = match &e.over {
+            None => crate::report::expect::Over::Mean,
+            Some(o) => match crate::report::expect::Over::parse(o.get_ref()) {
+                Some(x) => x,
+                None => {
+                    self.error(
+                        span(o),
+                        format!("`over = {:?}`", o.get_ref()),
+                        crate::report::expect::Over::EXPECTED,
+                    );
+                    return;
+                }
+            },
+        };
         self.expectations.push(ExpectSpec {
             text: e.check.get_ref().trim().to_owned(),
             check,
             window,
             span: span(&e.check),
+            over,
         });
     }
 }

@@ -169,7 +169,7 @@ impl Builder {
             }
             "stream" => {
                 let n = s.stream.as_ref().expect("kind");
-                let messages = self.int_u32(n, 1, "the number of messages", "at least 1 message");
+                let messages = self.bounded(n, 1, bounds::MAX_STREAM_MESSAGES, "the number of messages", "at least 1 message");
                 let interval = match &s.interval {
                     Some(d) => self.dist_id(d),
                     None => {

@@ -3,6 +3,7 @@
 //! first problem so that one run reports them all.
 
 use super::diag::Diagnostic;
+use super::bounds;
 use super::duration;
 use super::raw::*;
 use crate::engine::{SimDuration, SimTime};
@@ -51,6 +52,8 @@ pub struct ExpectSpec {
     pub window: Option<usize>,
     /// Where the check is written, for errors found later (unknown paths).
     pub span: Range<usize>,
+    /// The statistic checked when the scenario runs at many seeds.
+    pub over: crate::report::expect::Over,
 }
 
 pub fn build(raw: &RawScenario, default_name: &str) -> Result<Built, Vec<Diagnostic>> {
@@ -193,6 +196,24 @@ impl Builder {
         self.network(&raw.network);
         self.policies(raw);
         self.declare_brokers(raw);
+        // Services and consumers (each a service) within `bounds::MAX_SERVICES`.
+        if let Some(name) = raw
+            .services
+            .keys()
+            .chain(raw.consumers.keys())
+            .nth(bounds::MAX_SERVICES)
+        {
+            self.error(
+                span(name),
+                format!(
+                    "{} services and consumers, above meshsim's maximum of {}",
+                    raw.services.len() + raw.consumers.len(),
+                    bounds::MAX_SERVICES
+                ),
+                "at most 10000 services and consumers together (see ARCHITECTURE.md, Bounds)",
+            );
+            return None;
+        }
         self.declare_services(raw);
         self.declare_consumers(raw);
         let workload_names: Vec<&Name> = raw.workloads.keys().collect();

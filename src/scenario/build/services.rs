@@ -13,17 +13,17 @@ impl Builder {
             let replicas = v
                 .replicas
                 .as_ref()
-                .and_then(|r| self.int_u32(r, 1, "replicas", "at least 1 replica"))
+                .and_then(|r| self.bounded(r, 1, bounds::MAX_REPLICAS, "replicas", "at least 1 replica"))
                 .unwrap_or(1);
             let workers = v
                 .workers
                 .as_ref()
-                .and_then(|w| self.int_u32(w, 1, "workers", "at least 1 worker per replica"))
+                .and_then(|w| self.bounded(w, 1, bounds::MAX_WORKERS, "workers", "at least 1 worker per replica"))
                 .unwrap_or(1);
             let queue_capacity = v
                 .queue
                 .as_ref()
-                .and_then(|q| self.int_u32(q, 0, "the queue capacity", "a capacity >= 0"))
+                .and_then(|q| self.bounded(q, 0, bounds::MAX_QUEUE, "the queue capacity", "a capacity >= 0"))
                 .unwrap_or(DEFAULT_QUEUE);
             let balancer = match v.balancer.as_ref().map(|b| (b, b.get_ref().as_str())) {
                 None | Some((_, "round_robin")) => Balancer::RoundRobin,

@@ -73,6 +73,27 @@ impl Builder {
             .map(|x| x as u32)
     }
 
+    /// An integer from `min` to a documented maximum (`scenario::bounds`).
+    pub(super) fn bounded(
+        &mut self,
+        v: &Spanned<i64>,
+        min: i64,
+        max: u32,
+        what: &str,
+        expected: &str,
+    ) -> Option<u32> {
+        let x = *v.get_ref();
+        if x > i64::from(max) {
+            self.error(
+                span(v),
+                format!("{what} is {x}, above meshsim's maximum of {max}"),
+                format!("{expected}, and at most {max} (see ARCHITECTURE.md, Bounds)"),
+            );
+            return None;
+        }
+        self.int_u32(v, min, what, expected)
+    }
+
     pub(super) fn probability(&mut self, v: &Spanned<f64>, what: &str) -> Option<f64> {
         let p = *v.get_ref();
         if !(0.0..=1.0).contains(&p) {

@@ -23,7 +23,7 @@ impl Builder {
                     );
                 }
             }
-            let users = self.int_u32(users, 1, "users", "at least 1 user")?;
+            let users = self.bounded(users, 1, bounds::MAX_USERS, "users", "at least 1 user")?;
             let think = match &w.think {
                 Some(t) => self.dist(t)?,
                 None => Dist::Constant(SimDuration::ZERO),
@@ -60,6 +60,7 @@ impl Builder {
                         );
                         return None;
                     }
+                    self.rate_within_bound(r)?;
                     vec![RateSegment {
                         start: SimTime::ZERO,
                         rate_per_s: rate,
@@ -91,7 +92,7 @@ impl Builder {
                 None
             }
             (Some(n), z) => {
-                let count = self.int_u32(n, 1, "keys", "at least 1 key")?;
+                let count = self.bounded(n, 1, bounds::MAX_KEYS, "keys", "at least 1 key")?;
                 let zipf = match z {
                     Some(z) if !(*z.get_ref() > 0.0 && z.get_ref().is_finite()) => {
                         self.error(
@@ -147,6 +148,7 @@ impl Builder {
             let s = seg.get_ref();
             let at = self.duration(&s.at)?;
             let rate = *s.rate.get_ref();
+            self.rate_within_bound(&s.rate)?;
             if !(rate >= 0.0 && rate.is_finite()) {
                 self.error(
                     span(&s.rate),
@@ -189,5 +191,19 @@ impl Builder {
             return None;
         }
         Some(out)
+    }
+
+    /// A rate above `bounds::MAX_RATE` (one request per nanosecond) is refused.
+    fn rate_within_bound(&mut self, r: &Spanned<f64>) -> Option<()> {
+        let rate = *r.get_ref();
+        if rate > bounds::MAX_RATE {
+            self.error(
+                span(r),
+                format!("a rate of {rate:e} per second is above meshsim's maximum of 1e9"),
+                "at most 1e9 requests per second (one per nanosecond; see ARCHITECTURE.md, Bounds)",
+            );
+            return None;
+        }
+        Some(())
     }
 }

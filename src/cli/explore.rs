@@ -1,0 +1,245 @@
+//! `meshsim explore`: seeds in parallel, the first failure (in seed order, so the same
+//! whatever the thread count) shrunk and written as a replay that fails.
+
+use super::{invalid, source};
+use crate::explore::{self, Plan};
+use crate::multi::runner::{self, default_out};
+use crate::report;
+use crate::scenario;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub struct ExploreArgs {
+    pub scenario: String,
+    pub seeds: Option<u64>,
+    pub first_seed: u64,
+    pub out: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub shard: Option<String>,
+}
+
+/// explore.json: what an exploration (or one shard of it) covered and found. Shards
+/// of one exploration differ only in `shard` and what they found; `merge` keeps the
+/// lowest failing seed, which is what the unsharded exploration stops at.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Found {
+    pub schema: String,
+    pub scenario: String,
+    /// FNV-1a of the scenario text, in hex.
+    pub scenario_hash: String,
+    pub first_seed: u64,
+    pub seeds: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<[usize; 2]>,
+    /// The first failing seed of the seeds covered, and its replay file's name.
+    pub failing_seed: Option<u64>,
+    pub replay: Option<String>,
+}
+
+pub const SCHEMA: &str = "meshsim.explore/1";
+
+/// Unites the explore.json (and replay) of every shard 1..N of one exploration.
+pub fn merge(parts: Vec<(PathBuf, Found)>, out: &std::path::Path) -> ExitCode {
+    let Some((_, first)) = parts.first() else {
+        return invalid(&"merge: no shard folders given");
+    };
+    let Some([_, n]) = first.shard else {
+        return invalid(&format!("{}: a whole exploration, not a shard", parts[0].0.display()));
+    };
+    let same = |f: &Found| Found { shard: None, failing_seed: None, replay: None, ..f.clone() };
+    let mut seen = vec![false; n];
+    for (dir, f) in &parts {
+        match f.shard {
+            Some([i, m]) if m == n && same(f) == same(first) => {
+                if std::mem::replace(&mut seen[i - 1], true) {
+                    return invalid(&format!("{}: shard {i}/{n} given twice", dir.display()));
+                }
+            }
+            _ => return invalid(&format!("{}: not a shard of the same exploration as {}", dir.display(), parts[0].0.display())),
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return invalid(&format!("merge: shard {}/{n} is missing", i + 1));
+    }
+    let lowest = parts
+        .iter()
+        .filter_map(|(d, f)| Some((f.failing_seed?, d, f)))
+        .min_by_key(|x| x.0);
+    let mut whole = same(first);
+    let mut files = Vec::new();
+    if let Some((seed, dir, f)) = lowest {
+        let name = f.replay.clone().unwrap_or_default();
+        match std::fs::read(dir.join(&name)) {
+            Ok(bytes) => files.push((name.clone(), bytes)),
+            Err(e) => return invalid(&format!("{}: {e}", dir.join(&name).display())),
+        }
+        whole.failing_seed = Some(seed);
+        whole.replay = Some(name);
+    }
+    files.push(("explore.json".to_owned(), found_json(&whole)));
+    let named: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    if let Err(e) = report::write_all(out, &named) {
+        eprintln!("cannot write to {}: {e}", out.display());
+        return ExitCode::from(2);
+    }
+    match whole.failing_seed {
+        Some(s) => {
+            println!("merged {n} shards: seed {s} fails first; replay in {}", out.join(whole.replay.unwrap_or_default()).display());
+            ExitCode::from(1)
+        }
+        None => {
+            println!("merged {n} shards: every seed met its expectations and the consistency invariants");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn found_json(f: &Found) -> Vec<u8> {
+    let mut s = serde_json::to_string_pretty(f).expect("serializes");
+    s.push('\n');
+    s.into_bytes()
+}
+
+pub fn explore(a: ExploreArgs) -> ExitCode {
+    let (path, stem, text) = match source(&a.scenario) {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    // The scenario itself must be valid before anything is drawn.
+    let sc = match scenario::from_source(&path, &stem, &text, &[]) {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    let name = sc.name.clone();
+    let plan = match explore::plan(&path, &text) {
+        Ok(Some(p)) => p,
+        Ok(None) => Plan::seed_search(),
+        Err(e) => return invalid(&e),
+    };
+    let known: Vec<&str> = sc.spec.effects.iter().map(|e| e.name.as_str()).collect();
+    if let Err(e) = explore::check_effects(&path, &text, &plan, &known) {
+        return invalid(&e);
+    }
+    let n = a.seeds.unwrap_or(plan.seeds);
+    // Seeds are TOML integers: the last one must fit in 2^63 - 1.
+    let last = match a.first_seed.checked_add(n - 1).filter(|&l| l <= i64::MAX as u64) {
+        Some(l) => l,
+        None => {
+            return invalid(&format!(
+                "--first-seed {} with {n} seeds goes past the largest seed, 2^63 - 1 = {}; start at {} at most",
+                a.first_seed,
+                i64::MAX,
+                (i64::MAX as u64) - (n - 1)
+            ));
+        }
+    };
+    let shard = match a.shard.as_deref().map(crate::multi::sweep::parse_shard).transpose() {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    let [shard_i, shard_n] = shard.unwrap_or([1, 1]);
+    let mut found_file = Found {
+        schema: SCHEMA.to_owned(),
+        scenario: path.clone(),
+        scenario_hash: format!("{:016x}", crate::engine::rng::stable_hash(text.as_bytes())),
+        first_seed: a.first_seed,
+        seeds: n,
+        shard,
+        failing_seed: None,
+        replay: None,
+    };
+    let dir = a.out.clone().unwrap_or_else(|| match shard {
+        Some([i, n]) => default_out("explore", &[]).join(format!("shard-{i}-of-{n}")),
+        None => default_out("explore", &[]),
+    });
+    let pool = match runner::pool(a.threads) {
+        Ok(p) => p,
+        Err(e) => return invalid(&e),
+    };
+    // Seeds go in batches so a failure early on stops the search soon; the first
+    // failing seed of a batch, in seed order, is the one reported.
+    let batch = (pool.current_num_threads() * 4) as u64;
+    let mut next = a.first_seed;
+    let found = loop {
+        if next > last {
+            break None;
+        }
+        let end = last.min(next.saturating_add(batch - 1));
+        // A shard takes the seeds i-1 modulo N places after the first.
+        let seeds: Vec<u64> = (next..=end)
+            .filter(|s| (s - a.first_seed) % shard_n as u64 == shard_i as u64 - 1)
+            .collect();
+        let results = runner::map_ordered(&pool, &seeds, "explore", |&seed| {
+            let drawn = explore::draw(&plan, seed);
+            explore::trial(&path, &name, &text, &plan, seed, &drawn).map(|p| (seed, drawn, p))
+        });
+        let mut hit = None;
+        for r in results {
+            match r {
+                Ok((_, _, p)) if p.is_empty() => {}
+                Ok(found) => {
+                    hit = Some(found);
+                    break;
+                }
+                Err(e) => return invalid(&e),
+            }
+        }
+        if hit.is_some() {
+            break hit;
+        }
+        next = end + 1;
+    };
+    let Some((seed, drawn, problems)) = found else {
+        let what = if plan.templates.is_empty() {
+            "no fault templates: every seed ran as written"
+        } else {
+            "each with a drawn fault schedule"
+        };
+        if let Err(e) = report::write_all(&dir, &[("explore.json", found_json(&found_file))]) {
+            eprintln!("cannot write to {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+        let slice = match shard {
+            Some([i, n]) => format!(" (shard {i}/{n})"),
+            None => String::new(),
+        };
+        println!(
+            "{n} seeds from {}{slice} ({what}): every run met its expectations and the consistency invariants",
+            a.first_seed
+        );
+        return ExitCode::SUCCESS;
+    };
+    println!("seed {seed} fails with {} drawn faults:", drawn.len());
+    for p in &problems {
+        println!("  {p}");
+    }
+    let minimal = explore::shrink(
+        |fs| explore::trial(&path, &name, &text, &plan, seed, fs).is_ok_and(|p| !p.is_empty()),
+        drawn,
+    );
+    let problems = explore::trial(&path, &name, &text, &plan, seed, &minimal).unwrap_or(problems);
+    let file_name = format!("{name}-seed-{seed}.toml");
+    let replay = explore::replay(&text, &plan, seed, &minimal, &problems);
+    found_file.failing_seed = Some(seed);
+    found_file.replay = Some(file_name.clone());
+    let files = [(file_name.as_str(), replay.into_bytes()), ("explore.json", found_json(&found_file))];
+    if let Err(e) = report::write_all(&dir, &files) {
+        eprintln!("cannot write {}: {e}", dir.join(&file_name).display());
+        return ExitCode::from(2);
+    }
+    println!(
+        "\nminimal fault schedule ({} faults):{}",
+        minimal.len(),
+        explore::faults_toml(&plan, &minimal)
+    );
+    println!("it still fails with:");
+    for p in &problems {
+        println!("  {p}");
+    }
+    let file = dir.join(&file_name).display().to_string();
+    println!(
+        "\nreplay (fails until fixed): meshsim run {} --seed {seed}",
+        runner::shell_quote(&file)
+    );
+    ExitCode::from(1)
+}

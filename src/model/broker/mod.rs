@@ -1,0 +1,363 @@
+//! Brokers and consumers: RabbitMQ-like queues (competing consumers, prefetch,
+//! ack/nack/reject, ack timeouts, delivery limits, dead-lettering, TTL, max length),
+//! exchanges (resolved to queue lists when the scenario is built), SQS FIFO groups
+//! and deduplication, Kafka-like partitioned logs read by consumer groups (offsets,
+//! commits, rebalances), publisher confirms and the transactional outbox.
+//!
+//! A consumer runs as a service: one replica per instance, `concurrency` workers each,
+//! and its handler is an ordinary handler program. A delivery becomes an invocation
+//! whose answer is an ack, nack or reject sent back to the broker instead of a reply.
+//! Everything a message does is counted in `metrics.consistency`, so that
+//! published = acked + dead-lettered + expired + dropped + deduplicated + lost +
+//! publish-failed + in flight holds for every queue and group.
+
+mod books;
+mod consumer;
+mod log;
+mod outage;
+mod publish;
+mod queue;
+
+use super::arena::{Arena, Id};
+use super::retention::prune;
+use super::spec::*;
+use super::world::{Event, World};
+use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
+pub(super) use books::new_consistency;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// One copy of a message in one queue.
+pub(super) struct Message {
+    pub msg: u64,
+    pub op: u64,
+    pub key: u32,
+    pub queue: QueueId,
+    pub published_at: SimTime,
+    pub expires_at: SimTime,
+    pub deliveries: u32,
+    /// Returns that count against the delivery limit.
+    pub returns: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Source {
+    Queue(Id),
+    Log { partition: u32, offset: u64 },
+}
+
+/// A message handed to a consumer instance and not yet settled.
+pub(super) struct Delivery {
+    pub consumer: ConsumerId,
+    pub instance: u32,
+    pub source: Source,
+    pub msg: u64,
+    pub op: u64,
+    pub key: u32,
+    /// Deliveries of this message so far, this one included.
+    pub number: u32,
+    /// The consumer's invocation handling it, once it reached its instance: the
+    /// consumer bridge's side of the delivery, which the broker never reads.
+    pub handler: Option<Id>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    ready: VecDeque<Id>,
+    unacked: u32,
+    /// Waiting out a retry backoff.
+    delayed: u32,
+    /// FIFO: message groups with a message in flight.
+    busy_groups: BTreeSet<u32>,
+    /// FIFO deduplication: operation -> end of its window, and the windows in order.
+    dedup: BTreeMap<u64, SimTime>,
+    dedup_order: VecDeque<(SimTime, u64)>,
+    next_instance: u32,
+    /// Per key, the latest message id handled (ordering check).
+    last_by_key: Vec<u64>,
+}
+
+struct LogEntry {
+    msg: u64,
+    op: u64,
+    key: u32,
+    published_at: SimTime,
+}
+
+#[derive(Default)]
+struct Partition {
+    log: VecDeque<LogEntry>,
+    /// Offset of `log[0]`.
+    base: u64,
+}
+
+impl Partition {
+    fn end(&self) -> u64 {
+        self.base + self.log.len() as u64
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct GroupPart {
+    owner: Option<u32>,
+    committed: u64,
+    /// Next offset to hand out.
+    position: u64,
+    /// Handled up to here (exclusive) by the current owner.
+    processed: u64,
+    /// Every offset below this has been accounted for once (handled, skipped...).
+    high: u64,
+    in_flight: Option<Id>,
+    waiting_retry: bool,
+    /// The delivery number of the next fetch when it retries a failed message in
+    /// place (0: a first delivery).
+    retry_number: u32,
+    /// Every offset below this has been handed out at least once (redeliveries).
+    fetched: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Instance {
+    up: bool,
+    /// In the consumer group (false after a crash is noticed, or a poll overrun).
+    member: bool,
+    unacked: u32,
+    since_commit: u32,
+}
+
+#[derive(Default)]
+struct ConsumerState {
+    instances: Vec<Instance>,
+    /// Processed-messages store: id -> end of retention, and retentions in order.
+    processed: BTreeMap<u64, SimTime>,
+    processed_order: VecDeque<(SimTime, u64)>,
+    parts: Vec<GroupPart>,
+    last_by_key: Vec<u64>,
+}
+
+/// A publish on its way to the broker.
+struct Transit {
+    publish: PublishId,
+    msg: u64,
+    op: u64,
+    key: u32,
+    /// Waiting for a confirm, if the publisher asked for one.
+    pending: Option<(Id, u32)>,
+}
+
+#[derive(Clone, Copy)]
+enum Publisher {
+    Fiber(Id),
+    Relay(Id),
+}
+
+/// A confirmed publish not yet confirmed.
+struct Pending {
+    publisher: Publisher,
+    publish: PublishId,
+    msg: u64,
+    op: u64,
+    key: u32,
+    tries: u32,
+}
+
+/// A row of a transactional outbox waiting for the relay.
+struct OutboxRow {
+    msg: u64,
+    op: u64,
+    key: u32,
+    /// Sent and waiting for its confirm.
+    sent: bool,
+}
+
+#[derive(Default)]
+struct Relay {
+    rows: VecDeque<Id>,
+    scheduled: bool,
+}
+
+/// The state of every broker, queue, topic and consumer.
+pub(super) struct Async {
+    down: Vec<bool>,
+    rngs: Vec<Stream>,
+    pub messages: Arena<Message>,
+    pub deliveries: Arena<Delivery>,
+    queues: Vec<QueueState>,
+    partitions: Vec<Vec<Partition>>,
+    consumers: Vec<ConsumerState>,
+    consumer_rngs: Vec<Stream>,
+    transit: Arena<Transit>,
+    pending: Arena<Pending>,
+    outbox: Arena<OutboxRow>,
+    relays: Vec<Relay>,
+    next_msg: u64,
+    /// msg -> (published at, copies not yet handled, a copy failed).
+    propagation: BTreeMap<u64, (SimTime, u32, bool)>,
+    /// Periodic events (ticks, auto-commit timers) and watchdog timers (ack, confirm,
+    /// poll and session timeouts) in the heap: they alone do not keep the time series
+    /// and auto-commits going once a run has drained.
+    pub periodic: usize,
+    /// The flow index of each consumer group (queues come first).
+    group_flow: Vec<usize>,
+    /// Deliveries the broker took back, so a late ack is known for what it is.
+    stale_queue: BTreeMap<Id, QueueId>,
+    /// Outbox relays to start polling (they have rows now).
+    pub pending_relays: Vec<PublishId>,
+    /// Deliveries whose instance left its group (poll overrun), with the instance.
+    rejoin_after: Vec<(Id, ConsumerId, u32)>,
+    /// Per fault: a broker outage in progress.
+    pub broker_fault_active: Vec<bool>,
+    /// Messages carry workload keys (some workload has a key space): ordering per key
+    /// is checked only then.
+    keyed_messages: bool,
+}
+
+impl Async {
+    pub fn new(spec: &Spec, seed: u64) -> Async {
+        let mut group_flow = vec![usize::MAX; spec.consumers.len()];
+        let mut flow = spec.queues.len();
+        for t in &spec.topics {
+            for &g in &t.groups {
+                group_flow[g.index()] = flow;
+                flow += 1;
+            }
+        }
+        let consumers = spec
+            .consumers
+            .iter()
+            .map(|c| ConsumerState {
+                instances: vec![
+                    Instance {
+                        up: true,
+                        member: true,
+                        ..Default::default()
+                    };
+                    c.instances as usize
+                ],
+                parts: match c.subscription {
+                    Subscription::Topic(t) => {
+                        vec![GroupPart::default(); spec.topics[t.index()].partitions as usize]
+                    }
+                    Subscription::Queue(_) => Vec::new(),
+                },
+                ..Default::default()
+            })
+            .collect();
+        Async {
+            down: vec![false; spec.brokers.len()],
+            rngs: spec
+                .brokers
+                .iter()
+                .map(|b| stream(seed, &format!("broker/{}", b.name)))
+                .collect(),
+            messages: Arena::default(),
+            deliveries: Arena::default(),
+            queues: spec.queues.iter().map(|_| QueueState::default()).collect(),
+            partitions: spec
+                .topics
+                .iter()
+                .map(|t| (0..t.partitions).map(|_| Partition::default()).collect())
+                .collect(),
+            consumers,
+            consumer_rngs: spec
+                .consumers
+                .iter()
+                .map(|c| stream(seed, &format!("consumer/{}", c.name)))
+                .collect(),
+            transit: Arena::default(),
+            pending: Arena::default(),
+            outbox: Arena::default(),
+            relays: spec.publishes.iter().map(|_| Relay::default()).collect(),
+            next_msg: 0,
+            propagation: BTreeMap::new(),
+            periodic: 0,
+            group_flow,
+            stale_queue: BTreeMap::new(),
+            pending_relays: Vec::new(),
+            rejoin_after: Vec::new(),
+            broker_fault_active: vec![false; spec.faults.len()],
+            keyed_messages: spec.workloads.iter().any(|w| w.keys.is_some()),
+        }
+    }
+}
+
+impl Dedupe {
+    /// The id a processed-messages store keys a delivery by.
+    fn id(self, msg: u64, op: u64) -> u64 {
+        match self.by {
+            DedupeBy::Message => msg,
+            DedupeBy::Operation => op,
+        }
+    }
+}
+
+impl ConsumerState {
+    /// Whether the store (pruned to its retention) holds `id`.
+    fn processed(&mut self, id: u64, now: SimTime) -> bool {
+        prune(&mut self.processed_order, &mut self.processed, now, |&t| t);
+        self.processed.contains_key(&id)
+    }
+}
+
+fn violates_order(last_by_key: &mut Vec<u64>, key: u32, msg: u64) -> bool {
+    let k = key as usize;
+    if last_by_key.len() <= k {
+        last_by_key.resize(k + 1, 0);
+    }
+    // Stored as msg + 1 so that 0 means "none yet".
+    let last = last_by_key[k];
+    if msg + 1 < last {
+        true
+    } else {
+        last_by_key[k] = msg + 1;
+        false
+    }
+}
+
+impl World {
+    fn broker_delay(&mut self, b: BrokerId) -> SimDuration {
+        let d = &self.spec.brokers[b.index()].latency;
+        if d.is_constant_zero() {
+            SimDuration::ZERO
+        } else {
+            d.sample(&mut self.asy.rngs[b.index()])
+        }
+    }
+
+    /// Sends an event over a client-broker hop.
+    fn broker_hop(&mut self, b: BrokerId, event: Event, sched: &mut Scheduler<Event>) {
+        let delay = self.broker_delay(b);
+        if delay.is_zero() {
+            self.immediate.push_back(event);
+        } else {
+            sched.after(delay, event);
+        }
+    }
+
+    fn flow_of_group(&self, c: ConsumerId) -> usize {
+        self.asy.group_flow[c.index()]
+    }
+
+    /// Whether a watchdog timer still guards something (else it is stale).
+    pub(super) fn timer_live(&self, event: &Event) -> bool {
+        match *event {
+            Event::AckTimeout(d) | Event::PollTimeout(d) => self.asy.deliveries.contains(d),
+            Event::ConfirmTimeout { pending, .. } => self.asy.pending.contains(pending),
+            _ => true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Enqueued {
+    Yes,
+    Duplicate,
+    Refused,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Rejected,
+    Expired,
+    Maxlen,
+    DeliveryLimit,
+}

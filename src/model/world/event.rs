@@ -1,0 +1,122 @@
+//! Everything that can happen in a run, as the engine's events: one enum for every
+//! subsystem, so the heap holds plain values and `World::dispatch` is one match.
+
+use crate::engine::SimTime;
+use crate::model::arena::Id;
+use crate::model::spec::*;
+use crate::model::status::Status;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    /// Open loop: the next request of a workload is due.
+    Arrival(WorkloadId),
+    /// Closed loop: a user has finished thinking.
+    UserReady {
+        workload: WorkloadId,
+        user: u32,
+    },
+    /// An attempt's request reaches the callee's service. `measured`: sent after
+    /// warmup; `deadline`: the caller's propagated deadline, or NO_DEADLINE.
+    Request {
+        attempt: Id,
+        edge: EdgeId,
+        measured: bool,
+        deadline: SimTime,
+    },
+    /// An attempt's answer reaches the caller. `retry_after_ms`: the callee's pushback
+    /// hint (`Pushback::to_wire`; 0: none).
+    Reply {
+        attempt: Id,
+        edge: EdgeId,
+        status: Status,
+        degraded: bool,
+        measured: bool,
+        retry_after_ms: u32,
+    },
+    /// A fiber's `work` step is over.
+    WorkDone(Id),
+    /// An attempt's per-try timeout fires (ignored if it was answered).
+    AttemptTimeout(Id),
+    /// A logical call's overall deadline passes.
+    Deadline(Id),
+    /// Send a logical call's next attempt (after a backoff or a rate-limiter wait).
+    Launch(Id),
+    /// A logical call's hedging delay has passed.
+    Hedge(Id),
+    /// A logical call has waited for a bulkhead slot as long as it may; `try_number`
+    /// tells which of its waits.
+    BulkheadTimeout {
+        logical: Id,
+        try_number: u32,
+    },
+    /// An open breaker's timer (opossum-style open -> half-open) on an edge.
+    BreakerTimer(EdgeId),
+    /// A deadline-aware server gives up on a request at its deadline.
+    Abort(Id),
+    /// A fault begins or ends.
+    FaultStart(u32),
+    FaultEnd(u32),
+    /// A fiber's call is over (delivered through the immediate queue).
+    CallDone {
+        fiber: Id,
+        status: Status,
+        degraded: bool,
+    },
+    /// Continue a fiber now.
+    Run(Id),
+    /// A publish reaches its broker.
+    PublishArrive(Id),
+    /// The broker's answer to a confirmed publish (try `try_number`).
+    Confirm {
+        pending: Id,
+        try_number: u32,
+        ok: bool,
+    },
+    ConfirmTimeout {
+        pending: Id,
+        try_number: u32,
+    },
+    /// Publish again after a nack or a missing confirm.
+    Republish(Id),
+    /// A delivery reaches its consumer instance.
+    Deliver(Id),
+    /// A queue may have messages to hand out (after a dead-lettering into it).
+    DeliverQueue(QueueId),
+    /// An ack, nack or reject reaches the broker.
+    Settle {
+        delivery: Id,
+        how: Settlement,
+    },
+    AckTimeout(Id),
+    /// A message's retry backoff is over: back to its queue.
+    Requeue(Id),
+    /// A log message retried in place is due again.
+    Refetch {
+        consumer: ConsumerId,
+        partition: u32,
+    },
+    /// A consumer's handler has run past max.poll.interval.
+    PollTimeout(Id),
+    /// A crashed group member's session has expired.
+    SessionTimeout {
+        consumer: ConsumerId,
+        instance: u32,
+    },
+    AutoCommit(ConsumerId),
+    /// An outbox relay polls its outbox.
+    RelayTick(PublishId),
+    /// A time-series bucket ends.
+    Tick,
+}
+
+/// What a consumer tells the broker about a delivery it handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    Ack,
+    /// nack(requeue=true)
+    Nack,
+    /// reject(requeue=false)
+    Reject,
+    /// Give it back after a backoff (counted as a delivery attempt).
+    Retry,
+}

@@ -1,0 +1,268 @@
+//! Output files, written as one set, all or nothing.
+//!
+//! A set (say report.json and timeseries.csv, later plots and a page) either replaces
+//! the previous set completely or leaves it exactly as it was, and leaves no temporary
+//! file behind in either case. Every file is written to a hidden temporary name first;
+//! only when all of them are on disk are they moved into place, each previous file
+//! moved aside first so a failed move can be undone. A crash of the whole process in
+//! the middle of the moves is the one case this cannot cover: hidden `.NAME.tmp` or
+//! `.NAME.old` files may then remain.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The files `meshsim run` writes into its `--out` directory. A new output joins this
+/// list, so that it is checked before the run and written with the others.
+pub const RUN_OUTPUTS: &[&str] = &["report.json", "timeseries.csv"];
+
+fn hidden(dir: &Path, name: &str, suffix: &str) -> PathBuf {
+    dir.join(format!(".{name}.{suffix}"))
+}
+
+/// Checks, before any work is done, that `write_all(dir, ..)` of files named `names`
+/// can succeed: `dir` is a directory (or can be created: its nearest existing ancestor
+/// is a writable directory), no name is taken by a directory, and a file can be
+/// created there. Nothing is left on disk: a probe file is created and removed, and a
+/// missing `dir` is not created.
+pub fn check_writable(dir: &Path, names: &[&str]) -> io::Result<()> {
+    let mut existing = dir;
+    while !existing.as_os_str().is_empty() && !existing.exists() {
+        existing = existing.parent().unwrap_or(Path::new(""));
+    }
+    let existing = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
+    };
+    if !existing.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", existing.display()),
+        ));
+    }
+    if existing == dir {
+        for name in names {
+            let dest = dir.join(name);
+            if dest.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    format!("{} is a directory", dest.display()),
+                ));
+            }
+        }
+    }
+    let probe = hidden(existing, "meshsim-probe", &std::process::id().to_string());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// Writes `files` (name, contents) into `dir`, creating it if needed, all or nothing:
+/// on success every file holds its new contents; on any failure every file that
+/// existed holds its old contents, no new file or directory exists, and the error
+/// names the file it is about.
+pub fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
+    let created = create_dirs(dir)?;
+    let result = stage(dir, files).and_then(|()| swap_in(dir, files));
+    if result.is_err() {
+        for (name, _) in files {
+            let _ = std::fs::remove_file(hidden(dir, name, "tmp"));
+        }
+        // Only directories this call created, deepest first, and only if empty.
+        for d in created.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+    result
+}
+
+/// Creates `dir` and its missing ancestors; returns the ones it created, outermost first.
+fn create_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.as_os_str().is_empty() && !d.exists() {
+        missing.push(d.to_path_buf());
+        d = d.parent().unwrap_or(Path::new(""));
+    }
+    missing.reverse();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| named(e, dir))
+        .map(|()| missing)
+}
+
+fn named(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Writes every file to its temporary name. A destination that is a directory is
+/// refused here, before anything is moved.
+fn stage(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
+    for (name, bytes) in files {
+        let dest = dir.join(name);
+        if dest.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{} is a directory", dest.display()),
+            ));
+        }
+        let tmp = hidden(dir, name, "tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| named(e, &tmp))?;
+    }
+    Ok(())
+}
+
+/// Moves each previous file aside and its new one into place; on a failure, undoes
+/// the moves already made. On success the set aside files are removed.
+fn swap_in(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
+    // (destination, where its previous version was moved, if it had one)
+    let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    let mut result = Ok(());
+    for (name, _) in files {
+        let dest = dir.join(name);
+        let old = hidden(dir, name, "old");
+        let had_old = dest.exists();
+        if had_old && let Err(e) = std::fs::rename(&dest, &old) {
+            result = Err(named(e, &dest));
+            break;
+        }
+        let moved_aside = had_old.then_some(old);
+        if let Err(e) = std::fs::rename(hidden(dir, name, "tmp"), &dest) {
+            if let Some(old) = &moved_aside {
+                let _ = std::fs::rename(old, &dest);
+            }
+            result = Err(named(e, &dest));
+            break;
+        }
+        done.push((dest, moved_aside));
+    }
+    match result {
+        Ok(()) => {
+            for (_, old) in done {
+                if let Some(old) = old {
+                    let _ = std::fs::remove_file(old);
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            for (dest, old) in done.into_iter().rev() {
+                match old {
+                    Some(old) => {
+                        let _ = std::fs::rename(old, &dest);
+                    }
+                    None => {
+                        let _ = std::fs::remove_file(&dest);
+                    }
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap()
+    }
+
+    /// Everything in `dir`, sorted, hidden files included.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("meshsim-files-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn replaces_the_whole_set() {
+        let d = scratch("ok");
+        write_all(&d, &[("a", b"1".to_vec()), ("b", b"1".to_vec())]).unwrap();
+        write_all(&d, &[("a", b"2".to_vec()), ("b", b"2".to_vec())]).unwrap();
+        assert_eq!((read(&d.join("a")), read(&d.join("b"))), ("2".into(), "2".into()));
+        assert_eq!(listing(&d), ["a", "b"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_in_the_way_leaves_the_previous_set_and_no_temporaries() {
+        for blocked in ["a", "b", "c"] {
+            let d = scratch(&format!("dir-{blocked}"));
+            write_all(&d, &[("a", b"old".to_vec()), ("b", b"old".to_vec())]).unwrap();
+            std::fs::create_dir(d.join(blocked)).ok();
+            let err = write_all(
+                &d,
+                &[("a", b"new".to_vec()), ("b", b"new".to_vec()), ("c", b"new".to_vec())],
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("is a directory"), "{err}");
+            for f in ["a", "b"].iter().filter(|f| **f != blocked) {
+                assert_eq!(read(&d.join(f)), "old", "{blocked}: {f}");
+            }
+            let mut want = vec!["a", "b"];
+            if blocked == "c" {
+                want.push("c");
+            }
+            assert_eq!(listing(&d), want, "{blocked}");
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_failed_rename_is_undone() {
+        // The second destination's rename fails after the first one succeeded: a
+        // non-empty directory cannot be replaced by a file, and it is created after
+        // staging (between the check and the move), as a racing process would.
+        let d = scratch("race");
+        write_all(&d, &[("a", b"old".to_vec())]).unwrap();
+        std::fs::write(hidden(&d, "a", "tmp"), b"new").unwrap();
+        std::fs::write(hidden(&d, "b", "tmp"), b"new").unwrap();
+        std::fs::create_dir_all(d.join("b").join("inside")).unwrap();
+        let files = [("a", b"new".to_vec()), ("b", b"new".to_vec())];
+        let err = swap_in(&d, &files).unwrap_err();
+        assert!(err.to_string().contains("b"), "{err}");
+        assert_eq!(read(&d.join("a")), "old");
+        assert!(!hidden(&d, "a", "old").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_new_directory_is_removed_when_the_write_fails() {
+        let d = scratch("newdir");
+        let out = d.join("x").join("y");
+        // A name with a NUL byte cannot be created on any platform we run on.
+        assert!(write_all(&out, &[("bad\0name", b"1".to_vec())]).is_err());
+        assert!(!d.join("x").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn writability_is_checked_without_writing() {
+        let d = scratch("check");
+        check_writable(&d.join("new").join("deeper"), RUN_OUTPUTS).unwrap();
+        assert!(!d.join("new").exists());
+        std::fs::write(d.join("file"), b"x").unwrap();
+        let err = check_writable(&d.join("file"), RUN_OUTPUTS).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        let err = check_writable(&d.join("file").join("below"), RUN_OUTPUTS).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        std::fs::create_dir(d.join("report.json")).unwrap();
+        let err = check_writable(&d, RUN_OUTPUTS).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        assert_eq!(listing(&d), ["file", "report.json"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
