@@ -134,7 +134,10 @@ impl Exercise {
         let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
         doc.remove("expect");
         let mut set = self.set.clone();
-        if !set.iter().any(|a| a.trim_start().starts_with("simulation.max_events")) {
+        if !set
+            .iter()
+            .any(|a| a.trim_start().starts_with("simulation.max_events"))
+        {
             set.push(format!("simulation.max_events={MAX_EVENTS}"));
         }
         let pinned = scenario::overrides::apply(&doc.to_string(), &set)?;
@@ -165,8 +168,8 @@ impl Exercise {
         scenario::from_source(label, &stem, text, &[])?;
         let judged = self.judged_text(text).map_err(|e| {
             ExerciseError::Exercise(format!(
-                "{label}: the exercise pins {}, which your scenario does not have: {e}",
-                self.set.join(", ")
+                "{label}: the exercise fixes values your scenario lacks (keep the names of \
+                 start.toml's services, workloads and brokers): {e}"
             ))
         })?;
         let sc = scenario::from_source(label, &stem, &judged, &[]).map_err(|e| {

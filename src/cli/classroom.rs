@@ -63,7 +63,10 @@ pub fn validate(arg: &str, set: &[String]) -> ExitCode {
         if findings.is_empty() {
             String::new()
         } else {
-            format!("; lint: {} (meshsim lint explains them)", lint::tally(&findings))
+            format!(
+                "; lint: {} (meshsim lint explains them)",
+                lint::tally(&findings)
+            )
         }
     );
     ExitCode::SUCCESS
@@ -83,7 +86,11 @@ pub fn lint(arg: &str, deny_warnings: bool, set: &[String]) -> ExitCode {
         Some(Severity::Warning) => deny_warnings,
         _ => false,
     };
-    if fails { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if fails {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 pub fn show(name: &str) -> ExitCode {
@@ -215,18 +222,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-/// Every template's name and text (tests check each is a valid, runnable scenario).
-fn templates() -> Vec<(&'static str, &'static str)> {
-    [
-        ("chain", Template::Chain),
-        ("fanout", Template::Fanout),
-        ("queue", Template::Queue),
-        ("saga", Template::Saga),
-    ]
-    .into_iter()
-    .map(|(n, t)| (n, t.text()))
-    .collect()
-}
+    /// Every template's name and text (tests check each is a valid, runnable scenario).
+    fn templates() -> Vec<(&'static str, &'static str)> {
+        [
+            ("chain", Template::Chain),
+            ("fanout", Template::Fanout),
+            ("queue", Template::Queue),
+            ("saga", Template::Saga),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n, t.text()))
+        .collect()
+    }
 
     #[test]
     fn every_template_is_a_valid_scenario_that_meets_its_expectations() {
@@ -234,7 +241,11 @@ fn templates() -> Vec<(&'static str, &'static str)> {
             let sc = scenario::from_source(name, name, text, &[])
                 .unwrap_or_else(|e| panic!("template {name}:\n{e}"));
             let outcome = crate::simulate(sc).expect("runs");
-            assert!(outcome.passed(), "template {name}: {:?}", outcome.report.expectations);
+            assert!(
+                outcome.passed(),
+                "template {name}: {:?}",
+                outcome.report.expectations
+            );
         }
     }
 

@@ -37,6 +37,7 @@ pub const CODES: &[&str] = &[
     "cached-write",
     "redelivered-effect",
     "retried-effect",
+    "replayed-failure",
     "unreachable-service",
     "unused-endpoint",
     "unused-policy",

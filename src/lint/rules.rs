@@ -11,8 +11,12 @@ use crate::report::numbers::number;
 pub const UTILIZATION_WARN: f64 = 0.85;
 /// Attempts per client request at one endpoint at or above this is a warning.
 pub const AMPLIFICATION_WARN: f64 = 10.0;
-/// Call graphs deeper than this are not followed (a cycle, or a design no lint can help).
+/// Call graphs deeper than this are not followed (a cycle through a broker, or a design
+/// no lint can help).
 const MAX_DEPTH: usize = 32;
+/// At most this many (endpoint, path) visits per walk: a graph with exponentially many
+/// paths (fan-outs through republishing consumers) is cut off rather than hanging.
+const MAX_VISITS: usize = 1_000_000;
 
 pub fn all(s: &System) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -24,6 +28,7 @@ pub fn all(s: &System) -> Vec<Finding> {
     cached_write(s, &mut out);
     redelivered_effect(s, &mut out);
     retried_effect(s, &mut out);
+    replayed_failure(s, &mut out);
     unused(s, &mut out);
     out
 }
@@ -54,24 +59,22 @@ pub fn attempts(s: &System, edge: usize) -> (f64, f64) {
     }
 }
 
-/// Mean time to answer `endpoint`, from its work, its calls' round trips and its
-/// callees' own times (parallel branches: the one the join waits for).
-pub fn latency(s: &System, endpoint: usize) -> f64 {
-    fn seq(s: &System, nodes: &[Node], depth: usize) -> f64 {
-        nodes.iter().map(|n| node(s, n, depth)).sum()
+/// Mean time to answer each endpoint, from its work, its calls' round trips and its
+/// callees' own times (parallel branches: the one the join waits for). Calls form a
+/// graph without cycles (the scenario refuses them), so each endpoint is computed once.
+pub fn latencies(s: &System) -> Vec<f64> {
+    fn seq(s: &System, nodes: &[Node], memo: &mut Vec<Option<f64>>, depth: usize) -> f64 {
+        nodes.iter().map(|n| node(s, n, memo, depth)).sum()
     }
-    fn node(s: &System, n: &Node, depth: usize) -> f64 {
+    fn node(s: &System, n: &Node, memo: &mut Vec<Option<f64>>, depth: usize) -> f64 {
         match n {
             Node::Work(w) => *w,
             Node::Call { edge, .. } => {
                 let e = &s.edges[*edge];
-                if depth >= MAX_DEPTH {
-                    return 2.0 * e.link_one_way_s;
-                }
-                2.0 * e.link_one_way_s + seq(s, &s.endpoints[e.target].steps, depth + 1)
+                2.0 * e.link_one_way_s + endpoint(s, e.target, memo, depth + 1)
             }
             Node::Parallel { wait, branches } => {
-                let mut t: Vec<f64> = branches.iter().map(|b| seq(s, b, depth)).collect();
+                let mut t: Vec<f64> = branches.iter().map(|b| seq(s, b, memo, depth)).collect();
                 t.sort_by(f64::total_cmp);
                 match wait {
                     Wait::All => t.last().copied().unwrap_or(0.0),
@@ -79,15 +82,29 @@ pub fn latency(s: &System, endpoint: usize) -> f64 {
                     Wait::Nth(n) => t.get(n.saturating_sub(1)).copied().unwrap_or(0.0),
                 }
             }
-            Node::Publish(_) | Node::Effect(_) => 0.0,
+            Node::Publish(_) | Node::Effect(_) | Node::Fail => 0.0,
         }
     }
-    seq(s, &s.endpoints[endpoint].steps, 0)
+    fn endpoint(s: &System, ep: usize, memo: &mut Vec<Option<f64>>, depth: usize) -> f64 {
+        if let Some(t) = memo[ep] {
+            return t;
+        }
+        if depth >= MAX_DEPTH {
+            return 0.0;
+        }
+        let t = seq(s, &s.endpoints[ep].steps, memo, depth);
+        memo[ep] = Some(t);
+        t
+    }
+    let mut memo = vec![None; s.endpoints.len()];
+    (0..s.endpoints.len())
+        .map(|ep| endpoint(s, ep, &mut memo, 0))
+        .collect()
 }
 
-/// Worker time one request of `endpoint` takes: its work, and with workers held
+/// Worker time one request of each endpoint takes: its work, and with workers held
 /// during calls, the time it waits on them too.
-pub fn holding_time(s: &System, endpoint: usize) -> f64 {
+pub fn holding_times(s: &System) -> Vec<f64> {
     fn work(nodes: &[Node]) -> f64 {
         nodes
             .iter()
@@ -98,37 +115,68 @@ pub fn holding_time(s: &System, endpoint: usize) -> f64 {
             })
             .sum()
     }
-    let ep = &s.endpoints[endpoint];
-    if s.services[ep.service].held {
-        latency(s, endpoint)
-    } else {
-        work(&ep.steps)
-    }
+    let latency = latencies(s);
+    s.endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| {
+            if s.services[ep.service].held {
+                latency[i]
+            } else {
+                work(&ep.steps)
+            }
+        })
+        .collect()
 }
 
 /// Requests per second offered to every endpoint at the workloads' peak rates:
 /// (nominal: one attempt per call, worst case: every retry fires, capped by budgets).
 pub fn offered_load(s: &System) -> Vec<(f64, f64)> {
     let mut load = vec![(0.0, 0.0); s.endpoints.len()];
-    fn arrive(s: &System, ep: usize, rate: (f64, f64), load: &mut [(f64, f64)], depth: usize) {
+    fn arrive(
+        s: &System,
+        ep: usize,
+        rate: (f64, f64),
+        load: &mut [(f64, f64)],
+        depth: usize,
+        visits: &mut usize,
+    ) {
+        *visits += 1;
+        if *visits > MAX_VISITS {
+            return;
+        }
         load[ep].0 += rate.0;
         load[ep].1 += rate.1;
         if depth >= MAX_DEPTH {
             return;
         }
-        send(s, &s.endpoints[ep].steps, rate, load, depth);
+        send(s, &s.endpoints[ep].steps, rate, load, depth, visits);
     }
-    fn send(s: &System, nodes: &[Node], rate: (f64, f64), load: &mut [(f64, f64)], depth: usize) {
+    fn send(
+        s: &System,
+        nodes: &[Node],
+        rate: (f64, f64),
+        load: &mut [(f64, f64)],
+        depth: usize,
+        visits: &mut usize,
+    ) {
         for n in nodes {
             match n {
                 Node::Call { edge, .. } => {
                     let (_, capped) = attempts(s, *edge);
                     let target = s.edges[*edge].target;
-                    arrive(s, target, (rate.0, rate.1 * capped), load, depth + 1);
+                    arrive(
+                        s,
+                        target,
+                        (rate.0, rate.1 * capped),
+                        load,
+                        depth + 1,
+                        visits,
+                    );
                 }
                 Node::Parallel { branches, .. } => {
                     for b in branches {
-                        send(s, b, rate, load, depth);
+                        send(s, b, rate, load, depth, visits);
                     }
                 }
                 Node::Publish(p) => {
@@ -139,22 +187,37 @@ pub fn offered_load(s: &System) -> Vec<(f64, f64)> {
                         let share = 1.0 / consumers.len().max(1) as f64;
                         for &c in consumers {
                             let to = s.consumers[c].endpoint;
-                            arrive(s, to, (rate.0 * share, rate.1 * share), load, depth + 1);
+                            arrive(
+                                s,
+                                to,
+                                (rate.0 * share, rate.1 * share),
+                                load,
+                                depth + 1,
+                                visits,
+                            );
                         }
                     }
                     // Every consumer group reads every message of a topic.
                     for &g in p.topic.map(|t| &s.topic_groups[t]).into_iter().flatten() {
-                        arrive(s, s.consumers[g].endpoint, rate, load, depth + 1);
+                        arrive(s, s.consumers[g].endpoint, rate, load, depth + 1, visits);
                     }
                 }
-                Node::Work(_) | Node::Effect(_) => {}
+                Node::Work(_) | Node::Effect(_) | Node::Fail => {}
             }
         }
     }
+    let mut visits = 0;
     for w in &s.workloads {
         let (_, capped) = attempts(s, w.edge);
         let target = s.edges[w.edge].target;
-        arrive(s, target, (w.peak_rate, w.peak_rate * capped), &mut load, 0);
+        arrive(
+            s,
+            target,
+            (w.peak_rate, w.peak_rate * capped),
+            &mut load,
+            0,
+            &mut visits,
+        );
     }
     load
 }
@@ -162,6 +225,7 @@ pub fn offered_load(s: &System) -> Vec<(f64, f64)> {
 /// Per service: (nominal utilization, worst-case utilization).
 pub fn utilization(s: &System) -> Vec<(f64, f64)> {
     let load = offered_load(s);
+    let hold = holding_times(s);
     s.services
         .iter()
         .map(|svc| {
@@ -169,7 +233,7 @@ pub fn utilization(s: &System) -> Vec<(f64, f64)> {
             let busy = |pick: fn(&(f64, f64)) -> f64| {
                 svc.endpoints
                     .iter()
-                    .map(|&e| pick(&load[e]) * holding_time(s, e))
+                    .map(|&e| pick(&load[e]) * hold[e])
                     .sum::<f64>()
                     / workers.max(1.0)
             };
@@ -180,23 +244,27 @@ pub fn utilization(s: &System) -> Vec<(f64, f64)> {
 
 fn overload(s: &System, out: &mut Vec<Finding>) {
     let load = offered_load(s);
+    let hold = holding_times(s);
     for (svc, (nominal, worst)) in s.services.iter().zip(utilization(s)) {
         let workers = svc.replicas * svc.workers;
         let busiest = svc
             .endpoints
             .iter()
             .copied()
-            .max_by(|a, b| (load[*a].0 * holding_time(s, *a)).total_cmp(&(load[*b].0 * holding_time(s, *b))));
+            .max_by(|a, b| (load[*a].0 * hold[*a]).total_cmp(&(load[*b].0 * hold[*b])));
         let Some(busiest) = busiest else { continue };
         let per = |e: usize| {
             format!(
                 "{} at {}/s x {} of worker time",
                 s.endpoints[e].name,
                 number(load[e].0),
-                ms(holding_time(s, e))
+                ms(hold[e])
             )
         };
-        let waits = svc.endpoints.iter().any(|&e| !calls_of(&s.endpoints[e].steps).is_empty());
+        let waits = svc
+            .endpoints
+            .iter()
+            .any(|&e| !calls_of(&s.endpoints[e].steps).is_empty());
         let explain_hold = if svc.held && waits {
             " (its workers stay held while it waits on calls, so that wait counts as worker time)"
         } else {
@@ -256,10 +324,15 @@ fn retry_amplification(s: &System, out: &mut Vec<Finding>) {
         s: &'a System,
         out: &'a mut Vec<Finding>,
         workload: &'a str,
+        visits: usize,
     }
     impl Walk<'_> {
         /// Returns whether a finding was made at or below this edge.
         fn edge(&mut self, edge: usize, path: &mut Vec<(usize, f64, f64)>, depth: usize) -> bool {
+            self.visits += 1;
+            if self.visits > MAX_VISITS {
+                return false;
+            }
             let (worst, capped) = attempts(self.s, edge);
             path.push((edge, worst, capped));
             let target = self.s.edges[edge].target;
@@ -303,6 +376,7 @@ fn retry_amplification(s: &System, out: &mut Vec<Finding>) {
             s,
             out: &mut *out,
             workload: &w.name,
+            visits: 0,
         };
         walk.edge(w.edge, &mut Vec::new(), 0);
     }
@@ -386,9 +460,11 @@ fn timeout_inversion(s: &System, out: &mut Vec<Finding>) {
         Some(t)
     }
     let timeouts = s.edges.iter().enumerate().filter_map(|(i, e)| {
-        let site = site_timeout(s, i);
         let p = &s.policies[e.policy];
-        let t = site.or(p.deadline_s)?;
+        let t = match (site_timeout(s, i), p.deadline_s) {
+            (Some(t), Some(d)) => t.min(d),
+            (t, d) => t.or(d)?,
+        };
         Some((i, t))
     });
     for (edge, t) in timeouts {
@@ -533,7 +609,13 @@ fn unbounded_wait(s: &System, out: &mut Vec<Finding>) {
 }
 
 /// Whether a handler (or what it calls, down to an idempotent endpoint) has `what`.
-fn reaches(s: &System, nodes: &[Node], what: fn(&Node) -> bool, through_idempotent: bool, depth: usize) -> bool {
+fn reaches(
+    s: &System,
+    nodes: &[Node],
+    what: fn(&Node) -> bool,
+    through_idempotent: bool,
+    depth: usize,
+) -> bool {
     nodes.iter().any(|n| {
         what(n)
             || match n {
@@ -630,6 +712,45 @@ fn retried_effect(s: &System, out: &mut Vec<Finding>) {
                 callee.name
             ),
             measure: Some(worst),
+        });
+    }
+}
+
+fn is_fail(n: &Node) -> bool {
+    matches!(n, Node::Fail)
+}
+
+/// An idempotent endpoint stores its first answer, failures included, and replays it:
+/// retrying it after a failure gets the same failure back, and a consumer that
+/// requeues such a message loops until its delivery limit (or forever).
+fn replayed_failure(s: &System, out: &mut Vec<Finding>) {
+    for (i, e) in s.edges.iter().enumerate() {
+        let callee = &s.endpoints[e.target];
+        if !callee.idempotent || !reaches(s, &callee.steps, is_fail, true, 0) {
+            continue;
+        }
+        let (worst, _) = attempts(s, i);
+        let consumer = e
+            .caller
+            .and_then(|c| s.services[c].consumer)
+            .map(|c| s.consumers[c].name.clone());
+        let why = match (&consumer, worst > 1.0) {
+            (_, true) => format!("it is called with up to {} attempts", number(worst)),
+            (Some(c), false) => format!("consumer `{c}` handles a failure by redelivering"),
+            (None, false) => continue,
+        };
+        out.push(Finding {
+            code: "replayed-failure",
+            severity: Severity::Warning,
+            span: e.span.clone(),
+            message: format!(
+                "{} has `idempotency` and can fail, and {why}: every retry gets the stored failure back",
+                callee.name
+            ),
+            label: "retried into a stored answer".to_owned(),
+            explanation: "an idempotency key stores the first answer of an operation, an error included, and replays it to every later request of that operation (Stripe's semantics): a retry never runs the handler again, and a consumer that requeues the message on failure redelivers it until its delivery limit, or forever".to_owned(),
+            fix: "retry below the idempotent endpoint (where the failure happens), or make the consumer idempotent itself (`dedupe`) instead of calling an idempotent endpoint, or do not requeue on failure".to_owned(),
+            measure: None,
         });
     }
 }

@@ -21,10 +21,18 @@ pub enum Wait {
 #[derive(Clone, Debug)]
 pub enum Node {
     Work(f64),
-    Call { edge: usize, timeout_s: Option<f64> },
+    Call {
+        edge: usize,
+        timeout_s: Option<f64>,
+    },
     Publish(usize),
     Effect(usize),
-    Parallel { wait: Wait, branches: Vec<Vec<Node>> },
+    /// A `fail` step that can fire (p > 0).
+    Fail,
+    Parallel {
+        wait: Wait,
+        branches: Vec<Vec<Node>>,
+    },
 }
 
 pub struct Service {
@@ -197,7 +205,11 @@ fn nodes(spec: &Spec, seq: usize) -> Vec<Node> {
                     };
                     vec![Node::Parallel {
                         wait,
-                        branches: p.branches.iter().map(|b| nodes(spec, b.body.index())).collect(),
+                        branches: p
+                            .branches
+                            .iter()
+                            .map(|b| nodes(spec, b.body.index()))
+                            .collect(),
                     }]
                 }
                 Step::Publish(p) => vec![Node::Publish(p.index())],
@@ -213,6 +225,7 @@ fn nodes(spec: &Spec, seq: usize) -> Vec<Node> {
                             .or(spec.policy_of(action.edge).try_timeout.map(secs)),
                     })
                     .collect(),
+                Step::Fail { p, .. } if *p > 0.0 => vec![Node::Fail],
                 Step::Fail { .. } => vec![],
             }
         })
@@ -252,9 +265,12 @@ fn walk_steps(caller: &str, steps: &[toml::Spanned<RawStep>], spans: &mut Spans)
         }
         if let Some(saga) = &step.saga {
             for st in saga.get_ref() {
-                for c in [Some(&st.get_ref().action), st.get_ref().compensation.as_ref()]
-                    .into_iter()
-                    .flatten()
+                for c in [
+                    Some(&st.get_ref().action),
+                    st.get_ref().compensation.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
                 {
                     spans
                         .calls
@@ -285,11 +301,11 @@ fn spans(raw: &RawScenario) -> Spans {
         s.calls
             .insert(format!("{}->{}", name.get_ref(), t.get_ref()), t.span());
     }
-    for (name, _) in &raw.policies {
+    for name in raw.policies.keys() {
         s.policies.insert(name.get_ref().clone(), name.span());
     }
     for (broker, b) in &raw.brokers {
-        for (q, _) in &b.get_ref().queues {
+        for q in b.get_ref().queues.keys() {
             s.queues
                 .insert(format!("{}/{}", broker.get_ref(), q.get_ref()), q.span());
         }

@@ -2,38 +2,81 @@
 //! that outlived its value (a timer for a call already answered) no longer resolves.
 //! This is how cancellation stays lazy and how stale events are told apart.
 
+use std::marker::PhantomData;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Id {
     index: u32,
     generation: u32,
 }
 
+/// An arena's key: `Id` itself, or a newtype around it (`typed_id!`) that names the
+/// arena it points into, so a delivery id cannot index the messages.
+pub trait Key: Copy {
+    fn from_id(id: Id) -> Self;
+    fn id(self) -> Id;
+}
+
+impl Key for Id {
+    #[inline]
+    fn from_id(id: Id) -> Id {
+        id
+    }
+    #[inline]
+    fn id(self) -> Id {
+        self
+    }
+}
+
+/// Declares a typed key for one arena.
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+        pub struct $name($crate::model::arena::Id);
+
+        impl $crate::model::arena::Key for $name {
+            #[inline]
+            fn from_id(id: $crate::model::arena::Id) -> Self {
+                $name(id)
+            }
+            #[inline]
+            fn id(self) -> $crate::model::arena::Id {
+                self.0
+            }
+        }
+    };
+}
+pub(crate) use typed_id;
+
 struct Slot<T> {
     generation: u32,
     value: Option<T>,
 }
 
-pub struct Arena<T> {
+pub struct Arena<T, K = Id> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
     live: usize,
+    key: PhantomData<K>,
 }
 
-impl<T> Default for Arena<T> {
+impl<T, K> Default for Arena<T, K> {
     fn default() -> Self {
         Arena {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            key: PhantomData,
         }
     }
 }
 
-impl<T> Arena<T> {
+impl<T, K: Key> Arena<T, K> {
     /// The id the next `insert` returns (for values that must know each other's ids).
     #[inline]
-    pub fn next_id(&self) -> Id {
-        match self.free.last() {
+    pub fn next_id(&self) -> K {
+        K::from_id(match self.free.last() {
             Some(&index) => Id {
                 index,
                 generation: self.slots[index as usize].generation,
@@ -42,13 +85,13 @@ impl<T> Arena<T> {
                 index: u32::try_from(self.slots.len()).expect("more than 2^32 live entries"),
                 generation: 0,
             },
-        }
+        })
     }
 
     #[inline]
-    pub fn insert(&mut self, value: T) -> Id {
+    pub fn insert(&mut self, value: T) -> K {
         self.live += 1;
-        if let Some(index) = self.free.pop() {
+        K::from_id(if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
             assert!(slot.value.is_none());
             slot.value = Some(value);
@@ -66,11 +109,12 @@ impl<T> Arena<T> {
                 index,
                 generation: 0,
             }
-        }
+        })
     }
 
     #[inline]
-    pub fn get(&self, id: Id) -> Option<&T> {
+    pub fn get(&self, key: K) -> Option<&T> {
+        let id = key.id();
         let slot = self.slots.get(id.index as usize)?;
         if slot.generation == id.generation {
             slot.value.as_ref()
@@ -80,7 +124,8 @@ impl<T> Arena<T> {
     }
 
     #[inline]
-    pub fn get_mut(&mut self, id: Id) -> Option<&mut T> {
+    pub fn get_mut(&mut self, key: K) -> Option<&mut T> {
+        let id = key.id();
         let slot = self.slots.get_mut(id.index as usize)?;
         if slot.generation == id.generation {
             slot.value.as_mut()
@@ -90,12 +135,13 @@ impl<T> Arena<T> {
     }
 
     #[inline]
-    pub fn contains(&self, id: Id) -> bool {
-        self.get(id).is_some()
+    pub fn contains(&self, key: K) -> bool {
+        self.get(key).is_some()
     }
 
     #[inline]
-    pub fn remove(&mut self, id: Id) -> Option<T> {
+    pub fn remove(&mut self, key: K) -> Option<T> {
+        let id = key.id();
         let slot = self.slots.get_mut(id.index as usize)?;
         if slot.generation != id.generation {
             return None;
@@ -109,7 +155,8 @@ impl<T> Arena<T> {
 
     /// Like `remove`, for when the value is not needed: dropped in place, not moved out.
     #[inline]
-    pub fn discard(&mut self, id: Id) -> bool {
+    pub fn discard(&mut self, key: K) -> bool {
+        let id = key.id();
         let Some(slot) = self.slots.get_mut(id.index as usize) else {
             return false;
         };
@@ -132,11 +179,13 @@ impl<T> Arena<T> {
     }
 
     /// Ids of the live values in slot order (deterministic).
-    pub fn ids(&self) -> impl Iterator<Item = Id> + '_ {
+    pub fn ids(&self) -> impl Iterator<Item = K> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.value.as_ref().map(|_| Id {
-                index: i as u32,
-                generation: s.generation,
+            s.value.as_ref().map(|_| {
+                K::from_id(Id {
+                    index: i as u32,
+                    generation: s.generation,
+                })
             })
         })
     }
@@ -147,16 +196,16 @@ impl<T> Arena<T> {
     }
 }
 
-impl<T> std::ops::Index<Id> for Arena<T> {
+impl<T, K: Key> std::ops::Index<K> for Arena<T, K> {
     type Output = T;
-    fn index(&self, id: Id) -> &T {
-        self.get(id).expect("stale arena id")
+    fn index(&self, key: K) -> &T {
+        self.get(key).expect("stale arena id")
     }
 }
 
-impl<T> std::ops::IndexMut<Id> for Arena<T> {
-    fn index_mut(&mut self, id: Id) -> &mut T {
-        self.get_mut(id).expect("stale arena id")
+impl<T, K: Key> std::ops::IndexMut<K> for Arena<T, K> {
+    fn index_mut(&mut self, key: K) -> &mut T {
+        self.get_mut(key).expect("stale arena id")
     }
 }
 
@@ -166,7 +215,7 @@ mod tests {
 
     #[test]
     fn stale_ids_do_not_resolve_after_reuse() {
-        let mut a = Arena::default();
+        let mut a: Arena<&str> = Arena::default();
         let x = a.insert("x");
         assert_eq!(a.remove(x), Some("x"));
         let y = a.insert("y");

@@ -5,8 +5,7 @@ use super::arena::Id;
 use super::retention::prune;
 use super::spec::*;
 use super::status::Status;
-use super::world::{AnswerTo, Invocation, World};
-use crate::engine::SimTime;
+use crate::engine::{SimDuration, SimTime};
 use crate::metrics::consistency::Consistency;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -193,38 +192,33 @@ struct IdemStore {
     order: VecDeque<(SimTime, u64)>,
 }
 
-impl World {
-    /// Commits a transactional handler's effects and outbox rows, or drops them.
-    /// Returns false when a consumer's processed-messages store already had the
-    /// message: the handler's work is rolled back (the store's unique key).
-    pub(super) fn end_transaction(&mut self, i: Id, inv: &Invocation, ok: bool, now: SimTime) {
-        let mut commit = ok;
-        // The delivery may have been taken back meanwhile (ack timeout, lost
-        // connection): the transaction commits all the same; only the ack is lost.
-        if ok
-            && let Some(c) = self.consumer_of(inv)
-            && let Some(dd) = self.spec.consumers[c.index()].dedupe
-            && !self.store_processed(c, dd, inv.msg, inv.op, now)
-        {
-            self.metrics.consistency.consumers[c.index()].rolled_back += 1;
-            commit = false;
-        }
-        if !self.ledger.txn_effects.is_empty() {
+impl Ledger {
+    /// Ends a handler's transaction: its effects are applied if it commits, and its
+    /// outbox rows, in the order it wrote them, are returned to be relayed (none if it
+    /// does not commit).
+    pub fn end(
+        &mut self,
+        i: Id,
+        commit: bool,
+        op: u64,
+        c: &mut Consistency,
+    ) -> Vec<(PublishId, u64)> {
+        if !self.txn_effects.is_empty() {
             let mut k = 0;
-            while k < self.ledger.txn_effects.len() {
-                if self.ledger.txn_effects[k].0 == i {
-                    let (_, e) = self.ledger.txn_effects.swap_remove(k);
+            while k < self.txn_effects.len() {
+                if self.txn_effects[k].0 == i {
+                    let (_, e) = self.txn_effects.swap_remove(k);
                     if commit {
-                        self.apply_effect(e, inv.op);
+                        self.apply(e, op, c);
                     }
                 } else {
                     k += 1;
                 }
             }
         }
-        if !self.ledger.txn_outbox.is_empty() {
-            let mut rows = Vec::new();
-            self.ledger.txn_outbox.retain(|&(x, p, msg)| {
+        let mut rows = Vec::new();
+        if !self.txn_outbox.is_empty() {
+            self.txn_outbox.retain(|&(x, p, msg)| {
                 if x == i {
                     rows.push((p, msg));
                     false
@@ -234,80 +228,54 @@ impl World {
             });
             // Rows keep the order the handler wrote them in.
             rows.sort_by_key(|&(_, msg)| msg);
-            if commit {
-                self.commit_outbox(rows, inv.op, inv.key);
+            if !commit {
+                rows.clear();
             }
         }
+        rows
     }
 
-    /// Whether an invocation's effects wait for its end (an idempotent consumer or
-    /// endpoint keeps them in one transaction with its store).
-    pub(super) fn transactional(&self, inv: &Invocation) -> bool {
-        match self.consumer_of(inv) {
-            Some(c) => self.spec.consumers[c.index()].dedupe.is_some(),
-            None => self.spec.endpoints[inv.endpoint.index()]
-                .idempotency
-                .is_some(),
-        }
-    }
-
-    /// The consumer an invocation runs in, if it handles a delivery.
-    fn consumer_of(&self, inv: &Invocation) -> Option<ConsumerId> {
-        let AnswerTo::Delivery(_) = inv.answer_to else {
-            return None;
-        };
-        self.spec.services[self.spec.endpoints[inv.endpoint.index()].service.index()].consumer
-    }
-
-    pub(super) fn effect_step(&mut self, inv: Id, e: EffectId) {
-        let i = &self.invocations[inv];
-        if self.transactional(i) {
-            self.ledger.txn_effects.push((inv, e));
-        } else {
-            let op = i.op;
-            self.apply_effect(e, op);
-        }
-    }
-
-    fn apply_effect(&mut self, e: EffectId, op: u64) {
-        let l = &mut self.ledger.counts[e.index()];
+    /// An effect applies to an operation, now.
+    pub fn apply(&mut self, e: EffectId, op: u64, c: &mut Consistency) {
+        let l = &mut self.counts[e.index()];
         let i = op as usize;
         if l.len() <= i {
             l.resize(i + 1, 0);
         }
         l[i] = l[i].saturating_add(1);
-        self.metrics.consistency.effects[e.index()].applied += 1;
+        c.effects[e.index()].applied += 1;
     }
 
     /// Drops the transaction of an invocation that will never end (its replica crashed).
-    pub(super) fn abort_transaction(&mut self, i: Id) {
-        self.ledger.txn_effects.retain(|&(x, _)| x != i);
-        self.ledger.txn_outbox.retain(|&(x, _, _)| x != i);
+    pub fn abort(&mut self, i: Id) {
+        self.txn_effects.retain(|&(x, _)| x != i);
+        self.txn_outbox.retain(|&(x, _, _)| x != i);
     }
 
     // ---- endpoint idempotency keys ----
 
     /// A request reaches an idempotent endpoint: Some(status) if it is answered from
     /// the store (a replay, or a conflict with the first request still running).
-    pub(super) fn idempotency_check(
+    pub fn idempotency_check(
         &mut self,
         e: EndpointId,
         op: u64,
         now: SimTime,
+        c: &mut Consistency,
     ) -> Option<Status> {
-        let slot = self.ledger.idem_slot[e.index()];
-        let store = &mut self.ledger.idem[e.index()];
+        let slot = self.idem_slot[e.index()];
+        let store = &mut self.idem[e.index()];
         prune(&mut store.order, &mut store.entries, now, |x| x.expires);
         match store.entries.get(&op) {
             Some(IdemEntry {
                 result: Some(s), ..
             }) => {
                 let s = *s;
-                self.metrics.consistency.idempotency[slot].replayed += 1;
+                c.idempotency[slot].replayed += 1;
                 Some(s)
             }
             Some(IdemEntry { result: None, .. }) => {
-                self.metrics.consistency.idempotency[slot].conflicts += 1;
+                c.idempotency[slot].conflicts += 1;
                 Some(Status::Unavailable)
             }
             None => {
@@ -323,19 +291,19 @@ impl World {
         }
     }
 
-    /// The first request with this key is answered: its result is kept for replays.
-    pub(super) fn idempotency_store(
+    /// The first request with this key is answered: its result is kept for replays
+    /// during `retention`.
+    pub fn idempotency_store(
         &mut self,
         e: EndpointId,
         op: u64,
         status: Status,
+        retention: SimDuration,
         now: SimTime,
+        c: &mut Consistency,
     ) {
-        let retention = self.spec.endpoints[e.index()]
-            .idempotency
-            .expect("idempotent");
         let until = now.checked_add(retention).unwrap_or(SimTime::MAX);
-        let store = &mut self.ledger.idem[e.index()];
+        let store = &mut self.idem[e.index()];
         store.entries.insert(
             op,
             IdemEntry {
@@ -344,13 +312,12 @@ impl World {
             },
         );
         store.order.push_back((until, op));
-        let slot = self.ledger.idem_slot[e.index()];
-        self.metrics.consistency.idempotency[slot].stored += 1;
+        c.idempotency[self.idem_slot[e.index()]].stored += 1;
     }
 
     /// The first request never finished (its replica crashed): the key is free again.
-    pub(super) fn idempotency_forget(&mut self, e: EndpointId, op: u64) {
-        let store = &mut self.ledger.idem[e.index()];
+    pub fn idempotency_forget(&mut self, e: EndpointId, op: u64) {
+        let store = &mut self.idem[e.index()];
         if store.entries.get(&op).is_some_and(|x| x.result.is_none()) {
             store.entries.remove(&op);
         }

@@ -16,6 +16,7 @@ mod event;
 mod fiber;
 mod network;
 mod server;
+mod transaction;
 mod workload;
 
 use super::arena::{Arena, Id};
@@ -30,7 +31,7 @@ use crate::metrics::{
     BucketExtras, EdgeMetrics, EndpointMetrics, FaultMetrics, Metrics, Series, SeriesKind,
     StatusCounts, Summary, TimeWeighted, WorkloadMetrics,
 };
-pub use event::{Event, Settlement};
+pub use event::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, Settlement, TransitId};
 use fiber::JoinState;
 pub(super) use fiber::{Fiber, SagaRun, Wait};
 use network::EdgeCost;

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA: &str = "meshsim.sweep/1";
 /// The most grid points one sweep runs.
 pub const MAX_POINTS: usize = 100_000;
-/// The most runs (points x seeds) one sweep runs.
-pub const MAX_RUNS: usize = 1_000_000;
+/// The most runs (points x seeds) one sweep has: each run keeps its latency histograms
+/// (tens of KB) until the files are written, and a merge holds every shard's.
+pub const MAX_RUNS: usize = 100_000;
 /// The quantiles `points.csv` reports over a point's pooled requests.
 const POOLED: [(&str, f64); 2] = [("p50", 0.5), ("p99", 0.99)];
 

@@ -18,7 +18,11 @@ pub fn number(x: f64) -> String {
     };
     let s = format!("{x:.decimals$}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".to_owned() } else { s.to_owned() }
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 /// "1 service", "3 services", "0 endpoints".
@@ -27,7 +31,9 @@ pub fn plural(n: u64, noun: &str) -> String {
         format!("1 {noun}")
     } else if noun.ends_with('s') || noun.ends_with("sh") || noun.ends_with("ch") {
         format!("{n} {noun}es")
-    } else if let Some(stem) = noun.strip_suffix('y').filter(|s| !s.ends_with(['a', 'e', 'o', 'u']))
+    } else if let Some(stem) = noun
+        .strip_suffix('y')
+        .filter(|s| !s.ends_with(['a', 'e', 'o', 'u']))
     {
         format!("{n} {stem}ies")
     } else {

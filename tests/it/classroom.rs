@@ -43,7 +43,11 @@ fn there_are_at_least_ten_exercises_each_complete() {
             assert!(d.join(f).is_file(), "{} lacks {f}", d.display());
         }
         let readme = std::fs::read_to_string(d.join("README.md")).unwrap();
-        assert!(readme.contains("<details>"), "{}: no progressive hints", d.display());
+        assert!(
+            readme.contains("<details>"),
+            "{}: no progressive hints",
+            d.display()
+        );
     }
 }
 
@@ -58,7 +62,11 @@ fn every_exercise_start_fails_and_its_solution_passes() {
         );
         let solution = judge(&d, "solution.toml");
         let failed: Vec<_> = solution.iter().filter(|(_, _, p)| !p).collect();
-        assert!(failed.is_empty(), "{}: solution.toml fails {failed:?}", d.display());
+        assert!(
+            failed.is_empty(),
+            "{}: solution.toml fails {failed:?}",
+            d.display()
+        );
     }
 }
 
@@ -118,9 +126,15 @@ fn the_retry_storm_draws_its_amplification_and_the_budget_does_not() {
     assert_eq!(amp.measure, Some(64.0));
     assert_eq!(at(&text, amp), (69, 37));
     assert_eq!(amp.severity, Severity::Warning);
-    let overload = findings.iter().find(|f| f.code == "overload").expect("overload");
+    let overload = findings
+        .iter()
+        .find(|f| f.code == "overload")
+        .expect("overload");
     // 100/s x 64 attempts x 20 ms / 8 workers.
-    assert!((overload.measure.unwrap() - 16.0).abs() < 1e-9, "{overload:?}");
+    assert!(
+        (overload.measure.unwrap() - 16.0).abs() < 1e-9,
+        "{overload:?}"
+    );
     let inversions: Vec<f64> = findings
         .iter()
         .filter(|f| f.code == "timeout-inversion")
@@ -245,7 +259,7 @@ timeout = "1s"
 deadline = "1s"
 retry = { max_attempts = 3 }
 [services.api.endpoints.sell]
-steps = [{ call = "payments/refund", policy = "tight" }, { publish = "rabbit/jobs" }, { publish = "rabbit/sink" }]
+steps = [{ call = "payments/refund", policy = "tight" }, { publish = "rabbit/jobs" }, { publish = "rabbit/sink" }, { publish = "rabbit/captures" }]
 [brokers.rabbit]
 [brokers.rabbit.queues.nobody]
 [brokers.rabbit.queues.jobs]
@@ -253,6 +267,14 @@ steps = [{ call = "payments/refund", policy = "tight" }, { publish = "rabbit/job
 [consumers.worker]
 queue = "rabbit/jobs"
 steps = [{ effect = "job_done" }]
+[services.payments.endpoints.capture]
+idempotency = "24h"
+steps = [{ fail = "unavailable", p = 0.1 }]
+[consumers.capturer]
+queue = "rabbit/captures"
+dedupe = { by = "message" }
+steps = [{ call = "payments/capture" }]
+[brokers.rabbit.queues.captures]
 [workloads.seller]
 target = "api/sell"
 rate = 1
@@ -277,6 +299,7 @@ keys = 10
         ("retry-outside-deadline", "tight"),
         ("redelivered-effect", "worker"),
         ("queue-grows-forever", "sink"),
+        ("replayed-failure", "\"payments/capture\""),
     ] {
         assert!(codes.contains(&expected), "{expected:?} not in {codes:?}");
     }
@@ -290,7 +313,10 @@ keys = 10
 fn every_lint_code_is_documented() {
     let doc = std::fs::read_to_string(root().join("docs/lint.md")).unwrap();
     for code in lint::CODES {
-        assert!(doc.contains(&format!("`{code}`")), "docs/lint.md lacks {code}");
+        assert!(
+            doc.contains(&format!("`{code}`")),
+            "docs/lint.md lacks {code}"
+        );
     }
 }
 
@@ -371,7 +397,9 @@ fn exercise_check_exit_codes() {
         .arg(dir.join("start.toml"))
         .assert()
         .code(1)
-        .stdout(contains("FAIL  every request takes exactly what the arithmetic says"))
+        .stdout(contains(
+            "FAIL  every request takes exactly what the arithmetic says",
+        ))
         .stdout(contains("measured 420"))
         .stdout(contains("hint: "));
     let bad = tempfile::NamedTempFile::new().unwrap();

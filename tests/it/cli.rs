@@ -20,7 +20,7 @@ fn run_writes_the_report_and_the_time_series() {
         .assert()
         .success()
         .stdout(contains("clients"))
-        .stdout(contains("165.000"))
+        .stdout(contains("  165  "))
         .stdout(contains("reproduce: meshsim run"));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();

@@ -15,8 +15,11 @@ const FLOORS: &[(&str, u32)] = &[
     ("model", 3),
     ("report", 3),
     ("scenario", 4),
+    ("lint", 5),
     ("lib", 5),
     ("explore", 6),
+    ("exercise", 6),
+    ("multi", 6),
     ("cli", 7),
 ];
 

@@ -5,9 +5,8 @@
 use super::Source;
 use crate::engine::SimTime;
 use crate::metrics::consistency::*;
-use crate::model::arena::Id;
 use crate::model::spec::*;
-use crate::model::world::World;
+use crate::model::world::{MessageId, World};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -124,7 +123,7 @@ impl World {
     /// retry backoff, or delivered (one live delivery); every instance's prefetch count
     /// is its live deliveries. Run once, at the end (it scans everything).
     pub(super) fn assert_deliveries_placed(&self) {
-        let mut placed: BTreeMap<Id, u32> = BTreeMap::new();
+        let mut placed: BTreeMap<MessageId, u32> = BTreeMap::new();
         let mut unacked = vec![0u32; self.asy.queues.len()];
         let mut by_instance: Vec<Vec<u32>> = self
             .asy

@@ -3,10 +3,11 @@
 //! `Invocation`.
 
 use crate::engine::{Scheduler, SimDuration, SimTime};
-use crate::model::arena::Id;
 use crate::model::spec::*;
 use crate::model::status::Status;
-use crate::model::world::{AnswerTo, Event, Invocation, NO_DEADLINE, Outcome, Settlement, World};
+use crate::model::world::{
+    AnswerTo, DeliveryId, Event, Invocation, NO_DEADLINE, Outcome, Settlement, World,
+};
 use std::rc::Rc;
 
 impl World {
@@ -14,7 +15,7 @@ impl World {
 
     /// A delivery reaches its consumer instance: the handler starts (or waits for a
     /// worker), unless the processed-messages store already has it.
-    pub(in crate::model) fn on_deliver(&mut self, d: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn on_deliver(&mut self, d: DeliveryId, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let Some(del) = self.asy.deliveries.get(d) else {
             return;
@@ -79,7 +80,7 @@ impl World {
     /// A consumer's handler is over (or skipped): settle the delivery.
     pub(in crate::model) fn handled(
         &mut self,
-        d: Id,
+        d: DeliveryId,
         outcome: Outcome,
         sched: &mut Scheduler<Event>,
     ) {

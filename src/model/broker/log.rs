@@ -3,11 +3,10 @@
 
 use super::{Delivery, Source, violates_order};
 use crate::engine::{Scheduler, SimDuration, SimTime};
-use crate::model::arena::Id;
 use crate::model::routing;
 use crate::model::routing::Assignor;
 use crate::model::spec::*;
-use crate::model::world::{Event, World};
+use crate::model::world::{DeliveryId, Event, World};
 
 impl World {
     // ---- logs and consumer groups ----
@@ -91,7 +90,7 @@ impl World {
         self.broker_hop(b, Event::Deliver(d), sched);
     }
 
-    pub(super) fn log_handled(&mut self, d: Id, ok: bool, sched: &mut Scheduler<Event>) {
+    pub(super) fn log_handled(&mut self, d: DeliveryId, ok: bool, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let del = self.asy.deliveries.remove(d).expect("live");
         let Source::Log { partition, offset } = del.source else {
@@ -308,7 +307,11 @@ impl World {
         }
     }
 
-    pub(in crate::model) fn on_poll_timeout(&mut self, d: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn on_poll_timeout(
+        &mut self,
+        d: DeliveryId,
+        sched: &mut Scheduler<Event>,
+    ) {
         let Some(del) = self.asy.deliveries.get(d) else {
             return;
         };
@@ -325,7 +328,7 @@ impl World {
     }
 
     /// A handler of an instance that left the group ended: it polls again, so rejoins.
-    pub(in crate::model) fn maybe_rejoin(&mut self, d: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn maybe_rejoin(&mut self, d: DeliveryId, sched: &mut Scheduler<Event>) {
         let Some(k) = self.asy.rejoin_after.iter().position(|&(x, _, _)| x == d) else {
             return;
         };

@@ -21,7 +21,7 @@ mod queue;
 use super::arena::{Arena, Id};
 use super::retention::prune;
 use super::spec::*;
-use super::world::{Event, World};
+use super::world::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, TransitId, World};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
 pub(super) use books::new_consistency;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -41,7 +41,7 @@ pub(super) struct Message {
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Source {
-    Queue(Id),
+    Queue(MessageId),
     Log { partition: u32, offset: u64 },
 }
 
@@ -62,7 +62,7 @@ pub(super) struct Delivery {
 
 #[derive(Default)]
 struct QueueState {
-    ready: VecDeque<Id>,
+    ready: VecDeque<MessageId>,
     unacked: u32,
     /// Waiting out a retry backoff.
     delayed: u32,
@@ -106,7 +106,7 @@ struct GroupPart {
     processed: u64,
     /// Every offset below this has been accounted for once (handled, skipped...).
     high: u64,
-    in_flight: Option<Id>,
+    in_flight: Option<DeliveryId>,
     waiting_retry: bool,
     /// The delivery number of the next fetch when it retries a failed message in
     /// place (0: a first delivery).
@@ -141,13 +141,13 @@ struct Transit {
     op: u64,
     key: u32,
     /// Waiting for a confirm, if the publisher asked for one.
-    pending: Option<(Id, u32)>,
+    pending: Option<(PendingId, u32)>,
 }
 
 #[derive(Clone, Copy)]
 enum Publisher {
     Fiber(Id),
-    Relay(Id),
+    Relay(OutboxRowId),
 }
 
 /// A confirmed publish not yet confirmed.
@@ -171,7 +171,7 @@ struct OutboxRow {
 
 #[derive(Default)]
 struct Relay {
-    rows: VecDeque<Id>,
+    rows: VecDeque<OutboxRowId>,
     scheduled: bool,
 }
 
@@ -179,15 +179,15 @@ struct Relay {
 pub(super) struct Async {
     down: Vec<bool>,
     rngs: Vec<Stream>,
-    pub messages: Arena<Message>,
-    pub deliveries: Arena<Delivery>,
+    pub messages: Arena<Message, MessageId>,
+    pub deliveries: Arena<Delivery, DeliveryId>,
     queues: Vec<QueueState>,
     partitions: Vec<Vec<Partition>>,
     consumers: Vec<ConsumerState>,
     consumer_rngs: Vec<Stream>,
-    transit: Arena<Transit>,
-    pending: Arena<Pending>,
-    outbox: Arena<OutboxRow>,
+    transit: Arena<Transit, TransitId>,
+    pending: Arena<Pending, PendingId>,
+    outbox: Arena<OutboxRow, OutboxRowId>,
     relays: Vec<Relay>,
     next_msg: u64,
     /// msg -> (published at, copies not yet handled, a copy failed).
@@ -199,11 +199,11 @@ pub(super) struct Async {
     /// The flow index of each consumer group (queues come first).
     group_flow: Vec<usize>,
     /// Deliveries the broker took back, so a late ack is known for what it is.
-    stale_queue: BTreeMap<Id, QueueId>,
+    stale_queue: BTreeMap<DeliveryId, QueueId>,
     /// Outbox relays to start polling (they have rows now).
     pub pending_relays: Vec<PublishId>,
     /// Deliveries whose instance left its group (poll overrun), with the instance.
-    rejoin_after: Vec<(Id, ConsumerId, u32)>,
+    rejoin_after: Vec<(DeliveryId, ConsumerId, u32)>,
     /// Per fault: a broker outage in progress.
     pub broker_fault_active: Vec<bool>,
     /// Messages carry workload keys (some workload has a key space): ordering per key

@@ -9,7 +9,7 @@ use crate::model::arena::Id;
 use crate::model::routing;
 use crate::model::spec::*;
 use crate::model::status::Status;
-use crate::model::world::{Event, Outcome, Wait, World};
+use crate::model::world::{Event, OutboxRowId, Outcome, PendingId, TransitId, Wait, World};
 use rand::RngExt;
 use std::rc::Rc;
 
@@ -60,7 +60,7 @@ impl World {
         msg: u64,
         op: u64,
         key: u32,
-        pending: Option<(Id, u32)>,
+        pending: Option<(PendingId, u32)>,
         sched: &mut Scheduler<Event>,
     ) {
         let site = &self.spec.publishes[p.index()];
@@ -130,7 +130,11 @@ impl World {
         }
     }
 
-    pub(in crate::model) fn on_publish_arrive(&mut self, t: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn on_publish_arrive(
+        &mut self,
+        t: TransitId,
+        sched: &mut Scheduler<Event>,
+    ) {
         let tr = self.asy.transit.remove(t).expect("a publish arrives once");
         let now = sched.now();
         let site = &self.spec.publishes[tr.publish.index()];
@@ -267,7 +271,7 @@ impl World {
 
     pub(in crate::model) fn on_confirm(
         &mut self,
-        pending: Id,
+        pending: PendingId,
         try_number: u32,
         ok: bool,
         sched: &mut Scheduler<Event>,
@@ -318,7 +322,11 @@ impl World {
         }
     }
 
-    pub(in crate::model) fn on_republish(&mut self, pending: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn on_republish(
+        &mut self,
+        pending: PendingId,
+        sched: &mut Scheduler<Event>,
+    ) {
         let Some(p) = self.asy.pending.get(pending) else {
             return;
         };
@@ -333,7 +341,7 @@ impl World {
     }
 
     /// A fiber waiting on a confirm is cancelled: whatever the broker says is ignored.
-    pub(in crate::model) fn forget_publish(&mut self, pending: Id) {
+    pub(in crate::model) fn forget_publish(&mut self, pending: PendingId) {
         self.asy.pending.remove(pending);
     }
 
@@ -345,7 +353,7 @@ impl World {
     }
 
     pub(in crate::model) fn on_relay_tick(&mut self, p: PublishId, sched: &mut Scheduler<Event>) {
-        let rows: Vec<Id> = self.asy.relays[p.index()].rows.iter().copied().collect();
+        let rows: Vec<OutboxRowId> = self.asy.relays[p.index()].rows.iter().copied().collect();
         for row in rows {
             let r = &mut self.asy.outbox[row];
             if r.sent {

@@ -4,10 +4,9 @@
 
 use super::{Delivery, Enqueued, Message, Reason, Source, violates_order};
 use crate::engine::{Scheduler, SimDuration, SimTime};
-use crate::model::arena::Id;
 use crate::model::retention::prune;
 use crate::model::spec::*;
-use crate::model::world::{Event, NO_DEADLINE, Settlement, World};
+use crate::model::world::{DeliveryId, Event, MessageId, NO_DEADLINE, Settlement, World};
 use std::rc::Rc;
 
 impl World {
@@ -74,7 +73,7 @@ impl World {
     /// is one, else counted as expired or dropped.
     pub(super) fn dead_letter(
         &mut self,
-        m: Id,
+        m: MessageId,
         reason: Reason,
         now: SimTime,
         sched: &mut Scheduler<Event>,
@@ -216,7 +215,7 @@ impl World {
     /// queue, or is dead-lettered once it reached the delivery limit.
     pub(super) fn take_back(
         &mut self,
-        d: Id,
+        d: DeliveryId,
         counts: bool,
         now: SimTime,
         sched: &mut Scheduler<Event>,
@@ -246,7 +245,7 @@ impl World {
     }
 
     /// Undoes a queue delivery's bookkeeping (unacked counts, FIFO group).
-    pub(super) fn release_delivery(&mut self, del: &Delivery, m: Id) -> QueueId {
+    pub(super) fn release_delivery(&mut self, del: &Delivery, m: MessageId) -> QueueId {
         let q = self.asy.messages[m].queue;
         let qs = &mut self.asy.queues[q.index()];
         qs.unacked -= 1;
@@ -261,7 +260,7 @@ impl World {
     /// An ack, nack or reject reaches the broker.
     pub(in crate::model) fn on_settle(
         &mut self,
-        d: Id,
+        d: DeliveryId,
         how: Settlement,
         sched: &mut Scheduler<Event>,
     ) {
@@ -331,7 +330,7 @@ impl World {
         self.try_deliver(q, sched);
     }
 
-    pub(in crate::model) fn on_requeue(&mut self, m: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn on_requeue(&mut self, m: MessageId, sched: &mut Scheduler<Event>) {
         let q = self.asy.messages[m].queue;
         let qs = &mut self.asy.queues[q.index()];
         qs.delayed -= 1;
@@ -339,7 +338,7 @@ impl World {
         self.try_deliver(q, sched);
     }
 
-    pub(in crate::model) fn on_ack_timeout(&mut self, d: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn on_ack_timeout(&mut self, d: DeliveryId, sched: &mut Scheduler<Event>) {
         let Some(del) = self.asy.deliveries.get(d) else {
             return;
         };
@@ -361,7 +360,7 @@ impl World {
         self.try_deliver(q, sched);
     }
 
-    pub(super) fn note_stale(&mut self, d: Id, q: QueueId) {
+    pub(super) fn note_stale(&mut self, d: DeliveryId, q: QueueId) {
         self.asy.stale_queue.insert(d, q);
     }
 
@@ -373,7 +372,7 @@ impl World {
         now: SimTime,
         sched: &mut Scheduler<Event>,
     ) -> u64 {
-        let ds: Vec<(Id, QueueId)> = self
+        let ds: Vec<(DeliveryId, QueueId)> = self
             .asy
             .deliveries
             .ids()

@@ -2,7 +2,7 @@
 //! subsystem, so the heap holds plain values and `World::dispatch` is one match.
 
 use crate::engine::SimTime;
-use crate::model::arena::Id;
+use crate::model::arena::{Id, typed_id};
 use crate::model::spec::*;
 use crate::model::status::Status;
 
@@ -65,38 +65,38 @@ pub enum Event {
     /// Continue a fiber now.
     Run(Id),
     /// A publish reaches its broker.
-    PublishArrive(Id),
+    PublishArrive(TransitId),
     /// The broker's answer to a confirmed publish (try `try_number`).
     Confirm {
-        pending: Id,
+        pending: PendingId,
         try_number: u32,
         ok: bool,
     },
     ConfirmTimeout {
-        pending: Id,
+        pending: PendingId,
         try_number: u32,
     },
     /// Publish again after a nack or a missing confirm.
-    Republish(Id),
+    Republish(PendingId),
     /// A delivery reaches its consumer instance.
-    Deliver(Id),
+    Deliver(DeliveryId),
     /// A queue may have messages to hand out (after a dead-lettering into it).
     DeliverQueue(QueueId),
     /// An ack, nack or reject reaches the broker.
     Settle {
-        delivery: Id,
+        delivery: DeliveryId,
         how: Settlement,
     },
-    AckTimeout(Id),
+    AckTimeout(DeliveryId),
     /// A message's retry backoff is over: back to its queue.
-    Requeue(Id),
+    Requeue(MessageId),
     /// A log message retried in place is due again.
     Refetch {
         consumer: ConsumerId,
         partition: u32,
     },
     /// A consumer's handler has run past max.poll.interval.
-    PollTimeout(Id),
+    PollTimeout(DeliveryId),
     /// A crashed group member's session has expired.
     SessionTimeout {
         consumer: ConsumerId,
@@ -120,3 +120,24 @@ pub enum Settlement {
     /// Give it back after a backoff (counted as a delivery attempt).
     Retry,
 }
+
+typed_id!(
+    /// A message copy in a queue.
+    MessageId
+);
+typed_id!(
+    /// A message handed to a consumer instance and not yet settled.
+    DeliveryId
+);
+typed_id!(
+    /// A publish on its way to the broker.
+    TransitId
+);
+typed_id!(
+    /// A publish waiting for its confirm.
+    PendingId
+);
+typed_id!(
+    /// A row of a transactional outbox.
+    OutboxRowId
+);

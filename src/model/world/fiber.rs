@@ -1,7 +1,7 @@
 //! The handler interpreter: fibers run an invocation's steps (work, calls, publishes,
 //! effects, parallel branches and their joins), wait, resume and are cancelled lazily.
 
-use super::event::Event;
+use super::event::{Event, PendingId};
 use super::server::Queued;
 use super::{Outcome, World};
 use crate::engine::{Scheduler, SimDuration, SimTime};
@@ -18,7 +18,7 @@ pub(in crate::model) enum Wait {
     Call(Id),
     Join(Id),
     /// A publisher confirm.
-    Publish(Id),
+    Publish(PendingId),
 }
 
 pub(in crate::model) struct Fiber {

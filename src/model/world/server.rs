@@ -2,7 +2,7 @@
 //! it (or it waits in the replica's queue, or is rejected), and the invocation answers
 //! once: a reply over the link, or, for a consumer, a settlement of its delivery.
 
-use super::event::Event;
+use super::event::{DeliveryId, Event};
 use super::fiber::{Fiber, Wait};
 use super::{NO_DEADLINE, Outcome, World, overlap_ns};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
@@ -25,7 +25,7 @@ pub(in crate::model) enum AnswerTo {
         measured: bool,
     },
     /// A settlement of a consumer's delivery: an ack (or nack...), not a reply.
-    Delivery(Id),
+    Delivery(DeliveryId),
 }
 
 /// One request being served by one replica.
@@ -250,7 +250,9 @@ impl World {
             );
         }
         if self.spec.endpoints[endpoint.index()].idempotency.is_some()
-            && let Some(status) = self.idempotency_check(endpoint, op, now)
+            && let Some(status) =
+                self.ledger
+                    .idempotency_check(endpoint, op, now, &mut self.metrics.consistency)
         {
             return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
         }
@@ -419,12 +421,17 @@ impl World {
         };
         if self.ledger.in_use {
             self.end_transaction(i, &inv, status.is_ok(), now);
-            if matches!(inv.answer_to, AnswerTo::Attempt { .. })
-                && self.spec.endpoints[inv.endpoint.index()]
-                    .idempotency
-                    .is_some()
+            if let AnswerTo::Attempt { .. } = inv.answer_to
+                && let Some(retention) = self.spec.endpoints[inv.endpoint.index()].idempotency
             {
-                self.idempotency_store(inv.endpoint, inv.op, status, now);
+                self.ledger.idempotency_store(
+                    inv.endpoint,
+                    inv.op,
+                    status,
+                    retention,
+                    now,
+                    &mut self.metrics.consistency,
+                );
             }
         }
         self.record_answer(&inv, status, now);
@@ -547,12 +554,12 @@ impl World {
             self.cancel_fiber(root, sched);
             let inv = self.invocations.remove(i).expect("live");
             if self.ledger.in_use {
-                self.abort_transaction(i);
+                self.ledger.abort(i);
                 if self.spec.endpoints[inv.endpoint.index()]
                     .idempotency
                     .is_some()
                 {
-                    self.idempotency_forget(inv.endpoint, inv.op);
+                    self.ledger.idempotency_forget(inv.endpoint, inv.op);
                 }
             }
             let em = &mut self.metrics.endpoints[inv.endpoint.index()];

@@ -62,6 +62,15 @@ const DEDUPE_RETENTION: SimDuration = SimDuration::from_secs(24 * 3600);
 /// How often an outbox relay polls its table.
 const RELAY_INTERVAL: SimDuration = SimDuration::from_millis(100);
 
+/// A consumer's group settings, as `ConsumerSpec` holds them.
+struct Group {
+    commit: Commit,
+    assignor: Assignor,
+    start: StartFrom,
+    session_timeout: SimDuration,
+    max_poll_interval: Option<SimDuration>,
+}
+
 fn preset(flavor: Flavor) -> Preset {
     use crate::model::backoff::{Backoff, BackoffKind, Jitter, UNCAPPED};
     let none = Backoff {
@@ -151,20 +160,7 @@ impl Builder {
         for (name, b) in &raw.brokers {
             self.check_name(name, "broker");
             let v = b.get_ref();
-            let flavor = match v.preset.as_ref().map(|p| (p, p.get_ref().as_str())) {
-                None | Some((_, "rabbitmq")) => Flavor::RabbitMq,
-                Some((_, "kafka")) => Flavor::Kafka,
-                Some((_, "sqs")) => Flavor::Sqs,
-                Some((_, "bullmq")) => Flavor::BullMq,
-                Some((p, other)) => {
-                    self.error(
-                        span(p),
-                        format!("unknown broker preset `{other}`"),
-                        "one of: rabbitmq, kafka, sqs, bullmq",
-                    );
-                    Flavor::RabbitMq
-                }
-            };
+            let flavor = self.flavor(v.preset.as_ref());
             let latency = match &v.latency {
                 Some(l) => self.dist(l).unwrap_or(Dist::Constant(SimDuration::ZERO)),
                 None => Dist::Constant(BROKER_LATENCY),
@@ -198,225 +194,270 @@ impl Builder {
             }
             let p = preset(flavor);
             for (qname, q) in &v.queues {
-                self.check_name(qname, "queue");
-                let full = format!("{}/{}", name.get_ref(), qname.get_ref());
-                let qv = q.get_ref();
-                let dur = |b: &mut Builder, d: &Option<Spanned<String>>, what: &str| {
-                    d.as_ref().and_then(|d| b.positive_duration(d, what))
-                };
-                let ack_timeout = dur(self, &qv.ack_timeout, "the ack timeout").or(p.ack_timeout);
-                let on_ack_timeout = match qv
-                    .on_ack_timeout
-                    .as_ref()
-                    .map(|x| (x, x.get_ref().as_str()))
-                {
-                    None => p.on_ack_timeout,
-                    Some((_, "close_channel")) => AckTimeout::CloseChannel,
-                    Some((_, "reappear")) => AckTimeout::Reappear,
-                    Some((x, other)) => {
-                        self.error(
-                            span(x),
-                            format!("unknown on_ack_timeout `{other}`"),
-                            "\"close_channel\" (RabbitMQ) or \"reappear\" (SQS, BullMQ)",
-                        );
-                        p.on_ack_timeout
-                    }
-                };
-                let delivery_limit = match &qv.delivery_limit {
-                    Some(l) if *l.get_ref() == -1 => None,
-                    Some(l) => {
-                        self.int_u32(l, 1, "the delivery limit", "at least 1 (or -1: unlimited)")
-                    }
-                    None => p.delivery_limit,
-                };
-                let max_length = qv
-                    .max_length
-                    .as_ref()
-                    .and_then(|m| self.int_u32(m, 1, "the max length", "at least 1 message"));
-                let overflow = match qv.overflow.as_ref().map(|x| (x, x.get_ref().as_str())) {
-                    None | Some((_, "drop_head")) => Overflow::DropHead,
-                    Some((_, "reject_publish")) => Overflow::RejectPublish,
-                    Some((x, other)) => {
-                        self.error(
-                            span(x),
-                            format!("unknown overflow `{other}`"),
-                            "\"drop_head\" or \"reject_publish\"",
-                        );
-                        Overflow::DropHead
-                    }
-                };
-                let fifo = qv.fifo.as_ref().is_some_and(|f| *f.get_ref());
-                if let Some(f) = &qv.fifo
-                    && *f.get_ref()
-                    && flavor != Flavor::Sqs
-                {
+                self.declare_queue(name.get_ref(), qname, q.get_ref(), bid, flavor, &p);
+            }
+            self.link_dead_letters(name.get_ref(), v);
+            for (ename, e) in &v.exchanges {
+                self.declare_exchange(name.get_ref(), ename, e.get_ref(), v, bid);
+            }
+            for (tname, t) in &v.topics {
+                self.declare_topic(name.get_ref(), tname, t.get_ref(), bid);
+            }
+        }
+    }
+
+    /// The preset a broker names (RabbitMQ when it names none).
+    fn flavor(&mut self, preset: Option<&Spanned<String>>) -> Flavor {
+        match preset.map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "rabbitmq")) => Flavor::RabbitMq,
+            Some((_, "kafka")) => Flavor::Kafka,
+            Some((_, "sqs")) => Flavor::Sqs,
+            Some((_, "bullmq")) => Flavor::BullMq,
+            Some((p, other)) => {
+                self.error(
+                    span(p),
+                    format!("unknown broker preset `{other}`"),
+                    "one of: rabbitmq, kafka, sqs, bullmq",
+                );
+                Flavor::RabbitMq
+            }
+        }
+    }
+
+    /// A queue of broker `broker`, under its preset `p`.
+    fn declare_queue(
+        &mut self,
+        broker: &str,
+        qname: &Name,
+        qv: &RawQueue,
+        bid: BrokerId,
+        flavor: Flavor,
+        p: &Preset,
+    ) {
+        self.check_name(qname, "queue");
+        let full = format!("{}/{}", broker, qname.get_ref());
+        let dur = |b: &mut Builder, d: &Option<Spanned<String>>, what: &str| {
+            d.as_ref().and_then(|d| b.positive_duration(d, what))
+        };
+        let ack_timeout = dur(self, &qv.ack_timeout, "the ack timeout").or(p.ack_timeout);
+        let on_ack_timeout = self.on_ack_timeout(qv.on_ack_timeout.as_ref(), p.on_ack_timeout);
+        let delivery_limit = match &qv.delivery_limit {
+            Some(l) if *l.get_ref() == -1 => None,
+            Some(l) => self.int_u32(l, 1, "the delivery limit", "at least 1 (or -1: unlimited)"),
+            None => p.delivery_limit,
+        };
+        let max_length = qv
+            .max_length
+            .as_ref()
+            .and_then(|m| self.int_u32(m, 1, "the max length", "at least 1 message"));
+        let overflow = match qv.overflow.as_ref().map(|x| (x, x.get_ref().as_str())) {
+            None | Some((_, "drop_head")) => Overflow::DropHead,
+            Some((_, "reject_publish")) => Overflow::RejectPublish,
+            Some((x, other)) => {
+                self.error(
+                    span(x),
+                    format!("unknown overflow `{other}`"),
+                    "\"drop_head\" or \"reject_publish\"",
+                );
+                Overflow::DropHead
+            }
+        };
+        let (fifo, dedup_window) = self.fifo(qv, flavor, p);
+        let ttl = dur(self, &qv.ttl, "the message TTL");
+        let qid = QueueId(self.queues.len() as u32);
+        self.queue_ids.insert(full.clone(), qid);
+        self.queues.push(QueueSpec {
+            name: full,
+            broker: bid,
+            ack_timeout,
+            on_ack_timeout,
+            requeue_on_crash: qv
+                .requeue_on_crash
+                .as_ref()
+                .map_or(p.requeue_on_crash, |x| *x.get_ref()),
+            delivery_limit,
+            nack_counts: qv
+                .nack_counts
+                .as_ref()
+                .map_or(p.nack_counts, |x| *x.get_ref()),
+            dead_letter: None,
+            ttl,
+            max_length,
+            overflow,
+            fifo,
+            dedup_window,
+            consumers: Vec::new(),
+        });
+    }
+
+    /// What an ack timeout does to the consumer instance, or the preset's.
+    fn on_ack_timeout(&mut self, x: Option<&Spanned<String>>, preset: AckTimeout) -> AckTimeout {
+        match x.map(|x| (x, x.get_ref().as_str())) {
+            None => preset,
+            Some((_, "close_channel")) => AckTimeout::CloseChannel,
+            Some((_, "reappear")) => AckTimeout::Reappear,
+            Some((x, other)) => {
+                self.error(
+                    span(x),
+                    format!("unknown on_ack_timeout `{other}`"),
+                    "\"close_channel\" (RabbitMQ) or \"reappear\" (SQS, BullMQ)",
+                );
+                preset
+            }
+        }
+    }
+
+    /// Whether a queue is FIFO (SQS's message groups) and its deduplication window.
+    fn fifo(&mut self, qv: &RawQueue, flavor: Flavor, p: &Preset) -> (bool, Option<SimDuration>) {
+        let fifo = qv.fifo.as_ref().is_some_and(|f| *f.get_ref());
+        if let Some(f) = &qv.fifo
+            && *f.get_ref()
+            && flavor != Flavor::Sqs
+        {
+            self.error(
+                span(f),
+                "FIFO queues with message groups are SQS's",
+                "preset = \"sqs\"",
+            );
+        }
+        let dedup_window = match &qv.dedup_window {
+            Some(d) => {
+                if !fifo {
                     self.error(
-                        span(f),
-                        "FIFO queues with message groups are SQS's",
-                        "preset = \"sqs\"",
+                        span(d),
+                        "a deduplication window needs a FIFO queue",
+                        "fifo = true",
                     );
                 }
-                let dedup_window = match &qv.dedup_window {
-                    Some(d) => {
-                        if !fifo {
-                            self.error(
-                                span(d),
-                                "a deduplication window needs a FIFO queue",
-                                "fifo = true",
-                            );
-                        }
-                        self.positive_duration(d, "the deduplication window")
-                    }
-                    None if fifo => p.dedup_window,
-                    None => None,
-                };
-                let ttl = dur(self, &qv.ttl, "the message TTL");
-                let qid = QueueId(self.queues.len() as u32);
-                self.queue_ids.insert(full.clone(), qid);
-                self.queues.push(QueueSpec {
-                    name: full,
-                    broker: bid,
-                    ack_timeout,
-                    on_ack_timeout,
-                    requeue_on_crash: qv
-                        .requeue_on_crash
-                        .as_ref()
-                        .map_or(p.requeue_on_crash, |x| *x.get_ref()),
-                    delivery_limit,
-                    nack_counts: qv
-                        .nack_counts
-                        .as_ref()
-                        .map_or(p.nack_counts, |x| *x.get_ref()),
-                    dead_letter: None,
-                    ttl,
-                    max_length,
-                    overflow,
-                    fifo,
-                    dedup_window,
-                    consumers: Vec::new(),
-                });
+                self.positive_duration(d, "the deduplication window")
             }
-            // Dead-letter queues, once every queue of the broker is known.
-            for (qname, q) in &v.queues {
-                if let Some(dl) = &q.get_ref().dead_letter {
-                    let full = format!("{}/{}", name.get_ref(), qname.get_ref());
-                    let dl_full = format!("{}/{}", name.get_ref(), dl.get_ref());
-                    match self.queue_ids.get(&dl_full) {
-                        Some(&d) if dl_full != full => {
-                            let q = self.queue_ids[&full];
-                            self.queues[q.index()].dead_letter = Some(d);
-                        }
-                        Some(_) => self.error(
-                            span(dl),
-                            "a queue cannot dead-letter into itself",
-                            "another queue of this broker",
-                        ),
-                        None => {
-                            let known: Vec<&str> =
-                                v.queues.keys().map(|k| k.get_ref().as_str()).collect();
-                            self.error(
-                                span(dl),
-                                format!(
-                                    "broker `{}` has no queue `{}`",
-                                    name.get_ref(),
-                                    dl.get_ref()
-                                ),
-                                format!("one of: {}", known.join(", ")),
-                            );
-                        }
+            None if fifo => p.dedup_window,
+            None => None,
+        };
+        (fifo, dedup_window)
+    }
+
+    /// Dead-letter queues, once every queue of the broker is known.
+    fn link_dead_letters(&mut self, broker: &str, v: &RawBroker) {
+        for (qname, q) in &v.queues {
+            if let Some(dl) = &q.get_ref().dead_letter {
+                let full = format!("{}/{}", broker, qname.get_ref());
+                let dl_full = format!("{}/{}", broker, dl.get_ref());
+                match self.queue_ids.get(&dl_full) {
+                    Some(&d) if dl_full != full => {
+                        let q = self.queue_ids[&full];
+                        self.queues[q.index()].dead_letter = Some(d);
                     }
-                }
-            }
-            for (ename, e) in &v.exchanges {
-                self.check_name(ename, "exchange");
-                let ev = e.get_ref();
-                let kind = match ev.kind.get_ref().as_str() {
-                    "direct" => ExchangeKind::Direct,
-                    "fanout" => ExchangeKind::Fanout,
-                    "topic" => ExchangeKind::Topic,
-                    other => {
-                        self.error(
-                            span(&ev.kind),
-                            format!("unknown exchange type `{other}`"),
-                            "one of: direct, fanout, topic",
-                        );
-                        continue;
-                    }
-                };
-                let full = format!("{}/{}", name.get_ref(), ename.get_ref());
-                let mut bindings = Vec::new();
-                for bnd in &ev.bindings {
-                    let bv = bnd.get_ref();
-                    let qfull = format!("{}/{}", name.get_ref(), bv.queue.get_ref());
-                    let Some(&q) = self.queue_ids.get(&qfull) else {
+                    Some(_) => self.error(
+                        span(dl),
+                        "a queue cannot dead-letter into itself",
+                        "another queue of this broker",
+                    ),
+                    None => {
                         let known: Vec<&str> =
                             v.queues.keys().map(|k| k.get_ref().as_str()).collect();
                         self.error(
-                            span(&bv.queue),
-                            format!(
-                                "broker `{}` has no queue `{}`",
-                                name.get_ref(),
-                                bv.queue.get_ref()
-                            ),
+                            span(dl),
+                            format!("broker `{}` has no queue `{}`", broker, dl.get_ref()),
                             format!("one of: {}", known.join(", ")),
                         );
-                        continue;
-                    };
-                    let key = match (&bv.key, kind) {
-                        (None, ExchangeKind::Fanout) => String::new(),
-                        (Some(k), ExchangeKind::Fanout) => {
-                            self.error(
-                                span(k),
-                                "a fanout exchange ignores binding keys",
-                                "no `key` on a fanout binding",
-                            );
-                            String::new()
-                        }
-                        (Some(k), _) => k.get_ref().clone(),
-                        (None, _) => {
-                            self.error(
-                                span(bnd),
-                                "a binding of a direct or topic exchange needs a key",
-                                "key = \"order.created\" (topic: `*` one word, `#` zero or more)",
-                            );
-                            continue;
-                        }
-                    };
-                    bindings.push((key, q));
+                    }
                 }
-                let eid = ExchangeId(self.exchanges.len() as u32);
-                self.exchange_ids.insert(full.clone(), eid);
-                self.exchanges.push(ExchangeSpec {
-                    name: full,
-                    broker: bid,
-                    kind,
-                });
-                self.bindings.push(bindings);
-            }
-            for (tname, t) in &v.topics {
-                self.check_name(tname, "topic");
-                let tv = t.get_ref();
-                let partitions = tv
-                    .partitions
-                    .as_ref()
-                    .and_then(|n| self.bounded(n, 1, bounds::MAX_PARTITIONS, "partitions", "at least 1 partition"))
-                    .unwrap_or(KAFKA_LOG.partitions);
-                let retention = match &tv.retention {
-                    Some(r) => self.positive_duration(r, "the retention"),
-                    None => Some(KAFKA_LOG.retention),
-                };
-                let full = format!("{}/{}", name.get_ref(), tname.get_ref());
-                let tid = TopicId(self.topics.len() as u32);
-                self.topic_ids.insert(full.clone(), tid);
-                self.topics.push(TopicSpec {
-                    name: full,
-                    broker: bid,
-                    partitions,
-                    retention,
-                    groups: Vec::new(),
-                });
             }
         }
+    }
+
+    /// An exchange and its bindings, each to a queue of the same broker.
+    fn declare_exchange(
+        &mut self,
+        broker: &str,
+        ename: &Name,
+        ev: &RawExchange,
+        v: &RawBroker,
+        bid: BrokerId,
+    ) {
+        self.check_name(ename, "exchange");
+        let kind = match ev.kind.get_ref().as_str() {
+            "direct" => ExchangeKind::Direct,
+            "fanout" => ExchangeKind::Fanout,
+            "topic" => ExchangeKind::Topic,
+            other => {
+                self.error(
+                    span(&ev.kind),
+                    format!("unknown exchange type `{other}`"),
+                    "one of: direct, fanout, topic",
+                );
+                return;
+            }
+        };
+        let full = format!("{}/{}", broker, ename.get_ref());
+        let mut bindings = Vec::new();
+        for bnd in &ev.bindings {
+            let bv = bnd.get_ref();
+            let qfull = format!("{}/{}", broker, bv.queue.get_ref());
+            let Some(&q) = self.queue_ids.get(&qfull) else {
+                let known: Vec<&str> = v.queues.keys().map(|k| k.get_ref().as_str()).collect();
+                self.error(
+                    span(&bv.queue),
+                    format!("broker `{}` has no queue `{}`", broker, bv.queue.get_ref()),
+                    format!("one of: {}", known.join(", ")),
+                );
+                continue;
+            };
+            let key = match (&bv.key, kind) {
+                (None, ExchangeKind::Fanout) => String::new(),
+                (Some(k), ExchangeKind::Fanout) => {
+                    self.error(
+                        span(k),
+                        "a fanout exchange ignores binding keys",
+                        "no `key` on a fanout binding",
+                    );
+                    String::new()
+                }
+                (Some(k), _) => k.get_ref().clone(),
+                (None, _) => {
+                    self.error(
+                        span(bnd),
+                        "a binding of a direct or topic exchange needs a key",
+                        "key = \"order.created\" (topic: `*` one word, `#` zero or more)",
+                    );
+                    continue;
+                }
+            };
+            bindings.push((key, q));
+        }
+        let eid = ExchangeId(self.exchanges.len() as u32);
+        self.exchange_ids.insert(full.clone(), eid);
+        self.exchanges.push(ExchangeSpec {
+            name: full,
+            broker: bid,
+            kind,
+        });
+        self.bindings.push(bindings);
+    }
+
+    /// A Kafka topic: its partitions and retention.
+    fn declare_topic(&mut self, broker: &str, tname: &Name, tv: &RawTopic, bid: BrokerId) {
+        self.check_name(tname, "topic");
+        let partitions = tv
+            .partitions
+            .as_ref()
+            .and_then(|n| self.bounded(n, 1, bounds::MAX_PARTITIONS, "partitions", "at least 1 partition"))
+            .unwrap_or(KAFKA_LOG.partitions);
+        let retention = match &tv.retention {
+            Some(r) => self.positive_duration(r, "the retention"),
+            None => Some(KAFKA_LOG.retention),
+        };
+        let full = format!("{}/{}", broker, tname.get_ref());
+        let tid = TopicId(self.topics.len() as u32);
+        self.topic_ids.insert(full.clone(), tid);
+        self.topics.push(TopicSpec {
+            name: full,
+            broker: bid,
+            partitions,
+            retention,
+            groups: Vec::new(),
+        });
     }
 
     /// Declares each consumer as a service (one replica per instance) with one
@@ -433,35 +474,8 @@ impl Builder {
                 continue;
             }
             let v = c.get_ref();
-            let subscription = match (&v.queue, &v.topic) {
-                (Some(q), None) => match self.queue_ids.get(q.get_ref()) {
-                    Some(&id) => Subscription::Queue(id),
-                    None => {
-                        let known: Vec<&str> = self.queue_ids.keys().map(String::as_str).collect();
-                        self.error(
-                            span(q),
-                            format!("unknown queue `{}`", q.get_ref()),
-                            format!("BROKER/QUEUE, one of: {}", known.join(", ")),
-                        );
-                        continue;
-                    }
-                },
-                (None, Some(t)) => match self.topic_ids.get(t.get_ref()) {
-                    Some(&id) => Subscription::Topic(id),
-                    None => {
-                        let known: Vec<&str> = self.topic_ids.keys().map(String::as_str).collect();
-                        self.error(
-                            span(t),
-                            format!("unknown topic `{}`", t.get_ref()),
-                            format!("BROKER/TOPIC, one of: {}", known.join(", ")),
-                        );
-                        continue;
-                    }
-                },
-                _ => {
-                    self.error(span(c), "a consumer reads exactly one queue or topic", "queue = \"BROKER/QUEUE\" or topic = \"BROKER/TOPIC\" (the consumer's name is its group)");
-                    continue;
-                }
+            let Some(subscription) = self.subscription(c) else {
+                continue;
             };
             let broker = match subscription {
                 Subscription::Queue(q) => self.queues[q.index()].broker,
@@ -490,245 +504,12 @@ impl Builder {
                 None => p.prefetch.unwrap_or(concurrency),
             };
             let is_topic = matches!(subscription, Subscription::Topic(_));
-            let on_failure = match v.on_failure.as_ref().map(|x| (x, x.get_ref().as_str())) {
-                None => p.on_failure,
-                Some((x, kind)) => {
-                    let ok_kinds: &[&str] = if is_topic {
-                        &["retry", "skip"]
-                    } else {
-                        &["requeue", "reject", "retry", "timeout"]
-                    };
-                    if !ok_kinds.contains(&kind) {
-                        self.error(
-                            span(x),
-                            format!(
-                                "unknown on_failure `{kind}` for a {} consumer",
-                                if is_topic { "topic" } else { "queue" }
-                            ),
-                            format!("one of: {}", ok_kinds.join(", ")),
-                        );
-                        p.on_failure
-                    } else {
-                        match kind {
-                            "requeue" => OnFailure::Requeue,
-                            "reject" => OnFailure::Reject,
-                            "skip" => OnFailure::Skip,
-                            "timeout" => OnFailure::Abandon,
-                            _ => OnFailure::Retry {
-                                attempts: RETRY_ATTEMPTS,
-                                backoff: crate::model::backoff::Backoff::bullmq(SimDuration::ZERO),
-                            },
-                        }
-                    }
-                }
-            };
-            let on_failure = match on_failure {
-                OnFailure::Retry { attempts, .. } => {
-                    let attempts = v
-                        .attempts
-                        .as_ref()
-                        .and_then(|a| {
-                            self.int_u32(
-                                a,
-                                1,
-                                "attempts",
-                                "at least 1 (the first delivery included)",
-                            )
-                        })
-                        .unwrap_or(attempts);
-                    let delay = v
-                        .delay
-                        .as_ref()
-                        .and_then(|d| self.duration(d))
-                        .unwrap_or(SimDuration::ZERO);
-                    let mut backoff = crate::model::backoff::Backoff::bullmq(delay);
-                    match v.backoff.as_ref().map(|b| (b, b.get_ref().as_str())) {
-                        None | Some((_, "fixed")) => {
-                            backoff.kind = crate::model::backoff::BackoffKind::Fixed
-                        }
-                        Some((_, "exponential")) => {
-                            backoff.kind = crate::model::backoff::BackoffKind::Exponential
-                        }
-                        Some((b, other)) => self.error(
-                            span(b),
-                            format!("unknown backoff `{other}`"),
-                            "\"fixed\" or \"exponential\" (BullMQ: delay, then 2^(n-1) x delay)",
-                        ),
-                    }
-                    OnFailure::Retry { attempts, backoff }
-                }
-                other => {
-                    for (field, sp) in [
-                        ("attempts", v.attempts.as_ref().map(span)),
-                        ("backoff", v.backoff.as_ref().map(span)),
-                        ("delay", v.delay.as_ref().map(span)),
-                    ] {
-                        if let Some(sp) = sp {
-                            self.error(
-                                sp,
-                                format!("`{field}` only applies to on_failure = \"retry\""),
-                                "on_failure = \"retry\"",
-                            );
-                        }
-                    }
-                    other
-                }
-            };
-            let dedupe = v.dedupe.as_ref().and_then(|d| {
-                let dv = d.get_ref();
-                let by = match dv.by.as_ref().map(|b| (b, b.get_ref().as_str())) {
-                    None | Some((_, "message")) => DedupeBy::Message,
-                    Some((_, "operation")) => DedupeBy::Operation,
-                    Some((b, other)) => {
-                        self.error(
-                            span(b),
-                            format!("unknown dedupe key `{other}`"),
-                            "\"message\" (the message id) or \"operation\"",
-                        );
-                        DedupeBy::Message
-                    }
-                };
-                let retention = match &dv.retention {
-                    Some(r) => self.positive_duration(r, "the retention")?,
-                    None => DEDUPE_RETENTION,
-                };
-                Some(Dedupe { by, retention })
-            });
-            let queue_only = [("prefetch", v.prefetch.as_ref().map(span))];
-            let topic_only = [
-                ("commit", v.commit.as_ref().map(span)),
-                ("commit_interval", v.commit_interval.as_ref().map(span)),
-                ("commit_batch", v.commit_batch.as_ref().map(span)),
-                ("assignment", v.assignment.as_ref().map(span)),
-                ("start", v.start.as_ref().map(span)),
-                ("start_offset", v.start_offset.as_ref().map(span)),
-                ("session_timeout", v.session_timeout.as_ref().map(span)),
-                ("max_poll_interval", v.max_poll_interval.as_ref().map(span)),
-            ];
-            for (field, sp) in queue_only {
-                if let Some(sp) = sp
-                    && is_topic
-                {
-                    self.error(
-                        sp,
-                        format!("`{field}` applies to queue consumers"),
-                        "a consumer with `queue = ...`",
-                    );
-                }
-            }
-            for (field, sp) in topic_only {
-                if let Some(sp) = sp
-                    && !is_topic
-                {
-                    self.error(
-                        sp,
-                        format!("`{field}` applies to topic consumers (groups)"),
-                        "a consumer with `topic = ...`",
-                    );
-                }
-            }
-            let interval = match &v.commit_interval {
-                Some(d) => self
-                    .positive_duration(d, "the commit interval")
-                    .unwrap_or(KAFKA_LOG.commit_interval),
-                None => KAFKA_LOG.commit_interval,
-            };
-            let commit = match v.commit.as_ref().map(|x| (x, x.get_ref().as_str())) {
-                None | Some((_, "auto")) => Commit::Auto(interval),
-                Some((_, "each")) => Commit::Each,
-                Some((x, "batch")) => match &v.commit_batch {
-                    Some(n) => Commit::Batch(
-                        self.int_u32(n, 1, "the batch", "at least 1 message")
-                            .unwrap_or(1),
-                    ),
-                    None => {
-                        self.error(
-                            span(x),
-                            "commit = \"batch\" needs `commit_batch = N`",
-                            "commit_batch = 100",
-                        );
-                        Commit::Each
-                    }
-                },
-                Some((x, other)) => {
-                    self.error(
-                        span(x),
-                        format!("unknown commit `{other}`"),
-                        "one of: auto (every commit_interval, default 5s), each, batch",
-                    );
-                    Commit::Each
-                }
-            };
-            let assignor = match v.assignment.as_ref().map(|x| (x, x.get_ref().as_str())) {
-                None => KAFKA_LOG.assignor,
-                Some((_, "range")) => Assignor::Range,
-                Some((_, "round_robin")) => Assignor::RoundRobin,
-                Some((_, "cooperative")) => Assignor::CooperativeSticky,
-                Some((x, other)) => {
-                    self.error(
-                        span(x),
-                        format!("unknown assignment `{other}`"),
-                        "one of: range, round_robin, cooperative",
-                    );
-                    Assignor::Range
-                }
-            };
-            let start = match (
-                v.start.as_ref().map(|x| (x, x.get_ref().as_str())),
-                &v.start_offset,
-            ) {
-                (None, None) => KAFKA_LOG.start,
-                (Some((_, "latest")), None) => StartFrom::Latest,
-                (Some((_, "earliest")), None) => StartFrom::Earliest,
-                (None, Some(o)) | (Some((_, "offset")), Some(o)) => StartFrom::Offset(
-                    self.int(o, 0, i64::MAX, "the start offset", "an offset >= 0")
-                        .unwrap_or(0),
-                ),
-                (Some((x, _)), _) => {
-                    self.error(
-                        span(x),
-                        "unknown start",
-                        "\"earliest\", \"latest\" (Kafka's default), or start_offset = N",
-                    );
-                    StartFrom::Latest
-                }
-            };
-            let session_timeout = v
-                .session_timeout
-                .as_ref()
-                .and_then(|d| self.positive_duration(d, "the session timeout"))
-                .unwrap_or(KAFKA_LOG.session_timeout);
-            let max_poll_interval = match &v.max_poll_interval {
-                Some(d) => self.positive_duration(d, "max_poll_interval"),
-                None if is_topic => Some(KAFKA_LOG.max_poll_interval),
-                None => None,
-            };
-            let sid = ServiceId(self.services.len() as u32);
-            let eid = EndpointId(self.endpoints.len() as u32);
-            let cid = ConsumerId(self.consumers.len() as u32);
-            self.service_ids.insert(name.get_ref().clone(), sid);
-            let ep_name = format!("{}/handle", name.get_ref());
-            self.endpoint_ids.insert(ep_name.clone(), eid);
-            self.endpoints.push(EndpointSpec {
-                service: sid,
-                name: ep_name,
-                handler: SeqId(u32::MAX),
-                request_kb: 1.0,
-                response_kb: 1.0,
-                idempotency: None,
-            });
-            self.services.push(ServiceSpec {
-                name: name.get_ref().clone(),
-                replicas: instances,
-                workers: concurrency,
-                // Prefetch bounds what waits here.
-                queue_capacity: u32::MAX,
-                balancer: Balancer::RoundRobin,
-                hold: WorkerHold::Held,
-                drop_expired: false,
-                endpoints: vec![eid],
-                consumer: Some(cid),
-            });
+            let on_failure = self.on_failure(v, p.on_failure, is_topic);
+            let on_failure = self.retry_settings(v, on_failure);
+            let dedupe = v.dedupe.as_ref().and_then(|d| self.dedupe(d));
+            self.check_subscription_fields(v, is_topic);
+            let group = self.group(v, is_topic);
+            let (sid, eid, cid) = self.consumer_service(name.get_ref(), instances, concurrency);
             match subscription {
                 Subscription::Queue(q) => self.queues[q.index()].consumers.push(cid),
                 Subscription::Topic(t) => self.topics[t.index()].groups.push(cid),
@@ -742,13 +523,321 @@ impl Builder {
                 prefetch,
                 on_failure,
                 dedupe,
-                commit,
-                assignor,
-                start,
-                session_timeout,
-                max_poll_interval,
+                commit: group.commit,
+                assignor: group.assignor,
+                start: group.start,
+                session_timeout: group.session_timeout,
+                max_poll_interval: group.max_poll_interval,
             });
         }
+    }
+
+    /// The one queue or topic a consumer reads.
+    fn subscription(&mut self, c: &Spanned<RawConsumer>) -> Option<Subscription> {
+        let v = c.get_ref();
+        match (&v.queue, &v.topic) {
+            (Some(q), None) => match self.queue_ids.get(q.get_ref()) {
+                Some(&id) => Some(Subscription::Queue(id)),
+                None => {
+                    let known: Vec<&str> = self.queue_ids.keys().map(String::as_str).collect();
+                    self.error(
+                        span(q),
+                        format!("unknown queue `{}`", q.get_ref()),
+                        format!("BROKER/QUEUE, one of: {}", known.join(", ")),
+                    );
+                    None
+                }
+            },
+            (None, Some(t)) => match self.topic_ids.get(t.get_ref()) {
+                Some(&id) => Some(Subscription::Topic(id)),
+                None => {
+                    let known: Vec<&str> = self.topic_ids.keys().map(String::as_str).collect();
+                    self.error(
+                        span(t),
+                        format!("unknown topic `{}`", t.get_ref()),
+                        format!("BROKER/TOPIC, one of: {}", known.join(", ")),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.error(span(c), "a consumer reads exactly one queue or topic", "queue = \"BROKER/QUEUE\" or topic = \"BROKER/TOPIC\" (the consumer's name is its group)");
+                None
+            }
+        }
+    }
+
+    /// The kind of `on_failure`, or the preset's; a `retry` gets its settings after.
+    fn on_failure(&mut self, v: &RawConsumer, preset: OnFailure, is_topic: bool) -> OnFailure {
+        let Some(x) = &v.on_failure else {
+            return preset;
+        };
+        let kind = x.get_ref().as_str();
+        let ok_kinds: &[&str] = if is_topic {
+            &["retry", "skip"]
+        } else {
+            &["requeue", "reject", "retry", "timeout"]
+        };
+        if !ok_kinds.contains(&kind) {
+            self.error(
+                span(x),
+                format!(
+                    "unknown on_failure `{kind}` for a {} consumer",
+                    if is_topic { "topic" } else { "queue" }
+                ),
+                format!("one of: {}", ok_kinds.join(", ")),
+            );
+            return preset;
+        }
+        match kind {
+            "requeue" => OnFailure::Requeue,
+            "reject" => OnFailure::Reject,
+            "skip" => OnFailure::Skip,
+            "timeout" => OnFailure::Abandon,
+            _ => OnFailure::Retry {
+                attempts: RETRY_ATTEMPTS,
+                backoff: crate::model::backoff::Backoff::bullmq(SimDuration::ZERO),
+            },
+        }
+    }
+
+    /// A retry's `attempts`, `backoff` and `delay`; refused on any other `on_failure`.
+    fn retry_settings(&mut self, v: &RawConsumer, on_failure: OnFailure) -> OnFailure {
+        match on_failure {
+            OnFailure::Retry { attempts, .. } => {
+                let attempts = v
+                    .attempts
+                    .as_ref()
+                    .and_then(|a| {
+                        self.int_u32(a, 1, "attempts", "at least 1 (the first delivery included)")
+                    })
+                    .unwrap_or(attempts);
+                let delay = v
+                    .delay
+                    .as_ref()
+                    .and_then(|d| self.duration(d))
+                    .unwrap_or(SimDuration::ZERO);
+                let mut backoff = crate::model::backoff::Backoff::bullmq(delay);
+                match v.backoff.as_ref().map(|b| (b, b.get_ref().as_str())) {
+                    None | Some((_, "fixed")) => {
+                        backoff.kind = crate::model::backoff::BackoffKind::Fixed
+                    }
+                    Some((_, "exponential")) => {
+                        backoff.kind = crate::model::backoff::BackoffKind::Exponential
+                    }
+                    Some((b, other)) => self.error(
+                        span(b),
+                        format!("unknown backoff `{other}`"),
+                        "\"fixed\" or \"exponential\" (BullMQ: delay, then 2^(n-1) x delay)",
+                    ),
+                }
+                OnFailure::Retry { attempts, backoff }
+            }
+            other => {
+                for (field, sp) in [
+                    ("attempts", v.attempts.as_ref().map(span)),
+                    ("backoff", v.backoff.as_ref().map(span)),
+                    ("delay", v.delay.as_ref().map(span)),
+                ] {
+                    if let Some(sp) = sp {
+                        self.error(
+                            sp,
+                            format!("`{field}` only applies to on_failure = \"retry\""),
+                            "on_failure = \"retry\"",
+                        );
+                    }
+                }
+                other
+            }
+        }
+    }
+
+    /// An idempotent consumer's `dedupe = { by, retention }`.
+    fn dedupe(&mut self, d: &Spanned<RawDedupe>) -> Option<Dedupe> {
+        let dv = d.get_ref();
+        let by = match dv.by.as_ref().map(|b| (b, b.get_ref().as_str())) {
+            None | Some((_, "message")) => DedupeBy::Message,
+            Some((_, "operation")) => DedupeBy::Operation,
+            Some((b, other)) => {
+                self.error(
+                    span(b),
+                    format!("unknown dedupe key `{other}`"),
+                    "\"message\" (the message id) or \"operation\"",
+                );
+                DedupeBy::Message
+            }
+        };
+        let retention = match &dv.retention {
+            Some(r) => self.positive_duration(r, "the retention")?,
+            None => DEDUPE_RETENTION,
+        };
+        Some(Dedupe { by, retention })
+    }
+
+    /// Refuses the fields of queue consumers on a topic consumer, and the reverse.
+    fn check_subscription_fields(&mut self, v: &RawConsumer, is_topic: bool) {
+        let queue_only = [("prefetch", v.prefetch.as_ref().map(span))];
+        let topic_only = [
+            ("commit", v.commit.as_ref().map(span)),
+            ("commit_interval", v.commit_interval.as_ref().map(span)),
+            ("commit_batch", v.commit_batch.as_ref().map(span)),
+            ("assignment", v.assignment.as_ref().map(span)),
+            ("start", v.start.as_ref().map(span)),
+            ("start_offset", v.start_offset.as_ref().map(span)),
+            ("session_timeout", v.session_timeout.as_ref().map(span)),
+            ("max_poll_interval", v.max_poll_interval.as_ref().map(span)),
+        ];
+        for (field, sp) in queue_only {
+            if let Some(sp) = sp
+                && is_topic
+            {
+                self.error(
+                    sp,
+                    format!("`{field}` applies to queue consumers"),
+                    "a consumer with `queue = ...`",
+                );
+            }
+        }
+        for (field, sp) in topic_only {
+            if let Some(sp) = sp
+                && !is_topic
+            {
+                self.error(
+                    sp,
+                    format!("`{field}` applies to topic consumers (groups)"),
+                    "a consumer with `topic = ...`",
+                );
+            }
+        }
+    }
+
+    /// A consumer group's settings (a queue consumer gets them too, unused).
+    fn group(&mut self, v: &RawConsumer, is_topic: bool) -> Group {
+        let commit = self.commit(v);
+        let assignor = match v.assignment.as_ref().map(|x| (x, x.get_ref().as_str())) {
+            None => KAFKA_LOG.assignor,
+            Some((_, "range")) => Assignor::Range,
+            Some((_, "round_robin")) => Assignor::RoundRobin,
+            Some((_, "cooperative")) => Assignor::CooperativeSticky,
+            Some((x, other)) => {
+                self.error(
+                    span(x),
+                    format!("unknown assignment `{other}`"),
+                    "one of: range, round_robin, cooperative",
+                );
+                Assignor::Range
+            }
+        };
+        let start = match (
+            v.start.as_ref().map(|x| (x, x.get_ref().as_str())),
+            &v.start_offset,
+        ) {
+            (None, None) => KAFKA_LOG.start,
+            (Some((_, "latest")), None) => StartFrom::Latest,
+            (Some((_, "earliest")), None) => StartFrom::Earliest,
+            (None, Some(o)) | (Some((_, "offset")), Some(o)) => StartFrom::Offset(
+                self.int(o, 0, i64::MAX, "the start offset", "an offset >= 0")
+                    .unwrap_or(0),
+            ),
+            (Some((x, _)), _) => {
+                self.error(
+                    span(x),
+                    "unknown start",
+                    "\"earliest\", \"latest\" (Kafka's default), or start_offset = N",
+                );
+                StartFrom::Latest
+            }
+        };
+        let session_timeout = v
+            .session_timeout
+            .as_ref()
+            .and_then(|d| self.positive_duration(d, "the session timeout"))
+            .unwrap_or(KAFKA_LOG.session_timeout);
+        let max_poll_interval = match &v.max_poll_interval {
+            Some(d) => self.positive_duration(d, "max_poll_interval"),
+            None if is_topic => Some(KAFKA_LOG.max_poll_interval),
+            None => None,
+        };
+        Group {
+            commit,
+            assignor,
+            start,
+            session_timeout,
+            max_poll_interval,
+        }
+    }
+
+    /// When a group commits its offsets: `commit`, `commit_interval`, `commit_batch`.
+    fn commit(&mut self, v: &RawConsumer) -> Commit {
+        let interval = match &v.commit_interval {
+            Some(d) => self
+                .positive_duration(d, "the commit interval")
+                .unwrap_or(KAFKA_LOG.commit_interval),
+            None => KAFKA_LOG.commit_interval,
+        };
+        match v.commit.as_ref().map(|x| (x, x.get_ref().as_str())) {
+            None | Some((_, "auto")) => Commit::Auto(interval),
+            Some((_, "each")) => Commit::Each,
+            Some((x, "batch")) => match &v.commit_batch {
+                Some(n) => Commit::Batch(
+                    self.int_u32(n, 1, "the batch", "at least 1 message")
+                        .unwrap_or(1),
+                ),
+                None => {
+                    self.error(
+                        span(x),
+                        "commit = \"batch\" needs `commit_batch = N`",
+                        "commit_batch = 100",
+                    );
+                    Commit::Each
+                }
+            },
+            Some((x, other)) => {
+                self.error(
+                    span(x),
+                    format!("unknown commit `{other}`"),
+                    "one of: auto (every commit_interval, default 5s), each, batch",
+                );
+                Commit::Each
+            }
+        }
+    }
+
+    /// The service a consumer runs as: `instances` replicas of `concurrency` workers and
+    /// one endpoint, NAME/handle, whose handler is compiled later.
+    fn consumer_service(
+        &mut self,
+        name: &str,
+        instances: u32,
+        concurrency: u32,
+    ) -> (ServiceId, EndpointId, ConsumerId) {
+        let sid = ServiceId(self.services.len() as u32);
+        let eid = EndpointId(self.endpoints.len() as u32);
+        let cid = ConsumerId(self.consumers.len() as u32);
+        self.service_ids.insert(name.to_owned(), sid);
+        let ep_name = format!("{name}/handle");
+        self.endpoint_ids.insert(ep_name.clone(), eid);
+        self.endpoints.push(EndpointSpec {
+            service: sid,
+            name: ep_name,
+            handler: SeqId(u32::MAX),
+            request_kb: 1.0,
+            response_kb: 1.0,
+            idempotency: None,
+        });
+        self.services.push(ServiceSpec {
+            name: name.to_owned(),
+            replicas: instances,
+            workers: concurrency,
+            // Prefetch bounds what waits here.
+            queue_capacity: u32::MAX,
+            balancer: Balancer::RoundRobin,
+            hold: WorkerHold::Held,
+            drop_expired: false,
+            endpoints: vec![eid],
+            consumer: Some(cid),
+        });
+        (sid, eid, cid)
     }
 
     pub(super) fn compile_consumers(&mut self, raw: &RawScenario) {
@@ -810,19 +899,7 @@ impl Builder {
                     out,
                 );
             };
-            let rk = key.get_ref();
-            let mut queues: Vec<QueueId> = self.bindings[e.index()]
-                .iter()
-                .filter(|(pattern, _)| match kind {
-                    ExchangeKind::Fanout => true,
-                    ExchangeKind::Direct => pattern == rk,
-                    ExchangeKind::Topic => topic_matches(pattern, rk),
-                })
-                .map(|&(_, q)| q)
-                .collect();
-            // A queue bound twice still gets one copy.
-            queues.sort();
-            queues.dedup();
+            let queues = self.route(e, kind, key.get_ref());
             (
                 PublishTarget::Queues {
                     exchange: Some(e),
@@ -862,6 +939,23 @@ impl Builder {
             .map(|k| k.get_ref().clone())
             .unwrap_or_default();
         self.push_publish(ctx, s, target_spec, broker, rk, out);
+    }
+
+    /// The queues an exchange routes `routing_key` to, each once.
+    fn route(&self, e: ExchangeId, kind: ExchangeKind, routing_key: &str) -> Vec<QueueId> {
+        let mut queues: Vec<QueueId> = self.bindings[e.index()]
+            .iter()
+            .filter(|(pattern, _)| match kind {
+                ExchangeKind::Fanout => true,
+                ExchangeKind::Direct => pattern == routing_key,
+                ExchangeKind::Topic => topic_matches(pattern, routing_key),
+            })
+            .map(|&(_, q)| q)
+            .collect();
+        // A queue bound twice still gets one copy.
+        queues.sort();
+        queues.dedup();
+        queues
     }
 
     fn push_publish(
@@ -1029,6 +1123,14 @@ impl Builder {
     /// `[effects.NAME]` and `[sagas.NAME]`, after every handler is compiled; effects'
     /// default expectations come from which workloads can reach them.
     pub(super) fn finish_effects(&mut self, raw: &RawScenario, workloads: &[WorkloadSpec]) {
+        self.expect_reachable_effects(workloads);
+        self.effects_expected_for(raw, workloads);
+        self.choreographies(raw);
+    }
+
+    /// Each effect is expected for every workload whose requests can reach a step that
+    /// applies it.
+    fn expect_reachable_effects(&mut self, workloads: &[WorkloadSpec]) {
         let reach_from = |b: &Builder, start: EndpointId| -> BTreeSet<EndpointId> {
             let mut seen = BTreeSet::new();
             let mut stack = vec![start];
@@ -1060,6 +1162,10 @@ impl Builder {
         for (e, list) in expected.into_iter().enumerate() {
             self.effects[e].expected_for = list;
         }
+    }
+
+    /// `[effects.NAME]`: an `expected_for` list replaces the reachable workloads.
+    fn effects_expected_for(&mut self, raw: &RawScenario, workloads: &[WorkloadSpec]) {
         for (name, eff) in &raw.effects {
             let Some(&id) = self.effect_ids.get(name.get_ref()) else {
                 let known: Vec<&str> = self.effect_ids.keys().map(String::as_str).collect();
@@ -1093,6 +1199,10 @@ impl Builder {
                 self.effects[id.index()].expected_for = ws;
             }
         }
+    }
+
+    /// `[sagas.NAME]`: choreographed sagas, as lists of effects and their compensations.
+    fn choreographies(&mut self, raw: &RawScenario) {
         for (name, saga) in &raw.sagas {
             self.check_name(name, "saga");
             let mut steps = Vec::new();

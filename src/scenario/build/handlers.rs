@@ -53,6 +53,39 @@ impl Builder {
         out: &mut Vec<Step>,
     ) {
         let s = step.get_ref();
+        let Some(kind) = self.step_kind(step) else {
+            return;
+        };
+        self.check_step_fields(s, kind, branch);
+        match kind {
+            "work" => {
+                if let Some(d) = self.dist_id(s.work.as_ref().expect("kind")) {
+                    out.push(Step::Work(d));
+                }
+            }
+            "fail" => self.compile_fail(s, out),
+            "call" => self.compile_call(ctx, s, out),
+            "stream" => self.compile_stream(s, out),
+            "steps" => {
+                for sub in s.steps.as_ref().expect("kind").get_ref() {
+                    self.compile_step(ctx, sub, false, out);
+                }
+            }
+            "parallel" => {
+                if let Some(p) = self.compile_parallel(ctx, step) {
+                    out.push(Step::Parallel(p));
+                }
+            }
+            "publish" => self.compile_publish(ctx, s, out),
+            "effect" => self.compile_effect(ctx, s, out),
+            "saga" => self.compile_saga(ctx, s, out),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The one kind of a step (`work`, `call`, ...), or an error.
+    fn step_kind(&mut self, step: &Spanned<RawStep>) -> Option<&'static str> {
+        let s = step.get_ref();
         let kinds: Vec<&str> = [
             ("work", s.work.is_some()),
             ("call", s.call.is_some()),
@@ -82,9 +115,13 @@ impl Builder {
                 format!("a step needs exactly one kind; found {found}"),
                 "one of `work`, `call`, `parallel`, `fail`, `steps`, `stream`, `publish`, `effect`, `saga`",
             );
-            return;
+            return None;
         }
-        let kind = kinds[0];
+        Some(kinds[0])
+    }
+
+    /// Refuses the fields of other kinds of step, and `required` outside a branch.
+    fn check_step_fields(&mut self, s: &RawStep, kind: &str, branch: bool) {
         let misplaced: [(&str, Option<Range<usize>>, &str); 15] = [
             ("key", s.key.as_ref().map(span), "publish"),
             ("confirms", s.confirms.as_ref().map(span), "publish"),
@@ -120,81 +157,66 @@ impl Builder {
                 );
             }
         }
-        match kind {
-            "work" => {
-                if let Some(d) = self.dist_id(s.work.as_ref().expect("kind")) {
-                    out.push(Step::Work(d));
-                }
+    }
+
+    /// A `fail` step: a status with probability `p`.
+    fn compile_fail(&mut self, s: &RawStep, out: &mut Vec<Step>) {
+        let status = self.status(s.fail.as_ref().expect("kind"), false);
+        let p = match &s.p {
+            Some(p) => self.probability(p, "`p`"),
+            None => Some(1.0),
+        };
+        let retry_after = s.retry_after.as_ref().and_then(|r| self.pushback(r));
+        if let (Some(status), Some(p)) = (status, p) {
+            out.push(Step::Fail {
+                status,
+                p,
+                retry_after,
+            });
+        }
+    }
+
+    /// A `call` step: its edge (under a policy), timeout and status translation.
+    fn compile_call(&mut self, ctx: &Ctx, s: &RawStep, out: &mut Vec<Step>) {
+        let target = s.call.as_ref().expect("kind");
+        let timeout = s
+            .timeout
+            .as_ref()
+            .and_then(|t| self.positive_duration(t, "a timeout"));
+        let translate = match &s.translate {
+            Some(t) => ctx.translate.overlaid(&self.translation(t)),
+            None => ctx.translate,
+        };
+        let policy = self.policy_ref(s.policy.as_ref());
+        if let Some(eid) = self.resolve_endpoint(target) {
+            let caller = self.services[ctx.service.index()].name.clone();
+            let at = s.policy.as_ref().map_or_else(|| span(target), span);
+            let edge = self.edge(&caller, eid, policy, at);
+            self.graph
+                .entry(ctx.endpoint)
+                .or_default()
+                .push((eid, span(target)));
+            out.push(Step::Call(CallSite {
+                edge,
+                timeout,
+                translate,
+            }));
+        }
+    }
+
+    /// A `stream` step: `messages` sent `interval` apart.
+    fn compile_stream(&mut self, s: &RawStep, out: &mut Vec<Step>) {
+        let n = s.stream.as_ref().expect("kind");
+        let messages = self.bounded(n, 1, bounds::MAX_STREAM_MESSAGES, "the number of messages", "at least 1 message");
+        let interval = match &s.interval {
+            Some(d) => self.dist_id(d),
+            None => {
+                self.dists.push(Dist::Constant(SimDuration::ZERO));
+                Some(DistId(self.dists.len() as u32 - 1))
             }
-            "fail" => {
-                let status = self.status(s.fail.as_ref().expect("kind"), false);
-                let p = match &s.p {
-                    Some(p) => self.probability(p, "`p`"),
-                    None => Some(1.0),
-                };
-                let retry_after = s.retry_after.as_ref().and_then(|r| self.pushback(r));
-                if let (Some(status), Some(p)) = (status, p) {
-                    out.push(Step::Fail {
-                        status,
-                        p,
-                        retry_after,
-                    });
-                }
-            }
-            "call" => {
-                let target = s.call.as_ref().expect("kind");
-                let timeout = s
-                    .timeout
-                    .as_ref()
-                    .and_then(|t| self.positive_duration(t, "a timeout"));
-                let translate = match &s.translate {
-                    Some(t) => ctx.translate.overlaid(&self.translation(t)),
-                    None => ctx.translate,
-                };
-                let policy = self.policy_ref(s.policy.as_ref());
-                if let Some(eid) = self.resolve_endpoint(target) {
-                    let caller = self.services[ctx.service.index()].name.clone();
-                    let at = s.policy.as_ref().map_or_else(|| span(target), span);
-                    let edge = self.edge(&caller, eid, policy, at);
-                    self.graph
-                        .entry(ctx.endpoint)
-                        .or_default()
-                        .push((eid, span(target)));
-                    out.push(Step::Call(CallSite {
-                        edge,
-                        timeout,
-                        translate,
-                    }));
-                }
-            }
-            "stream" => {
-                let n = s.stream.as_ref().expect("kind");
-                let messages = self.bounded(n, 1, bounds::MAX_STREAM_MESSAGES, "the number of messages", "at least 1 message");
-                let interval = match &s.interval {
-                    Some(d) => self.dist_id(d),
-                    None => {
-                        self.dists.push(Dist::Constant(SimDuration::ZERO));
-                        Some(DistId(self.dists.len() as u32 - 1))
-                    }
-                };
-                if let (Some(messages), Some(interval)) = (messages, interval) {
-                    out.push(Step::Stream { messages, interval });
-                }
-            }
-            "steps" => {
-                for sub in s.steps.as_ref().expect("kind").get_ref() {
-                    self.compile_step(ctx, sub, false, out);
-                }
-            }
-            "parallel" => {
-                if let Some(p) = self.compile_parallel(ctx, step) {
-                    out.push(Step::Parallel(p));
-                }
-            }
-            "publish" => self.compile_publish(ctx, s, out),
-            "effect" => self.compile_effect(ctx, s, out),
-            "saga" => self.compile_saga(ctx, s, out),
-            _ => unreachable!(),
+        };
+        if let (Some(messages), Some(interval)) = (messages, interval) {
+            out.push(Step::Stream { messages, interval });
         }
     }
 
@@ -210,35 +232,7 @@ impl Builder {
             );
             return None;
         }
-        let join = match s.join.as_ref().map(|j| (j, j.get_ref().as_str())) {
-            None | Some((_, "all")) => Join::All,
-            Some((_, "all_settled")) => Join::AllSettled,
-            Some((_, "any")) => Join::Any,
-            Some((_, "quorum")) => {
-                let Some(q) = &s.quorum else {
-                    self.error(
-                        span(step),
-                        "join = \"quorum\" needs `quorum = N`",
-                        "`quorum = N` with 1 <= N <= the number of branches",
-                    );
-                    return None;
-                };
-                Join::Quorum(self.int_u32(
-                    q,
-                    1,
-                    "the quorum",
-                    "1 <= quorum <= the number of branches",
-                )?)
-            }
-            Some((j, other)) => {
-                self.error(
-                    span(j),
-                    format!("unknown join `{other}`"),
-                    "one of: all, all_settled, any, quorum",
-                );
-                return None;
-            }
-        };
+        let join = self.join(step)?;
         if let Join::Quorum(q) = join
             && q as usize > n
         {
@@ -273,6 +267,40 @@ impl Builder {
         }
         self.parallels.push(ParallelSpec { join, branches });
         Some(ParallelId(self.parallels.len() as u32 - 1))
+    }
+
+    /// How a parallel step joins its branches: `join`, and `quorum` for a quorum.
+    fn join(&mut self, step: &Spanned<RawStep>) -> Option<Join> {
+        let s = step.get_ref();
+        Some(match s.join.as_ref().map(|j| (j, j.get_ref().as_str())) {
+            None | Some((_, "all")) => Join::All,
+            Some((_, "all_settled")) => Join::AllSettled,
+            Some((_, "any")) => Join::Any,
+            Some((_, "quorum")) => {
+                let Some(q) = &s.quorum else {
+                    self.error(
+                        span(step),
+                        "join = \"quorum\" needs `quorum = N`",
+                        "`quorum = N` with 1 <= N <= the number of branches",
+                    );
+                    return None;
+                };
+                Join::Quorum(self.int_u32(
+                    q,
+                    1,
+                    "the quorum",
+                    "1 <= quorum <= the number of branches",
+                )?)
+            }
+            Some((j, other)) => {
+                self.error(
+                    span(j),
+                    format!("unknown join `{other}`"),
+                    "one of: all, all_settled, any, quorum",
+                );
+                return None;
+            }
+        })
     }
 
     pub(super) fn resolve_endpoint(&mut self, target: &Spanned<String>) -> Option<EndpointId> {

@@ -75,6 +75,19 @@ struct LinkOverride {
     used: bool,
 }
 
+/// `[simulation]` and `[report]`, checked; None where a value is wrong.
+struct Settings {
+    name: String,
+    seed: Option<u64>,
+    /// Outer: whether `duration` is written.
+    run_length: Option<Option<SimDuration>>,
+    /// Outer: whether `requests` is written.
+    requests: Option<Option<u64>>,
+    warmup: Option<SimDuration>,
+    max_events: Option<u64>,
+    bucket: Option<SimDuration>,
+}
+
 #[derive(Default)]
 struct Builder {
     diags: Vec<Diagnostic>,
@@ -141,6 +154,63 @@ impl Builder {
     }
 
     fn scenario(&mut self, raw: &RawScenario, default_name: &str) -> Option<Built> {
+        let Settings {
+            name,
+            seed,
+            run_length,
+            requests,
+            warmup,
+            max_events,
+            bucket,
+        } = self.settings(raw, default_name);
+        let workloads = self.tables(raw);
+        let sim = raw.simulation.get_ref();
+        let seed = seed?;
+        let spec = Spec {
+            seed,
+            warmup: warmup?,
+            duration: match run_length {
+                Some(d) => Some(d?),
+                None => None,
+            },
+            max_requests: match requests {
+                Some(r) => Some(r?),
+                None => None,
+            },
+            max_events: max_events?,
+            bucket: bucket?,
+            services: std::mem::take(&mut self.services),
+            endpoints: std::mem::take(&mut self.endpoints),
+            workloads,
+            edges: std::mem::take(&mut self.edges),
+            links: std::mem::take(&mut self.links),
+            seqs: std::mem::take(&mut self.seqs),
+            parallels: std::mem::take(&mut self.parallels),
+            dists: std::mem::take(&mut self.dists),
+            policies: std::mem::take(&mut self.policies),
+            faults: std::mem::take(&mut self.faults),
+            windows: std::mem::take(&mut self.windows),
+            brokers: std::mem::take(&mut self.brokers),
+            queues: std::mem::take(&mut self.queues),
+            exchanges: std::mem::take(&mut self.exchanges),
+            topics: std::mem::take(&mut self.topics),
+            consumers: std::mem::take(&mut self.consumers),
+            publishes: std::mem::take(&mut self.publishes),
+            effects: std::mem::take(&mut self.effects),
+            sagas: std::mem::take(&mut self.sagas),
+            choreographies: std::mem::take(&mut self.choreographies),
+        };
+        Some(Built {
+            name,
+            description: sim.description.clone().unwrap_or_default(),
+            spec,
+            expectations: std::mem::take(&mut self.expectations),
+        })
+    }
+
+    /// `[simulation]` and `[report]`: each value None when it is wrong (an error is
+    /// recorded), so that building goes on to find the other errors.
+    fn settings(&mut self, raw: &RawScenario, default_name: &str) -> Settings {
         let sim = raw.simulation.get_ref();
         let name = match &sim.name {
             Some(n) => {
@@ -192,7 +262,20 @@ impl Builder {
             Some(b) => self.positive_duration(b, "the time-series bucket"),
             None => Some(DEFAULT_BUCKET),
         };
+        Settings {
+            name,
+            seed,
+            run_length,
+            requests,
+            warmup,
+            max_events,
+            bucket,
+        }
+    }
 
+    /// Every table, in the order their names become known: what a later table refers
+    /// to is declared first. Returns the workloads.
+    fn tables(&mut self, raw: &RawScenario) -> Vec<WorkloadSpec> {
         self.network(&raw.network);
         self.policies(raw);
         self.declare_brokers(raw);
@@ -212,7 +295,8 @@ impl Builder {
                 ),
                 "at most 10000 services and consumers together (see ARCHITECTURE.md, Bounds)",
             );
-            return None;
+            // The error fails the build; nothing more is declared.
+            return Vec::new();
         }
         self.declare_services(raw);
         self.declare_consumers(raw);
@@ -253,48 +337,7 @@ impl Builder {
         for e in &raw.expect {
             self.expectation(e, &workloads);
         }
-
-        let seed = seed?;
-        let spec = Spec {
-            seed,
-            warmup: warmup?,
-            duration: match run_length {
-                Some(d) => Some(d?),
-                None => None,
-            },
-            max_requests: match requests {
-                Some(r) => Some(r?),
-                None => None,
-            },
-            max_events: max_events?,
-            bucket: bucket?,
-            services: std::mem::take(&mut self.services),
-            endpoints: std::mem::take(&mut self.endpoints),
-            workloads,
-            edges: std::mem::take(&mut self.edges),
-            links: std::mem::take(&mut self.links),
-            seqs: std::mem::take(&mut self.seqs),
-            parallels: std::mem::take(&mut self.parallels),
-            dists: std::mem::take(&mut self.dists),
-            policies: std::mem::take(&mut self.policies),
-            faults: std::mem::take(&mut self.faults),
-            windows: std::mem::take(&mut self.windows),
-            brokers: std::mem::take(&mut self.brokers),
-            queues: std::mem::take(&mut self.queues),
-            exchanges: std::mem::take(&mut self.exchanges),
-            topics: std::mem::take(&mut self.topics),
-            consumers: std::mem::take(&mut self.consumers),
-            publishes: std::mem::take(&mut self.publishes),
-            effects: std::mem::take(&mut self.effects),
-            sagas: std::mem::take(&mut self.sagas),
-            choreographies: std::mem::take(&mut self.choreographies),
-        };
-        Some(Built {
-            name,
-            description: sim.description.clone().unwrap_or_default(),
-            spec,
-            expectations: std::mem::take(&mut self.expectations),
-        })
+        workloads
     }
 }
 

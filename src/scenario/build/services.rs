@@ -25,36 +25,8 @@ impl Builder {
                 .as_ref()
                 .and_then(|q| self.bounded(q, 0, bounds::MAX_QUEUE, "the queue capacity", "a capacity >= 0"))
                 .unwrap_or(DEFAULT_QUEUE);
-            let balancer = match v.balancer.as_ref().map(|b| (b, b.get_ref().as_str())) {
-                None | Some((_, "round_robin")) => Balancer::RoundRobin,
-                Some((_, "random")) => Balancer::Random,
-                Some((_, "least_outstanding")) => Balancer::LeastOutstanding,
-                Some((_, "power_of_two_choices")) => Balancer::PowerOfTwoChoices,
-                Some((b, other)) => {
-                    self.error(
-                        span(b),
-                        format!("unknown balancer `{other}`"),
-                        "one of: round_robin, random, least_outstanding, power_of_two_choices",
-                    );
-                    Balancer::RoundRobin
-                }
-            };
-            let hold = match v
-                .worker_during_calls
-                .as_ref()
-                .map(|h| (h, h.get_ref().as_str()))
-            {
-                None | Some((_, "held")) => WorkerHold::Held,
-                Some((_, "released")) => WorkerHold::Released,
-                Some((h, other)) => {
-                    self.error(
-                        span(h),
-                        format!("unknown worker_during_calls `{other}`"),
-                        "\"held\" (thread per request) or \"released\" (event loop)",
-                    );
-                    WorkerHold::Held
-                }
-            };
+            let balancer = self.balancer(v);
+            let hold = self.worker_hold(v);
             if v.endpoints.is_empty() {
                 self.error(
                     span(svc),
@@ -62,41 +34,7 @@ impl Builder {
                     "a [services.NAME.endpoints.ENDPOINT] table with `steps`",
                 );
             }
-            let mut endpoints = Vec::new();
-            for (ep_name, ep) in &v.endpoints {
-                let kb = |b: &mut Builder, v: &Option<Spanned<f64>>| match v {
-                    Some(x) if !(*x.get_ref() >= 0.0 && x.get_ref().is_finite()) => {
-                        b.error(
-                            span(x),
-                            format!("a payload of {} KB", x.get_ref()),
-                            "a size in KB >= 0",
-                        );
-                        1.0
-                    }
-                    Some(x) => *x.get_ref(),
-                    None => 1.0,
-                };
-                let request_kb = kb(self, &ep.get_ref().request_kb);
-                let response_kb = kb(self, &ep.get_ref().response_kb);
-                self.check_name(ep_name, "endpoint");
-                let full = format!("{}/{}", name.get_ref(), ep_name.get_ref());
-                let eid = EndpointId(self.endpoints.len() as u32);
-                let idempotency = ep
-                    .get_ref()
-                    .idempotency
-                    .as_ref()
-                    .and_then(|d| self.positive_duration(d, "the idempotency-key retention"));
-                self.endpoints.push(EndpointSpec {
-                    service: id,
-                    name: full.clone(),
-                    handler: SeqId(u32::MAX),
-                    request_kb,
-                    response_kb,
-                    idempotency,
-                });
-                self.endpoint_ids.insert(full, eid);
-                endpoints.push(eid);
-            }
+            let endpoints = self.declare_endpoints(name.get_ref(), id, v);
             self.services.push(ServiceSpec {
                 name: name.get_ref().clone(),
                 replicas,
@@ -109,5 +47,89 @@ impl Builder {
                 consumer: None,
             });
         }
+    }
+
+    /// How a caller picks one of the service's replicas.
+    fn balancer(&mut self, v: &RawService) -> Balancer {
+        match v.balancer.as_ref().map(|b| (b, b.get_ref().as_str())) {
+            None | Some((_, "round_robin")) => Balancer::RoundRobin,
+            Some((_, "random")) => Balancer::Random,
+            Some((_, "least_outstanding")) => Balancer::LeastOutstanding,
+            Some((_, "power_of_two_choices")) => Balancer::PowerOfTwoChoices,
+            Some((b, other)) => {
+                self.error(
+                    span(b),
+                    format!("unknown balancer `{other}`"),
+                    "one of: round_robin, random, least_outstanding, power_of_two_choices",
+                );
+                Balancer::RoundRobin
+            }
+        }
+    }
+
+    /// Whether a worker stays busy while its handler waits on a call.
+    fn worker_hold(&mut self, v: &RawService) -> WorkerHold {
+        match v
+            .worker_during_calls
+            .as_ref()
+            .map(|h| (h, h.get_ref().as_str()))
+        {
+            None | Some((_, "held")) => WorkerHold::Held,
+            Some((_, "released")) => WorkerHold::Released,
+            Some((h, other)) => {
+                self.error(
+                    span(h),
+                    format!("unknown worker_during_calls `{other}`"),
+                    "\"held\" (thread per request) or \"released\" (event loop)",
+                );
+                WorkerHold::Held
+            }
+        }
+    }
+
+    /// The endpoints of service `service`, named SERVICE/ENDPOINT, their handlers
+    /// compiled later.
+    fn declare_endpoints(
+        &mut self,
+        service: &str,
+        id: ServiceId,
+        v: &RawService,
+    ) -> Vec<EndpointId> {
+        let mut endpoints = Vec::new();
+        for (ep_name, ep) in &v.endpoints {
+            let kb = |b: &mut Builder, v: &Option<Spanned<f64>>| match v {
+                Some(x) if !(*x.get_ref() >= 0.0 && x.get_ref().is_finite()) => {
+                    b.error(
+                        span(x),
+                        format!("a payload of {} KB", x.get_ref()),
+                        "a size in KB >= 0",
+                    );
+                    1.0
+                }
+                Some(x) => *x.get_ref(),
+                None => 1.0,
+            };
+            let request_kb = kb(self, &ep.get_ref().request_kb);
+            let response_kb = kb(self, &ep.get_ref().response_kb);
+            self.check_name(ep_name, "endpoint");
+            let full = format!("{}/{}", service, ep_name.get_ref());
+            let eid = EndpointId(self.endpoints.len() as u32);
+            let idempotency = ep
+                .get_ref()
+                .idempotency
+                .as_ref()
+                .and_then(|d| self.positive_duration(d, "the idempotency-key retention"));
+            self.endpoints.push(EndpointSpec {
+                service: id,
+                name: full.clone(),
+                handler: SeqId(u32::MAX),
+                request_kb,
+                response_kb,
+                idempotency,
+            });
+            self.endpoint_ids.insert(full, eid);
+            endpoints.push(eid);
+        }
+        endpoints
     }
 }

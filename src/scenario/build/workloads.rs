@@ -9,78 +9,102 @@ impl Builder {
             .timeout
             .as_ref()
             .and_then(|t| self.positive_duration(t, "a timeout"));
-        let load = if let Some(users) = &w.users {
-            for (field, sp) in [
-                ("rate", w.rate.as_ref().map(span)),
-                ("schedule", w.schedule.as_ref().map(span)),
-                ("arrivals", w.arrivals.as_ref().map(span)),
-            ] {
-                if let Some(sp) = sp {
-                    self.error(
-                        sp,
-                        format!("`{field}` is for open-loop workloads; this one has `users`"),
-                        "either `users` (closed loop) or `rate`/`schedule` (open loop)",
-                    );
-                }
-            }
-            let users = self.bounded(users, 1, bounds::MAX_USERS, "users", "at least 1 user")?;
-            let think = match &w.think {
-                Some(t) => self.dist(t)?,
-                None => Dist::Constant(SimDuration::ZERO),
-            };
-            Load::Closed { users, think }
-        } else {
-            if let Some(t) = &w.think {
-                self.error(
-                    span(t),
-                    "`think` is for closed-loop workloads (with `users`)",
-                    "`users = N` next to `think`",
-                );
-            }
-            let pattern = match w.arrivals.as_ref().map(|a| (a, a.get_ref().as_str())) {
-                None | Some((_, "poisson")) => ArrivalPattern::Poisson,
-                Some((_, "constant")) => ArrivalPattern::Constant,
-                Some((a, other)) => {
-                    self.error(
-                        span(a),
-                        format!("unknown arrival pattern `{other}`"),
-                        "\"poisson\" or \"constant\"",
-                    );
-                    return None;
-                }
-            };
-            let segments = match (&w.rate, &w.schedule) {
-                (Some(r), None) => {
-                    let rate = *r.get_ref();
-                    if !(rate > 0.0 && rate.is_finite()) {
-                        self.error(
-                            span(r),
-                            format!("a rate of {rate} per second sends nothing"),
-                            "a rate above zero (requests per second)",
-                        );
-                        return None;
-                    }
-                    self.rate_within_bound(r)?;
-                    vec![RateSegment {
-                        start: SimTime::ZERO,
-                        rate_per_s: rate,
-                    }]
-                }
-                (None, Some(schedule)) => self.schedule(schedule)?,
-                _ => {
-                    self.error(
-                        span(&w.target),
-                        format!("workload `{}` needs exactly one of `rate`, `schedule`, `users`", name.get_ref()),
-                        "rate = 10 (per second), or schedule = [{ at = \"0s\", rate = 10 }, ...], or users = N",
-                    );
-                    return None;
-                }
-            };
-            Load::Open { pattern, segments }
+        let load = match &w.users {
+            Some(users) => self.closed_load(w, users)?,
+            None => self.open_load(name, w)?,
         };
         let policy = self.policy_ref(w.policy.as_ref());
         let at = w.policy.as_ref().map_or_else(|| span(&w.target), span);
         let edge = self.edge(name.get_ref(), target?, policy, at);
+        let keys = self.key_space(w)?;
+        let operation_is_key = self.operation_is_key(w, keys.is_some());
+        Some(WorkloadSpec {
+            operation_is_key,
+            keys,
+            name: name.get_ref().clone(),
+            edge,
+            timeout,
+            load,
+        })
+    }
+
+    /// A closed loop: `users`, each thinking `think` between requests.
+    fn closed_load(&mut self, w: &RawWorkload, users: &Spanned<i64>) -> Option<Load> {
+        for (field, sp) in [
+            ("rate", w.rate.as_ref().map(span)),
+            ("schedule", w.schedule.as_ref().map(span)),
+            ("arrivals", w.arrivals.as_ref().map(span)),
+        ] {
+            if let Some(sp) = sp {
+                self.error(
+                    sp,
+                    format!("`{field}` is for open-loop workloads; this one has `users`"),
+                    "either `users` (closed loop) or `rate`/`schedule` (open loop)",
+                );
+            }
+        }
+        let users = self.bounded(users, 1, bounds::MAX_USERS, "users", "at least 1 user")?;
+        let think = match &w.think {
+            Some(t) => self.dist(t)?,
+            None => Dist::Constant(SimDuration::ZERO),
+        };
+        Some(Load::Closed { users, think })
+    }
+
+    /// An open loop: `arrivals` at a `rate` or along a `schedule`.
+    fn open_load(&mut self, name: &Name, w: &RawWorkload) -> Option<Load> {
+        if let Some(t) = &w.think {
+            self.error(
+                span(t),
+                "`think` is for closed-loop workloads (with `users`)",
+                "`users = N` next to `think`",
+            );
+        }
+        let pattern = match w.arrivals.as_ref().map(|a| (a, a.get_ref().as_str())) {
+            None | Some((_, "poisson")) => ArrivalPattern::Poisson,
+            Some((_, "constant")) => ArrivalPattern::Constant,
+            Some((a, other)) => {
+                self.error(
+                    span(a),
+                    format!("unknown arrival pattern `{other}`"),
+                    "\"poisson\" or \"constant\"",
+                );
+                return None;
+            }
+        };
+        let segments = match (&w.rate, &w.schedule) {
+            (Some(r), None) => {
+                let rate = *r.get_ref();
+                if !(rate > 0.0 && rate.is_finite()) {
+                    self.error(
+                        span(r),
+                        format!("a rate of {rate} per second sends nothing"),
+                        "a rate above zero (requests per second)",
+                    );
+                    return None;
+                }
+                self.rate_within_bound(r)?;
+                vec![RateSegment {
+                    start: SimTime::ZERO,
+                    rate_per_s: rate,
+                }]
+            }
+            (None, Some(schedule)) => self.schedule(schedule)?,
+            _ => {
+                self.error(
+                    span(&w.target),
+                    format!("workload `{}` needs exactly one of `rate`, `schedule`, `users`", name.get_ref()),
+                    "rate = 10 (per second), or schedule = [{ at = \"0s\", rate = 10 }, ...], or users = N",
+                );
+                return None;
+            }
+        };
+        Some(Load::Open { pattern, segments })
+    }
+
+    /// The key space requests draw from (`keys`, `zipf`); None when a bad value drops
+    /// the workload.
+    fn key_space(&mut self, w: &RawWorkload) -> Option<Option<KeySpace>> {
         let keys = match (&w.keys, &w.zipf) {
             (None, None) => None,
             (None, Some(z)) => {
@@ -108,10 +132,15 @@ impl Builder {
                 Some(KeySpace { count, zipf })
             }
         };
-        let operation_is_key = match w.operation.as_ref().map(|o| (o, o.get_ref().as_str())) {
+        Some(keys)
+    }
+
+    /// `operation`: whether requests with one key count as one operation.
+    fn operation_is_key(&mut self, w: &RawWorkload, has_keys: bool) -> bool {
+        match w.operation.as_ref().map(|o| (o, o.get_ref().as_str())) {
             None | Some((_, "request")) => false,
             Some((o, "key")) => {
-                if keys.is_none() {
+                if !has_keys {
                     self.error(
                         span(o),
                         "operation = \"key\" needs a key space",
@@ -128,15 +157,7 @@ impl Builder {
                 );
                 false
             }
-        };
-        Some(WorkloadSpec {
-            operation_is_key,
-            keys,
-            name: name.get_ref().clone(),
-            edge,
-            timeout,
-            load,
-        })
+        }
     }
 
     fn schedule(
