@@ -458,3 +458,92 @@ fn a_non_fatal_hedge_failure_while_another_copy_is_in_flight() {
     assert_eq!((n(&e["attempts"]), n(&e["hedges_won"])), (3, 1));
     assert_eq!(latency_ms(&r), 300.0);
 }
+
+// ---- the options, refused where they make no sense ----
+
+/// The single located error `policy` (with a failing handler) is refused with, and its line.
+fn refused(policy: &str, steps: &str) -> (usize, String) {
+    let text = scenario(policy, steps, 1, 1.0, "");
+    let err = super::support::error(&text);
+    let located = err.located();
+    assert_eq!(located.len(), 1, "{err}");
+    (located[0].line, err.to_string())
+}
+
+#[test]
+fn boundary_options_are_checked() {
+    // Line 14 is the first line of [policies.p]'s body, 15 the second; 7 the steps.
+    let (line, shown) = refused(
+        "preset = \"opossum\"\nbreaker = { window = \"count\", count_at = \"fire\" }",
+        r#"{ work = "1ms" }"#,
+    );
+    assert_eq!(line, 15);
+    assert!(shown.contains("needs a time window"), "{shown}");
+    let (line, shown) = refused("breaker = { open_end = \"soon\" }", r#"{ work = "1ms" }"#);
+    assert_eq!(line, 14);
+    assert!(shown.contains("\"exclusive\""), "{shown}");
+    let (_, shown) = refused(
+        "hedge = { delay = \"10ms\", follows = \"grpc-go\" }",
+        r#"{ work = "1ms" }"#,
+    );
+    assert!(shown.contains("unknown hedging rules `grpc-go`"), "{shown}");
+    let (line, shown) = refused("", r#"{ fail = "unavailable", retry_after = "-soon" }"#);
+    assert_eq!(line, 7);
+    assert!(shown.contains("\"-1ms\": do not retry"), "{shown}");
+    // A preset that retries other than grpc still cannot hedge.
+    let (_, shown) = refused(
+        "preset = \"polly\"\nhedge = { delay = \"10ms\" }",
+        r#"{ work = "1ms" }"#,
+    );
+    assert!(shown.contains("cannot both retry and hedge"), "{shown}");
+    // opossum's preset given a count window counts at the outcome, refused calls too.
+    let r = report(&scenario(
+        "preset = \"opossum\"\nbreaker = { window = \"count\", size = 4 }",
+        r#"{ work = "350ms" }"#,
+        20,
+        10.0,
+        &error("0.35s", "5s"),
+    ));
+    assert_eq!(transitions(&r)[0], (0.4, 'c', 'o'));
+}
+
+#[test]
+fn a_pushback_moves_or_stops_the_next_hedge() {
+    // Every attempt works 10 ms and fails `unavailable` with `retry_after`; the original
+    // (0.1 s) is slowed to fail at 1.11 s; the first hedge goes at 0.2 s and fails at
+    // 0.21 s. Two error faults catch an attempt sent at exactly 0.21 s or 0.26 s.
+    // A6 (lines 205, 234-236): the next hedge goes 50 ms after the pushback, at 0.26 s;
+    // grpc-java sends it at once, at 0.21 s (RetriableStream.java:1108-1110); without
+    // `pushback` A6 sends it at once too, and grpc-java leaves it on its timer (0.3 s).
+    let affected = |hedge: &str, retry_after: &str| {
+        let r = report(&scenario(
+            &format!(
+                "hedge = {{ delay = \"100ms\", max_attempts = 3, non_fatal = [\"unavailable\"] {hedge} }}"
+            ),
+            &format!(
+                r#"{{ work = "10ms" }}, {{ fail = "unavailable", retry_after = "{retry_after}" }}"#
+            ),
+            1,
+            10.0,
+            &format!(
+                "{}{}{}",
+                slow("0.05s", "0.15s", "1s"),
+                error("0.205s", "0.215s"),
+                error("0.255s", "0.265s")
+            ),
+        ));
+        let hit = |i: usize| n(&r["faults"][i]["affected"]);
+        (n(&edge(&r)["attempts"]), hit(1), hit(2))
+    };
+    assert_eq!(affected(", pushback = true", "50ms"), (3, 0, 1));
+    assert_eq!(
+        affected(r#", pushback = true, follows = "grpc-java""#, "50ms"),
+        (3, 1, 0)
+    );
+    assert_eq!(affected("", "50ms"), (3, 1, 0));
+    assert_eq!(affected(r#", follows = "grpc-java""#, "50ms"), (3, 0, 0));
+    // A pushback that says not to retry sends no further hedges (A6 line 157, grpc-java
+    // `freezeHedging` at :438-441): the original fails at 1.11 s, the call with it.
+    assert_eq!(affected(", pushback = true", "-1ms"), (2, 0, 0));
+    assert_eq!(affected("", "-1ms"), (3, 1, 0));
+}
