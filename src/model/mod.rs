@@ -38,6 +38,7 @@ pub fn run(spec: Spec) -> Result<RunOutput, RunError> {
     let limits = Limits {
         end: spec.duration.map(|d| SimTime::ZERO + d),
         max_events: spec.max_events,
+        max_at_instant: spec.max_events_at_one_instant,
     };
     let mut sim = Simulation::new(World::new(spec));
     {
