@@ -137,9 +137,10 @@ rate = 100
 }
 
 #[test]
-fn a_zero_latency_hop_is_an_event_like_a_one_nanosecond_hop() {
-    // The report's `events` counts the immediate queue too: the same work is the same
-    // count whether the network takes no time or a nanosecond.
+fn reported_events_are_heap_pops_while_the_budget_counts_every_hop() {
+    // A zero-latency hop is handled in the same pop (`events` is pops, as throughput is
+    // measured), yet it counts against `max_events`: a budget of the events the 0 s run
+    // reports is too small for it.
     let text = |latency: &str| {
         format!(
             "[simulation]\nrequests = 20\n[network]\nlatency = \"{latency}\"\n\
@@ -148,9 +149,22 @@ fn a_zero_latency_hop_is_an_event_like_a_one_nanosecond_hop() {
              [workloads.w]\ntarget = \"a/get\"\nrate = 10\n"
         )
     };
-    let events = |latency: &str| {
-        let sc = scenario::from_source("hop.toml", "hop", &text(latency), &[]).unwrap();
-        meshsim::simulate(sc).unwrap().report.events
+    let run = |latency: &str, budget: u64| {
+        let sc = scenario::from_source(
+            "hop.toml",
+            "hop",
+            &text(latency),
+            &[format!("simulation.max_events={budget}")],
+        )
+        .unwrap();
+        meshsim::simulate(sc)
     };
-    assert_eq!(events("0s"), events("1ns"));
+    let with_hops = run("1ns", 1_000_000).unwrap().report.events;
+    let without = run("0s", 1_000_000).unwrap().report.events;
+    assert!(without < with_hops, "{without} vs {with_hops}");
+    let err = run("0s", without).err().expect("the hops count");
+    assert!(
+        matches!(err, meshsim::engine::RunError::BudgetExhausted { .. }),
+        "{err}"
+    );
 }
