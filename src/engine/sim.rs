@@ -362,8 +362,18 @@ mod tests {
         let stats = r.unwrap();
         assert_eq!((stats.events, handled), (3, 30));
         // 10 per instant: the 11th burst passes a budget of 105 half way.
-        let (r, handled) = burst(9, Limits { end: None, max_events: 105, ..limits });
-        assert!(matches!(r, Err(RunError::BudgetExhausted { budget: 105, .. })), "{r:?}");
+        let (r, handled) = burst(
+            9,
+            Limits {
+                end: None,
+                max_events: 105,
+                ..limits
+            },
+        );
+        assert!(
+            matches!(r, Err(RunError::BudgetExhausted { budget: 105, .. })),
+            "{r:?}"
+        );
         assert_eq!(handled, 105);
     }
 
@@ -389,7 +399,10 @@ mod tests {
         };
         assert_eq!(run(2, 82).unwrap().events, 2);
         let err = run(3, 100).unwrap_err();
-        assert!(matches!(err, RunError::BudgetExhausted { budget: 100, .. }), "{err}");
+        assert!(
+            matches!(err, RunError::BudgetExhausted { budget: 100, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -403,10 +416,18 @@ mod tests {
         let (r, handled) = burst(9, limits);
         assert_eq!((r.unwrap().events, handled), (5, 50));
         let (r, handled) = burst(10, limits);
-        assert!(matches!(r, Err(RunError::ZeroTimeLoop { limit: 10, .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(RunError::ZeroTimeLoop { limit: 10, .. })),
+            "{r:?}"
+        );
         assert_eq!(handled, 10);
         let err = r.unwrap_err().to_string();
-        assert!(err.contains("more than 10 events in a row were handled at simulated time 0.000000000s"), "{err}");
+        assert!(
+            err.contains(
+                "more than 10 events in a row were handled at simulated time 0.000000000s"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -79,7 +79,10 @@ fn the_zero_time_limit_is_set_in_simulation_and_located_there() {
     let sc = scenario::from_source("loop.toml", "loop", &text, &[]).unwrap();
     let err = meshsim::simulate(sc).err().expect("the clock stands still");
     assert!(
-        matches!(err, meshsim::engine::RunError::ZeroTimeLoop { limit: 1000, .. }),
+        matches!(
+            err,
+            meshsim::engine::RunError::ZeroTimeLoop { limit: 1000, .. }
+        ),
         "{err}"
     );
     let refusal = scenario::run_error::locate("loop.toml", &text, &err);
@@ -88,7 +91,10 @@ fn the_zero_time_limit_is_set_in_simulation_and_located_there() {
         (refusal.located[0].line, refusal.located[0].column),
         (3, 29)
     );
-    assert!(refusal.rendered.contains("more than 1000 events in a row"), "{refusal}");
+    assert!(
+        refusal.rendered.contains("more than 1000 events in a row"),
+        "{refusal}"
+    );
 }
 
 #[test]
