@@ -50,39 +50,36 @@ pub fn run(spec: Spec) -> Result<RunOutput, RunError> {
     run_with_progress(spec, &mut |_| {})
 }
 
-/// `run`, calling `progress` every `PROGRESS_EVERY` events. The engine runs in chunks
-/// of events: it stops before popping the event past a chunk's budget and resumes
-/// there, so the run is the same event for event as one call (the engine has no wall
-/// clock; whoever watches the progress has).
+/// `run`, calling `progress` every `PROGRESS_EVERY` events. The engine pauses between
+/// two events and resumes there, so the run is the same event for event as one call
+/// (the engine has no wall clock; whoever watches the progress has).
 pub fn run_with_progress(
     spec: Spec,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<RunOutput, RunError> {
     let end = spec.duration.map(|d| SimTime::ZERO + d);
-    let budget = spec.max_events;
+    let mut limits = Limits {
+        end,
+        max_events: spec.max_events,
+        max_at_instant: spec.max_events_at_one_instant,
+        pause_at_events: PROGRESS_EVERY,
+    };
     let mut sim = Simulation::new(World::new(spec));
     {
         let (world, sched) = sim.scheduler();
         world.start(sched);
     }
-    let mut done = 0u64;
     let stats = loop {
-        let limits = Limits {
-            end,
-            max_events: done.saturating_add(PROGRESS_EVERY).min(budget),
-        };
-        match sim.run(limits) {
-            Err(RunError::BudgetExhausted { budget: chunk, .. }) if chunk < budget => {
-                done = chunk;
-                let now = sim.scheduler().1.now();
-                progress(Progress {
-                    now,
-                    end,
-                    events: done,
-                });
-            }
-            other => break other?,
+        let stats = sim.run(limits)?;
+        if stats.stop != Stop::Paused {
+            break stats;
         }
+        progress(Progress {
+            now: sim.scheduler().1.now(),
+            end,
+            events: stats.events,
+        });
+        limits.pause_at_events = stats.events.saturating_add(PROGRESS_EVERY);
     };
     let requests_sent = sim.model.requests_sent();
     let metrics = sim

@@ -228,6 +228,8 @@ pub struct Spec {
     /// Arrivals stop after this many requests in all; the run then drains.
     pub max_requests: Option<u64>,
     pub max_events: u64,
+    /// The most events in a row at one simulated instant (a zero-time loop beyond it).
+    pub max_events_at_one_instant: u64,
     pub bucket: SimDuration,
     pub services: Vec<ServiceSpec>,
     pub endpoints: Vec<EndpointSpec>,

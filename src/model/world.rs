@@ -416,6 +416,11 @@ impl crate::engine::Model for World {
     fn handle(&mut self, event: Event, sched: &mut Scheduler<Event>) {
         self.dispatch(event, sched);
         while let Some(e) = self.immediate.pop_front() {
+            // Zero-latency work counts like any event, so a loop of it meets the budget.
+            if !sched.count_event() {
+                self.immediate.clear();
+                return;
+            }
             self.dispatch(e, sched);
         }
         if !self.asy.pending_relays.is_empty() {

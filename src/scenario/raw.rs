@@ -371,6 +371,7 @@ pub struct RawSimulation {
     pub requests: Option<Spanned<i64>>,
     pub warmup: Option<Spanned<String>>,
     pub max_events: Option<Spanned<i64>>,
+    pub max_events_at_one_instant: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug, Default)]

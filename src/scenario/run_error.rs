@@ -1,6 +1,7 @@
-//! A run refused half way (its event budget ran out, or a delay ran past the end of the
-//! simulated clock) is still the scenario's fault, so its error is located in the
-//! scenario like any other: the budget at `max_events` (or `[simulation]`), a clock
+//! A run refused half way (its event budget ran out, the clock stood still too long, or
+//! a delay ran past the end of the simulated clock) is still the scenario's fault, so its
+//! error is located in the scenario like any other: the budget at `max_events`, the
+//! zero-time loop at `max_events_at_one_instant` (each or `[simulation]`), a clock
 //! overflow at the durations and distributions that can draw a delay that long.
 //!
 //! The engine only knows the delay it could not schedule, not which step drew it, so
@@ -47,6 +48,17 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
                 at,
                 error.to_string(),
                 "the event budget (`max_events`, 2000000000 unless set)",
+            )]
+        }
+        RunError::ZeroTimeLoop { .. } => {
+            let at = simulation
+                .and_then(|s| s.get_ref().as_table())
+                .and_then(|s| lookup(s, "max_events_at_one_instant"))
+                .map_or(whole_simulation, |v| v.span());
+            vec![Diagnostic::new(
+                at,
+                error.to_string(),
+                "the clock to advance within `max_events_at_one_instant` events (10000000 unless set)",
             )]
         }
         RunError::ClockOverflow { at, delay } => {

@@ -2,6 +2,7 @@
 
 mod analytic;
 mod broker_properties;
+mod budget;
 mod brokers_scenarios;
 mod classroom;
 mod cli;

@@ -76,6 +76,10 @@ impl World {
                     }
                 }
                 Step::Stream { messages, interval } => {
+                    // Every message is a draw: the loop counts against the event budget.
+                    if !sched.charge(u64::from(messages)) {
+                        return;
+                    }
                     let total = self.stream_time(replica, messages, interval);
                     self.invocations[invocation].messages = messages.max(1);
                     if !total.is_zero() {

@@ -32,6 +32,9 @@ use toml::Spanned;
 
 pub const DEFAULT_SEED: u64 = 1;
 pub const DEFAULT_MAX_EVENTS: u64 = 2_000_000_000;
+/// Far above any burst at one instant a bundled scenario makes, far below the minutes
+/// a zero-time loop takes to reach `DEFAULT_MAX_EVENTS`.
+pub const DEFAULT_MAX_EVENTS_AT_ONE_INSTANT: u64 = 10_000_000;
 pub const DEFAULT_QUEUE: u32 = 1000;
 pub const DEFAULT_BUCKET: SimDuration = SimDuration::from_secs(1);
 
@@ -85,6 +88,7 @@ struct Settings {
     requests: Option<Option<u64>>,
     warmup: Option<SimDuration>,
     max_events: Option<u64>,
+    max_events_at_one_instant: Option<u64>,
     bucket: Option<SimDuration>,
 }
 
@@ -161,6 +165,7 @@ impl Builder {
             requests,
             warmup,
             max_events,
+            max_events_at_one_instant,
             bucket,
         } = self.settings(raw, default_name);
         let workloads = self.tables(raw);
@@ -178,6 +183,7 @@ impl Builder {
                 None => None,
             },
             max_events: max_events?,
+            max_events_at_one_instant: max_events_at_one_instant?,
             bucket: bucket?,
             services: std::mem::take(&mut self.services),
             endpoints: std::mem::take(&mut self.endpoints),
@@ -258,6 +264,16 @@ impl Builder {
             Some(m) => self.int(m, 1, i64::MAX, "the event budget", "a positive integer"),
             None => Some(DEFAULT_MAX_EVENTS),
         };
+        let max_events_at_one_instant = match &sim.max_events_at_one_instant {
+            Some(m) => self.int(
+                m,
+                1,
+                i64::MAX,
+                "the limit of events at one instant",
+                "a positive integer",
+            ),
+            None => Some(DEFAULT_MAX_EVENTS_AT_ONE_INSTANT),
+        };
         let bucket = match &raw.report.bucket {
             Some(b) => self.positive_duration(b, "the time-series bucket"),
             None => Some(DEFAULT_BUCKET),
@@ -269,6 +285,7 @@ impl Builder {
             requests,
             warmup,
             max_events,
+            max_events_at_one_instant,
             bucket,
         }
     }
