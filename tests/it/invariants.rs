@@ -1,5 +1,6 @@
 //! Runs that end cleanly where arithmetic reaches the end of the clock.
 
+use super::support::{json, run};
 use meshsim::engine::RunError;
 
 /// A Pareto with a shape just above 1 has a finite mean and a tail that reaches past
@@ -86,4 +87,39 @@ fn a_consumer_answer_is_orphaned_only_once_its_delivery_was_taken_back() {
     let completed = late["completed"].as_u64().unwrap();
     assert!(completed > 0, "{late}");
     assert_eq!(late["orphaned"].as_u64(), Some(completed), "{late}");
+}
+
+/// A consumer handler whose steps all take no time ends inside the call that starts it
+/// and settles its delivery there; the bridge must not touch that delivery afterwards
+/// (a Kafka group committing each message removed it, and the bridge panicked on a
+/// stale id: found by `broker_properties` when an exponential work draw rounded to 0 ns).
+#[test]
+fn a_consumer_handler_that_takes_no_time_settles_its_delivery_once() {
+    let text = r#"
+[simulation]
+seed = 1
+requests = 20
+[workloads.orders]
+target = "api/place"
+rate = 80
+keys = 4
+[services.api]
+[services.api.endpoints.place]
+steps = [ { work = "1ms" }, { publish = "kafka/orders" } ]
+[brokers.kafka]
+preset = "kafka"
+[brokers.kafka.topics.orders]
+partitions = 2
+[consumers.billing]
+topic = "kafka/orders"
+instances = 2
+start = "earliest"
+commit = "each"
+steps = [ { work = "0s" }, { effect = "charge" } ]
+"#;
+    let r = json(&run(text, &[]).report);
+    let g = &r["consistency"]["groups"]["kafka/orders@billing"];
+    assert_eq!(g["published"], 20, "{g}");
+    assert_eq!(g["delivered"], 20, "{g}");
+    assert_eq!(r["consistency"]["effects"]["charge"]["exactly_once"], 20);
 }

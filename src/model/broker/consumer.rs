@@ -68,7 +68,12 @@ impl World {
             fibers: 1,
         };
         let i = self.admit(inv, starts_now, SimDuration::ZERO, sched);
-        self.asy.deliveries[d].handler = Some(i);
+        // A handler whose steps all take no time (a work draw can round to 0 ns) has
+        // already ended inside `admit` and settled its delivery, which may be gone.
+        let Some(del) = self.asy.deliveries.get_mut(d) else {
+            return;
+        };
+        del.handler = Some(i);
         if let Some(limit) = cspec.max_poll_interval
             && matches!(cspec.subscription, Subscription::Topic(_))
         {
