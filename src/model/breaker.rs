@@ -323,7 +323,7 @@ struct CountWindow {
 
 impl CountWindow {
     fn add(&mut self, outcome: Outcome) {
-        debug_assert!(outcome.call, "a count window holds calls only");
+        assert!(outcome.call, "a count window holds calls only");
         if self.ring.len() < self.capacity {
             self.ring.push(outcome);
         } else {
@@ -332,8 +332,8 @@ impl CountWindow {
             self.oldest = (self.oldest + 1) % self.capacity;
         }
         self.total.add(outcome);
-        debug_assert_eq!(self.total.calls, self.ring.len() as u64);
-        debug_assert!(self.total.is_consistent());
+        assert_eq!(self.total.calls, self.ring.len() as u64);
+        assert!(self.total.is_consistent());
     }
 
     fn clear(&mut self) {
@@ -369,7 +369,7 @@ impl TimeWindow {
         let count = self.slots.len() as u64;
         let slot = &mut self.slots[(index % count) as usize];
         // Outcomes are recorded in time order, so a slot never holds a later bucket.
-        debug_assert!(slot.index <= index, "outcome recorded out of time order");
+        assert!(slot.index <= index, "outcome recorded out of time order");
         if slot.index != index {
             *slot = Bucket {
                 index,
@@ -430,7 +430,7 @@ impl AnchoredWindow {
         {
             self.buckets.pop_front();
         }
-        debug_assert!(self.buckets.len() <= self.count);
+        assert!(self.buckets.len() <= self.count);
         self.buckets
             .back_mut()
             .expect("the bucket just used is less than a window old")
@@ -730,7 +730,7 @@ impl Breaker {
         let mut opened: Option<SimTime> = None;
         for change in self.changes.iter().take_while(|c| c.at <= until) {
             if change.to == BreakerState::Open {
-                debug_assert!(opened.is_none());
+                assert!(opened.is_none());
                 opened = Some(change.at);
             } else if change.from == BreakerState::Open {
                 let start = opened.take().expect("left open without opening");
@@ -744,8 +744,8 @@ impl Breaker {
     }
 
     fn advance(&mut self, spec: &BreakerSpec, now: SimTime) {
-        debug_assert!(now >= self.now_last, "breaker driven out of time order");
-        debug_assert!(
+        assert!(now >= self.now_last, "breaker driven out of time order");
+        assert!(
             self.window.is_shaped_by(&spec.window),
             "breaker driven with another spec than it was built from"
         );
@@ -774,7 +774,7 @@ impl Breaker {
             call: true,
             ..outcome
         });
-        debug_assert!(
+        assert!(
             spec.late_outcomes == LateOutcomes::Current
                 || self.probes.calls <= u64::from(self.probes_admitted)
         );
@@ -798,7 +798,7 @@ impl Breaker {
     fn enter(&mut self, spec: &BreakerSpec, now: SimTime, to: BreakerState) {
         use BreakerState::{Closed, HalfOpen, Open};
         let from = self.state;
-        debug_assert!(
+        assert!(
             matches!(
                 (from, to),
                 (Closed, Open) | (Open, HalfOpen) | (HalfOpen, Open) | (HalfOpen, Closed)

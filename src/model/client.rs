@@ -509,7 +509,7 @@ impl World {
             self.metrics.edges[edge.index()].late_replies += u64::from(measured);
             return;
         };
-        debug_assert_eq!(att.edge, edge);
+        assert_eq!(att.edge, edge);
         self.attempt_ended(a, &att);
         if self.clients[edge.index()].plain {
             let logical = att.logical;

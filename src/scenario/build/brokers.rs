@@ -849,7 +849,7 @@ impl Builder {
             let Some(cid) = self.services[sid.index()].consumer else {
                 continue;
             };
-            debug_assert_eq!(cid.index(), k);
+            assert_eq!(cid.index(), k);
             k += 1;
             let eid = self.consumers[cid.index()].endpoint;
             let ctx = Ctx {
