@@ -8,14 +8,20 @@ use meshsim::multi::runner::{Design, Source, pool};
 use meshsim::multi::sweep::{self, Plan};
 
 fn design() -> Design {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/call_chain_800ms.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/call_chain_800ms.toml"
+    );
     Design {
         source: Source {
             path: path.to_owned(),
             stem: "call_chain_800ms".to_owned(),
             text: std::fs::read_to_string(path).expect("the bundled scenario"),
         },
-        set: vec!["simulation.duration=60s".to_owned(), "simulation.warmup=5s".to_owned()],
+        set: vec![
+            "simulation.duration=60s".to_owned(),
+            "simulation.warmup=5s".to_owned(),
+        ],
     }
 }
 

@@ -316,7 +316,12 @@ pub fn faults_toml(plan: &Plan, faults: &[Drawn]) -> String {
 
 /// Every effect `exactly_once` names must be one the scenario applies: a name that
 /// does not exist is a typo to report (exit 2), never a failure found by exploring.
-pub fn check_effects(path: &str, text: &str, plan: &Plan, known: &[&str]) -> Result<(), ScenarioError> {
+pub fn check_effects(
+    path: &str,
+    text: &str,
+    plan: &Plan,
+    known: &[&str],
+) -> Result<(), ScenarioError> {
     let diags: Vec<Diagnostic> = plan
         .exactly_once
         .iter()
@@ -326,7 +331,8 @@ pub fn check_effects(path: &str, text: &str, plan: &Plan, known: &[&str]) -> Res
                 span.clone(),
                 format!("no effect named `{n}` in this scenario"),
                 if known.is_empty() {
-                    "an effect some step applies ({ effect = \"NAME\" }); this scenario has none".to_owned()
+                    "an effect some step applies ({ effect = \"NAME\" }); this scenario has none"
+                        .to_owned()
                 } else {
                     format!("one of the scenario's effects: {}", known.join(", "))
                 },
@@ -344,7 +350,10 @@ pub fn check_effects(path: &str, text: &str, plan: &Plan, known: &[&str]) -> Res
 
 /// A path segment as an expectation reads it (quoted unless plain).
 fn segment(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_alphanumeric() || "_-/@>".contains(c)) {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-/@>".contains(c))
+    {
         name.to_owned()
     } else {
         format!("{name:?}")
@@ -376,10 +385,17 @@ pub fn trial(
         .collect();
     let c = &outcome.metrics.consistency;
     for f in c.flows.iter().filter(|f| !f.conserved()) {
-        let table = if f.kind == "group" { "groups" } else { "queues" };
+        let table = if f.kind == "group" {
+            "groups"
+        } else {
+            "queues"
+        };
         problems.push(Problem {
             text: format!("conservation violated on {}", f.name),
-            expect: Some(format!("consistency.{table}.{}.conserved == 1", segment(&f.name))),
+            expect: Some(format!(
+                "consistency.{table}.{}.conserved == 1",
+                segment(&f.name)
+            )),
         });
     }
     for (name, _) in &plan.exactly_once {
@@ -393,7 +409,11 @@ pub fn trial(
                 "effect {name} not exactly once: {} duplicated (max {}), {} never",
                 e.duplicated, e.max_count, e.never
             );
-            let which = if e.duplicated > 0 { "duplicated" } else { "never" };
+            let which = if e.duplicated > 0 {
+                "duplicated"
+            } else {
+                "never"
+            };
             problems.push(Problem {
                 text,
                 expect: Some(format!("{at}.{which} == 0")),
@@ -405,7 +425,13 @@ pub fn trial(
 
 /// The replay scenario: the text, the minimal schedule, and an `[[expect]]` for every
 /// invariant that failed, so `meshsim run` of it fails as the trial did.
-pub fn replay(text: &str, plan: &Plan, seed: u64, faults: &[Drawn], problems: &[Problem]) -> String {
+pub fn replay(
+    text: &str,
+    plan: &Plan,
+    seed: u64,
+    faults: &[Drawn],
+    problems: &[Problem],
+) -> String {
     let mut out = format!(
         "{text}\n# ---- added by `meshsim explore`: the minimal failing fault schedule of seed {seed} ----\n{}",
         faults_toml(plan, faults)

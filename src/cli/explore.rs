@@ -44,9 +44,17 @@ pub fn merge(parts: Vec<(PathBuf, Found)>, out: &std::path::Path) -> ExitCode {
         return invalid(&"merge: no shard folders given");
     };
     let Some([_, n]) = first.shard else {
-        return invalid(&format!("{}: a whole exploration, not a shard", parts[0].0.display()));
+        return invalid(&format!(
+            "{}: a whole exploration, not a shard",
+            parts[0].0.display()
+        ));
     };
-    let same = |f: &Found| Found { shard: None, failing_seed: None, replay: None, ..f.clone() };
+    let same = |f: &Found| Found {
+        shard: None,
+        failing_seed: None,
+        replay: None,
+        ..f.clone()
+    };
     let mut seen = vec![false; n];
     for (dir, f) in &parts {
         match f.shard {
@@ -55,7 +63,13 @@ pub fn merge(parts: Vec<(PathBuf, Found)>, out: &std::path::Path) -> ExitCode {
                     return invalid(&format!("{}: shard {i}/{n} given twice", dir.display()));
                 }
             }
-            _ => return invalid(&format!("{}: not a shard of the same exploration as {}", dir.display(), parts[0].0.display())),
+            _ => {
+                return invalid(&format!(
+                    "{}: not a shard of the same exploration as {}",
+                    dir.display(),
+                    parts[0].0.display()
+                ));
+            }
         }
     }
     if let Some(i) = seen.iter().position(|s| !s) {
@@ -84,11 +98,16 @@ pub fn merge(parts: Vec<(PathBuf, Found)>, out: &std::path::Path) -> ExitCode {
     }
     match whole.failing_seed {
         Some(s) => {
-            println!("merged {n} shards: seed {s} fails first; replay in {}", out.join(whole.replay.unwrap_or_default()).display());
+            println!(
+                "merged {n} shards: seed {s} fails first; replay in {}",
+                out.join(whole.replay.unwrap_or_default()).display()
+            );
             ExitCode::from(1)
         }
         None => {
-            println!("merged {n} shards: every seed met its expectations and the consistency invariants");
+            println!(
+                "merged {n} shards: every seed met its expectations and the consistency invariants"
+            );
             ExitCode::SUCCESS
         }
     }
@@ -122,7 +141,11 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
     }
     let n = a.seeds.unwrap_or(plan.seeds);
     // Seeds are TOML integers: the last one must fit in 2^63 - 1.
-    let last = match a.first_seed.checked_add(n - 1).filter(|&l| l <= i64::MAX as u64) {
+    let last = match a
+        .first_seed
+        .checked_add(n - 1)
+        .filter(|&l| l <= i64::MAX as u64)
+    {
         Some(l) => l,
         None => {
             return invalid(&format!(
@@ -133,7 +156,12 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
             ));
         }
     };
-    let shard = match a.shard.as_deref().map(crate::multi::sweep::parse_shard).transpose() {
+    let shard = match a
+        .shard
+        .as_deref()
+        .map(crate::multi::sweep::parse_shard)
+        .transpose()
+    {
         Ok(s) => s,
         Err(e) => return invalid(&e),
     };
@@ -232,7 +260,10 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
     let replay = explore::replay(&text, &plan, seed, &minimal, &problems);
     found_file.failing_seed = Some(seed);
     found_file.replay = Some(file_name.clone());
-    let files = [(file_name.as_str(), replay.into_bytes()), ("explore.json", found_json(&found_file))];
+    let files = [
+        (file_name.as_str(), replay.into_bytes()),
+        ("explore.json", found_json(&found_file)),
+    ];
     if let Err(e) = report::write_all(&dir, &files) {
         eprintln!("cannot write {}: {e}", dir.join(&file_name).display());
         return ExitCode::from(2);

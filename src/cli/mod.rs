@@ -330,7 +330,11 @@ pub fn main() -> ExitCode {
             threads,
             shard,
         }),
-        Command::Lint { scenario, deny, set } => classroom::lint(&scenario, deny.is_some(), &set),
+        Command::Lint {
+            scenario,
+            deny,
+            set,
+        } => classroom::lint(&scenario, deny.is_some(), &set),
         Command::Show { name } => classroom::show(&name),
         Command::New { template, file } => classroom::new(template, &file),
         Command::Exercise { action } => classroom::exercise(action),
@@ -452,7 +456,10 @@ fn run(
             ));
         }
     }
-    let mut bar = views::Bar::run(quiet, scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000));
+    let mut bar = views::Bar::run(
+        quiet,
+        scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000),
+    );
     let outcome = crate::simulate_with_progress(scenario, &mut |p| bar.progress(p));
     bar.finish();
     let crate::Outcome { report, metrics } = match outcome {

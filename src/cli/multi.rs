@@ -123,7 +123,12 @@ pub fn run_seeds(a: SeedsArgs) -> ExitCode {
         return c;
     }
     if !a.quiet {
-        let mut args = vec!["run".to_owned(), a.scenario.clone(), "--seeds".into(), a.seeds.clone()];
+        let mut args = vec![
+            "run".to_owned(),
+            a.scenario.clone(),
+            "--seeds".into(),
+            a.seeds.clone(),
+        ];
         for s in &a.set {
             args.extend(["--set".to_owned(), s.clone()]);
         }
@@ -155,9 +160,20 @@ pub fn run_seeds(a: SeedsArgs) -> ExitCode {
     let failed: Vec<&Judged> = judged.iter().filter(|j| !j.passed).collect();
     if !failed.is_empty() {
         for j in &failed {
-            eprintln!("FAIL {} (over {}): value {}; seeds failing on their own: {:?}", j.check, j.over.name(), j.value, j.failed_seeds);
+            eprintln!(
+                "FAIL {} (over {}): value {}; seeds failing on their own: {:?}",
+                j.check,
+                j.over.name(),
+                j.value,
+                j.failed_seeds
+            );
         }
-        eprintln!("{} of {} expectations failed over {}", failed.len(), judged.len(), seeds_label(&seed_list));
+        eprintln!(
+            "{} of {} expectations failed over {}",
+            failed.len(),
+            judged.len(),
+            seeds_label(&seed_list)
+        );
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
@@ -203,9 +219,15 @@ pub fn compare(a: CompareArgs) -> ExitCode {
         Err(e) => return invalid(&e),
     };
     if a.b.is_none() && a.set_a.is_empty() && a.set_b.is_empty() {
-        eprintln!("note: comparing {} with itself (give B, or --set-a/--set-b variants)", a.a);
+        eprintln!(
+            "note: comparing {} with itself (give B, or --set-a/--set-b variants)",
+            a.a
+        );
     }
-    let (da, db) = match (design(&a.a, &a.set_a), design(a.b.as_deref().unwrap_or(&a.a), &a.set_b)) {
+    let (da, db) = match (
+        design(&a.a, &a.set_a),
+        design(a.b.as_deref().unwrap_or(&a.a), &a.set_b),
+    ) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(c), _) | (_, Err(c)) => return c,
     };
@@ -214,7 +236,10 @@ pub fn compare(a: CompareArgs) -> ExitCode {
         (Err(c), _) | (_, Err(c)) => return c,
     };
     let seeds_b: Vec<u64> = if a.independent {
-        seed_list.iter().map(|s| s + compare::INDEPENDENT_OFFSET).collect()
+        seed_list
+            .iter()
+            .map(|s| s + compare::INDEPENDENT_OFFSET)
+            .collect()
     } else {
         seed_list.clone()
     };
@@ -239,7 +264,11 @@ pub fn compare(a: CompareArgs) -> ExitCode {
         "seeds_b": seeds_b,
         "common_random_numbers": !a.independent,
     });
-    let mut distinct = vec![a.a.clone(), a.b.clone().unwrap_or_default(), a.seeds.clone()];
+    let mut distinct = vec![
+        a.a.clone(),
+        a.b.clone().unwrap_or_default(),
+        a.seeds.clone(),
+    ];
     distinct.extend(a.set_a.iter().map(|s| format!("a:{s}")));
     distinct.extend(a.set_b.iter().map(|s| format!("b:{s}")));
     if a.independent {
@@ -284,7 +313,9 @@ pub fn compare(a: CompareArgs) -> ExitCode {
         );
         let lead = compare::headline(&deltas, 12);
         if lead.is_empty() {
-            println!("no significant difference in latency, errors or throughput (95% intervals of B - A include 0)");
+            println!(
+                "no significant difference in latency, errors or throughput (95% intervals of B - A include 0)"
+            );
         } else {
             println!("B against A, significant changes first by size (95% interval):");
             for l in lead {
@@ -319,7 +350,12 @@ pub fn sweep(a: SweepArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return invalid(&e),
     };
-    let params = match a.params.iter().map(|p| sweep::parse_param(p)).collect::<Result<Vec<_>, _>>() {
+    let params = match a
+        .params
+        .iter()
+        .map(|p| sweep::parse_param(p))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(p) if !p.is_empty() => p,
         Ok(_) => return invalid(&"sweep: give at least one --param PATH=v1,v2,..."),
         Err(e) => return invalid(&e),
@@ -341,8 +377,13 @@ pub fn sweep(a: SweepArgs) -> ExitCode {
         workloads
             .iter()
             .flat_map(|w| {
-                ["latency_ms.p50", "latency_ms.p99", "error_rate", "throughput_rps"]
-                    .map(|m| format!("workloads.{w}.{m}"))
+                [
+                    "latency_ms.p50",
+                    "latency_ms.p99",
+                    "error_rate",
+                    "throughput_rps",
+                ]
+                .map(|m| format!("workloads.{w}.{m}"))
             })
             .collect()
     } else {
@@ -351,16 +392,23 @@ pub fn sweep(a: SweepArgs) -> ExitCode {
     let mut plan = sweep::Plan {
         schema: sweep::SCHEMA.into(),
         scenario: base.path.clone(),
-        scenario_hash: format!("{:016x}", crate::engine::rng::stable_hash(d.source.text.as_bytes())),
+        scenario_hash: format!(
+            "{:016x}",
+            crate::engine::rng::stable_hash(d.source.text.as_bytes())
+        ),
         set: a.set.clone(),
         params,
         seeds: seed_list,
         metrics,
         workloads,
     };
-    let points = plan.params.iter().try_fold(1usize, |n, p| n.checked_mul(p.values.len()));
+    let points = plan
+        .params
+        .iter()
+        .try_fold(1usize, |n, p| n.checked_mul(p.values.len()));
     match points {
-        Some(p) if p <= sweep::MAX_POINTS && p.saturating_mul(plan.seeds.len()) <= sweep::MAX_RUNS => {}
+        Some(p)
+            if p <= sweep::MAX_POINTS && p.saturating_mul(plan.seeds.len()) <= sweep::MAX_RUNS => {}
         _ => {
             return invalid(&format!(
                 "sweep: {} points x {} seeds; at most {} points and {} runs",
@@ -374,14 +422,25 @@ pub fn sweep(a: SweepArgs) -> ExitCode {
     // Every point must be a valid scenario, and every metric a number its report has,
     // before anything runs.
     for i in 0..plan.points() {
-        let variant = Design { source: d.source.clone(), set: plan.overrides(i) };
+        let variant = Design {
+            source: d.source.clone(),
+            set: plan.overrides(i),
+        };
         let sc = match variant.scenario(None) {
             Ok(s) => s,
-            Err(e) => return invalid(&format!("sweep point {i} ({}):\n{e}", plan.overrides(i).join(" "))),
+            Err(e) => {
+                return invalid(&format!(
+                    "sweep point {i} ({}):\n{e}",
+                    plan.overrides(i).join(" ")
+                ));
+            }
         };
         if i == 0 {
-            let metrics = crate::model::World::new(sc.spec.clone()).finish(crate::engine::SimTime::ZERO, true);
-            let skeleton = crate::report::Report::new(&crate::report::RunInfo::skeleton(), &metrics).json_value();
+            let metrics = crate::model::World::new(sc.spec.clone())
+                .finish(crate::engine::SimTime::ZERO, true);
+            let skeleton =
+                crate::report::Report::new(&crate::report::RunInfo::skeleton(), &metrics)
+                    .json_value();
             for m in &plan.metrics {
                 let path = match crate::report::expect::parse(&format!("{m} == 0")) {
                     Ok(c) => c.path,
@@ -422,8 +481,17 @@ pub fn sweep(a: SweepArgs) -> ExitCode {
     }
     if !a.quiet {
         let what = match shard {
-            Some([i, n]) => format!("shard {i}/{n}: {} of {} runs", output.runs.len(), plan.runs()),
-            None => format!("{} points x {} seeds = {} runs", plan.points(), plan.seeds.len(), plan.runs()),
+            Some([i, n]) => format!(
+                "shard {i}/{n}: {} of {} runs",
+                output.runs.len(),
+                plan.runs()
+            ),
+            None => format!(
+                "{} points x {} seeds = {} runs",
+                plan.points(),
+                plan.seeds.len(),
+                plan.runs()
+            ),
         };
         println!("sweep {}: {what}", base.name);
         let names: Vec<&str> = files.iter().map(|f| f.0).collect();
@@ -438,13 +506,19 @@ pub fn sweep(a: SweepArgs) -> ExitCode {
 /// `meshsim merge DIR... --out DIR`.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
     // Shards of an exploration have an explore.json, shards of a sweep a runs.json.
-    if dirs.iter().all(|d| d.join("explore.json").is_file() && !d.join("runs.json").exists()) {
+    if dirs
+        .iter()
+        .all(|d| d.join("explore.json").is_file() && !d.join("runs.json").exists())
+    {
         let mut parts = Vec::new();
         for d in dirs {
             let file = d.join("explore.json");
-            match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<super::explore::Found>(&b).map_err(|e| format!("not an exploration's explore.json: {e}"))
-            }) {
+            match std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<super::explore::Found>(&b)
+                        .map_err(|e| format!("not an exploration's explore.json: {e}"))
+                }) {
                 Ok(f) => parts.push((d.clone(), f)),
                 Err(e) => return invalid(&format!("{}: {e}", file.display())),
             }
@@ -454,9 +528,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
     let mut parts = Vec::new();
     for d in dirs {
         let file = d.join("runs.json");
-        let read = std::fs::read(&file).map_err(|e| e.to_string()).and_then(|b| {
-            serde_json::from_slice::<sweep::Output>(&b).map_err(|e| format!("not a sweep's runs.json: {e}"))
-        });
+        let read = std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                serde_json::from_slice::<sweep::Output>(&b)
+                    .map_err(|e| format!("not a sweep's runs.json: {e}"))
+            });
         match read {
             Ok(o) => parts.push((d.display().to_string(), o)),
             Err(e) => return invalid(&format!("{}: {e}", file.display())),
@@ -473,7 +550,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
     if let Err(c) = write(out, &files) {
         return c;
     }
-    println!("merged {} shards ({} runs) into {}", dirs.len(), whole.runs.len(), out.display());
+    println!(
+        "merged {} shards ({} runs) into {}",
+        dirs.len(),
+        whole.runs.len(),
+        out.display()
+    );
     ExitCode::SUCCESS
 }
 
@@ -533,9 +615,17 @@ pub fn check(a: CheckArgs) -> ExitCode {
                     } else if j.failed_seeds.is_empty() {
                         format!("over {} seeds; no seed fails on its own", seeds.len())
                     } else {
-                        format!("over {} seeds; failing seeds {:?}", seeds.len(), j.failed_seeds)
+                        format!(
+                            "over {} seeds; failing seeds {:?}",
+                            seeds.len(),
+                            j.failed_seeds
+                        )
                     };
-                    format!("value {} ({} of the check, {seeds_text})", j.value, j.over.name())
+                    format!(
+                        "value {} ({} of the check, {seeds_text})",
+                        j.value,
+                        j.over.name()
+                    )
                 }),
             })
             .collect();
@@ -557,7 +647,10 @@ pub fn check(a: CheckArgs) -> ExitCode {
                 sc.spec
                     .workloads
                     .iter()
-                    .flat_map(|w| ["latency_ms.p50", "latency_ms.p99", "error_rate"].map(|m| format!("workloads.{}.{m}", w.name)))
+                    .flat_map(|w| {
+                        ["latency_ms.p50", "latency_ms.p99", "error_rate"]
+                            .map(|m| format!("workloads.{}.{m}", w.name))
+                    })
                     .collect()
             } else {
                 a.metrics.clone()
@@ -576,7 +669,12 @@ pub fn check(a: CheckArgs) -> ExitCode {
                     .map(|r| crate::report::expect::resolve(&r.report, &path))
                     .collect();
                 match values {
-                    Ok(v) => cases.push(check::against_baseline(&m, base, &Interval::of(&v), tolerance)),
+                    Ok(v) => cases.push(check::against_baseline(
+                        &m,
+                        base,
+                        &Interval::of(&v),
+                        tolerance,
+                    )),
                     Err(e) => return invalid(&format!("--metric {m}: {e}")),
                 }
             }
@@ -612,7 +710,10 @@ pub fn check(a: CheckArgs) -> ExitCode {
     }
     for (file, text) in [
         (&a.junit, a.junit.as_ref().map(|_| check::junit(&suites))),
-        (&a.summary, a.summary.as_ref().map(|_| check::markdown(&suites))),
+        (
+            &a.summary,
+            a.summary.as_ref().map(|_| check::markdown(&suites)),
+        ),
     ] {
         if let (Some(file), Some(text)) = (file, text) {
             // The step summary is appended to (GitHub collects several steps' output).
@@ -625,8 +726,14 @@ pub fn check(a: CheckArgs) -> ExitCode {
                     .open(file)
                     .and_then(|mut f| f.write_all(text.as_bytes()))
             } else {
-                let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let dir = file
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let name = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 report::write_all(dir, &[(&name, text.into_bytes())])
             };
             if let Err(e) = result {

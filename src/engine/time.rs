@@ -167,7 +167,10 @@ mod tests {
         let mut t = SimTime::from_nanos(3);
         t += huge;
         assert_eq!(t, SimTime::MAX);
-        assert_eq!((SimDuration::from_nanos(2) + SimDuration::from_nanos(3)).as_nanos(), 5);
+        assert_eq!(
+            (SimDuration::from_nanos(2) + SimDuration::from_nanos(3)).as_nanos(),
+            5
+        );
     }
 
     #[test]

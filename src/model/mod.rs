@@ -16,11 +16,11 @@ pub mod routing;
 pub mod spec;
 pub mod world;
 
-pub use dist::Dist;
-pub use spec::Spec;
 /// `Status` lives below both the model and the metrics (`crate::status`); this keeps
 /// `model::status` and `model::Status` as the names the model's files use.
 pub use crate::status::{self, Status, Translation};
+pub use dist::Dist;
+pub use spec::Spec;
 pub use world::{Event, World};
 
 use crate::engine::{Limits, RunError, RunStats, SimTime, Simulation, Stop};

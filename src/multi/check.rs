@@ -37,7 +37,9 @@ pub fn parse_tolerance(text: &str) -> Result<f64, String> {
     };
     match x {
         Ok(x) if (0.0..=10.0).contains(&x) => Ok(x),
-        _ => Err(format!("--tolerance {text}: expected a share such as 5% or 0.05, from 0 to 1000%")),
+        _ => Err(format!(
+            "--tolerance {text}: expected a share such as 5% or 0.05, from 0 to 1000%"
+        )),
     }
 }
 
@@ -47,7 +49,13 @@ pub fn higher_is_better(path: &str) -> bool {
     let last = path.rsplit('.').next().unwrap_or(path);
     matches!(
         last,
-        "throughput_rps" | "ok" | "completed" | "exactly_once" | "hit_ratio" | "handled_ok" | "acked"
+        "throughput_rps"
+            | "ok"
+            | "completed"
+            | "exactly_once"
+            | "hit_ratio"
+            | "handled_ok"
+            | "acked"
     )
 }
 
@@ -59,9 +67,8 @@ pub fn saved_number(report: &Value, path: &[String]) -> Result<f64, String> {
         return Ok(x);
     }
     p.push("mean".into());
-    crate::report::expect::resolve(report, &p).map_err(|_| {
-        crate::report::expect::resolve(report, path).expect_err("resolved above")
-    })
+    crate::report::expect::resolve(report, &p)
+        .map_err(|_| crate::report::expect::resolve(report, path).expect_err("resolved above"))
 }
 
 /// Compares the current value of a metric with its baseline. `current` is one run's
@@ -80,7 +87,10 @@ pub fn against_baseline(path: &str, baseline: f64, current: &Interval, tolerance
         (current.high(), current.high() < limit)
     };
     let change = if baseline != 0.0 {
-        format!("{:+.1}%", 100.0 * (current.mean - baseline) / baseline.abs())
+        format!(
+            "{:+.1}%",
+            100.0 * (current.mean - baseline) / baseline.abs()
+        )
     } else {
         format!("{:+}", current.mean - baseline)
     };
@@ -169,7 +179,11 @@ pub fn markdown(suites: &[Suite]) -> String {
     let failures: usize = suites.iter().map(Suite::failures).sum();
     let mut out = format!(
         "## meshsim check: {}\n\n| scenario | seeds | checks | failed |\n| --- | --- | ---: | ---: |\n",
-        if failures == 0 { "passed".to_owned() } else { format!("{failures} failed") }
+        if failures == 0 {
+            "passed".to_owned()
+        } else {
+            format!("{failures} failed")
+        }
     );
     for s in suites {
         let seeds = match s.seeds.as_slice() {
@@ -190,7 +204,12 @@ pub fn markdown(suites: &[Suite]) -> String {
         for s in suites {
             for c in &s.cases {
                 if let Some(why) = &c.failure {
-                    out.push_str(&format!("- **{}** `{}`: {}\n", md(&s.scenario), md(&c.name), md(why)));
+                    out.push_str(&format!(
+                        "- **{}** `{}`: {}\n",
+                        md(&s.scenario),
+                        md(&c.name),
+                        md(why)
+                    ));
                 }
             }
         }
@@ -209,11 +228,27 @@ mod tests {
         assert!(parse_tolerance("-1%").is_err() && parse_tolerance("x").is_err());
         let one = |x| Interval::of(&[x]);
         let p99 = "workloads.w.latency_ms.p99";
-        assert!(against_baseline(p99, 100.0, &one(104.9), 0.05).failure.is_none());
-        assert!(against_baseline(p99, 100.0, &one(105.1), 0.05).failure.is_some());
+        assert!(
+            against_baseline(p99, 100.0, &one(104.9), 0.05)
+                .failure
+                .is_none()
+        );
+        assert!(
+            against_baseline(p99, 100.0, &one(105.1), 0.05)
+                .failure
+                .is_some()
+        );
         let tput = "workloads.w.throughput_rps";
-        assert!(against_baseline(tput, 100.0, &one(96.0), 0.05).failure.is_none());
-        assert!(against_baseline(tput, 100.0, &one(94.0), 0.05).failure.is_some());
+        assert!(
+            against_baseline(tput, 100.0, &one(96.0), 0.05)
+                .failure
+                .is_none()
+        );
+        assert!(
+            against_baseline(tput, 100.0, &one(94.0), 0.05)
+                .failure
+                .is_some()
+        );
         // With seeds, only a regression the whole interval shows counts.
         let wide = Interval::of(&[100.0, 120.0, 110.0]);
         assert!(against_baseline(p99, 100.0, &wide, 0.05).failure.is_none());
@@ -228,8 +263,14 @@ mod tests {
             path: "x.toml".into(),
             seeds: vec![1, 2],
             cases: vec![
-                Case { name: "p < 1".into(), failure: None },
-                Case { name: "q > 2".into(), failure: Some("value 1 \"seed\" 2".into()) },
+                Case {
+                    name: "p < 1".into(),
+                    failure: None,
+                },
+                Case {
+                    name: "q > 2".into(),
+                    failure: Some("value 1 \"seed\" 2".into()),
+                },
             ],
         };
         let x = junit(&[s]);

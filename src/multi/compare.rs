@@ -86,7 +86,11 @@ impl Delta {
     pub fn relative(&self) -> Option<(f64, f64, f64)> {
         (self.a != 0.0).then(|| {
             let p = |x: f64| 100.0 * x / self.a.abs();
-            (p(self.delta.mean), p(self.delta.low()), p(self.delta.high()))
+            (
+                p(self.delta.mean),
+                p(self.delta.low()),
+                p(self.delta.high()),
+            )
         })
     }
 }
@@ -156,10 +160,19 @@ pub fn to_json(deltas: &BTreeMap<String, Delta>, head: Value) -> String {
 /// metrics a reader decides on (latency, errors, throughput, amplification).
 pub fn headline(deltas: &BTreeMap<String, Delta>, limit: usize) -> Vec<String> {
     let decisive = |p: &str| {
-        [".latency_ms.p50", ".latency_ms.p99", ".latency_ms.mean", ".error_rate", ".throughput_rps", ".amplification"]
-            .iter()
-            .any(|s| p.ends_with(s))
-            && (p.starts_with("workloads.") || p.starts_with("edges.") || p.starts_with("endpoints."))
+        [
+            ".latency_ms.p50",
+            ".latency_ms.p99",
+            ".latency_ms.mean",
+            ".error_rate",
+            ".throughput_rps",
+            ".amplification",
+        ]
+        .iter()
+        .any(|s| p.ends_with(s))
+            && (p.starts_with("workloads.")
+                || p.starts_with("edges.")
+                || p.starts_with("endpoints."))
     };
     // What the workloads' users see comes first, then endpoints and edges.
     let mut rows: Vec<(bool, f64, String)> = deltas
@@ -169,7 +182,10 @@ pub fn headline(deltas: &BTreeMap<String, Delta>, limit: usize) -> Vec<String> {
             Some((m, lo, hi)) => (
                 !p.starts_with("workloads."),
                 m.abs(),
-                format!("{p} {m:+.1}% ({lo:+.1}..{hi:+.1}%): {:.4} -> {:.4}", d.a, d.b),
+                format!(
+                    "{p} {m:+.1}% ({lo:+.1}..{hi:+.1}%): {:.4} -> {:.4}",
+                    d.a, d.b
+                ),
             ),
             None => (
                 !p.starts_with("workloads."),

@@ -47,7 +47,12 @@ impl Design {
         if let Some(s) = seed {
             set.push(format!("simulation.seed={s}"));
         }
-        scenario::from_source(&self.source.path, &self.source.stem, &self.source.text, &set)
+        scenario::from_source(
+            &self.source.path,
+            &self.source.stem,
+            &self.source.text,
+            &set,
+        )
     }
 
     /// Runs one seed. Errors are messages: the design was validated before any run,
@@ -94,7 +99,8 @@ impl Design {
 
 /// `--seeds N` (seeds 1 to N) or `--seeds A..B` (A to B, both included).
 pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
-    let expected = "N (seeds 1 to N) or A..B (seeds A to B), at most 10000 seeds, each 0 to 2^63 - 1";
+    let expected =
+        "N (seeds 1 to N) or A..B (seeds A to B), at most 10000 seeds, each 0 to 2^63 - 1";
     let parse = |s: &str| {
         s.trim()
             .parse::<u64>()
@@ -113,10 +119,15 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
         }
     };
     if last < first {
-        return Err(format!("--seeds {text}: the range ends before it starts; expected {expected}"));
+        return Err(format!(
+            "--seeds {text}: the range ends before it starts; expected {expected}"
+        ));
     }
     if last - first >= MAX_SEEDS {
-        return Err(format!("--seeds {text}: {} seeds; expected {expected}", last - first + 1));
+        return Err(format!(
+            "--seeds {text}: {} seeds; expected {expected}",
+            last - first + 1
+        ));
     }
     Ok((first..=last).collect())
 }

@@ -47,7 +47,11 @@ fn walk(vals: &[&Value], zero_fill: bool) -> Value {
         return Value::Object(out);
     }
     if vals.iter().all(|v| v.is_array()) {
-        let len = vals.iter().map(|v| v.as_array().expect("checked").len()).max().unwrap_or(0);
+        let len = vals
+            .iter()
+            .map(|v| v.as_array().expect("checked").len())
+            .max()
+            .unwrap_or(0);
         return Value::Array(
             (0..len)
                 .map(|i| {
@@ -200,14 +204,21 @@ mod tests {
         let r = runs(&[1.0, 2.0, 3.0], 2.5);
         // The mean, 2, is below 2.5.
         let mean = judge("x < 2.5", &check, Over::Mean, 0, &r);
-        assert_eq!((mean.value, mean.passed, mean.failed_seeds.as_slice()), (2.0, true, &[12][..]));
+        assert_eq!(
+            (mean.value, mean.passed, mean.failed_seeds.as_slice()),
+            (2.0, true, &[12][..])
+        );
         // Seed 12 (value 3) fails on its own.
         let all = judge("x < 2.5", &check, Over::AllSeeds, 0, &r);
         assert_eq!((all.value, all.passed), (3.0, false));
         // The interval's upper end: 2 + t(0.975, 2) x 1 / sqrt(3) = 4.484.
         let ci = judge("x < 2.5", &check, Over::Ci95, 0, &r);
         assert!(!ci.passed);
-        assert!((ci.value - (2.0 + 4.302_652_730 / 3f64.sqrt())).abs() < 1e-6, "{}", ci.value);
+        assert!(
+            (ci.value - (2.0 + 4.302_652_730 / 3f64.sqrt())).abs() < 1e-6,
+            "{}",
+            ci.value
+        );
         // `>`: the lower end, 4 - 2.484 = 1.516, is above 1.
         let gt = crate::report::expect::parse("x > 1").unwrap();
         let r = runs(&[3.0, 4.0, 5.0], 1.0);
@@ -220,7 +231,8 @@ mod tests {
 
     #[test]
     fn aggregate_is_the_mean_with_missing_error_counts_as_zero() {
-        let a = json!({"w": {"ok": 10, "errors": {"timeout": 4}, "stop": "end_time", "flag": true}});
+        let a =
+            json!({"w": {"ok": 10, "errors": {"timeout": 4}, "stop": "end_time", "flag": true}});
         let b = json!({"w": {"ok": 20, "errors": {}, "stop": "end_time", "flag": false}});
         let agg = aggregate(&[&a, &b]);
         assert_eq!(agg["w"]["ok"]["mean"], 15.0);

@@ -139,7 +139,9 @@ pub fn parse_param(text: &str) -> Result<Param, String> {
     values.push(cur.trim().to_owned());
     let path = path.trim();
     if path.is_empty() || values.iter().any(String::is_empty) {
-        return Err(format!("--param {text}: an empty path or value; expected {expected}"));
+        return Err(format!(
+            "--param {text}: an empty path or value; expected {expected}"
+        ));
     }
     Ok(Param {
         path: path.to_owned(),
@@ -151,7 +153,10 @@ pub fn parse_param(text: &str) -> Result<Param, String> {
 pub fn parse_shard(text: &str) -> Result<[usize; 2], String> {
     let bad = || format!("--shard {text}: expected i/N with 1 <= i <= N <= 10000, e.g. 2/8");
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
     if i == 0 || i > n || n > 10_000 {
         return Err(bad());
     }
@@ -353,16 +358,20 @@ pub fn merge(parts: Vec<(String, Output)>) -> Result<Output, String> {
             .shard
             .ok_or_else(|| format!("{dir}: a whole sweep, not a shard"))?;
         if m != n {
-            return Err(format!("{dir}: shard {i}/{m}, but {first_dir} is one of {n}"));
+            return Err(format!(
+                "{dir}: shard {i}/{m}, but {first_dir} is one of {n}"
+            ));
         }
         if std::mem::replace(&mut seen[i - 1], true) {
             return Err(format!("{dir}: shard {i}/{n} given twice"));
         }
         for run in part.runs {
-            let r = plan
-                .index(&run)
-                .filter(|r| r % n == i - 1)
-                .ok_or_else(|| format!("{dir}: a run (point {}, seed {}) outside its shard", run.point, run.seed))?;
+            let r = plan.index(&run).filter(|r| r % n == i - 1).ok_or_else(|| {
+                format!(
+                    "{dir}: a run (point {}, seed {}) outside its shard",
+                    run.point, run.seed
+                )
+            })?;
             if run.values.len() != plan.metrics.len() || run.latency.len() != plan.workloads.len() {
                 return Err(format!("{dir}: run {r} does not match the plan's metrics"));
             }
@@ -425,7 +434,12 @@ mod tests {
         let p = plan();
         let run = |r: usize| {
             let (point, seed) = p.run_of(r);
-            Run { point, seed, values: vec![r as f64], latency: vec![] }
+            Run {
+                point,
+                seed,
+                values: vec![r as f64],
+                latency: vec![],
+            }
         };
         let shard = |i: usize| Output {
             plan: p.clone(),
@@ -434,10 +448,22 @@ mod tests {
         };
         let whole = merge(vec![("a".into(), shard(2)), ("b".into(), shard(1))]).unwrap();
         assert_eq!(whole.runs, (0..12).map(run).collect::<Vec<_>>());
-        assert!(merge(vec![("a".into(), shard(1))]).unwrap_err().contains("2/2 is missing"));
-        assert!(merge(vec![("a".into(), shard(1)), ("b".into(), shard(1))]).unwrap_err().contains("twice"));
+        assert!(
+            merge(vec![("a".into(), shard(1))])
+                .unwrap_err()
+                .contains("2/2 is missing")
+        );
+        assert!(
+            merge(vec![("a".into(), shard(1)), ("b".into(), shard(1))])
+                .unwrap_err()
+                .contains("twice")
+        );
         let mut other = shard(2);
         other.plan.seeds = vec![7, 8];
-        assert!(merge(vec![("a".into(), shard(1)), ("b".into(), other)]).unwrap_err().contains("another sweep"));
+        assert!(
+            merge(vec![("a".into(), shard(1)), ("b".into(), other)])
+                .unwrap_err()
+                .contains("another sweep")
+        );
     }
 }

@@ -20,9 +20,7 @@ pub const RUN_OUTPUTS: &[&str] = &["report.json", "timeseries.csv", "report.html
 fn hidden(dir: &Path, name: &str, suffix: &str) -> PathBuf {
     let dest = dir.join(name);
     match (dest.parent(), dest.file_name()) {
-        (Some(parent), Some(file)) => {
-            parent.join(format!(".{}.{suffix}", file.to_string_lossy()))
-        }
+        (Some(parent), Some(file)) => parent.join(format!(".{}.{suffix}", file.to_string_lossy())),
         _ => dir.join(format!(".{name}.{suffix}")),
     }
 }
@@ -217,7 +215,10 @@ mod tests {
         let d = scratch("ok");
         write_all(&d, &[("a", b"1".to_vec()), ("b", b"1".to_vec())]).unwrap();
         write_all(&d, &[("a", b"2".to_vec()), ("b", b"2".to_vec())]).unwrap();
-        assert_eq!((read(&d.join("a")), read(&d.join("b"))), ("2".into(), "2".into()));
+        assert_eq!(
+            (read(&d.join("a")), read(&d.join("b"))),
+            ("2".into(), "2".into())
+        );
         assert_eq!(listing(&d), ["a", "b"]);
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -231,7 +232,11 @@ mod tests {
             std::fs::create_dir(d.join(blocked)).unwrap();
             let err = write_all(
                 &d,
-                &[("a", b"new".to_vec()), ("b", b"new".to_vec()), ("c", b"new".to_vec())],
+                &[
+                    ("a", b"new".to_vec()),
+                    ("b", b"new".to_vec()),
+                    ("c", b"new".to_vec()),
+                ],
             )
             .unwrap_err();
             assert!(err.to_string().contains("is a directory"), "{err}");
@@ -271,7 +276,10 @@ mod tests {
         write_all(&d, &[("a", b"1".to_vec()), ("plots/p.svg", b"1".to_vec())]).unwrap();
         assert_eq!(read(&d.join("plots").join("p.svg")), "1");
         assert_eq!(listing(&d.join("plots")), ["p.svg"]);
-        let err = write_all(&d, &[("plots/p.svg", b"2".to_vec()), ("q/bad\0", b"2".to_vec())]);
+        let err = write_all(
+            &d,
+            &[("plots/p.svg", b"2".to_vec()), ("q/bad\0", b"2".to_vec())],
+        );
         assert!(err.is_err());
         assert_eq!(read(&d.join("plots").join("p.svg")), "1");
         assert_eq!(listing(&d), ["a", "plots"]);

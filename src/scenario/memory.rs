@@ -69,8 +69,14 @@ pub fn estimate(spec: &Spec) -> Estimate {
     let parts = [
         (spec.endpoints.len() as u64 * PER_ENDPOINT, "endpoints"),
         (spec.workloads.len() as u64 * PER_WORKLOAD, "workloads"),
-        (spec.edges.len() as u64 * PER_EDGE, "edges (caller -> endpoint)"),
-        (spec.windows.len() as u64 * PER_WINDOW, "expectation windows"),
+        (
+            spec.edges.len() as u64 * PER_EDGE,
+            "edges (caller -> endpoint)",
+        ),
+        (
+            spec.windows.len() as u64 * PER_WINDOW,
+            "expectation windows",
+        ),
         (replicas * PER_REPLICA, "replicas"),
         (users * PER_USER, "closed-loop users"),
         (keys * PER_KEY, "key spaces"),

@@ -111,7 +111,9 @@ pub fn from_source(
         located: diags.iter().map(|d| diag::locate(path, &text, d)).collect(),
     };
     let raw: raw::RawScenario = toml::from_str(&text).map_err(|e| {
-        let span = e.span().unwrap_or_else(|| unspanned_error_line(&text, e.message()));
+        let span = e
+            .span()
+            .unwrap_or_else(|| unspanned_error_line(&text, e.message()));
         invalid(vec![diag::Diagnostic::new(
             span,
             humane(e.message().trim_end()),

@@ -80,7 +80,9 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
                         s.span.clone(),
                         error.to_string(),
                         match s.reach {
-                            None => format!("a {} distribution: its draws have no upper bound", s.kind),
+                            None => {
+                                format!("a {} distribution: its draws have no upper bound", s.kind)
+                            }
                             Some(r) => format!("this can take {r}"),
                         },
                     )
@@ -108,7 +110,10 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
 }
 
 fn lookup<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
-    table.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v)
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .map(|(_, v)| v)
 }
 
 /// A place in the scenario that can make a delay.
@@ -158,7 +163,10 @@ fn collect(table: &DeTable, out: &mut Vec<Site>) {
         return;
     }
     for (k, v) in table.iter() {
-        if matches!(k.get_ref().as_ref(), "from" | "until" | "duration" | "warmup") {
+        if matches!(
+            k.get_ref().as_ref(),
+            "from" | "until" | "duration" | "warmup"
+        ) {
             continue;
         }
         walk(v, out);

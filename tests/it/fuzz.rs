@@ -432,7 +432,8 @@ fn run_cases(from: u64, to: u64) -> Findings {
                             next = i + 1;
                         }
                         "finding" => {
-                            f.found.push((i, parts.next().unwrap_or("").replace("\\n", "\n")));
+                            f.found
+                                .push((i, parts.next().unwrap_or("").replace("\\n", "\n")));
                             started = None;
                             next = i + 1;
                         }
@@ -442,7 +443,8 @@ fn run_cases(from: u64, to: u64) -> Findings {
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
                     if let Some(i) = started.take() {
-                        f.found.push((i, format!("hang: no answer within {HANG:?}")));
+                        f.found
+                            .push((i, format!("hang: no answer within {HANG:?}")));
                         next = i + 1;
                     }
                     break;
@@ -498,7 +500,10 @@ fn mutants_of_the_bundled_scenarios_run_or_are_refused_at_a_location() {
             *c += k;
         }
         if n > 1000 {
-            eprintln!("fuzz: cases {first}..{end}: {} findings, exit codes {codes:?}", found.len());
+            eprintln!(
+                "fuzz: cases {first}..{end}: {} findings, exit codes {codes:?}",
+                found.len()
+            );
         }
         at = end;
     }
@@ -508,7 +513,11 @@ fn mutants_of_the_bundled_scenarios_run_or_are_refused_at_a_location() {
             .collect();
         let text = describe(&found);
         std::fs::write(&report, &text).unwrap();
-        panic!("{} findings (also in {}):\n{text}", found.len(), report.display());
+        panic!(
+            "{} findings (also in {}):\n{text}",
+            found.len(),
+            report.display()
+        );
     }
     // The fuzzer must reach every verdict, or its mutations are too weak (or too strong).
     assert!(codes[0] > 0 && codes[2] > 0, "exit codes seen: {codes:?}");
@@ -540,9 +549,11 @@ fn a_few_mutants_through_the_binary_exit_0_1_or_2_and_write_nothing_when_refused
         );
         if code == Some(2) {
             let at = format!("case{i}.toml:");
-            assert!(stderr.contains(&at), "case {i} ({done:?}): not located:\n{stderr}");
+            assert!(
+                stderr.contains(&at),
+                "case {i} ({done:?}): not located:\n{stderr}"
+            );
             assert!(!out.exists(), "case {i}: wrote {out:?} although refused");
         }
     }
 }
-

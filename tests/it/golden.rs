@@ -15,8 +15,7 @@ fn every_bundled_scenario_matches_its_committed_report() {
         let diagram = meshsim::graph::svg(&meshsim::graph::Topology::from_spec(&sc.spec));
         let out = meshsim::simulate(sc).unwrap();
         let reproduce = format!("meshsim run {label} --seed {seed}");
-        let csv =
-            meshsim::report::csv::timeseries(&out.metrics.series, &out.metrics.consistency);
+        let csv = meshsim::report::csv::timeseries(&out.metrics.series, &out.metrics.consistency);
         let summary = meshsim::report::text::summary(&out.report, &reproduce);
         let views = meshsim::report::views::files(&meshsim::report::views::Views {
             report: &out.report,

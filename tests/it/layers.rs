@@ -52,7 +52,12 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The top-level module a source file belongs to.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     match first.strip_suffix(".rs") {
         Some("lib" | "main") => "lib".to_owned(),
         Some(m) => m.to_owned(),
@@ -106,7 +111,11 @@ fn tidy_no_module_imports_one_on_its_own_floor_or_above() {
                 edges.insert((from.clone(), to.clone()));
                 let at = format!("{}:{}: {}", file.display(), n + 1, line.trim());
                 if floor(&to) >= floor(&from) {
-                    wrong.push(format!("{from} -> {to} (floor {} -> {}): {at}", floor(&from), floor(&to)));
+                    wrong.push(format!(
+                        "{from} -> {to} (floor {} -> {}): {at}",
+                        floor(&from),
+                        floor(&to)
+                    ));
                 }
                 for &(m, dep, items) in ONLY {
                     if m == from
@@ -122,10 +131,22 @@ fn tidy_no_module_imports_one_on_its_own_floor_or_above() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports against the layers:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the layers:\n{}",
+        wrong.join("\n")
+    );
     // The rule has teeth: the layers the code really uses are there.
-    for (a, b) in [("model", "metrics"), ("metrics", "status"), ("model", "engine"), ("report", "metrics")] {
-        assert!(edges.contains(&(a.to_owned(), b.to_owned())), "{a} -> {b} not seen: is the scan reading the sources?");
+    for (a, b) in [
+        ("model", "metrics"),
+        ("metrics", "status"),
+        ("model", "engine"),
+        ("report", "metrics"),
+    ] {
+        assert!(
+            edges.contains(&(a.to_owned(), b.to_owned())),
+            "{a} -> {b} not seen: is the scan reading the sources?"
+        );
     }
     assert!(!edges.contains(&("metrics".to_owned(), "model".to_owned())));
 }
@@ -136,7 +157,8 @@ fn the_scan_finds_paths_inline_and_in_use_lines() {
         crate_paths("use crate::engine::{SimDuration, SimTime};"),
         vec![("engine".to_owned(), "::{SimDuration, SimTime}".to_owned())]
     );
-    let inline = crate_paths("let m = crate::model::World::new(s).finish(crate::engine::SimTime::ZERO);");
+    let inline =
+        crate_paths("let m = crate::model::World::new(s).finish(crate::engine::SimTime::ZERO);");
     assert_eq!(inline[0].0, "model");
     assert_eq!(inline[1].0, "engine");
 }

@@ -2,8 +2,8 @@
 
 mod analytic;
 mod broker_properties;
-mod budget;
 mod brokers_scenarios;
+mod budget;
 mod classroom;
 mod cli;
 mod determinism;

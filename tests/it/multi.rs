@@ -30,12 +30,25 @@ fn ok(o: &Output) -> String {
     out
 }
 
-const SHORT: [&str; 4] = ["--set", "simulation.duration=60s", "--set", "simulation.warmup=5s"];
+const SHORT: [&str; 4] = [
+    "--set",
+    "simulation.duration=60s",
+    "--set",
+    "simulation.warmup=5s",
+];
 
 #[test]
 fn seeds_aggregate_is_the_mean_of_the_seed_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["run", "call_chain_800ms", "--seeds", "3..5", "-q", "--out", "agg"];
+    let mut args = vec![
+        "run",
+        "call_chain_800ms",
+        "--seeds",
+        "3..5",
+        "-q",
+        "--out",
+        "agg",
+    ];
     args.extend(SHORT);
     ok(&meshsim(dir.path(), &args));
     let agg = json(dir.path().join("agg/report.json"));
@@ -45,9 +58,13 @@ fn seeds_aggregate_is_the_mean_of_the_seed_reports() {
         .map(|s| json(dir.path().join(format!("agg/seeds/{s}/report.json"))))
         .collect();
     for s in &seeds[1..] {
-        assert_ne!(s["workloads"]["shoppers"]["latency_ms"]["p50"], seeds[0]["workloads"]["shoppers"]["latency_ms"]["p50"]);
+        assert_ne!(
+            s["workloads"]["shoppers"]["latency_ms"]["p50"],
+            seeds[0]["workloads"]["shoppers"]["latency_ms"]["p50"]
+        );
     }
-    let at = |v: &serde_json::Value, path: &[&str]| path.iter().fold(v.clone(), |v, k| v[*k].clone());
+    let at =
+        |v: &serde_json::Value, path: &[&str]| path.iter().fold(v.clone(), |v, k| v[*k].clone());
     for path in [
         &["workloads", "shoppers", "latency_ms", "p50"][..],
         &["workloads", "shoppers", "latency_ms", "p99"],
@@ -55,7 +72,10 @@ fn seeds_aggregate_is_the_mean_of_the_seed_reports() {
         &["endpoints", "pricing/quote", "utilization"],
         &["edges", "order->inventory/reserve", "calls"],
     ] {
-        let xs: Vec<f64> = seeds.iter().map(|s| at(s, path).as_f64().unwrap()).collect();
+        let xs: Vec<f64> = seeds
+            .iter()
+            .map(|s| at(s, path).as_f64().unwrap())
+            .collect();
         let mean = xs.iter().sum::<f64>() / 3.0;
         let a = at(&agg, path);
         assert_eq!(a["mean"].as_f64().unwrap(), mean, "{path:?}");
@@ -64,16 +84,37 @@ fn seeds_aggregate_is_the_mean_of_the_seed_reports() {
         let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
         let half = 4.302_652_730 * sd / 3f64.sqrt();
         let hi = a["ci95"][1].as_f64().unwrap();
-        assert!((hi - (mean + half)).abs() < 1e-6 * mean.abs().max(1.0), "{path:?}: {hi} vs {}", mean + half);
+        assert!(
+            (hi - (mean + half)).abs() < 1e-6 * mean.abs().max(1.0),
+            "{path:?}: {hi} vs {}",
+            mean + half
+        );
     }
 }
 
 #[test]
 fn comparing_a_scenario_with_itself_is_zero_everywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["compare", "call_chain_800ms", "--seeds", "3", "--out", "same"];
-    args.extend(SHORT.iter().enumerate().map(|(i, s)| if i % 2 == 0 { "--set-a" } else { s }));
-    args.extend(SHORT.iter().enumerate().map(|(i, s)| if i % 2 == 0 { "--set-b" } else { s }));
+    let mut args = vec![
+        "compare",
+        "call_chain_800ms",
+        "--seeds",
+        "3",
+        "--out",
+        "same",
+    ];
+    args.extend(
+        SHORT
+            .iter()
+            .enumerate()
+            .map(|(i, s)| if i % 2 == 0 { "--set-a" } else { s }),
+    );
+    args.extend(
+        SHORT
+            .iter()
+            .enumerate()
+            .map(|(i, s)| if i % 2 == 0 { "--set-b" } else { s }),
+    );
     let out = ok(&meshsim(dir.path(), &args));
     assert!(out.contains("no significant difference"), "{out}");
     let c = json(dir.path().join("same/compare.json"));
@@ -92,7 +133,16 @@ fn common_random_numbers_narrow_the_interval_of_a_real_difference() {
     // The sequential chain against the fanned-out one, 10 seeds, the full 10 minutes.
     let dir = tempfile::tempdir().unwrap();
     let run = |extra: &[&str], out: &str| {
-        let mut args = vec!["compare", "call_chain_800ms", "call_chain_parallel", "--seeds", "10", "-q", "--out", out];
+        let mut args = vec![
+            "compare",
+            "call_chain_800ms",
+            "call_chain_parallel",
+            "--seeds",
+            "10",
+            "-q",
+            "--out",
+            out,
+        ];
         args.extend(extra);
         ok(&meshsim(dir.path(), &args));
         json(dir.path().join(out).join("compare.json"))["metrics"].clone()
@@ -110,7 +160,12 @@ fn common_random_numbers_narrow_the_interval_of_a_real_difference() {
         assert!((-380.0..-360.0).contains(&d), "p50 falls by ~370 ms: {d}");
     }
     // Measured: 2.83 ms with common random numbers, 3.54 ms without.
-    assert!(width(&crn) < 0.85 * width(&apart), "{} vs {}", width(&crn), width(&apart));
+    assert!(
+        width(&crn) < 0.85 * width(&apart),
+        "{} vs {}",
+        width(&crn),
+        width(&apart)
+    );
     // The same seeds give both designs the same arrivals: not one request more or less.
     let requests = "workloads.shoppers.requests";
     assert_eq!(crn[requests]["delta"], 0.0);
@@ -142,7 +197,10 @@ fn sweep_bytes_do_not_depend_on_threads_or_shards() {
     for i in 1..=3 {
         grid(&["--shard", &format!("{i}/3"), "--out", &format!("s{i}")]);
     }
-    ok(&meshsim(dir.path(), &["merge", "s3", "s1", "s2", "--out", "merged"]));
+    ok(&meshsim(
+        dir.path(),
+        &["merge", "s3", "s1", "s2", "--out", "merged"],
+    ));
     let read = |d: &str, f: &str| std::fs::read(dir.path().join(d).join(f)).unwrap();
     for f in ["sweep.csv", "points.csv", "runs.json"] {
         assert_eq!(read("t1", f), read("t2", f), "{f}: 1 vs 2 threads");
@@ -152,7 +210,13 @@ fn sweep_bytes_do_not_depend_on_threads_or_shards() {
     assert_eq!(csv.lines().count(), 1 + 4 * 2);
     assert!(csv.starts_with("point,seed,workloads.shoppers.rate,services.pricing.workers,workloads.shoppers.latency_ms.p50,"));
     // A shard holds only its slice, and has no points.csv (means of a slice mislead).
-    assert_eq!(String::from_utf8(read("s1", "sweep.csv")).unwrap().lines().count(), 1 + 3);
+    assert_eq!(
+        String::from_utf8(read("s1", "sweep.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        1 + 3
+    );
     assert!(!dir.path().join("s1/points.csv").exists());
     // Merging needs every shard exactly once.
     let o = meshsim(dir.path(), &["merge", "s1", "s2", "--out", "partial"]);
@@ -167,7 +231,17 @@ fn sweep_pooled_latency_comes_from_merged_histograms() {
     let dir = tempfile::tempdir().unwrap();
     ok(&meshsim(
         dir.path(),
-        &["sweep", &scenario("chain_165ms"), "--param", "workloads.clients.rate=5,10", "--seeds", "2", "-q", "--out", "w"],
+        &[
+            "sweep",
+            &scenario("chain_165ms"),
+            "--param",
+            "workloads.clients.rate=5,10",
+            "--seeds",
+            "2",
+            "-q",
+            "--out",
+            "w",
+        ],
     ));
     let points = std::fs::read_to_string(dir.path().join("w/points.csv")).unwrap();
     let mut lines = points.lines();
@@ -195,35 +269,78 @@ fn check_writes_junit_that_parses_with_the_right_counts() {
     let gated = with_expectations(dir.path());
     let o = meshsim(
         dir.path(),
-        &["check", &gated, &scenario("chain_165ms"), "--junit", "junit.xml", "--summary", "summary.md"],
+        &[
+            "check",
+            &gated,
+            &scenario("chain_165ms"),
+            "--junit",
+            "junit.xml",
+            "--summary",
+            "summary.md",
+        ],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
-    assert_eq!((root.attribute("tests"), root.attribute("failures")), (Some("3"), Some("1")));
-    let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
+    assert_eq!(
+        (root.attribute("tests"), root.attribute("failures")),
+        (Some("3"), Some("1"))
+    );
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
     assert_eq!(suites.len(), 2);
     assert_eq!(suites[0].attribute("name"), Some("chain_165ms"));
-    assert_eq!((suites[0].attribute("tests"), suites[0].attribute("failures")), (Some("3"), Some("1")));
-    assert_eq!((suites[1].attribute("tests"), suites[1].attribute("failures")), (Some("0"), Some("0")));
-    let failed: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("failure")).collect();
+    assert_eq!(
+        (
+            suites[0].attribute("tests"),
+            suites[0].attribute("failures")
+        ),
+        (Some("3"), Some("1"))
+    );
+    assert_eq!(
+        (
+            suites[1].attribute("tests"),
+            suites[1].attribute("failures")
+        ),
+        (Some("0"), Some("0"))
+    );
+    let failed: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .collect();
     assert_eq!(failed.len(), 1);
     let case = failed[0].parent().unwrap();
-    assert_eq!(case.attribute("name"), Some("workloads.clients.latency_ms.p50 < 100"));
+    assert_eq!(
+        case.attribute("name"),
+        Some("workloads.clients.latency_ms.p50 < 100")
+    );
     let msg = failed[0].attribute("message").unwrap();
     assert!(msg.contains("value 165") && msg.contains("seed 1"), "{msg}");
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(md.starts_with("## meshsim check: 1 failed"), "{md}");
-    assert!(md.contains("`workloads.clients.latency_ms.p50 < 100`: value 165"), "{md}");
+    assert!(
+        md.contains("`workloads.clients.latency_ms.p50 < 100`: value 165"),
+        "{md}"
+    );
 }
 
 #[test]
 fn baseline_fails_on_a_regression_and_passes_inside_the_tolerance() {
     let dir = tempfile::tempdir().unwrap();
     let chain = scenario("chain_165ms");
-    ok(&meshsim(dir.path(), &["check", &chain, "--write-baseline", "base"]));
+    ok(&meshsim(
+        dir.path(),
+        &["check", &chain, "--write-baseline", "base"],
+    ));
     let file = dir.path().join("base/chain_165ms/report.json");
     let saved = json(&file);
     assert_eq!(saved["workloads"]["clients"]["latency_ms"]["p99"], 165.0);
@@ -234,15 +351,24 @@ fn baseline_fails_on_a_regression_and_passes_inside_the_tolerance() {
     };
     // Today's 165 ms is 3% above a saved 160 ms: inside 5%.
     set_p99(160.0);
-    ok(&meshsim(dir.path(), &["check", &chain, "--baseline", "base", "--tolerance", "5%"]));
+    ok(&meshsim(
+        dir.path(),
+        &["check", &chain, "--baseline", "base", "--tolerance", "5%"],
+    ));
     // 10% above a saved 150 ms: a regression (as if the design got slower).
     set_p99(150.0);
-    let o = meshsim(dir.path(), &["check", &chain, "--baseline", "base", "--junit", "j.xml"]);
+    let o = meshsim(
+        dir.path(),
+        &["check", &chain, "--baseline", "base", "--junit", "j.xml"],
+    );
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("workloads.clients.latency_ms.p99 regressed: 165.0000 against the baseline's 150.0000 (+10.0%)"), "{out}");
     // ... and a tolerance of 15% lets it pass.
-    ok(&meshsim(dir.path(), &["check", &chain, "--baseline", "base", "--tolerance", "15%"]));
+    ok(&meshsim(
+        dir.path(),
+        &["check", &chain, "--baseline", "base", "--tolerance", "15%"],
+    ));
 }
 
 #[test]
@@ -250,47 +376,138 @@ fn explore_replay_fails_and_bad_explore_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(scenario("explore_payments"))
         .unwrap()
-        .replace("exactly_once = [\"charge\"]", "exactly_once = [\"charge_plain\"]");
+        .replace(
+            "exactly_once = [\"charge\"]",
+            "exactly_once = [\"charge_plain\"]",
+        );
     std::fs::write(dir.path().join("plain.toml"), &text).unwrap();
-    let o = meshsim(dir.path(), &["explore", "plain.toml", "--seeds", "3", "--out", "found"]);
+    let o = meshsim(
+        dir.path(),
+        &["explore", "plain.toml", "--seeds", "3", "--out", "found"],
+    );
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("replay (fails until fixed): meshsim run found/explore_payments-seed-1.toml --seed 1"), "{out}");
-    let replay = std::fs::read_to_string(dir.path().join("found/explore_payments-seed-1.toml")).unwrap();
-    assert!(replay.contains("[[expect]]\ncheck = \"consistency.effects.charge_plain.duplicated == 0\""), "{replay}");
-    let o = meshsim(dir.path(), &["run", "found/explore_payments-seed-1.toml", "--seed", "1", "-q", "--out", "r"]);
-    assert_eq!(o.status.code(), Some(1), "the replay fails as the exploration did");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("FAIL consistency.effects.charge_plain.duplicated == 0"));
+    assert!(
+        out.contains(
+            "replay (fails until fixed): meshsim run found/explore_payments-seed-1.toml --seed 1"
+        ),
+        "{out}"
+    );
+    let replay =
+        std::fs::read_to_string(dir.path().join("found/explore_payments-seed-1.toml")).unwrap();
+    assert!(
+        replay.contains("[[expect]]\ncheck = \"consistency.effects.charge_plain.duplicated == 0\""),
+        "{replay}"
+    );
+    let o = meshsim(
+        dir.path(),
+        &[
+            "run",
+            "found/explore_payments-seed-1.toml",
+            "--seed",
+            "1",
+            "-q",
+            "--out",
+            "r",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the replay fails as the exploration did"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("FAIL consistency.effects.charge_plain.duplicated == 0")
+    );
 
     // An effect that does not exist is a typo: exit 2, located.
-    let nope = text.replace("exactly_once = [\"charge_plain\"]", "exactly_once = [\"nope\"]");
+    let nope = text.replace(
+        "exactly_once = [\"charge_plain\"]",
+        "exactly_once = [\"nope\"]",
+    );
     std::fs::write(dir.path().join("nope.toml"), nope).unwrap();
-    let o = meshsim(dir.path(), &["explore", "nope.toml", "--seeds", "2", "--out", "x"]);
+    let o = meshsim(
+        dir.path(),
+        &["explore", "nope.toml", "--seeds", "2", "--out", "x"],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("nope.toml:") && err.contains("no effect named `nope`") && err.contains("charge_plain"), "{err}");
+    assert!(
+        err.contains("nope.toml:")
+            && err.contains("no effect named `nope`")
+            && err.contains("charge_plain"),
+        "{err}"
+    );
     // No seeds is not a pass.
     let o = meshsim(dir.path(), &["explore", "plain.toml", "--seeds", "0"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("every run met"));
     // Seeds past 2^63 - 1 are refused by what the user wrote.
-    let o = meshsim(dir.path(), &["explore", "plain.toml", "--first-seed", "9223372036854775807", "--seeds", "2"]);
+    let o = meshsim(
+        dir.path(),
+        &[
+            "explore",
+            "plain.toml",
+            "--first-seed",
+            "9223372036854775807",
+            "--seeds",
+            "2",
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--first-seed 9223372036854775807 with 2 seeds") && !err.contains("9223372036854775808"), "{err}");
+    assert!(
+        err.contains("--first-seed 9223372036854775807 with 2 seeds")
+            && !err.contains("9223372036854775808"),
+        "{err}"
+    );
     // The last seed itself is fine.
-    let o = meshsim(dir.path(), &["explore", &scenario("chain_165ms"), "--first-seed", "9223372036854775807", "--seeds", "1"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = meshsim(
+        dir.path(),
+        &[
+            "explore",
+            &scenario("chain_165ms"),
+            "--first-seed",
+            "9223372036854775807",
+            "--seeds",
+            "1",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
 fn explore_without_templates_is_a_seed_search() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ok(&meshsim(dir.path(), &["explore", &scenario("chain_165ms"), "--seeds", "4"]));
-    assert!(out.contains("4 seeds from 1 (no fault templates: every seed ran as written)"), "{out}");
+    let out = ok(&meshsim(
+        dir.path(),
+        &["explore", &scenario("chain_165ms"), "--seeds", "4"],
+    ));
+    assert!(
+        out.contains("4 seeds from 1 (no fault templates: every seed ran as written)"),
+        "{out}"
+    );
     // With an expectation that fails at every seed, the first seed is reported.
     let gated = with_expectations(dir.path());
-    let o = meshsim(dir.path(), &["explore", &gated, "--seeds", "4", "--threads", "2", "--out", "e"]);
+    let o = meshsim(
+        dir.path(),
+        &[
+            "explore",
+            &gated,
+            "--seeds",
+            "4",
+            "--threads",
+            "2",
+            "--out",
+            "e",
+        ],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("seed 1 fails with 0 drawn faults"), "{out}");
@@ -303,7 +520,12 @@ fn reproduce_line_is_shell_quoted_and_variants_get_their_own_folders() {
     ok(&meshsim(dir.path(), &["run", &chain, "-q"]));
     let o = meshsim(
         dir.path(),
-        &["run", &chain, "--set", "services.c.endpoints.get.steps.0.work={ dist = \"constant\", value = \"20ms\" }"],
+        &[
+            "run",
+            &chain,
+            "--set",
+            "services.c.endpoints.get.steps.0.work={ dist = \"constant\", value = \"20ms\" }",
+        ],
     );
     let out = ok(&o);
     assert!(
@@ -318,7 +540,12 @@ fn reproduce_line_is_shell_quoted_and_variants_get_their_own_folders() {
     folders.sort();
     assert_eq!(folders.len(), 3, "{folders:?}");
     assert_eq!(folders[0], "chain_165ms");
-    assert!(folders[1..].iter().all(|f| f.starts_with("chain_165ms-") && f.len() == "chain_165ms-".len() + 8), "{folders:?}");
+    assert!(
+        folders[1..]
+            .iter()
+            .all(|f| f.starts_with("chain_165ms-") && f.len() == "chain_165ms-".len() + 8),
+        "{folders:?}"
+    );
     // The quoted line pastes back as the same run.
     let seed5 = json(dir.path().join("out").join(&folders[1]).join("report.json"));
     let seed5b = json(dir.path().join("out").join(&folders[2]).join("report.json"));
@@ -335,14 +562,28 @@ fn expectations_over_seeds_use_the_statistic_they_name() {
         path.display().to_string()
     };
     // A typo in `over` is located.
-    let bad = write("bad.toml", "check = \"workloads.shoppers.error_rate == 0\"\nover = \"every_seed\"");
+    let bad = write(
+        "bad.toml",
+        "check = \"workloads.shoppers.error_rate == 0\"\nover = \"every_seed\"",
+    );
     let o = meshsim(dir.path(), &["run", &bad, "--seeds", "2"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("bad.toml:") && err.contains("\"all_seeds\""), "{err}");
+    assert!(
+        err.contains("bad.toml:") && err.contains("\"all_seeds\""),
+        "{err}"
+    );
     // p50 of 60 s runs: seeds 1..4 scatter around 790 ms; find the extremes, then
     // put the bound between the mean and the worst seed.
-    let mut args = vec!["run", "call_chain_800ms", "--seeds", "4", "-q", "--out", "plain"];
+    let mut args = vec![
+        "run",
+        "call_chain_800ms",
+        "--seeds",
+        "4",
+        "-q",
+        "--out",
+        "plain",
+    ];
     args.extend(SHORT);
     ok(&meshsim(dir.path(), &args));
     let agg = json(dir.path().join("plain/report.json"));
@@ -354,13 +595,21 @@ fn expectations_over_seeds_use_the_statistic_they_name() {
     assert!(worst > mean);
     let bound = (mean + worst) / 2.0;
     for (over, code) in [("mean", 0), ("all_seeds", 1), ("ci95", 1)] {
-        let f = write(&format!("{over}.toml"), &format!("check = \"workloads.shoppers.latency_ms.p50 < {bound}\"\nover = \"{over}\""));
+        let f = write(
+            &format!("{over}.toml"),
+            &format!("check = \"workloads.shoppers.latency_ms.p50 < {bound}\"\nover = \"{over}\""),
+        );
         let mut args = vec!["run", &f, "--seeds", "4", "-q", "--out"];
         let out = format!("o-{over}");
         args.push(&out);
         args.extend(SHORT);
         let o = meshsim(dir.path(), &args);
-        assert_eq!(o.status.code(), Some(code), "over = {over}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "over = {over}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let e = &json(dir.path().join(&out).join("report.json"))["expectations"][0];
         assert_eq!(e["over"], over);
         assert_eq!(e["passed"], code == 0);
@@ -372,7 +621,10 @@ fn explore_shards_merge_to_the_unsharded_exploration() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(scenario("explore_payments"))
         .unwrap()
-        .replace("exactly_once = [\"charge\"]", "exactly_once = [\"charge_plain\"]");
+        .replace(
+            "exactly_once = [\"charge\"]",
+            "exactly_once = [\"charge_plain\"]",
+        );
     std::fs::write(dir.path().join("plain.toml"), &text).unwrap();
     let explore = |extra: &[&str]| {
         let mut args = vec!["explore", "plain.toml", "--seeds", "6", "--first-seed", "3"];
@@ -381,12 +633,23 @@ fn explore_shards_merge_to_the_unsharded_exploration() {
     };
     assert_eq!(explore(&["--out", "whole"]), Some(1));
     for i in 1..=3 {
-        assert_eq!(explore(&["--shard", &format!("{i}/3"), "--out", &format!("s{i}")]), Some(1));
+        assert_eq!(
+            explore(&["--shard", &format!("{i}/3"), "--out", &format!("s{i}")]),
+            Some(1)
+        );
     }
     let found = json(dir.path().join("s2/explore.json"));
-    assert_eq!((found["failing_seed"].as_u64(), found["shard"].clone()), (Some(4), serde_json::json!([2, 3])));
+    assert_eq!(
+        (found["failing_seed"].as_u64(), found["shard"].clone()),
+        (Some(4), serde_json::json!([2, 3]))
+    );
     let o = meshsim(dir.path(), &["merge", "s2", "s3", "s1", "--out", "merged"]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     for f in ["explore.json", "explore_payments-seed-3.toml"] {
         let read = |d: &str| std::fs::read(dir.path().join(d).join(f)).unwrap();
         assert_eq!(read("whole"), read("merged"), "{f}");

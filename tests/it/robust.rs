@@ -32,7 +32,10 @@ fn located_once(e: &ScenarioError, line: usize, column: usize) {
     assert_eq!(e.located().len(), 1, "{shown}");
     let l = &e.located()[0];
     assert_eq!((l.line, l.column), (line, column), "{shown}");
-    assert!(shown.contains(&format!("{}:{line}:{column}", l.path)), "{shown}");
+    assert!(
+        shown.contains(&format!("{}:{line}:{column}", l.path)),
+        "{shown}"
+    );
 }
 
 // ---- files, all or nothing ----
@@ -78,7 +81,10 @@ fn a_failure_after_the_run_leaves_no_new_directory_and_no_temporaries() {
     let out = dir.path().join("new").join("deeper");
     let err = meshsim::report::write_all(
         &out,
-        &[("report.json", b"{}".to_vec()), ("bad\0name", b"x".to_vec())],
+        &[
+            ("report.json", b"{}".to_vec()),
+            ("bad\0name", b"x".to_vec()),
+        ],
     )
     .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
@@ -145,7 +151,11 @@ fn a_file_that_is_not_utf8_is_located_at_its_first_bad_byte() {
     // Before: "cannot read scenario ...: stream did not contain valid UTF-8", no line.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("latin1.toml");
-    std::fs::write(&file, b"[simulation]\nduration = \"1s\"\nname = \"caf\xe9\"\n").unwrap();
+    std::fs::write(
+        &file,
+        b"[simulation]\nduration = \"1s\"\nname = \"caf\xe9\"\n",
+    )
+    .unwrap();
     let err = scenario::load(&file, &[]).err().expect("refused");
     located_once(&err, 3, 12);
     assert!(err.to_string().contains("not UTF-8"), "{err}");
@@ -235,7 +245,10 @@ rate = 1
     let err = meshsim::simulate(sc).err().expect("the clock overflows");
     let refusal = scenario::run_error::locate("c.toml", text, &err);
     assert_eq!(refusal.located.len(), 1, "{refusal}");
-    assert_eq!((refusal.located[0].line, refusal.located[0].column), (8, 19));
+    assert_eq!(
+        (refusal.located[0].line, refusal.located[0].column),
+        (8, 19)
+    );
     assert!(refusal.rendered.contains("this can take"), "{refusal}");
 }
 
@@ -247,8 +260,14 @@ fn an_exhausted_event_budget_points_at_max_events() {
     let err = meshsim::simulate(sc).err().expect("the budget runs out");
     let refusal = scenario::run_error::locate("loop.toml", text, &err);
     assert_eq!(refusal.located.len(), 1, "{refusal}");
-    assert_eq!((refusal.located[0].line, refusal.located[0].column), (3, 14));
-    assert!(refusal.rendered.contains("event budget of 1000"), "{refusal}");
+    assert_eq!(
+        (refusal.located[0].line, refusal.located[0].column),
+        (3, 14)
+    );
+    assert!(
+        refusal.rendered.contains("event budget of 1000"),
+        "{refusal}"
+    );
 }
 
 // ---- sizes: every one has a maximum, checked at validation ----
@@ -293,10 +312,25 @@ fn every_size_above_its_maximum_is_refused_where_it_is_written() {
         ("queue = 10", "queue = 4294967295", 6, "the queue capacity"),
         ("rate = 10", "rate = 1e300", 12, "a rate of"),
         ("rate = 10", "users = 1000000000", 12, "users"),
-        ("stream = 1,", "stream = 4294967295,", 8, "the number of messages"),
-        ("partitions = 1", "partitions = 4294967295", 17, "partitions"),
+        (
+            "stream = 1,",
+            "stream = 4294967295,",
+            8,
+            "the number of messages",
+        ),
+        (
+            "partitions = 1",
+            "partitions = 4294967295",
+            17,
+            "partitions",
+        ),
         ("instances = 1", "instances = 10000000", 21, "instances"),
-        ("concurrency = 1", "concurrency = 4294967295", 22, "concurrency"),
+        (
+            "concurrency = 1",
+            "concurrency = 4294967295",
+            22,
+            "concurrency",
+        ),
         ("size = 10", "size = 4294967295", 26, "the window size"),
     ];
     for (from, to, line, what) in cases {
@@ -314,13 +348,18 @@ fn every_size_above_its_maximum_is_refused_where_it_is_written() {
 fn more_services_than_the_maximum_are_refused_at_the_first_one_too_many() {
     let mut text = String::from("[simulation]\nduration = \"1s\"\n");
     for i in 0..=meshsim::scenario::bounds::MAX_SERVICES {
-        text.push_str(&format!("[services.s{i:05}.endpoints.get]\nsteps = [{{ work = \"1ms\" }}]\n"));
+        text.push_str(&format!(
+            "[services.s{i:05}.endpoints.get]\nsteps = [{{ work = \"1ms\" }}]\n"
+        ));
     }
     let e = support::error(&text);
     assert_eq!(e.located().len(), 1, "{e}");
     // The 10001st service, in name order, is declared on line 3 + 2 * 10000.
     assert_eq!(e.located()[0].line, 3 + 2 * 10_000, "{e}");
-    assert!(e.to_string().contains("above meshsim's maximum of 10000"), "{e}");
+    assert!(
+        e.to_string().contains("above meshsim's maximum of 10000"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -342,7 +381,12 @@ fn a_heavy_tailed_draw_added_to_a_time_ends_the_run_located_instead_of_panicking
         let refusal = scenario::run_error::locate("s.toml", &text, &err);
         assert_eq!(refusal.located.len(), 1, "{refusal}");
         assert_eq!(refusal.located[0].line, 6, "{refusal}");
-        assert!(refusal.rendered.contains("past the end of the simulated clock"), "{refusal}");
+        assert!(
+            refusal
+                .rendered
+                .contains("past the end of the simulated clock"),
+            "{refusal}"
+        );
     }
 }
 
@@ -353,7 +397,9 @@ fn many_endpoints(services: usize, endpoints: usize) -> String {
     let mut text = String::from("[simulation]\nduration = \"1s\"\n");
     for s in 0..services {
         for e in 0..endpoints {
-            text.push_str(&format!("[services.s{s}.endpoints.e{e}]\nsteps = [{{ work = \"1ms\" }}]\n"));
+            text.push_str(&format!(
+                "[services.s{s}.endpoints.e{e}]\nsteps = [{{ work = \"1ms\" }}]\n"
+            ));
         }
     }
     text + "[workloads.w]\ntarget = \"s0/e0\"\nrate = 10\n"
@@ -368,7 +414,10 @@ fn the_memory_estimate_follows_what_a_run_was_measured_to_take() {
     // Ten times the endpoints, nearly ten times the estimate (the base aside).
     let sc = scenario::from_source("m.toml", "m", &many_endpoints(2000, 10), &[]).unwrap();
     let ten = scenario::memory::estimate(&sc.spec).bytes;
-    assert!((95 * need / 10..10 * need).contains(&ten), "{ten} vs {need}");
+    assert!(
+        (95 * need / 10..10 * need).contains(&ten),
+        "{ten} vs {need}"
+    );
 }
 
 #[test]

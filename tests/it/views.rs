@@ -30,7 +30,11 @@ fn views_of(name: &str, png: bool) -> Vec<(String, Vec<u8>)> {
 }
 
 fn file<'a>(views: &'a [(String, Vec<u8>)], name: &str) -> &'a str {
-    let bytes = &views.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}")).1;
+    let bytes = &views
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .1;
     std::str::from_utf8(bytes).unwrap()
 }
 
@@ -51,7 +55,8 @@ fn plots_parse_and_carry_titles_series_names_and_every_fault_window() {
     assert!(cdf.contains(&"cascading_failure: latency distribution per workload".to_owned()));
     for w in ["browsers", "shoppers"] {
         assert!(
-            cdf.iter().any(|t| t.starts_with(&format!("{w}: p50 ")) && t.contains("p99.9")),
+            cdf.iter()
+                .any(|t| t.starts_with(&format!("{w}: p50 ")) && t.contains("p99.9")),
             "no legend for {w}: {cdf:?}"
         );
     }
@@ -65,7 +70,12 @@ fn plots_parse_and_carry_titles_series_names_and_every_fault_window() {
     for p in panels {
         assert!(ts.contains(&p.to_owned()), "no panel {p}");
     }
-    for s in ["browsers answers/s", "shoppers p99", "frontend/browse", "inventory->db/query"] {
+    for s in [
+        "browsers answers/s",
+        "shoppers p99",
+        "frontend/browse",
+        "inventory->db/query",
+    ] {
         assert!(ts.contains(&s.to_owned()), "no series {s}");
     }
     // The one fault window, labelled on every panel.
@@ -97,14 +107,36 @@ fn a_bucket_in_which_nothing_answered_has_no_latency_rather_than_zero() {
     .unwrap();
     let rows = meshsim::report::plots::parse_rows(csv.as_bytes()).unwrap();
     let workload: Vec<_> = rows.iter().filter(|r| r.kind == "workload").collect();
-    let silent: Vec<_> = workload.iter().filter(|r| r.completed == Some(0.0)).collect();
-    assert!(!silent.is_empty(), "retry_storm has buckets where nothing answered");
-    assert!(silent.iter().all(|r| r.p50_ms.is_none() && r.p99_ms.is_none()));
+    let silent: Vec<_> = workload
+        .iter()
+        .filter(|r| r.completed == Some(0.0))
+        .collect();
+    assert!(
+        !silent.is_empty(),
+        "retry_storm has buckets where nothing answered"
+    );
+    assert!(
+        silent
+            .iter()
+            .all(|r| r.p50_ms.is_none() && r.p99_ms.is_none())
+    );
     // And a bucket that answered has its latency.
-    assert!(workload.iter().filter(|r| r.completed > Some(0.0)).all(|r| r.p99_ms.is_some()));
+    assert!(
+        workload
+            .iter()
+            .filter(|r| r.completed > Some(0.0))
+            .all(|r| r.p99_ms.is_some())
+    );
 }
 
-const SECTIONS: [&str; 6] = ["run", "expectations", "diagram", "plots", "tables", "summary"];
+const SECTIONS: [&str; 6] = [
+    "run",
+    "expectations",
+    "diagram",
+    "plots",
+    "tables",
+    "summary",
+];
 
 #[test]
 fn the_html_report_is_self_contained_and_has_every_section() {
@@ -116,13 +148,29 @@ fn the_html_report_is_self_contained_and_has_every_section() {
     // The diagram and both plots, inline.
     assert_eq!(html.matches("<svg").count(), 3);
     assert!(html.contains("class=\"meshsim-diagram\""));
-    assert!(html.contains("<code id=\"reproduce\">meshsim run scenarios/hybrid_order.toml --seed 17</code>"));
+    assert!(html.contains(
+        "<code id=\"reproduce\">meshsim run scenarios/hybrid_order.toml --seed 17</code>"
+    ));
     // Nothing to fetch: no URL, no script, no external reference.
-    for banned in ["http:", "https:", "<script", " src=", "<link", "@import", "@font-face"] {
+    for banned in [
+        "http:",
+        "https:",
+        "<script",
+        " src=",
+        "<link",
+        "@import",
+        "@font-face",
+    ] {
         assert!(!html.contains(banned), "report.html contains {banned}");
     }
-    let refs: Vec<_> = html.match_indices("url(").map(|(i, _)| &html[i..i + 20]).collect();
-    assert!(refs.iter().all(|r| r.starts_with("url(#meshsim-")), "{refs:?}");
+    let refs: Vec<_> = html
+        .match_indices("url(")
+        .map(|(i, _)| &html[i..i + 20])
+        .collect();
+    assert!(
+        refs.iter().all(|r| r.starts_with("url(#meshsim-")),
+        "{refs:?}"
+    );
     // Expectations with their verdicts.
     assert!(html.contains("all 21 expectations met"));
     assert_eq!(html.matches("<td class=\"pass\">pass</td>").count(), 21);
@@ -142,7 +190,9 @@ fn the_html_report_renders_in_headless_chromium() {
             std::env::var_os("CI").is_none(),
             "chromium is missing in CI (.ci/run installs it)"
         );
-        eprintln!("SKIPPED the_html_report_renders_in_headless_chromium: chromium is not installed (apt-get install -y chromium)");
+        eprintln!(
+            "SKIPPED the_html_report_renders_in_headless_chromium: chromium is not installed (apt-get install -y chromium)"
+        );
         return;
     };
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("views-browser");
@@ -172,21 +222,38 @@ fn the_html_report_renders_in_headless_chromium() {
                 .unwrap()
         };
         let dom = browse(&["--dump-dom"], &format!("{name}-dom"));
-        assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+        assert!(
+            dom.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dom.stderr)
+        );
         let dom = String::from_utf8(dom.stdout).unwrap();
         for id in SECTIONS {
-            assert!(dom.contains(&format!(" id=\"{id}\"")), "{name}: rendered page lacks {id}");
+            assert!(
+                dom.contains(&format!(" id=\"{id}\"")),
+                "{name}: rendered page lacks {id}"
+            );
         }
-        assert_eq!(dom.matches("<svg").count(), 3, "{name}: the diagram and two plots");
+        assert_eq!(
+            dom.matches("<svg").count(),
+            3,
+            "{name}: the diagram and two plots"
+        );
         assert!(dom.contains("class=\"meshsim-diagram\""));
         assert!(dom.contains(&format!("{name}: over simulated time")));
         let out = browse(
-            &["--window-size=1280,2400", &format!("--screenshot={}", shot.display())],
+            &[
+                "--window-size=1280,2400",
+                &format!("--screenshot={}", shot.display()),
+            ],
             &format!("{name}-shot"),
         );
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{log}");
-        assert!(!log.contains("net::ERR_"), "{name}: something failed to load:\n{log}");
+        assert!(
+            !log.contains("net::ERR_"),
+            "{name}: something failed to load:\n{log}"
+        );
         let png = std::fs::read(&shot).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert!(png.len() > 50_000, "{name}: a nearly empty screenshot");
@@ -245,10 +312,20 @@ fn every_bundled_scenario_has_a_diagram_with_a_box_per_node() {
         let t = Topology::from_spec(&sc.spec);
         let svg = graph::svg(&t);
         let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let boxes = doc.descendants().filter(|n| n.attribute("class") == Some("node")).count();
-        let links = doc.descendants().filter(|n| n.attribute("class") == Some("link")).count();
+        let boxes = doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("node"))
+            .count();
+        let links = doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("link"))
+            .count();
         assert_eq!((boxes, links), (t.nodes.len(), t.links.len()), "{name}");
-        assert!(t.links.iter().all(|l| l.from < t.nodes.len() && l.to < t.nodes.len()));
+        assert!(
+            t.links
+                .iter()
+                .all(|l| l.from < t.nodes.len() && l.to < t.nodes.len())
+        );
     }
 }
 
@@ -291,10 +368,19 @@ fn graph_prints_mermaid_by_default_and_dot_or_svg_on_request() {
     let out = meshsim().args(["graph", "chain_165ms"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("flowchart LR\n"));
-    let out = meshsim().args(["graph", "chain_165ms", "--format", "dot"]).output().unwrap();
+    let out = meshsim()
+        .args(["graph", "chain_165ms", "--format", "dot"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("digraph meshsim {"));
-    let out = meshsim().args(["graph", "chain_165ms", "--format", "svg"]).output().unwrap();
+    let out = meshsim()
+        .args(["graph", "chain_165ms", "--format", "svg"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("<svg "));
-    let out = meshsim().args(["graph", "no_such_scenario"]).output().unwrap();
+    let out = meshsim()
+        .args(["graph", "no_such_scenario"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

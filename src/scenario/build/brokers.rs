@@ -442,7 +442,15 @@ impl Builder {
         let partitions = tv
             .partitions
             .as_ref()
-            .and_then(|n| self.bounded(n, 1, bounds::MAX_PARTITIONS, "partitions", "at least 1 partition"))
+            .and_then(|n| {
+                self.bounded(
+                    n,
+                    1,
+                    bounds::MAX_PARTITIONS,
+                    "partitions",
+                    "at least 1 partition",
+                )
+            })
             .unwrap_or(KAFKA_LOG.partitions);
         let retention = match &tv.retention {
             Some(r) => self.positive_duration(r, "the retention"),
@@ -485,12 +493,28 @@ impl Builder {
             let instances = v
                 .instances
                 .as_ref()
-                .and_then(|n| self.bounded(n, 1, bounds::MAX_INSTANCES, "instances", "at least 1 instance"))
+                .and_then(|n| {
+                    self.bounded(
+                        n,
+                        1,
+                        bounds::MAX_INSTANCES,
+                        "instances",
+                        "at least 1 instance",
+                    )
+                })
                 .unwrap_or(1);
             let concurrency = v
                 .concurrency
                 .as_ref()
-                .and_then(|n| self.bounded(n, 1, bounds::MAX_CONCURRENCY, "concurrency", "at least 1 handler at a time"))
+                .and_then(|n| {
+                    self.bounded(
+                        n,
+                        1,
+                        bounds::MAX_CONCURRENCY,
+                        "concurrency",
+                        "at least 1 handler at a time",
+                    )
+                })
                 .unwrap_or(1);
             let prefetch = match &v.prefetch {
                 Some(n) => self

@@ -207,7 +207,13 @@ impl Builder {
     /// A `stream` step: `messages` sent `interval` apart.
     fn compile_stream(&mut self, s: &RawStep, out: &mut Vec<Step>) {
         let n = s.stream.as_ref().expect("kind");
-        let messages = self.bounded(n, 1, bounds::MAX_STREAM_MESSAGES, "the number of messages", "at least 1 message");
+        let messages = self.bounded(
+            n,
+            1,
+            bounds::MAX_STREAM_MESSAGES,
+            "the number of messages",
+            "at least 1 message",
+        );
         let interval = match &s.interval {
             Some(d) => self.dist_id(d),
             None => {

@@ -2,8 +2,8 @@
 //! becomes a diagnostic that points at the value at fault; building goes on past the
 //! first problem so that one run reports them all.
 
-use super::diag::Diagnostic;
 use super::bounds;
+use super::diag::Diagnostic;
 use super::duration;
 use super::raw::*;
 use crate::engine::{SimDuration, SimTime};

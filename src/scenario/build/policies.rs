@@ -583,7 +583,13 @@ impl Builder {
             None => {}
             Some((_, "count")) => {
                 let calls = match &r.size {
-                    Some(n) => self.bounded(n, 1, bounds::MAX_BREAKER_WINDOW, "the window size", "at least 1 call")?,
+                    Some(n) => self.bounded(
+                        n,
+                        1,
+                        bounds::MAX_BREAKER_WINDOW,
+                        "the window size",
+                        "at least 1 call",
+                    )?,
                     None => match b.window {
                         BreakerWindow::Count { calls } => calls,
                         BreakerWindow::Time { .. } => 100,
@@ -601,7 +607,9 @@ impl Builder {
                     BreakerWindow::Count { .. } => (10, SimDuration::from_secs(10)),
                 };
                 let buckets = match &r.buckets {
-                    Some(n) => self.bounded(n, 1, bounds::MAX_BREAKER_BUCKETS, "buckets", "at least 1")?,
+                    Some(n) => {
+                        self.bounded(n, 1, bounds::MAX_BREAKER_BUCKETS, "buckets", "at least 1")?
+                    }
                     None => base_buckets,
                 };
                 let total = match &r.duration {

@@ -13,17 +13,35 @@ impl Builder {
             let replicas = v
                 .replicas
                 .as_ref()
-                .and_then(|r| self.bounded(r, 1, bounds::MAX_REPLICAS, "replicas", "at least 1 replica"))
+                .and_then(|r| {
+                    self.bounded(r, 1, bounds::MAX_REPLICAS, "replicas", "at least 1 replica")
+                })
                 .unwrap_or(1);
             let workers = v
                 .workers
                 .as_ref()
-                .and_then(|w| self.bounded(w, 1, bounds::MAX_WORKERS, "workers", "at least 1 worker per replica"))
+                .and_then(|w| {
+                    self.bounded(
+                        w,
+                        1,
+                        bounds::MAX_WORKERS,
+                        "workers",
+                        "at least 1 worker per replica",
+                    )
+                })
                 .unwrap_or(1);
             let queue_capacity = v
                 .queue
                 .as_ref()
-                .and_then(|q| self.bounded(q, 0, bounds::MAX_QUEUE, "the queue capacity", "a capacity >= 0"))
+                .and_then(|q| {
+                    self.bounded(
+                        q,
+                        0,
+                        bounds::MAX_QUEUE,
+                        "the queue capacity",
+                        "a capacity >= 0",
+                    )
+                })
                 .unwrap_or(DEFAULT_QUEUE);
             let balancer = self.balancer(v);
             let hold = self.worker_hold(v);
