@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 mod brokers;
+mod consumers;
 mod dist;
+mod effects;
 mod expect;
 mod faults;
 mod handlers;
