@@ -284,10 +284,38 @@ pub fn compare(a: CompareArgs) -> ExitCode {
     };
     let agg_a = seeds::report(&ra, &judge_all(&sa, &ra));
     let agg_b = seeds::report(&rb, &judge_all(&sb, &rb));
+    // Both designs' latency CDFs on one chart, from their first seed: with common random
+    // numbers the two saw the same traffic.
+    let overlay = {
+        let named = |side: &str, run: &SeedRun| -> Vec<crate::report::plots::Curve> {
+            run.curves
+                .iter()
+                .map(|c| crate::report::plots::Curve {
+                    name: format!("{side}: {}", c.name),
+                    ..c.clone()
+                })
+                .collect()
+        };
+        let input = crate::report::plots::PlotInput {
+            scenario: format!("{} vs {}", sa.name, sb.name),
+            curves: [named("A", &ra[0]), named("B", &rb[0])].concat(),
+            faults: Vec::new(),
+            rows: Vec::new(),
+        };
+        let title = format!(
+            "A: {} vs B: {}, latency at seed {} (A) and {} (B)",
+            sa.name, sb.name, ra[0].seed, rb[0].seed
+        );
+        match crate::report::plots::cdf_svg(&input, &title) {
+            Ok(svg) => svg.into_bytes(),
+            Err(e) => return invalid(&format!("cannot draw the comparison: {e}")),
+        }
+    };
     let files = [
         ("compare.json", compare::to_json(&deltas, head).into_bytes()),
         ("a.json", pretty(&agg_a)),
         ("b.json", pretty(&agg_b)),
+        ("latency_cdf.svg", overlay),
     ];
     if let Err(c) = write(&dir, &files) {
         return c;
@@ -324,7 +352,7 @@ pub fn compare(a: CompareArgs) -> ExitCode {
         }
         let significant = deltas.values().filter(|d| d.significant()).count();
         println!(
-            "\n{significant} of {} metrics differ significantly; wrote {}/compare.json, a.json, b.json",
+            "\n{significant} of {} metrics differ significantly; wrote {}/compare.json, a.json, b.json, latency_cdf.svg",
             deltas.len(),
             dir.display()
         );

@@ -38,6 +38,8 @@ pub struct SeedRun {
     /// (value, bound, passed) per `[[expect]]`, in the scenario's order.
     pub checks: Vec<(f64, f64, bool)>,
     pub events: u64,
+    /// Each workload's latency CDF (for pictures that overlay designs).
+    pub curves: Vec<crate::report::plots::Curve>,
 }
 
 impl Design {
@@ -93,6 +95,12 @@ impl Design {
             report,
             checks,
             events: outcome.report.events,
+            curves: outcome
+                .metrics
+                .workloads
+                .iter()
+                .filter_map(|w| crate::report::plots::curve(&w.name, &w.latency))
+                .collect(),
         })
     }
 }

@@ -171,6 +171,23 @@ fn common_random_numbers_narrow_the_interval_of_a_real_difference() {
     assert_eq!(crn[requests]["delta"], 0.0);
     assert_eq!(crn[requests]["ci95"], serde_json::json!([0.0, 0.0]));
     assert_ne!(apart[requests]["delta"], 0.0);
+    // The two designs overlaid: both workloads' CDFs on one chart, A's p50 about 370 ms
+    // above B's (seed 1 of each).
+    let svg = std::fs::read_to_string(dir.path().join("crn/latency_cdf.svg")).unwrap();
+    roxmltree::Document::parse(&svg).expect("the overlay is well-formed SVG");
+    let p50_of = |side: &str| -> f64 {
+        let key = format!("{side}: shoppers: p50 ");
+        let at = svg
+            .find(&key)
+            .unwrap_or_else(|| panic!("{side}'s curve is in the legend"));
+        let rest = &svg[at + key.len()..];
+        rest.split(" ms").next().unwrap().trim().parse().unwrap()
+    };
+    let (a, b) = (p50_of("A"), p50_of("B"));
+    assert!(
+        (330.0..410.0).contains(&(a - b)),
+        "A p50 {a} ms, B p50 {b} ms"
+    );
 }
 
 #[test]
