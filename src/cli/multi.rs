@@ -284,30 +284,41 @@ pub fn compare(a: CompareArgs) -> ExitCode {
     };
     let agg_a = seeds::report(&ra, &judge_all(&sa, &ra));
     let agg_b = seeds::report(&rb, &judge_all(&sb, &rb));
-    // Both designs' latency CDFs on one chart, from their first seed: with common random
-    // numbers the two saw the same traffic.
+    // Both designs on the same pictures (latency CDF, time series), from their first seed:
+    // with common random numbers the two saw the same traffic.
     let overlay = {
-        let named = |side: &str, run: &SeedRun| -> Vec<crate::report::plots::Curve> {
+        use crate::report::plots::{Curve, PlotInput, Row, parse_rows, render};
+        let curves = |side: &str, run: &SeedRun| -> Vec<Curve> {
             run.curves
                 .iter()
-                .map(|c| crate::report::plots::Curve {
+                .map(|c| Curve {
                     name: format!("{side}: {}", c.name),
                     ..c.clone()
                 })
                 .collect()
         };
-        let input = crate::report::plots::PlotInput {
-            scenario: format!("{} vs {}", sa.name, sb.name),
-            curves: [named("A", &ra[0]), named("B", &rb[0])].concat(),
-            faults: Vec::new(),
-            rows: Vec::new(),
+        let rows = |side: &str, run: &SeedRun| -> Result<Vec<Row>, String> {
+            Ok(parse_rows(&run.timeseries)?
+                .into_iter()
+                .map(|r| Row {
+                    name: format!("{side}: {}", r.name),
+                    ..r
+                })
+                .collect())
         };
-        let title = format!(
-            "A: {} vs B: {}, latency at seed {} (A) and {} (B)",
-            sa.name, sb.name, ra[0].seed, rb[0].seed
-        );
-        match crate::report::plots::cdf_svg(&input, &title) {
-            Ok(svg) => svg.into_bytes(),
+        let input = rows("A", &ra[0]).and_then(|a_rows| {
+            Ok(PlotInput {
+                scenario: format!(
+                    "A: {} (seed {}) vs B: {} (seed {})",
+                    sa.name, ra[0].seed, sb.name, rb[0].seed
+                ),
+                curves: [curves("A", &ra[0]), curves("B", &rb[0])].concat(),
+                faults: Vec::new(),
+                rows: [a_rows, rows("B", &rb[0])?].concat(),
+            })
+        });
+        match input.and_then(|i| render(&i, false)) {
+            Ok(plots) => plots,
             Err(e) => return invalid(&format!("cannot draw the comparison: {e}")),
         }
     };
@@ -315,7 +326,8 @@ pub fn compare(a: CompareArgs) -> ExitCode {
         ("compare.json", compare::to_json(&deltas, head).into_bytes()),
         ("a.json", pretty(&agg_a)),
         ("b.json", pretty(&agg_b)),
-        ("latency_cdf.svg", overlay),
+        ("latency_cdf.svg", overlay[0].svg.clone().into_bytes()),
+        ("timeseries.svg", overlay[1].svg.clone().into_bytes()),
     ];
     if let Err(c) = write(&dir, &files) {
         return c;
@@ -352,7 +364,7 @@ pub fn compare(a: CompareArgs) -> ExitCode {
         }
         let significant = deltas.values().filter(|d| d.significant()).count();
         println!(
-            "\n{significant} of {} metrics differ significantly; wrote {}/compare.json, a.json, b.json, latency_cdf.svg",
+            "\n{significant} of {} metrics differ significantly; wrote {}/compare.json, a.json, b.json, latency_cdf.svg, timeseries.svg",
             deltas.len(),
             dir.display()
         );

@@ -140,19 +140,6 @@ enum Kind {
 }
 
 /// Every picture of a run, in a fixed order.
-/// The latency CDF alone, as SVG, titled `title`: for pictures that are not one run's,
-/// such as `meshsim compare`'s two designs overlaid.
-pub fn cdf_svg(input: &PlotInput, title: &str) -> Result<String, String> {
-    fonts();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, size(Kind::Cdf, input)).into_drawing_area();
-        draw(Kind::Cdf, &root, input, title)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
-}
-
 pub fn render(input: &PlotInput, png: bool) -> Result<Vec<Plot>, String> {
     fonts();
     let mut plots = Vec::new();
