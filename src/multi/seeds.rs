@@ -194,6 +194,7 @@ mod tests {
                 timeseries: Vec::new(),
                 checks: vec![(v, bound, v < bound)],
                 events: 0,
+                curves: Vec::new(),
             })
             .collect()
     }
