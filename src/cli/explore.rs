@@ -9,12 +9,24 @@ use crate::scenario;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[derive(clap::Args, Debug)]
 pub struct ExploreArgs {
     pub scenario: String,
+    /// How many seeds [default: the [explore] section's `seeds`, else 100].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::multi::runner::MAX_SEEDS))]
     pub seeds: Option<u64>,
+    /// The first seed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     pub first_seed: u64,
+    /// Where to write the replay scenario [default: out/explore].
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Threads [default: one per core].
+    #[arg(long)]
     pub threads: Option<usize>,
+    /// Run only slice i of N (seeds i-1 modulo N after the first); `meshsim merge`
+    /// keeps the lowest failing seed.
+    #[arg(long, value_name = "i/N")]
     pub shard: Option<String>,
 }
 

@@ -62,59 +62,9 @@ pub enum Command {
     },
     /// Compare two designs at the same seeds (common random numbers): per metric the
     /// paired difference B - A with its 95% interval.
-    Compare {
-        /// Design A: a scenario file or bundled name.
-        a: String,
-        /// Design B [default: A again, with --set-b variants].
-        b: Option<String>,
-        /// An override of A only (repeatable).
-        #[arg(long = "set-a", value_name = "PATH=VALUE")]
-        set_a: Vec<String>,
-        /// An override of B only (repeatable).
-        #[arg(long = "set-b", value_name = "PATH=VALUE")]
-        set_b: Vec<String>,
-        /// Seeds: N (1 to N) or A..B.
-        #[arg(long, default_value = "10", value_name = "N|A..B")]
-        seeds: String,
-        /// Give B other seeds than A (no common random numbers): to see what the
-        /// pairing buys.
-        #[arg(long)]
-        independent: bool,
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Where to write compare.json, a.json and b.json [default: out/compare-A-vs-B-HASH].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Compare(multi::CompareArgs),
     /// Run a grid of parameter values x seeds in parallel: sweep.csv, points.csv, runs.json.
-    Sweep {
-        scenario: String,
-        /// A parameter and its values, PATH=v1,v2,... (repeatable: a grid).
-        #[arg(long = "param", value_name = "PATH=V1,V2,...", required = true)]
-        params: Vec<String>,
-        /// Seeds per point: N (1 to N) or A..B.
-        #[arg(long, default_value = "3", value_name = "N|A..B")]
-        seeds: String,
-        /// A report path to record per run (repeatable) [default: each workload's
-        /// latency_ms.p50, latency_ms.p99, error_rate, throughput_rps].
-        #[arg(long = "metric", value_name = "PATH")]
-        metrics: Vec<String>,
-        /// An override applied to every point (repeatable).
-        #[arg(long = "set", value_name = "PATH=VALUE")]
-        set: Vec<String>,
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Run only slice i of N (runs whose index is i-1 modulo N); `meshsim merge` unites them.
-        #[arg(long, value_name = "i/N")]
-        shard: Option<String>,
-        /// [default: out/sweep-NAME-HASH, and /shard-i-of-N for a shard]
-        #[arg(long)]
-        out: Option<PathBuf>,
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Sweep(multi::SweepArgs),
     /// Unite the shards of a sweep (or an exploration) into what the unsharded run writes.
     Merge {
         /// The shards' output folders.
@@ -124,34 +74,7 @@ pub enum Command {
         out: PathBuf,
     },
     /// Run scenarios and their expectations as a CI gate (exit 0 ok, 1 failed, 2 invalid).
-    Check {
-        #[arg(required = true)]
-        scenarios: Vec<String>,
-        /// Seeds: N (1 to N) or A..B [default: each scenario's own seed].
-        #[arg(long, value_name = "N|A..B")]
-        seeds: Option<String>,
-        /// Write JUnit XML here.
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
-        #[arg(long)]
-        summary: Option<PathBuf>,
-        /// Compare with DIR/NAME/report.json; fail on a regression beyond --tolerance.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// Save this run's reports as a baseline: DIR/NAME/report.json.
-        #[arg(long, value_name = "DIR")]
-        write_baseline: Option<PathBuf>,
-        /// How much worse than the baseline a metric may get: 5% or 0.05.
-        #[arg(long, default_value = "5%")]
-        tolerance: String,
-        /// A report path compared with the baseline (repeatable) [default: each
-        /// workload's latency_ms.p50, latency_ms.p99 and error_rate].
-        #[arg(long = "metric", value_name = "PATH")]
-        metrics: Vec<String>,
-        #[arg(long)]
-        threads: Option<usize>,
-    },
+    Check(multi::CheckArgs),
     /// Print the system's diagram: workloads, services, endpoints, calls with their
     /// policies, brokers, queues, topics and consumers.
     Graph {
@@ -171,25 +94,7 @@ pub enum Command {
     List,
     /// Run many seeds with fault schedules drawn from the scenario's [explore]
     /// section; shrink the first failure and write a scenario that replays it.
-    Explore {
-        scenario: String,
-        /// How many seeds [default: the [explore] section's `seeds`, else 100].
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::multi::runner::MAX_SEEDS))]
-        seeds: Option<u64>,
-        /// The first seed.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
-        first_seed: u64,
-        /// Where to write the replay scenario [default: out/explore].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Threads [default: one per core].
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Run only slice i of N (seeds i-1 modulo N after the first); `meshsim merge`
-        /// keeps the lowest failing seed.
-        #[arg(long, value_name = "i/N")]
-        shard: Option<String>,
-    },
+    Explore(explore::ExploreArgs),
     /// What is wrong with a design before it runs: findings with a code, a severity,
     /// where, why and how to fix it (docs/lint.md). Exit 1 on an error (or, with
     /// --deny warnings, on a warning).
@@ -250,86 +155,12 @@ pub fn main() -> ExitCode {
             format,
             set,
         } => views::graph_command(&scenario, &set, format),
-        Command::Compare {
-            a,
-            b,
-            set_a,
-            set_b,
-            seeds,
-            independent,
-            threads,
-            out,
-            quiet,
-        } => multi::compare(multi::CompareArgs {
-            a,
-            b,
-            set_a,
-            set_b,
-            seeds,
-            independent,
-            threads,
-            out,
-            quiet,
-        }),
-        Command::Sweep {
-            scenario,
-            params,
-            seeds,
-            metrics,
-            set,
-            threads,
-            shard,
-            out,
-            quiet,
-        } => multi::sweep(multi::SweepArgs {
-            scenario,
-            params,
-            seeds,
-            metrics,
-            set,
-            threads,
-            shard,
-            out,
-            quiet,
-        }),
+        Command::Compare(args) => multi::compare(args),
+        Command::Sweep(args) => multi::sweep(args),
         Command::Merge { dirs, out } => multi::merge(&dirs, &out),
-        Command::Check {
-            scenarios,
-            seeds,
-            junit,
-            summary,
-            baseline,
-            write_baseline,
-            tolerance,
-            metrics,
-            threads,
-        } => multi::check(multi::CheckArgs {
-            scenarios,
-            seeds,
-            junit,
-            summary,
-            baseline,
-            write_baseline,
-            tolerance,
-            metrics,
-            threads,
-        }),
+        Command::Check(args) => multi::check(args),
         Command::Validate { scenario, set } => classroom::validate(&scenario, &set),
-        Command::Explore {
-            scenario,
-            seeds,
-            first_seed,
-            out,
-            threads,
-            shard,
-        } => explore::explore(explore::ExploreArgs {
-            scenario,
-            seeds,
-            first_seed,
-            out,
-            threads,
-            shard,
-        }),
+        Command::Explore(args) => explore::explore(args),
         Command::Lint {
             scenario,
             deny,

@@ -200,15 +200,31 @@ fn print_judged(judged: &[Judged]) {
     }
 }
 
+#[derive(clap::Args, Debug)]
 pub struct CompareArgs {
+    /// Design A: a scenario file or bundled name.
     pub a: String,
+    /// Design B [default: A again, with --set-b variants].
     pub b: Option<String>,
+    /// An override of A only (repeatable).
+    #[arg(long = "set-a", value_name = "PATH=VALUE")]
     pub set_a: Vec<String>,
+    /// An override of B only (repeatable).
+    #[arg(long = "set-b", value_name = "PATH=VALUE")]
     pub set_b: Vec<String>,
+    /// Seeds: N (1 to N) or A..B.
+    #[arg(long, default_value = "10", value_name = "N|A..B")]
     pub seeds: String,
+    /// Give B other seeds than A (no common random numbers): to see what the
+    /// pairing buys.
+    #[arg(long)]
     pub independent: bool,
+    #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to write compare.json, a.json and b.json [default: out/compare-A-vs-B-HASH].
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    #[arg(long, short)]
     pub quiet: bool,
 }
 
@@ -372,15 +388,31 @@ pub fn compare(a: CompareArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[derive(clap::Args, Debug)]
 pub struct SweepArgs {
     pub scenario: String,
+    /// A parameter and its values, PATH=v1,v2,... (repeatable: a grid).
+    #[arg(long = "param", value_name = "PATH=V1,V2,...", required = true)]
     pub params: Vec<String>,
+    /// Seeds per point: N (1 to N) or A..B.
+    #[arg(long, default_value = "3", value_name = "N|A..B")]
     pub seeds: String,
+    /// A report path to record per run (repeatable) [default: each workload's
+    /// latency_ms.p50, latency_ms.p99, error_rate, throughput_rps].
+    #[arg(long = "metric", value_name = "PATH")]
     pub metrics: Vec<String>,
+    /// An override applied to every point (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
+    #[arg(long)]
     pub threads: Option<usize>,
+    /// Run only slice i of N (runs whose index is i-1 modulo N); `meshsim merge` unites them.
+    #[arg(long, value_name = "i/N")]
     pub shard: Option<String>,
+    /// [default: out/sweep-NAME-HASH, and /shard-i-of-N for a shard]
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    #[arg(long, short)]
     pub quiet: bool,
 }
 
@@ -599,15 +631,33 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[derive(clap::Args, Debug)]
 pub struct CheckArgs {
+    #[arg(required = true)]
     pub scenarios: Vec<String>,
+    /// Seeds: N (1 to N) or A..B [default: each scenario's own seed].
+    #[arg(long, value_name = "N|A..B")]
     pub seeds: Option<String>,
+    /// Write JUnit XML here.
+    #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long)]
     pub summary: Option<PathBuf>,
+    /// Compare with DIR/NAME/report.json; fail on a regression beyond --tolerance.
+    #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// Save this run's reports as a baseline: DIR/NAME/report.json.
+    #[arg(long, value_name = "DIR")]
     pub write_baseline: Option<PathBuf>,
+    /// How much worse than the baseline a metric may get: 5% or 0.05.
+    #[arg(long, default_value = "5%")]
     pub tolerance: String,
+    /// A report path compared with the baseline (repeatable) [default: each
+    /// workload's latency_ms.p50, latency_ms.p99 and error_rate].
+    #[arg(long = "metric", value_name = "PATH")]
     pub metrics: Vec<String>,
+    #[arg(long)]
     pub threads: Option<usize>,
 }
 
