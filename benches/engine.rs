@@ -1,8 +1,11 @@
-//! Engine throughput on the peers' models (../shared/peers): M/M/c and the 4-hop chain.
+//! Engine throughput on the peers' models (../shared/peers): M/M/c and the 4-hop chain;
+//! and on topologies that grow (a deep chain, a wide fan-out), whose events per second
+//! should not depend on the depth or the width.
 //! Criterion reports events per second ("elem/s"); divide by the events per customer
 //! printed at the start to get customers per second, the figure to compare with SimPy.
 //!
 //!   cargo bench --bench engine
+//!   cargo bench --bench engine -- topology
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshsim::scenario;
@@ -44,6 +47,42 @@ rate = 40
 timeout = "2s"
 "#;
 
+/// A chain of `hops` services, each doing 1 ms of exponential work on an event-loop
+/// worker and calling the next over a 1 ms link; `requests` requests at 1000/s.
+fn deep_chain(hops: usize, requests: u32) -> String {
+    let mut toml = format!(
+        "[simulation]\nrequests = {requests}\nseed = 42\n[network]\nlatency = \"1ms\"\n"
+    );
+    for h in 0..hops {
+        let next = if h + 1 < hops {
+            format!(", {{ call = \"s{}/get\" }}", h + 1)
+        } else {
+            String::new()
+        };
+        toml += &format!(
+            "[services.s{h}]\nworkers = 8\nworker_during_calls = \"released\"\n\
+             [services.s{h}.endpoints.get]\n\
+             steps = [{{ work = {{ dist = \"exponential\", mean = \"1ms\" }} }}{next}]\n"
+        );
+    }
+    toml + "[workloads.client]\ntarget = \"s0/get\"\nrate = 1000\n"
+}
+
+/// One `parallel` of `width` calls to a leaf service (1 ms exponential work), joined
+/// with `all`; `requests` requests at 20/s.
+fn fan_out(width: usize, requests: u32) -> String {
+    let branches = vec!["{ call = \"leaf/get\" }"; width].join(", ");
+    format!(
+        "[simulation]\nrequests = {requests}\nseed = 42\n[network]\nlatency = \"1ms\"\n\
+         [services.front]\nworkers = 8\nworker_during_calls = \"released\"\n\
+         [services.front.endpoints.get]\nsteps = [{{ parallel = [{branches}], join = \"all\" }}]\n\
+         [services.leaf]\nworkers = 64\n\
+         [services.leaf.endpoints.get]\n\
+         steps = [{{ work = {{ dist = \"exponential\", mean = \"1ms\" }} }}]\n\
+         [workloads.client]\ntarget = \"front/get\"\nrate = 20\n"
+    )
+}
+
 fn bench_model(c: &mut Criterion, name: &str, text: &str, overrides: &[&str]) {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let load =
@@ -75,5 +114,14 @@ fn engine(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, engine);
+/// The same events per second whatever the depth or the width (within 1.5x): about
+/// 400k events per run each.
+fn topology(c: &mut Criterion) {
+    bench_model(c, "topology_chain_4", &deep_chain(4, 20_000), &[]);
+    bench_model(c, "topology_chain_400", &deep_chain(400, 200), &[]);
+    bench_model(c, "topology_fanout_10", &fan_out(10, 4_000), &[]);
+    bench_model(c, "topology_fanout_1000", &fan_out(1000, 40), &[]);
+}
+
+criterion_group!(benches, engine, topology);
 criterion_main!(benches);

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The peers live beside the project: <workplace>/shared/peers next to <workplace>/main.
+# The peers live beside the project: ../shared/peers relative to the repository
+# (<workplace>/shared/peers next to <workplace>/main); MESHSIM_PEERS points elsewhere.
 PEERS = Path(os.environ.get("MESHSIM_PEERS", ROOT.parent / "shared" / "peers"))
 CHAIN_TWIN = ROOT / "benches" / "models" / "chain_simpy_twin.toml"
 # meshsim's edges of the chain, in SimPy's hop order (client->GW, GW->A, A->B, B->C).
@@ -44,8 +45,19 @@ MODELS = [
     ("M/M/1", 0.9, 1.0, 1, ROOT / "scenarios" / "mm1.toml"),
 ]
 
-sys.path.insert(0, str(PEERS))
-from erlang_c import erlang_c  # noqa: E402  (stdlib-only closed form, shared with the peers)
+
+
+def erlang_c(lam, mu, c):
+    """The peers' stdlib-only closed form (erlang_c.py), shared with the SimPy twins."""
+    sys.path.insert(0, str(PEERS))
+    from erlang_c import erlang_c as closed_form
+    return closed_form(lam, mu, c)
+
+
+def loadavg():
+    """The machine's 1, 5 and 15 minute load averages and running/total tasks (/proc/loadavg)."""
+    fields = Path("/proc/loadavg").read_text().split()
+    return " ".join(fields[:4])
 
 
 def ensure_venv():
@@ -211,13 +223,17 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.n, a.runs = 100_000, 1
+    if not (PEERS / "mmc_simpy.py").exists():
+        sys.exit(f"compare_simpy.py: the SimPy peers are not in {PEERS} (expected "
+                 "../shared/peers beside the repository; set MESHSIM_PEERS to their folder)")
 
     ensure_venv()
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
 
-    # Both engines share one noisy 2-vCPU box: record the load so readers can judge.
-    print("load average before: %.2f %.2f %.2f" % os.getloadavg(), file=sys.stderr)
+    # Both engines share one noisy box: record the load so readers can judge.
+    load_before = loadavg()
+    print(f"load average before: {load_before}", file=sys.stderr)
     rows, errs, cw = [], [], []
     for name, lam, mu, c, scenario in (MODELS if a.only != "chain" else []):
         sp, ms = [], []
@@ -239,7 +255,8 @@ def main():
                     f"CI95 ±{sp[0][3] / w_ref:.2%}) | {ms[0][2]:.6f} ({(ms[0][2] - w_ref) / w_ref:+.2%}, "
                     f"CI99 ±{ms[0][3] / w_ref:.2%}) |")
     chain = chain_section(a.chain_n or max(a.n // 10, 1000), a.runs, a.max_wait) if a.only != "mmc" else []
-    print("load average after:  %.2f %.2f %.2f" % os.getloadavg(), file=sys.stderr)
+    load_after = loadavg()
+    print(f"load average after:  {load_after}", file=sys.stderr)
 
     if rows:
         print(f"Medians of {a.runs} alternating run(s). SimPy: event-loop wall time; "
@@ -253,6 +270,8 @@ def main():
         print("|---|---:|---:|---:|")
         print("\n".join(errs))
     print("\n".join(chain))
+    print(f"\nMachine load while it ran (/proc/loadavg: 1, 5, 15 min, running/tasks; "
+          f"{os.cpu_count()} cores): before {load_before}; after {load_after}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,15 @@ pub struct Id {
     generation: u32,
 }
 
+impl Id {
+    /// The slot this id points at, for tables kept beside an arena (one entry per slot,
+    /// overwritten when the slot is reused).
+    #[inline]
+    pub fn slot(self) -> usize {
+        self.index as usize
+    }
+}
+
 /// An arena's key: `Id` itself, or a newtype around it (`typed_id!`) that names the
 /// arena it points into, so a delivery id cannot index the messages.
 pub trait Key: Copy {

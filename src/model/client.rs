@@ -66,6 +66,11 @@ impl Logical {
     fn attempt_pending(&self) -> bool {
         self.in_flight > 0 || self.waiting || self.token_reserved || self.slot_granted
     }
+
+    /// The attempts in flight.
+    pub(super) fn attempts(&self) -> impl Iterator<Item = Id> + '_ {
+        self.current.into_iter().chain(self.hedges.iter().copied())
+    }
 }
 
 pub(super) struct Attempt {
@@ -73,6 +78,8 @@ pub(super) struct Attempt {
     pub edge: EdgeId,
     pub sent_at: SimTime,
     pub measured: bool,
+    /// The invocation serving it, once the request arrived (it may have answered since).
+    pub served_by: Option<Id>,
     permit: Option<Permit>,
     holds_slot: bool,
     retry: bool,
@@ -373,6 +380,7 @@ impl World {
             edge,
             sent_at: now,
             measured,
+            served_by: None,
             permit,
             holds_slot,
             retry,
@@ -572,6 +580,7 @@ impl World {
         let Some(att) = self.attempts.remove(a) else {
             return;
         };
+        self.orphan(att.served_by);
         self.attempt_ended(a, &att);
         let edge = att.edge;
         if att.measured {
@@ -853,6 +862,7 @@ impl World {
         let now = sched.now();
         for a in current.into_iter().chain(hedges) {
             if let Some(att) = self.attempts.remove(a) {
+                self.orphan(att.served_by);
                 self.attempt_ended(a, &att);
                 if att.measured {
                     self.metrics.edges[att.edge.index()].cancelled += 1;

@@ -14,6 +14,7 @@
 
 mod event;
 mod fiber;
+mod lineage;
 mod network;
 mod server;
 mod transaction;
@@ -69,6 +70,10 @@ pub struct World {
     pub(super) fibers: Arena<Fiber>,
     joins: Arena<JoinState>,
     spare_children: Vec<Vec<Id>>,
+    /// Per invocation slot: has a caller above given up (see `lineage.rs`).
+    lineage: Vec<lineage::Lineage>,
+    /// The walk down a chain a caller gave up on: fibers to visit, invocations found.
+    orphan_walk: (Vec<Id>, Vec<Id>),
     pub(super) faults: FaultState,
     /// Some policy caches, or effects and idempotency keys need operations: requests
     /// carry their keys and operations down the call chain.
@@ -128,6 +133,8 @@ impl World {
             fibers: Arena::default(),
             joins: Arena::default(),
             spare_children: Vec::new(),
+            lineage: Vec::new(),
+            orphan_walk: (Vec::new(), Vec::new()),
             faults,
             keyed: spec_keyed || ledger.in_use,
             immediate: VecDeque::new(),

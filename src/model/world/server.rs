@@ -7,7 +7,6 @@ use super::fiber::{Fiber, Wait};
 use super::{NO_DEADLINE, Outcome, World, overlap_ns};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
 use crate::model::arena::Id;
-use crate::model::client::Origin;
 use crate::model::spec::*;
 use crate::model::status::Status;
 use rand::RngExt;
@@ -299,8 +298,10 @@ impl World {
         let now = sched.now();
         let root = self.fibers.next_id();
         let inv = make(root);
-        let (endpoint, r, measured) = (inv.endpoint, inv.replica, inv.measured);
+        let (endpoint, r, measured, answer_to) =
+            (inv.endpoint, inv.replica, inv.measured, inv.answer_to);
         let inv = self.invocations.insert(inv);
+        self.inherit_lineage(inv, answer_to);
         let fiber = self.fibers.insert(Fiber {
             invocation: inv,
             seq: self.spec.endpoints[endpoint.index()].handler,
@@ -434,7 +435,8 @@ impl World {
                 );
             }
         }
-        self.record_answer(&inv, status, now);
+        let orphaned = inv.measured && self.abandoned(i);
+        self.record_answer(&inv, status, orphaned, now);
         self.replicas[inv.replica as usize].outstanding -= 1;
         match inv.answer_to {
             AnswerTo::Delivery(d) => {
@@ -472,9 +474,8 @@ impl World {
     }
 
     /// The endpoint's books for an answer: counts, latency, wasted work, windows, series.
-    fn record_answer(&mut self, inv: &Invocation, status: Status, now: SimTime) {
+    fn record_answer(&mut self, inv: &Invocation, status: Status, orphaned: bool, now: SimTime) {
         let latency = now.since(inv.arrived_at);
-        let orphaned = inv.measured && self.abandoned(inv.answer_to);
         let em = &mut self.metrics.endpoints[inv.endpoint.index()];
         if inv.measured {
             em.completed += 1;
@@ -593,33 +594,6 @@ impl World {
         }
         for (e, n) in self.metrics.endpoints.iter_mut().zip(counts) {
             e.queue_length.set(now, n);
-        }
-    }
-
-    /// Has anyone up the chain given up on this attempt? Its answer is then wasted
-    /// work, even when the immediate caller (which set no timeout) still waits.
-    pub(super) fn abandoned(&self, mut to: AnswerTo) -> bool {
-        loop {
-            let attempt = match to {
-                // A consumer's work is wasted once its delivery was taken back.
-                AnswerTo::Delivery(d) => return !self.asy.deliveries.contains(d),
-                AnswerTo::Attempt { attempt, .. } => attempt,
-            };
-            let Some(a) = self.attempts.get(attempt) else {
-                return true;
-            };
-            let Some(lc) = self.logicals.get(a.logical) else {
-                return true;
-            };
-            match lc.origin {
-                Origin::Workload { .. } => return false,
-                Origin::Fiber(f) => {
-                    let Some(fiber) = self.fibers.get(f) else {
-                        return true;
-                    };
-                    to = self.invocations[fiber.invocation].answer_to;
-                }
-            }
         }
     }
 }

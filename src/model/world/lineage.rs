@@ -1,0 +1,118 @@
+//! Is anyone still waiting for an invocation's answer? An answer nobody up the call chain
+//! waits for any more is wasted work (`orphaned`). Walking up the chain at every answer
+//! cost O(depth) per answer, O(depth^2) per request; instead each invocation carries a
+//! flag set once, when a caller somewhere above gives up (its attempt is removed: a
+//! timeout, a cancelled branch, a losing hedge), and passed down to the invocations
+//! below at that moment. Each invocation is marked at most once, so the marking costs
+//! O(1) per invocation over the run, whatever the topology.
+//!
+//! A consumer's chain ends at its delivery, which the broker may take back at any time:
+//! that top is looked up when the answer is recorded (O(1)).
+
+use super::World;
+use super::event::DeliveryId;
+use super::fiber::Wait;
+use super::server::AnswerTo;
+use crate::model::arena::Id;
+use crate::model::client::Origin;
+
+/// What an invocation inherits from the chain above it (kept beside the invocations'
+/// arena, one entry per slot).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Lineage {
+    /// A caller up the chain gave up: the answer will not be waited for.
+    cut: bool,
+    /// The delivery at the top of the chain, for work done for a consumer.
+    delivery: Option<DeliveryId>,
+}
+
+impl World {
+    /// Records the lineage of invocation `i`, just admitted, and lets the attempt it
+    /// serves know which invocation serves it.
+    pub(super) fn inherit_lineage(&mut self, i: Id, answer_to: AnswerTo) {
+        let lineage = match answer_to {
+            AnswerTo::Delivery(d) => Lineage {
+                cut: false,
+                delivery: Some(d),
+            },
+            AnswerTo::Attempt { attempt, .. } => match self.attempts.get_mut(attempt) {
+                None => Lineage {
+                    cut: true,
+                    delivery: None,
+                },
+                Some(a) => {
+                    a.served_by = Some(i);
+                    // A live attempt's call is live, and so is the fiber that made it.
+                    match self.logicals[a.logical].origin {
+                        Origin::Workload { .. } => Lineage::default(),
+                        Origin::Fiber(f) => self.lineage[self.fibers[f].invocation.slot()],
+                    }
+                }
+            },
+        };
+        let slot = i.slot();
+        if self.lineage.len() <= slot {
+            self.lineage.resize(slot + 1, Lineage::default());
+        }
+        self.lineage[slot] = lineage;
+    }
+
+    /// Has anyone up the chain given up on this invocation? Its answer is then wasted
+    /// work, even when the immediate caller (which set no timeout) still waits.
+    pub(super) fn abandoned(&self, i: Id) -> bool {
+        let lineage = self.lineage[i.slot()];
+        lineage.cut
+            || lineage
+                .delivery
+                .is_some_and(|d| !self.asy.deliveries.contains(d))
+    }
+
+    /// A caller gave up on an attempt (removed before its answer): the invocation
+    /// serving it, if any is still running, and everything it called are cut off.
+    pub(in crate::model) fn orphan(&mut self, served_by: Option<Id>) {
+        let Some(i) = served_by else {
+            return;
+        };
+        let (mut fibers, mut below) = std::mem::take(&mut self.orphan_walk);
+        self.cut(i, &mut fibers);
+        while let Some(f) = fibers.pop() {
+            let Some(fiber) = self.fibers.get(f) else {
+                continue;
+            };
+            match fiber.wait {
+                Wait::Call(l) => {
+                    let Some(lc) = self.logicals.get(l) else {
+                        continue;
+                    };
+                    below.extend(
+                        lc.attempts()
+                            .filter_map(|a| self.attempts.get(a).and_then(|a| a.served_by)),
+                    );
+                    for i in below.drain(..) {
+                        self.cut(i, &mut fibers);
+                    }
+                }
+                Wait::Join(j) => {
+                    if let Some(join) = self.joins.get(j) {
+                        fibers.extend_from_slice(&join.children);
+                    }
+                }
+                Wait::Ready | Wait::Work | Wait::Publish(_) => {}
+            }
+        }
+        self.orphan_walk = (fibers, below);
+    }
+
+    /// Marks one running invocation as cut off, once, and queues its root fiber for the
+    /// walk down.
+    fn cut(&mut self, i: Id, fibers: &mut Vec<Id>) {
+        let Some(inv) = self.invocations.get(i) else {
+            return;
+        };
+        let lineage = &mut self.lineage[i.slot()];
+        if !lineage.cut {
+            lineage.cut = true;
+            fibers.push(inv.root);
+        }
+    }
+}
