@@ -52,6 +52,32 @@ struct Bucket {
     queue_area_at_start: u128,
 }
 
+/// Rows per series a default bucket aims at: a file a person can still read.
+pub const READABLE_ROWS: u64 = 1000;
+/// The shortest default bucket: shorter ones hold too few answers for a p99, and a run
+/// shorter than `READABLE_ROWS` of these is already readable.
+pub const MIN_DEFAULT_BUCKET: SimDuration = SimDuration::from_secs(1);
+
+/// The bucket of a run that does not choose one: the smallest 1-2-5 value (1, 2, 5 x
+/// 10^k ns) that cuts `end` into at most `READABLE_ROWS` buckets, and at least
+/// `MIN_DEFAULT_BUCKET`; `MIN_DEFAULT_BUCKET` when the end is unknown.
+pub fn readable_bucket(end: Option<SimDuration>) -> SimDuration {
+    let Some(end) = end else {
+        return MIN_DEFAULT_BUCKET;
+    };
+    let want = end.as_nanos().div_ceil(READABLE_ROWS);
+    let mut decade: u64 = 1;
+    loop {
+        for step in [1, 2, 5] {
+            let b = decade.saturating_mul(step);
+            if b >= want || b == u64::MAX {
+                return SimDuration::from_nanos(b).max(MIN_DEFAULT_BUCKET);
+            }
+        }
+        decade = decade.saturating_mul(10);
+    }
+}
+
 /// Rows are kept in memory until the run ends (outputs are written only once a run has
 /// succeeded); past this many rows the series stops growing and says so.
 pub const MAX_ROWS: usize = 2_000_000;
@@ -208,6 +234,24 @@ impl Series {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_bucket_is_a_1_2_5_value_for_at_most_1000_rows() {
+        let s = SimDuration::from_secs;
+        let bucket = |end: Option<SimDuration>| readable_bucket(end).as_nanos() / 1_000_000;
+        // Short runs keep 1 s: at most 1000 rows already.
+        assert_eq!(bucket(None), 1000);
+        assert_eq!(bucket(Some(s(60))), 1000);
+        assert_eq!(bucket(Some(s(1000))), 1000);
+        // 1001 s needs 1000 buckets of >= 1.001 s: the next 1-2-5 value is 2 s.
+        assert_eq!(bucket(Some(s(1001))), 2000);
+        assert_eq!(bucket(Some(s(3600))), 5000);
+        assert_eq!(bucket(Some(s(5000))), 5000);
+        assert_eq!(bucket(Some(s(86_400))), 100_000);
+        // ~12 days (10^6 M/M/1 customers): 1.04 ks per row -> 2000 s, 521 rows.
+        assert_eq!(bucket(Some(s(1_040_000))), 2_000_000);
+        assert!(readable_bucket(Some(SimDuration::from_nanos(u64::MAX))) >= s(1));
+    }
 
     #[test]
     fn buckets_count_and_reset() {

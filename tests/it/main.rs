@@ -17,5 +17,6 @@ mod policies;
 mod presets_boundaries;
 mod properties;
 mod robust;
+mod series;
 mod support;
 mod views;

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 mod brokers;
+mod bucket;
 mod consumers;
 mod dist;
 mod effects;
@@ -38,7 +39,6 @@ pub const DEFAULT_MAX_EVENTS: u64 = 2_000_000_000;
 /// a zero-time loop takes to reach `DEFAULT_MAX_EVENTS`.
 pub const DEFAULT_MAX_EVENTS_AT_ONE_INSTANT: u64 = 10_000_000;
 pub const DEFAULT_QUEUE: u32 = 1000;
-pub const DEFAULT_BUCKET: SimDuration = SimDuration::from_secs(1);
 
 /// What the scenario layer adds to the model's spec: names and descriptions for people.
 pub struct Built {
@@ -91,7 +91,8 @@ struct Settings {
     warmup: Option<SimDuration>,
     max_events: Option<u64>,
     max_events_at_one_instant: Option<u64>,
-    bucket: Option<SimDuration>,
+    /// Inner None: not written (the default follows from the run's length).
+    bucket: Option<Option<SimDuration>>,
 }
 
 #[derive(Default)]
@@ -173,7 +174,8 @@ impl Builder {
         let workloads = self.tables(raw);
         let sim = raw.simulation.get_ref();
         let seed = seed?;
-        let spec = Spec {
+        let bucket = bucket?;
+        let mut spec = Spec {
             seed,
             warmup: warmup?,
             duration: match run_length {
@@ -186,7 +188,7 @@ impl Builder {
             },
             max_events: max_events?,
             max_events_at_one_instant: max_events_at_one_instant?,
-            bucket: bucket?,
+            bucket: bucket.unwrap_or(SimDuration::ZERO),
             services: std::mem::take(&mut self.services),
             endpoints: std::mem::take(&mut self.endpoints),
             workloads,
@@ -208,6 +210,9 @@ impl Builder {
             sagas: std::mem::take(&mut self.sagas),
             choreographies: std::mem::take(&mut self.choreographies),
         };
+        if bucket.is_none() {
+            spec.bucket = bucket::default_bucket(&spec);
+        }
         Some(Built {
             name,
             description: sim.description.clone().unwrap_or_default(),
@@ -277,8 +282,10 @@ impl Builder {
             None => Some(DEFAULT_MAX_EVENTS_AT_ONE_INSTANT),
         };
         let bucket = match &raw.report.bucket {
-            Some(b) => self.positive_duration(b, "the time-series bucket"),
-            None => Some(DEFAULT_BUCKET),
+            Some(b) => self
+                .positive_duration(b, "the time-series bucket")
+                .map(Some),
+            None => Some(None),
         };
         Settings {
             name,
