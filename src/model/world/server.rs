@@ -86,14 +86,6 @@ pub(super) struct BalancerState {
     pub(super) rng: Stream,
 }
 
-pub(super) fn outcome_of(status: Status, degraded: bool) -> Outcome {
-    if status.is_ok() {
-        Outcome::Ok { degraded }
-    } else {
-        Outcome::Failed(status)
-    }
-}
-
 impl Replica {
     /// Every service's replicas, in service order, and the index of each service's first.
     pub(super) fn all(spec: &Spec, seed: u64) -> (Vec<Replica>, Vec<u32>) {
@@ -437,10 +429,7 @@ impl World {
         self.record_answer(&inv, status, now);
         self.replicas[inv.replica as usize].outstanding -= 1;
         match inv.answer_to {
-            AnswerTo::Delivery(d) => {
-                self.maybe_rejoin(d, sched);
-                self.handled(d, outcome_of(status, degraded), sched);
-            }
+            AnswerTo::Delivery(d) => self.delivery_handled(d, status, sched),
             AnswerTo::Attempt {
                 attempt,
                 edge,
@@ -602,7 +591,7 @@ impl World {
         loop {
             let attempt = match to {
                 // A consumer's work is wasted once its delivery was taken back.
-                AnswerTo::Delivery(d) => return !self.asy.deliveries.contains(d),
+                AnswerTo::Delivery(d) => return !self.asy.delivery_live(d),
                 AnswerTo::Attempt { attempt, .. } => attempt,
             };
             let Some(a) = self.attempts.get(attempt) else {
