@@ -169,14 +169,14 @@ impl World {
                     let instances = targeted(*replica, spec.services[service.index()].replicas);
                     for inst in instances {
                         self.faults.affected[i] += 1;
-                        self.consumer_down(c, inst, sched);
+                        self.broker(sched, |a, cx| a.consumer_down(c, inst, cx));
                     }
                 }
             }
             FaultTarget::Broker(b) => {
                 let b = *b;
                 self.asy.broker_fault_active[i] = true;
-                let returned = self.broker_down(b, sched);
+                let returned = self.broker(sched, |a, cx| a.broker_down(b, cx));
                 self.faults.affected[i] += returned;
             }
             FaultTarget::Links(links) => {
@@ -207,7 +207,7 @@ impl World {
                         {
                             continue;
                         }
-                        self.consumer_up(c, inst, sched);
+                        self.broker(sched, |a, cx| a.consumer_up(c, inst, cx));
                     }
                 }
             }
@@ -220,7 +220,7 @@ impl World {
                         && matches!(f.target, FaultTarget::Broker(x) if x == b)
                 });
                 if !still_down {
-                    self.broker_up(b, sched);
+                    self.broker(sched, |a, cx| a.broker_up(b, cx));
                 }
             }
             FaultTarget::Links(links) => {

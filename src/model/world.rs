@@ -12,6 +12,7 @@
 //! `immediate` queue drained before the next engine event: no handler ever re-enters
 //! another, and zero-latency hops cost no trip through the event heap.
 
+mod bridge;
 mod event;
 mod fiber;
 mod lineage;
@@ -21,7 +22,7 @@ mod transaction;
 mod workload;
 
 use super::arena::{Arena, Id};
-use super::broker::Async;
+use super::broker::{Async, Command};
 use super::client::{Attempt, ClientState, Logical, Origin};
 use super::faults::FaultState;
 use super::ledger::Ledger;
@@ -81,6 +82,8 @@ pub struct World {
     pub(super) immediate: VecDeque<Event>,
     /// Brokers, queues, topics, consumer groups.
     pub(super) asy: Async,
+    /// What the brokers' last call asked of the world (`bridge.rs`), kept for its capacity.
+    broker_commands: Vec<Command>,
     /// The effects ledger, transaction buffers, idempotency stores.
     pub(super) ledger: Ledger,
     bucket_start: SimTime,
@@ -139,6 +142,7 @@ impl World {
             keyed: spec_keyed || ledger.in_use,
             immediate: VecDeque::new(),
             asy,
+            broker_commands: Vec::new(),
             ledger,
             bucket_start: SimTime::ZERO,
             requests_sent: 0,
@@ -173,7 +177,7 @@ impl World {
         }
         self.asy.periodic += 1;
         sched.after(self.spec.bucket, Event::Tick);
-        self.start_groups(sched);
+        self.broker(sched, |a, cx| a.start_groups(cx));
     }
 
     /// Closes the books at the end of the run and hands over what was measured.
@@ -231,7 +235,9 @@ impl World {
                 affected,
             })
             .collect();
-        self.finish_consistency();
+        self.asy
+            .finish_consistency(&self.spec, &mut self.metrics.consistency);
+        self.ledger.judge(&self.spec, &mut self.metrics.consistency);
         self.metrics.window_start = warmup_end.min(end);
         self.metrics.window_end = end;
         self.metrics
@@ -246,7 +252,8 @@ impl World {
             && now > self.bucket_start
         {
             let start = self.bucket_start;
-            self.sample_lag(start, now);
+            self.asy
+                .sample_lag(&self.spec, &mut self.metrics.consistency, start, now);
             self.bucket_start = now;
         }
         let Metrics {
@@ -295,7 +302,7 @@ impl World {
         // Ticks, auto-commits and watchdogs that find nothing to do are not activity:
         // a drained run ends with its last real event.
         if !matches!(event, Event::Tick | Event::AutoCommit(_))
-            && (!background || self.timer_live(&event))
+            && (!background || self.asy.timer_live(&event))
         {
             self.last_activity = now;
         }
@@ -366,32 +373,34 @@ impl World {
                     sched.after(self.spec.bucket, Event::Tick);
                 }
             }
-            Event::PublishArrive(t) => self.on_publish_arrive(t, sched),
+            Event::PublishArrive(t) => self.broker(sched, |a, cx| a.on_publish_arrive(t, cx)),
             Event::Confirm {
                 pending,
                 try_number,
                 ok,
-            } => self.on_confirm(pending, try_number, ok, sched),
+            } => self.broker(sched, |a, cx| a.on_confirm(pending, try_number, ok, cx)),
             Event::ConfirmTimeout {
                 pending,
                 try_number,
-            } => self.on_confirm(pending, try_number, false, sched),
+            } => self.broker(sched, |a, cx| a.on_confirm(pending, try_number, false, cx)),
             Event::Republish(p) => self.on_republish(p, sched),
             Event::Deliver(d) => self.on_deliver(d, sched),
-            Event::DeliverQueue(q) => self.try_deliver(q, sched),
-            Event::Settle { delivery, how } => self.on_settle(delivery, how, sched),
-            Event::AckTimeout(d) => self.on_ack_timeout(d, sched),
-            Event::Requeue(m) => self.on_requeue(m, sched),
+            Event::DeliverQueue(q) => self.broker(sched, |a, cx| a.try_deliver(q, cx)),
+            Event::Settle { delivery, how } => {
+                self.broker(sched, |a, cx| a.on_settle(delivery, how, cx))
+            }
+            Event::AckTimeout(d) => self.broker(sched, |a, cx| a.on_ack_timeout(d, cx)),
+            Event::Requeue(m) => self.broker(sched, |a, cx| a.on_requeue(m, cx)),
             Event::Refetch {
                 consumer,
                 partition,
-            } => self.on_refetch(consumer, partition, sched),
-            Event::PollTimeout(d) => self.on_poll_timeout(d, sched),
+            } => self.broker(sched, |a, cx| a.on_refetch(consumer, partition, cx)),
+            Event::PollTimeout(d) => self.broker(sched, |a, cx| a.on_poll_timeout(d, cx)),
             Event::SessionTimeout { consumer, instance } => {
-                self.on_session_timeout(consumer, instance, sched)
+                self.broker(sched, |a, cx| a.on_session_timeout(consumer, instance, cx))
             }
-            Event::AutoCommit(c) => self.on_auto_commit(c, sched),
-            Event::RelayTick(p) => self.on_relay_tick(p, sched),
+            Event::AutoCommit(c) => self.broker(sched, |a, cx| a.on_auto_commit(c, cx)),
+            Event::RelayTick(p) => self.broker(sched, |a, cx| a.on_relay_tick(p, cx)),
         }
     }
 }
@@ -431,7 +440,7 @@ impl crate::engine::Model for World {
             self.dispatch(e, sched);
         }
         if !self.asy.pending_relays.is_empty() {
-            self.schedule_relays(sched);
+            self.broker(sched, |a, cx| a.schedule_relays(cx));
         }
     }
 }

@@ -162,3 +162,50 @@ fn the_scan_finds_paths_inline_and_in_use_lines() {
     assert_eq!(inline[0].0, "model");
     assert_eq!(inline[1].0, "engine");
 }
+
+/// Names that belong to the `World` (its handlers, fibers and invocations): the brokers
+/// return commands for them and never name them (issue 13: subsystems own their state,
+/// the World owns the flow).
+const WORLD_ONLY: &[&str] = &[
+    "World",
+    "Fiber",
+    "Invocation",
+    "AnswerTo",
+    "Wait",
+    "Outcome",
+    "fibers",
+    "invocations",
+];
+
+#[test]
+fn tidy_brokers_never_name_the_world_its_fibers_or_invocations() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model/broker");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    files.sort();
+    assert!(files.len() >= 5, "the broker's rooms are read");
+    let mut wrong = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let names: Vec<&str> = code
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|w| WORLD_ONLY.contains(w))
+                .collect();
+            if !names.is_empty() {
+                wrong.push(format!(
+                    "{}:{}: {names:?}: {}",
+                    file.display(),
+                    n + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "broker code naming the World's own types:\n{}",
+        wrong.join("\n")
+    );
+}

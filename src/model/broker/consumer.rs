@@ -1,111 +1,91 @@
-//! The consumer bridge: a delivery becomes an invocation on its instance's replica, and
-//! the handler's end settles the delivery. The only broker code that touches an
-//! `Invocation`.
+//! The broker's side of its consumers: whether a delivery that reaches its instance is
+//! handled at all (the instance is up, the processed-messages store has not seen it),
+//! the handler noted on the delivery, and the handler's end turned into a settlement.
+//! The `World`'s consumer bridge (`world/bridge.rs`) runs the handler itself.
 
-use crate::engine::{Scheduler, SimDuration, SimTime};
+use super::{Async, Ctx};
+use crate::engine::SimTime;
+use crate::model::arena::Id;
 use crate::model::spec::*;
-use crate::model::status::Status;
-use crate::model::world::{
-    AnswerTo, DeliveryId, Event, Invocation, NO_DEADLINE, Outcome, Settlement, World,
-};
-use std::rc::Rc;
+use crate::model::world::{DeliveryId, Event, Settlement};
 
-impl World {
+/// A delivery its consumer instance is to handle.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::model) struct Arrival {
+    pub consumer: ConsumerId,
+    pub instance: u32,
+    pub msg: u64,
+    pub op: u64,
+    pub key: u32,
+}
+
+impl Async {
     // ---- consumers ----
 
-    /// A delivery reaches its consumer instance: the handler starts (or waits for a
-    /// worker), unless the processed-messages store already has it.
-    pub(in crate::model) fn on_deliver(&mut self, d: DeliveryId, sched: &mut Scheduler<Event>) {
-        let now = sched.now();
-        let Some(del) = self.asy.deliveries.get(d) else {
-            return;
-        };
+    /// A delivery reaches its consumer instance: the handler is to run, unless the
+    /// delivery is gone, the instance is down, or the processed-messages store already
+    /// has the message (then it is settled as handled, and None).
+    pub(in crate::model) fn arrive(&mut self, d: DeliveryId, cx: &mut Ctx) -> Option<Arrival> {
+        let now = cx.now();
+        let del = self.deliveries.get(d)?;
         let (c, instance) = (del.consumer, del.instance);
-        let all = Rc::clone(&self.spec);
-        let cspec = &all.consumers[c.index()];
-        if !self.asy.consumers[c.index()].instances[instance as usize].up {
-            return; // arrives at a dead process: the broker finds out by its own rules
+        if !self.consumers[c.index()].instances[instance as usize].up {
+            return None; // arrives at a dead process: the broker finds out by its own rules
         }
-        if let Some(dd) = cspec.dedupe {
+        let arrival = Arrival {
+            consumer: c,
+            instance,
+            msg: del.msg,
+            op: del.op,
+            key: del.key,
+        };
+        if let Some(dd) = cx.spec.consumers[c.index()].dedupe {
             let id = dd.id(del.msg, del.op);
-            if self.asy.consumers[c.index()].processed(id, now) {
-                self.metrics.consistency.consumers[c.index()].duplicates_skipped += 1;
-                return self.handled(d, Outcome::Ok { degraded: false }, sched);
+            if self.consumers[c.index()].processed(id, now) {
+                cx.metrics.consumers[c.index()].duplicates_skipped += 1;
+                self.handled(d, true, cx);
+                return None;
             }
         }
-        let service = cspec.service;
-        let endpoint = cspec.endpoint;
-        let first = self.first_replica[service.index()];
-        let r = first + instance;
-        let measured = now >= self.warmup_end;
-        self.metrics.endpoints[endpoint.index()].arrivals += u64::from(measured);
-        if self.faults.service_faulted(service)
-            && let Some(_status) = self.faults.on_arrival(&self.spec, first, service, r)
-        {
-            self.metrics.endpoints[endpoint.index()].faulted += u64::from(measured);
-            return self.handled(d, Outcome::Failed(Status::Unavailable), sched);
-        }
-        let (op, key, del_msg) = (del.op, del.key, del.msg);
-        let replica = &self.replicas[r as usize];
-        let starts_now = replica.busy < replica.workers;
-        let inv = |root| Invocation {
-            endpoint,
-            replica: r,
-            answer_to: AnswerTo::Delivery(d),
-            msg: del_msg,
-            arrived_at: now,
-            deadline: NO_DEADLINE,
-            worker_since: starts_now.then_some(now),
-            busy_ns: 0,
-            key,
-            op,
-            messages: 1,
-            queued: !starts_now,
-            retry_after: None,
-            root,
-            degraded: false,
-            measured,
-            fibers: 1,
-        };
-        let i = self.admit(inv, starts_now, SimDuration::ZERO, sched);
-        // A handler whose steps all take no time (a work draw can round to 0 ns) has
-        // already ended inside `admit` and settled its delivery, which may be gone.
-        let Some(del) = self.asy.deliveries.get_mut(d) else {
+        Some(arrival)
+    }
+
+    /// The consumer's invocation `handler` took the delivery (a handler that ended
+    /// within its admission may have settled it already).
+    pub(in crate::model) fn note_handler(&mut self, d: DeliveryId, handler: Id, cx: &mut Ctx) {
+        let Some(del) = self.deliveries.get_mut(d) else {
             return;
         };
-        del.handler = Some(i);
+        del.handler = Some(handler);
+        let all = cx.spec;
+        let cspec = &all.consumers[del.consumer.index()];
         if let Some(limit) = cspec.max_poll_interval
             && matches!(cspec.subscription, Subscription::Topic(_))
         {
-            self.asy.periodic += 1;
-            sched.after(limit, Event::PollTimeout(d));
+            self.periodic += 1;
+            cx.sched.after(limit, Event::PollTimeout(d));
         }
     }
 
-    /// A consumer's handler is over (or skipped): settle the delivery.
-    pub(in crate::model) fn handled(
-        &mut self,
-        d: DeliveryId,
-        outcome: Outcome,
-        sched: &mut Scheduler<Event>,
-    ) {
-        let Some(del) = self.asy.deliveries.get(d) else {
+    /// A consumer's handler is over (or skipped, or refused by a fault): settle the
+    /// delivery.
+    pub(in crate::model) fn handled(&mut self, d: DeliveryId, ok: bool, cx: &mut Ctx) {
+        let Some(del) = self.deliveries.get(d) else {
             // Taken back meanwhile (ack timeout, rebalance): the ack goes nowhere.
-            if let Some(q) = self.asy.stale_queue.remove(&d) {
-                self.metrics.consistency.flows[q.index()].stale_acks +=
-                    u64::from(matches!(outcome, Outcome::Ok { .. }));
+            if let Some(q) = self.stale_queue.remove(&d) {
+                cx.metrics.flows[q.index()].stale_acks += u64::from(ok);
             }
             return;
         };
         let c = del.consumer;
-        let cm = &mut self.metrics.consistency.consumers[c.index()];
-        let ok = matches!(outcome, Outcome::Ok { .. });
+        let cm = &mut cx.metrics.consumers[c.index()];
         if ok {
             cm.handled_ok += 1;
         } else {
             cm.handled_failed += 1;
         }
-        let spec = &self.spec.consumers[c.index()];
+        let all = cx.spec;
+        let spec = &all.consumers[c.index()];
         match spec.subscription {
             Subscription::Queue(q) => {
                 if !ok && spec.on_failure == OnFailure::Abandon {
@@ -118,10 +98,10 @@ impl World {
                     (false, OnFailure::Reject | OnFailure::Skip) => Settlement::Reject,
                     (false, OnFailure::Retry { .. }) => Settlement::Retry,
                 };
-                let b = self.spec.queues[q.index()].broker;
-                self.broker_hop(b, Event::Settle { delivery: d, how }, sched);
+                let b = cx.spec.queues[q.index()].broker;
+                self.broker_hop(b, Event::Settle { delivery: d, how }, cx);
             }
-            Subscription::Topic(_) => self.log_handled(d, ok, sched),
+            Subscription::Topic(_) => self.log_handled(d, ok, cx),
         }
     }
 
@@ -137,7 +117,7 @@ impl World {
         now: SimTime,
     ) -> bool {
         let id = dd.id(msg, op);
-        let cs = &mut self.asy.consumers[c.index()];
+        let cs = &mut self.consumers[c.index()];
         if cs.processed(id, now) {
             return false;
         }

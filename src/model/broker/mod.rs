@@ -21,13 +21,48 @@ mod queue;
 use super::arena::{Arena, Id};
 use super::retention::prune;
 use super::spec::*;
-use super::world::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, TransitId, World};
+use super::status::Status;
+use super::world::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, TransitId};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
+use crate::metrics::consistency::Consistency;
 pub(super) use books::new_consistency;
+pub(super) use publish::Published;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// What a broker call is given: the spec, the clock and the future (events it
+/// schedules, and zero-latency hops on the immediate queue), the consistency books it
+/// writes, and where it leaves the commands only the `World` may carry out.
+pub(in crate::model) struct Ctx<'a> {
+    pub spec: &'a Spec,
+    pub sched: &'a mut Scheduler<Event>,
+    pub immediate: &'a mut VecDeque<Event>,
+    pub metrics: &'a mut Consistency,
+    pub commands: &'a mut Vec<Command>,
+}
+
+impl Ctx<'_> {
+    pub fn now(&self) -> SimTime {
+        self.sched.now()
+    }
+}
+
+/// What the broker asks of the world, which owns fibers, invocations and the fault
+/// books: carried out in order once the broker call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::model) enum Command {
+    /// A confirmed publish was accepted: the fiber that waits for it continues.
+    Resume { fiber: Id },
+    /// A confirmed publish failed after its retries: the fiber that waits for it fails.
+    Fail { fiber: Id, status: Status },
+    /// A queue took delivery back: the copy still waiting for a worker in its consumer
+    /// (the invocation `handler`) leaves with its prefetch slot.
+    Discard { delivery: DeliveryId, handler: Id },
+    /// A publish reached broker `broker` while it was down (the fault's `affected`).
+    Refused { broker: BrokerId },
+}
+
 /// One copy of a message in one queue.
-pub(super) struct Message {
+struct Message {
     pub msg: u64,
     pub op: u64,
     pub key: u32,
@@ -40,13 +75,13 @@ pub(super) struct Message {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Source {
+enum Source {
     Queue(MessageId),
     Log { partition: u32, offset: u64 },
 }
 
 /// A message handed to a consumer instance and not yet settled.
-pub(super) struct Delivery {
+struct Delivery {
     pub consumer: ConsumerId,
     pub instance: u32,
     pub source: Source,
@@ -146,7 +181,8 @@ struct Transit {
 
 #[derive(Clone, Copy)]
 enum Publisher {
-    Fiber(Id),
+    /// A handler's `publish` step: the fiber that waits for the confirm.
+    Step(Id),
     Relay(OutboxRowId),
 }
 
@@ -179,8 +215,8 @@ struct Relay {
 pub(super) struct Async {
     down: Vec<bool>,
     rngs: Vec<Stream>,
-    pub messages: Arena<Message, MessageId>,
-    pub deliveries: Arena<Delivery, DeliveryId>,
+    messages: Arena<Message, MessageId>,
+    deliveries: Arena<Delivery, DeliveryId>,
     queues: Vec<QueueState>,
     partitions: Vec<Vec<Partition>>,
     consumers: Vec<ConsumerState>,
@@ -313,37 +349,56 @@ fn violates_order(last_by_key: &mut Vec<u64>, key: u32, msg: u64) -> bool {
     }
 }
 
-impl World {
-    fn broker_delay(&mut self, b: BrokerId) -> SimDuration {
-        let d = &self.spec.brokers[b.index()].latency;
+impl Async {
+    fn broker_delay(&mut self, b: BrokerId, spec: &Spec) -> SimDuration {
+        let d = &spec.brokers[b.index()].latency;
         if d.is_constant_zero() {
             SimDuration::ZERO
         } else {
-            d.sample(&mut self.asy.rngs[b.index()])
+            d.sample(&mut self.rngs[b.index()])
         }
     }
 
     /// Sends an event over a client-broker hop.
-    fn broker_hop(&mut self, b: BrokerId, event: Event, sched: &mut Scheduler<Event>) {
-        let delay = self.broker_delay(b);
+    fn broker_hop(&mut self, b: BrokerId, event: Event, cx: &mut Ctx) {
+        let delay = self.broker_delay(b, cx.spec);
         if delay.is_zero() {
-            self.immediate.push_back(event);
+            cx.immediate.push_back(event);
         } else {
-            sched.after(delay, event);
+            cx.sched.after(delay, event);
         }
     }
 
     fn flow_of_group(&self, c: ConsumerId) -> usize {
-        self.asy.group_flow[c.index()]
+        self.group_flow[c.index()]
     }
 
     /// Whether a watchdog timer still guards something (else it is stale).
-    pub(super) fn timer_live(&self, event: &Event) -> bool {
+    pub(in crate::model) fn timer_live(&self, event: &Event) -> bool {
         match *event {
-            Event::AckTimeout(d) | Event::PollTimeout(d) => self.asy.deliveries.contains(d),
-            Event::ConfirmTimeout { pending, .. } => self.asy.pending.contains(pending),
+            Event::AckTimeout(d) | Event::PollTimeout(d) => self.deliveries.contains(d),
+            Event::ConfirmTimeout { pending, .. } => self.pending.contains(pending),
             _ => true,
         }
+    }
+
+    /// Whether a delivery is still out (not settled, not taken back).
+    pub(in crate::model) fn delivery_live(&self, d: DeliveryId) -> bool {
+        self.deliveries.contains(d)
+    }
+
+    /// The fiber waiting for a confirmed publish, if a fiber published it.
+    pub(in crate::model) fn publishing_fiber(&self, pending: PendingId) -> Option<Id> {
+        match self.pending.get(pending)?.publisher {
+            Publisher::Step(f) => Some(f),
+            Publisher::Relay(_) => None,
+        }
+    }
+
+    /// A queue delivery taken back was discarded in its consumer before it ran, so no
+    /// late ack of it will come.
+    pub(in crate::model) fn forget_stale(&mut self, d: DeliveryId) {
+        self.stale_queue.remove(&d);
     }
 }
 

@@ -2,55 +2,61 @@
 //! fiber waits and a failed try is published again under the same id; the broker routes
 //! what arrives to queues and topic partitions; the outbox relay publishes committed rows.
 
-use super::{Enqueued, LogEntry, OutboxRow, Pending, Publisher, Transit};
-use crate::engine::{Scheduler, SimTime};
+use super::{Async, Command, Ctx, Enqueued, LogEntry, OutboxRow, Pending, Publisher, Transit};
+use crate::engine::SimTime;
 use crate::metrics::consistency::*;
 use crate::model::arena::Id;
 use crate::model::routing;
 use crate::model::spec::*;
 use crate::model::status::Status;
-use crate::model::world::{Event, OutboxRowId, Outcome, PendingId, TransitId, Wait, World};
+use crate::model::world::{Event, OutboxRowId, PendingId, TransitId};
 use rand::RngExt;
-use std::rc::Rc;
 
-impl World {
+/// What became of a `publish` step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::model) enum Published {
+    /// On its way, nothing to wait for.
+    Sent,
+    /// On its way; the fiber waits for this confirm.
+    Confirming(PendingId),
+    /// An outbox row with this message id, written with the handler's transaction.
+    Outbox(u64),
+}
+
+impl Async {
     // ---- publishing ----
 
-    /// A `publish` step. Returns true when the fiber waits for a confirm.
+    /// A `publish` step of fiber `fiber`, for operation `op` with key `key`.
     pub(in crate::model) fn publish_step(
         &mut self,
-        f: Id,
-        inv: Id,
+        fiber: Id,
         p: PublishId,
-        sched: &mut Scheduler<Event>,
-    ) -> bool {
-        let site = &self.spec.publishes[p.index()];
-        let (op, key) = {
-            let i = &self.invocations[inv];
-            (i.op, i.key)
-        };
-        let msg = self.asy.next_msg;
-        self.asy.next_msg += 1;
+        op: u64,
+        key: u32,
+        cx: &mut Ctx,
+    ) -> Published {
+        let all = cx.spec;
+        let site = &all.publishes[p.index()];
+        let msg = self.next_msg;
+        self.next_msg += 1;
         if site.outbox {
-            // Written with the handler's own transaction: published only if it succeeds.
-            self.ledger.txn_outbox.push((inv, p, msg));
-            return false;
+            // Published only if the handler's transaction commits.
+            return Published::Outbox(msg);
         }
         if site.confirms {
-            let pending = self.asy.pending.insert(Pending {
-                publisher: Publisher::Fiber(f),
+            let pending = self.pending.insert(Pending {
+                publisher: Publisher::Step(fiber),
                 publish: p,
                 msg,
                 op,
                 key,
                 tries: 1,
             });
-            self.fibers[f].wait = Wait::Publish(pending);
-            self.send_publish(p, msg, op, key, Some((pending, 1)), sched);
-            true
+            self.send_publish(p, msg, op, key, Some((pending, 1)), cx);
+            Published::Confirming(pending)
         } else {
-            self.send_publish(p, msg, op, key, None, sched);
-            false
+            self.send_publish(p, msg, op, key, None, cx);
+            Published::Sent
         }
     }
 
@@ -61,16 +67,16 @@ impl World {
         op: u64,
         key: u32,
         pending: Option<(PendingId, u32)>,
-        sched: &mut Scheduler<Event>,
+        cx: &mut Ctx,
     ) {
-        let site = &self.spec.publishes[p.index()];
+        let all = cx.spec;
+        let site = &all.publishes[p.index()];
         let b = site.broker;
-        let loss = self.spec.brokers[b.index()].loss;
-        if pending.is_some() {
+        let loss = cx.spec.brokers[b.index()].loss;
+        if let Some((pid, try_number)) = pending {
             let timeout = site.confirm_timeout;
-            let (pid, try_number) = pending.expect("checked");
-            self.asy.periodic += 1;
-            sched.after(
+            self.periodic += 1;
+            cx.sched.after(
                 timeout,
                 Event::ConfirmTimeout {
                     pending: pid,
@@ -78,26 +84,26 @@ impl World {
                 },
             );
         }
-        if loss > 0.0 && self.asy.rngs[b.index()].random::<f64>() < loss {
+        if loss > 0.0 && self.rngs[b.index()].random::<f64>() < loss {
             if pending.is_none() {
-                self.count_unaccepted(p, false);
+                self.count_unaccepted(p, false, cx);
             }
             return;
         }
-        let t = self.asy.transit.insert(Transit {
+        let t = self.transit.insert(Transit {
             publish: p,
             msg,
             op,
             key,
             pending,
         });
-        self.broker_hop(b, Event::PublishArrive(t), sched);
+        self.broker_hop(b, Event::PublishArrive(t), cx);
     }
 
     /// A publish the broker never took, counted against every copy it would have made:
     /// `lost` when nobody was told (no confirms), else `publish_failed`.
-    pub(super) fn count_unaccepted(&mut self, p: PublishId, told: bool) {
-        let c = &mut self.metrics.consistency;
+    pub(super) fn count_unaccepted(&mut self, p: PublishId, told: bool, cx: &mut Ctx) {
+        let c = &mut *cx.metrics;
         let bump = |f: &mut FlowMetrics| {
             f.published += 1;
             if told {
@@ -106,7 +112,7 @@ impl World {
                 f.lost += 1;
             }
         };
-        match &self.spec.publishes[p.index()].target {
+        match &cx.spec.publishes[p.index()].target {
             PublishTarget::Queues { exchange, queues } => {
                 if let Some(e) = exchange {
                     c.exchanges[e.index()].published += 1;
@@ -123,36 +129,24 @@ impl World {
                 } else {
                     tm.lost += 1;
                 }
-                for g in &self.spec.topics[t.index()].groups {
-                    bump(&mut c.flows[self.asy.group_flow[g.index()]]);
+                for g in &cx.spec.topics[t.index()].groups {
+                    bump(&mut c.flows[self.group_flow[g.index()]]);
                 }
             }
         }
     }
 
-    pub(in crate::model) fn on_publish_arrive(
-        &mut self,
-        t: TransitId,
-        sched: &mut Scheduler<Event>,
-    ) {
-        let tr = self.asy.transit.remove(t).expect("a publish arrives once");
-        let now = sched.now();
-        let site = &self.spec.publishes[tr.publish.index()];
+    pub(in crate::model) fn on_publish_arrive(&mut self, t: TransitId, cx: &mut Ctx) {
+        let tr = self.transit.remove(t).expect("a publish arrives once");
+        let all = cx.spec;
+        let site = &all.publishes[tr.publish.index()];
         let b = site.broker;
-        let accepted = if self.asy.down[b.index()] {
-            self.count_unaccepted(tr.publish, tr.pending.is_some());
-            self.faults_touch_broker(b);
+        let accepted = if self.down[b.index()] {
+            self.count_unaccepted(tr.publish, tr.pending.is_some(), cx);
+            cx.commands.push(Command::Refused { broker: b });
             false
         } else {
-            self.route(
-                tr.publish,
-                tr.msg,
-                tr.op,
-                tr.key,
-                tr.pending.is_some(),
-                now,
-                sched,
-            )
+            self.route(tr.publish, tr.msg, tr.op, tr.key, tr.pending.is_some(), cx)
         };
         if let Some((pending, try_number)) = tr.pending {
             self.broker_hop(
@@ -162,7 +156,7 @@ impl World {
                     try_number,
                     ok: accepted,
                 },
-                sched,
+                cx,
             );
         }
     }
@@ -177,26 +171,26 @@ impl World {
         op: u64,
         key: u32,
         confirms: bool,
-        now: SimTime,
-        sched: &mut Scheduler<Event>,
+        cx: &mut Ctx,
     ) -> bool {
-        let spec = Rc::clone(&self.spec);
+        let now = cx.now();
+        let spec = cx.spec;
         match &spec.publishes[p.index()].target {
             PublishTarget::Queues { exchange, queues } => {
                 if let Some(e) = exchange {
-                    let em = &mut self.metrics.consistency.exchanges[e.index()];
+                    let em = &mut cx.metrics.exchanges[e.index()];
                     em.published += 1;
                     em.unroutable += u64::from(queues.is_empty());
                 }
                 let mut accepted = true;
                 let mut copies = 0;
                 for &q in queues {
-                    self.metrics.consistency.flows[q.index()].published += 1;
-                    match self.enqueue(q, msg, op, key, now, now, sched) {
+                    cx.metrics.flows[q.index()].published += 1;
+                    match self.enqueue(q, msg, op, key, now, cx) {
                         Enqueued::Yes => copies += 1,
                         Enqueued::Duplicate => {}
                         Enqueued::Refused => {
-                            let f = &mut self.metrics.consistency.flows[q.index()];
+                            let f = &mut cx.metrics.flows[q.index()];
                             if confirms {
                                 f.publish_failed += 1;
                             } else {
@@ -208,31 +202,31 @@ impl World {
                 }
                 self.expect_copies(msg, now, copies);
                 for &q in queues {
-                    self.try_deliver(q, sched);
+                    self.try_deliver(q, cx);
                 }
                 accepted
             }
             PublishTarget::Topic(t) => {
                 let topic = &spec.topics[t.index()];
                 let part = routing::kafka_partition(key.to_string().as_bytes(), topic.partitions);
-                let log = &mut self.asy.partitions[t.index()][part as usize];
+                let log = &mut self.partitions[t.index()][part as usize];
                 log.log.push_back(LogEntry {
                     msg,
                     op,
                     key,
                     published_at: now,
                 });
-                let tm = &mut self.metrics.consistency.topics[t.index()];
+                let tm = &mut cx.metrics.topics[t.index()];
                 tm.published += 1;
                 tm.appended += 1;
                 for g in &topic.groups {
-                    let f = self.asy.group_flow[g.index()];
-                    self.metrics.consistency.flows[f].published += 1;
+                    let f = self.group_flow[g.index()];
+                    cx.metrics.flows[f].published += 1;
                 }
                 self.expect_copies(msg, now, topic.groups.len() as u32);
-                self.apply_retention(*t, part, now);
+                self.apply_retention(*t, part, now, cx);
                 for &g in &topic.groups {
-                    self.try_fetch(g, part, sched);
+                    self.try_fetch(g, part, cx);
                 }
                 true
             }
@@ -243,26 +237,25 @@ impl World {
         if copies == 0 {
             return;
         }
-        self.asy
-            .propagation
+        self.propagation
             .entry(msg)
             .and_modify(|e| e.1 += copies)
             .or_insert((now, copies, false));
     }
 
     /// A copy of `msg` is settled: handled by its subscriber, or not (`failed`).
-    pub(super) fn copy_settled(&mut self, msg: u64, failed: bool, now: SimTime) {
-        let Some(e) = self.asy.propagation.get_mut(&msg) else {
+    pub(super) fn copy_settled(&mut self, msg: u64, failed: bool, now: SimTime, cx: &mut Ctx) {
+        let Some(e) = self.propagation.get_mut(&msg) else {
             return;
         };
         e.1 -= 1;
         e.2 |= failed;
         if e.1 == 0 {
-            let (at, _, failed) = self.asy.propagation.remove(&msg).expect("present");
+            let (at, _, failed) = self.propagation.remove(&msg).expect("present");
             if failed {
-                self.metrics.consistency.not_propagated += 1;
+                cx.metrics.not_propagated += 1;
             } else {
-                self.metrics.consistency.propagation.record(now.since(at));
+                cx.metrics.propagation.record(now.since(at));
             }
         }
     }
@@ -274,94 +267,83 @@ impl World {
         pending: PendingId,
         try_number: u32,
         ok: bool,
-        sched: &mut Scheduler<Event>,
+        cx: &mut Ctx,
     ) {
-        let Some(p) = self.asy.pending.get(pending) else {
+        let Some(p) = self.pending.get(pending) else {
             return;
         };
         if p.tries != try_number {
             return; // an answer to an earlier try
         }
         if ok {
-            let p = self.asy.pending.remove(pending).expect("live");
+            let p = self.pending.remove(pending).expect("live");
             match p.publisher {
-                Publisher::Fiber(f) => {
-                    if self.fibers.contains(f) {
-                        self.resume(f, sched.now());
-                    }
-                }
+                Publisher::Step(fiber) => cx.commands.push(Command::Resume { fiber }),
                 Publisher::Relay(row) => {
-                    self.asy.outbox.remove(row);
-                    let relay = &mut self.asy.relays[p.publish.index()];
+                    self.outbox.remove(row);
+                    let relay = &mut self.relays[p.publish.index()];
                     relay.rows.retain(|&r| r != row);
                 }
             }
             return;
         }
-        let site = &self.spec.publishes[p.publish.index()];
+        let all = cx.spec;
+        let site = &all.publishes[p.publish.index()];
         match p.publisher {
             Publisher::Relay(row) => {
                 // The relay tries again at its next poll, forever: at least once.
-                self.asy.pending.remove(pending);
-                if let Some(r) = self.asy.outbox.get_mut(row) {
+                self.pending.remove(pending);
+                if let Some(r) = self.outbox.get_mut(row) {
                     r.sent = false;
                 }
             }
-            Publisher::Fiber(f) => {
+            Publisher::Step(f) => {
                 if p.tries <= site.retries {
                     let wait = site.retry_backoff;
-                    self.asy.pending[pending].tries += 1;
-                    sched.after(wait, Event::Republish(pending));
+                    self.pending[pending].tries += 1;
+                    cx.sched.after(wait, Event::Republish(pending));
                 } else {
-                    self.asy.pending.remove(pending);
-                    if self.fibers.contains(f) {
-                        self.finish_fiber(f, Outcome::Failed(Status::Unavailable), sched);
-                    }
+                    self.pending.remove(pending);
+                    cx.commands.push(Command::Fail {
+                        fiber: f,
+                        status: Status::Unavailable,
+                    });
                 }
             }
         }
     }
 
-    pub(in crate::model) fn on_republish(
-        &mut self,
-        pending: PendingId,
-        sched: &mut Scheduler<Event>,
-    ) {
-        let Some(p) = self.asy.pending.get(pending) else {
+    pub(in crate::model) fn on_republish(&mut self, pending: PendingId, cx: &mut Ctx) {
+        let Some(p) = self.pending.get(pending) else {
             return;
         };
-        if let Publisher::Fiber(f) = p.publisher
-            && !self.fibers.contains(f)
-        {
-            self.asy.pending.remove(pending);
-            return;
-        }
         let (publish, msg, op, key, tries) = (p.publish, p.msg, p.op, p.key, p.tries);
-        self.send_publish(publish, msg, op, key, Some((pending, tries)), sched);
+        self.send_publish(publish, msg, op, key, Some((pending, tries)), cx);
     }
 
-    /// A fiber waiting on a confirm is cancelled: whatever the broker says is ignored.
+    /// A fiber waiting on a confirm is cancelled (or gone): whatever the broker says is
+    /// ignored.
     pub(in crate::model) fn forget_publish(&mut self, pending: PendingId) {
-        self.asy.pending.remove(pending);
+        self.pending.remove(pending);
     }
 
-    pub(in crate::model) fn schedule_relays(&mut self, sched: &mut Scheduler<Event>) {
-        while let Some(p) = self.asy.pending_relays.pop() {
-            let every = self.spec.publishes[p.index()].relay_interval;
-            sched.after(every, Event::RelayTick(p));
+    pub(in crate::model) fn schedule_relays(&mut self, cx: &mut Ctx) {
+        while let Some(p) = self.pending_relays.pop() {
+            let every = cx.spec.publishes[p.index()].relay_interval;
+            cx.sched.after(every, Event::RelayTick(p));
         }
     }
 
-    pub(in crate::model) fn on_relay_tick(&mut self, p: PublishId, sched: &mut Scheduler<Event>) {
-        let rows: Vec<OutboxRowId> = self.asy.relays[p.index()].rows.iter().copied().collect();
+    pub(in crate::model) fn on_relay_tick(&mut self, p: PublishId, cx: &mut Ctx) {
+        let rows: Vec<OutboxRowId> = self.relays[p.index()].rows.iter().copied().collect();
         for row in rows {
-            let r = &mut self.asy.outbox[row];
+            let r = &mut self.outbox[row];
             if r.sent {
                 continue;
             }
             r.sent = true;
             let (msg, op, key) = (r.msg, r.op, r.key);
-            let pending = self.asy.pending.insert(Pending {
+            let pending = self.pending.insert(Pending {
                 publisher: Publisher::Relay(row),
                 publish: p,
                 msg,
@@ -369,14 +351,14 @@ impl World {
                 key,
                 tries: 1,
             });
-            self.send_publish(p, msg, op, key, Some((pending, 1)), sched);
+            self.send_publish(p, msg, op, key, Some((pending, 1)), cx);
         }
-        let relay = &mut self.asy.relays[p.index()];
+        let relay = &mut self.relays[p.index()];
         if relay.rows.is_empty() {
             relay.scheduled = false;
         } else {
-            let every = self.spec.publishes[p.index()].relay_interval;
-            sched.after(every, Event::RelayTick(p));
+            let every = cx.spec.publishes[p.index()].relay_interval;
+            cx.sched.after(every, Event::RelayTick(p));
         }
     }
 
@@ -389,16 +371,16 @@ impl World {
         key: u32,
     ) {
         for (p, msg) in rows {
-            let row = self.asy.outbox.insert(OutboxRow {
+            let row = self.outbox.insert(OutboxRow {
                 msg,
                 op,
                 key,
                 sent: false,
             });
-            self.asy.relays[p.index()].rows.push_back(row);
-            if !self.asy.relays[p.index()].scheduled {
-                self.asy.relays[p.index()].scheduled = true;
-                self.asy.pending_relays.push(p);
+            self.relays[p.index()].rows.push_back(row);
+            if !self.relays[p.index()].scheduled {
+                self.relays[p.index()].scheduled = true;
+                self.pending_relays.push(p);
             }
         }
     }

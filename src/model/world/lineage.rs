@@ -64,7 +64,7 @@ impl World {
         lineage.cut
             || lineage
                 .delivery
-                .is_some_and(|d| !self.asy.deliveries.contains(d))
+                .is_some_and(|d| !self.asy.delivery_live(d))
     }
 
     /// A caller gave up on an attempt (removed before its answer): the invocation

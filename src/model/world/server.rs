@@ -85,14 +85,6 @@ pub(super) struct BalancerState {
     pub(super) rng: Stream,
 }
 
-pub(super) fn outcome_of(status: Status, degraded: bool) -> Outcome {
-    if status.is_ok() {
-        Outcome::Ok { degraded }
-    } else {
-        Outcome::Failed(status)
-    }
-}
-
 impl Replica {
     /// Every service's replicas, in service order, and the index of each service's first.
     pub(super) fn all(spec: &Spec, seed: u64) -> (Vec<Replica>, Vec<u32>) {
@@ -439,10 +431,7 @@ impl World {
         self.record_answer(&inv, status, orphaned, now);
         self.replicas[inv.replica as usize].outstanding -= 1;
         match inv.answer_to {
-            AnswerTo::Delivery(d) => {
-                self.maybe_rejoin(d, sched);
-                self.handled(d, outcome_of(status, degraded), sched);
-            }
+            AnswerTo::Delivery(d) => self.delivery_handled(d, status, sched),
             AnswerTo::Attempt {
                 attempt,
                 edge,

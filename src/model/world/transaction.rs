@@ -25,7 +25,7 @@ impl World {
         if ok
             && let Some(c) = self.consumer_of(inv)
             && let Some(dd) = self.spec.consumers[c.index()].dedupe
-            && !self.store_processed(c, dd, inv.msg, inv.op, now)
+            && !self.asy.store_processed(c, dd, inv.msg, inv.op, now)
         {
             self.metrics.consistency.consumers[c.index()].rolled_back += 1;
             commit = false;
@@ -34,7 +34,7 @@ impl World {
             .ledger
             .end(i, commit, inv.op, &mut self.metrics.consistency);
         if !rows.is_empty() {
-            self.commit_outbox(rows, inv.op, inv.key);
+            self.asy.commit_outbox(rows, inv.op, inv.key);
         }
     }
 
