@@ -219,6 +219,8 @@ def main():
     ap.add_argument("--chain-n", type=int, default=None, help="chain requests per run [default: N/10]")
     ap.add_argument("--only", choices=["mmc", "chain"], default=None, help="run one part only")
     ap.add_argument("--no-build", action="store_true", help="skip cargo build --release")
+    ap.add_argument("--meshsim", type=Path, default=None,
+                    help="the meshsim binary to time (implies --no-build) [default: target/release/meshsim]")
     ap.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine before each run")
     a = ap.parse_args()
     if a.quick:
@@ -227,6 +229,9 @@ def main():
         sys.exit(f"compare_simpy.py: the SimPy peers are not in {PEERS} (expected "
                  "../shared/peers beside the repository; set MESHSIM_PEERS to their folder)")
 
+    global MESHSIM
+    if a.meshsim:
+        MESHSIM, a.no_build = a.meshsim.resolve(), True
     ensure_venv()
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)

@@ -13,6 +13,7 @@ mod invalid;
 mod invariants;
 mod layers;
 mod multi;
+mod orphans;
 mod policies;
 mod presets_boundaries;
 mod properties;
