@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod policy;
 pub mod retention;
 pub mod routing;
+pub mod saga;
 pub mod spec;
 pub mod world;
 
