@@ -4,6 +4,7 @@
 //! model; `metrics` is what a run measured; `report` renders metrics; `cli` is the
 //! command line.
 
+pub mod allocator;
 pub mod cli;
 pub mod engine;
 pub mod exercise;
@@ -37,14 +38,15 @@ impl Outcome {
 
 /// Runs a checked scenario and builds its report.
 pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
-    simulate_with_progress(scenario, &mut |_| {})
+    simulate_with_progress(scenario, &mut |_| Ok(()))
 }
 
 /// `simulate`, reporting progress every `model::PROGRESS_EVERY` events (the CLI's
-/// progress bar); the outcome is the same byte for byte.
+/// progress bar and memory budget: an error stops the run); the outcome is the same
+/// byte for byte.
 pub fn simulate_with_progress(
     scenario: Scenario,
-    progress: &mut dyn FnMut(model::Progress),
+    progress: &mut dyn FnMut(model::Progress) -> Result<(), RunError>,
 ) -> Result<Outcome, RunError> {
     let seed = scenario.spec.seed;
     let warmup_s = scenario.spec.warmup.as_secs_f64();

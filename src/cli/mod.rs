@@ -258,7 +258,7 @@ fn run(
     if let Some(seed) = seed {
         set.push(format!("simulation.seed={seed}"));
     }
-    let scenario = match load(arg, &set) {
+    let mut scenario = match load(arg, &set) {
         Ok(s) => s,
         Err(e) => return invalid(&e),
     };
@@ -274,7 +274,9 @@ fn run(
         return ExitCode::from(2);
     }
     let (path, text) = (scenario.path.clone(), scenario.text.clone());
-    if let Some(budget) = max_memory.or_else(scenario::memory::machine_budget) {
+    let budget = max_memory.or_else(scenario::memory::machine_budget);
+    if let Some(budget) = budget {
+        scenario.spec.holds.memory_budget = budget;
         use scenario::memory::{estimate, human};
         let need = estimate(&scenario.spec);
         if need.bytes > budget {
@@ -291,7 +293,10 @@ fn run(
         quiet,
         scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000),
     );
-    let outcome = crate::simulate_with_progress(scenario, &mut |p| bar.progress(p));
+    let outcome = crate::simulate_with_progress(scenario, &mut |p| {
+        bar.progress(p);
+        budget.map_or(Ok(()), |b| memory_within(b, p))
+    });
     bar.finish();
     let crate::Outcome { report, metrics } = match outcome {
         Ok(o) => o,
@@ -356,4 +361,19 @@ fn run(
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// The run's memory, read between two events from the counting allocator: past the
+/// budget, the run stops before anything is written.
+fn memory_within(budget: u64, p: crate::model::Progress) -> Result<(), crate::engine::RunError> {
+    let held = crate::allocator::held();
+    if held > budget {
+        return Err(crate::engine::RunError::MemoryBudget {
+            held,
+            budget,
+            at: p.now,
+            events: p.events,
+        });
+    }
+    Ok(())
 }

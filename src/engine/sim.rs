@@ -149,6 +149,36 @@ pub enum RunError {
         at: SimTime,
         pending: usize,
     },
+    /// Something the model holds grew past its limit. The model names what grew and
+    /// the setting that bounds it; the engine only carries the numbers.
+    #[error(
+        "{what} grew to {count} at simulated time {at} ({events} events in), past the limit of \
+         {limit}: {hint}; if the scenario is right, raise `simulation.{setting}`"
+    )]
+    Runaway {
+        what: &'static str,
+        setting: &'static str,
+        hint: &'static str,
+        count: u64,
+        limit: u64,
+        at: SimTime,
+        events: u64,
+    },
+    /// The process held more memory than its budget (whoever runs the model measures
+    /// it, between two events).
+    #[error(
+        "the run held {} MiB of memory at simulated time {at} ({events} events in), above the \
+         memory budget of {} MiB; nothing was written. Look for what grows with the run (queues \
+         under overload, requests that are never answered, a long run with effects), or raise \
+         the budget with --max-memory",
+        .held.div_ceil(1 << 20), .budget / (1 << 20)
+    )]
+    MemoryBudget {
+        held: u64,
+        budget: u64,
+        at: SimTime,
+        events: u64,
+    },
 }
 
 pub struct Simulation<M: Model> {

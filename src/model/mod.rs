@@ -9,10 +9,12 @@ pub mod broker;
 pub mod client;
 pub mod dist;
 pub mod faults;
+pub mod holds;
 pub mod ledger;
 pub mod policy;
 pub mod retention;
 pub mod routing;
+pub mod saga;
 pub mod spec;
 pub mod world;
 
@@ -47,16 +49,19 @@ pub const PROGRESS_EVERY: u64 = 1 << 16;
 
 /// Runs a system to its end (the duration, or drained after the request limit).
 pub fn run(spec: Spec) -> Result<RunOutput, RunError> {
-    run_with_progress(spec, &mut |_| {})
+    run_with_progress(spec, &mut |_| Ok(()))
 }
 
 /// `run`, calling `progress` every `PROGRESS_EVERY` events. The engine pauses between
 /// two events and resumes there, so the run is the same event for event as one call
-/// (the engine has no wall clock; whoever watches the progress has).
+/// (the engine has no wall clock; whoever watches the progress has). At each pause the
+/// run's holds are checked (`holds`), then `progress` may stop the run with an error
+/// (the CLI's memory budget).
 pub fn run_with_progress(
     spec: Spec,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Result<(), RunError>,
 ) -> Result<RunOutput, RunError> {
+    let holds = holds::Holds::new(&spec.holds);
     let end = spec.duration.map(|d| SimTime::ZERO + d);
     let mut limits = Limits {
         end,
@@ -74,11 +79,14 @@ pub fn run_with_progress(
         if stats.stop != Stop::Paused {
             break stats;
         }
+        let (world, sched) = sim.scheduler();
+        let now = sched.now();
+        holds.check(world, sched.pending(), now, stats.events)?;
         progress(Progress {
-            now: sim.scheduler().1.now(),
+            now,
             end,
             events: stats.events,
-        });
+        })?;
         limits.pause_at_events = stats.events.saturating_add(PROGRESS_EVERY);
     };
     let requests_sent = sim.model.requests_sent();

@@ -219,6 +219,20 @@ pub struct WorkloadSpec {
     pub operation_is_key: bool,
 }
 
+/// Limits on what a run holds at once, each checked between events every
+/// `model::PROGRESS_EVERY` events. A limit left `None` is sized to `memory_budget`.
+#[derive(Clone, Copy, Debug)]
+pub struct HoldLimits {
+    /// Calls in flight, every hop (a workload's request and the calls its handlers make).
+    pub requests_in_flight: Option<u64>,
+    /// Message copies in queues and topic log entries not yet removed by retention.
+    pub messages_in_flight: Option<u64>,
+    /// Events waiting in the engine's queue.
+    pub pending_events: Option<u64>,
+    /// The bytes the unset limits are sized to.
+    pub memory_budget: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct Spec {
     pub seed: u64,
@@ -230,6 +244,8 @@ pub struct Spec {
     pub max_events: u64,
     /// The most events in a row at one simulated instant (a zero-time loop beyond it).
     pub max_events_at_one_instant: u64,
+    /// What a run may hold at once before it is stopped as runaway.
+    pub holds: HoldLimits,
     pub bucket: SimDuration,
     pub services: Vec<ServiceSpec>,
     pub endpoints: Vec<EndpointSpec>,

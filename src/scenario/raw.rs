@@ -372,6 +372,9 @@ pub struct RawSimulation {
     pub warmup: Option<Spanned<String>>,
     pub max_events: Option<Spanned<i64>>,
     pub max_events_at_one_instant: Option<Spanned<i64>>,
+    pub max_requests_in_flight: Option<Spanned<i64>>,
+    pub max_messages_in_flight: Option<Spanned<i64>>,
+    pub max_pending_events: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug, Default)]

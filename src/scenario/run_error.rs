@@ -1,7 +1,9 @@
 //! A run refused half way (its event budget ran out, the clock stood still too long, or
 //! a delay ran past the end of the simulated clock) is still the scenario's fault, so its
 //! error is located in the scenario like any other: the budget at `max_events`, the
-//! zero-time loop at `max_events_at_one_instant` (each or `[simulation]`), a clock
+//! zero-time loop at `max_events_at_one_instant`, a runaway at the limit it passed
+//! (`max_requests_in_flight`, ...; each or `[simulation]`), a run past its memory
+//! budget at `[simulation]`, a clock
 //! overflow at the durations and distributions that can draw a delay that long.
 //!
 //! The engine only knows the delay it could not schedule, not which step drew it, so
@@ -61,6 +63,22 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
                 "the clock to advance within `max_events_at_one_instant` events (10000000 unless set)",
             )]
         }
+        RunError::Runaway { setting, .. } => {
+            let at = simulation
+                .and_then(|s| s.get_ref().as_table())
+                .and_then(|s| lookup(s, setting))
+                .map_or(whole_simulation, |v| v.span());
+            vec![Diagnostic::new(
+                at,
+                error.to_string(),
+                format!("a run within `{setting}` (sized to the memory budget unless set)"),
+            )]
+        }
+        RunError::MemoryBudget { .. } => vec![Diagnostic::new(
+            whole_simulation,
+            error.to_string(),
+            "a run within the memory budget (`--max-memory`, three quarters of the machine's memory unless set)",
+        )],
         RunError::ClockOverflow { at, delay } => {
             let left = SimDuration::from_nanos(SimTime::MAX.as_nanos() - at.as_nanos());
             let mut sites = Vec::new();

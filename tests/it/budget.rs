@@ -174,3 +174,190 @@ fn reported_events_are_heap_pops_while_the_budget_counts_every_hop() {
         "{err}"
     );
 }
+
+/// One worker offered 10^6 requests a second with room for 10^7 in its queue: the
+/// requests in flight grow by about a million each simulated second. `limits` is
+/// inserted in `[simulation]` (line 3 on).
+fn flood(limits: &str) -> String {
+    format!(
+        r#"[simulation]
+duration = "1h"
+{limits}
+[services.api]
+queue = 10000000
+[services.api.endpoints.get]
+steps = [{{ work = "1ms" }}]
+
+[workloads.w]
+target = "api/get"
+rate = 1000000
+"#
+    )
+}
+
+/// A consumer that publishes two messages for each it handles, through a broker with
+/// 1 ms of latency: the clock advances, but the queue grows by one message per handling.
+fn doubling(limits: &str) -> String {
+    format!(
+        r#"[simulation]
+duration = "1h"
+{limits}
+[workloads.w]
+target = "api/go"
+rate = 100
+
+[services.api.endpoints.go]
+steps = [{{ publish = "b/q" }}]
+
+[brokers.b]
+latency = "1ms"
+
+[brokers.b.queues.q]
+
+[consumers.c]
+queue = "b/q"
+steps = [{{ publish = "b/q" }}, {{ publish = "b/q" }}]
+"#
+    )
+}
+
+/// The run's error, for a scenario that must fail.
+fn run_error(text: &str, budget: Option<u64>) -> meshsim::engine::RunError {
+    let mut sc = scenario::from_source("grow.toml", "grow", text, &[]).unwrap();
+    if let Some(b) = budget {
+        sc.spec.holds.memory_budget = b;
+    }
+    meshsim::simulate(sc).err().expect("a runaway")
+}
+
+/// (count, limit, events) of a runaway that passed `setting`.
+fn runaway(err: &meshsim::engine::RunError, expected: &str) -> (u64, u64, u64) {
+    match err {
+        meshsim::engine::RunError::Runaway {
+            setting,
+            count,
+            limit,
+            events,
+            ..
+        } if *setting == expected => (*count, *limit, *events),
+        e => panic!("expected a runaway at {expected}: {e}"),
+    }
+}
+
+const CHECK_EVERY: u64 = meshsim::model::PROGRESS_EVERY;
+
+#[test]
+fn requests_in_flight_past_their_limit_stop_the_run_early() {
+    // Before: only the 2 x 10^9 event budget caught this, after ~9 minutes in release.
+    // One arrival is one event and nearly every arrival stays queued, so the detector,
+    // checked every CHECK_EVERY events, trips within one check of the limit.
+    let err = run_error(&flood("max_requests_in_flight = 100000"), None);
+    let (count, limit, events) = runaway(&err, "max_requests_in_flight");
+    assert_eq!(limit, 100_000);
+    assert!(count > limit && count <= limit + CHECK_EVERY, "{count}");
+    assert!(events <= limit + 2 * CHECK_EVERY, "{events}");
+    let msg = err.to_string();
+    assert!(msg.contains("the requests in flight grew to"), "{msg}");
+    let text = flood("max_requests_in_flight = 100000");
+    let refusal = scenario::run_error::locate("grow.toml", &text, &err);
+    assert_eq!(
+        (refusal.located[0].line, refusal.located[0].column),
+        (3, 26)
+    );
+}
+
+#[test]
+fn unset_limits_are_sized_to_the_memory_budget() {
+    // 64 MiB: half of it at 512 bytes a request is 65536 requests.
+    let err = run_error(&flood(""), Some(64 << 20));
+    let (count, limit, events) = runaway(&err, "max_requests_in_flight");
+    assert_eq!(limit, 65_536);
+    assert!(count > limit && events <= limit + 2 * CHECK_EVERY, "{err}");
+    // Twice the budget, twice the limit.
+    let err = run_error(&flood(""), Some(128 << 20));
+    assert_eq!(runaway(&err, "max_requests_in_flight").1, 131_072);
+}
+
+#[test]
+fn a_self_publishing_consumer_is_stopped_by_its_messages_in_flight() {
+    // Before: caught by the event budget only, after minutes.
+    let err = run_error(&doubling("max_messages_in_flight = 20000"), None);
+    let (count, limit, events) = runaway(&err, "max_messages_in_flight");
+    assert_eq!(limit, 20_000);
+    assert!(count > limit, "{count}");
+    // Each handling adds one message for at most a handful of events (delivery, the
+    // handler's end, two publish hops, the ack): caught within 5 events a message and
+    // one check of the limit.
+    assert!(
+        events <= 5 * count + CHECK_EVERY,
+        "{events} events for {count}"
+    );
+    assert!(
+        err.to_string().contains("the messages in brokers grew to"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pending_events_past_their_limit_stop_the_run() {
+    // Every request starts at once on one of 10^7 workers and stays an hour: each keeps
+    // its end waiting in the engine's queue.
+    let text = flood("max_pending_events = 100000\nmax_requests_in_flight = 1000000000")
+        .replace("queue = 10000000", "replicas = 10\nworkers = 1000000")
+        .replace("work = \"1ms\"", "work = \"1h\"");
+    let err = run_error(&text, None);
+    let (count, limit, events) = runaway(&err, "max_pending_events");
+    assert_eq!(limit, 100_000);
+    assert!(count > limit && events <= limit + 2 * CHECK_EVERY, "{err}");
+    assert!(
+        err.to_string()
+            .contains("the events waiting to be handled grew to"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hold_limits_must_be_positive_and_are_located() {
+    for key in [
+        "max_requests_in_flight",
+        "max_messages_in_flight",
+        "max_pending_events",
+    ] {
+        let text = flood(&format!("{key} = 0"));
+        let e = scenario::from_source("grow.toml", "grow", &text, &[])
+            .err()
+            .expect("refused");
+        let l = &e.located()[0];
+        assert_eq!((l.line, l.column), (3, key.len() + 4), "{e}");
+    }
+}
+
+#[test]
+fn a_run_past_its_memory_budget_stops_cleanly_and_writes_nothing() {
+    // The hold limits are raised out of the way: only the counting allocator can stop
+    // this run, at a budget the estimate before the run accepts.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grow.toml");
+    std::fs::write(
+        &path,
+        flood("max_requests_in_flight = 1000000000\nmax_pending_events = 1000000000"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    Command::cargo_bin("meshsim")
+        .unwrap()
+        .arg("run")
+        .arg(&path)
+        .args(["-q", "--max-memory", "64MB", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "above the memory budget of 61 MiB; nothing was written",
+        ))
+        .stderr(contains("grow.toml:1:1"));
+    let written: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(written.is_empty(), "{written:?}");
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// lower floors (ARCHITECTURE.md's "knows about" column). `lib` is the crate root
 /// (`simulate`, `Outcome`).
 const FLOORS: &[(&str, u32)] = &[
+    ("allocator", 1),
     ("engine", 1),
     ("status", 1),
     ("metrics", 2),

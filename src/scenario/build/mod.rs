@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_EVENTS: u64 = 2_000_000_000;
 /// Far above any burst at one instant a bundled scenario makes, far below the minutes
 /// a zero-time loop takes to reach `DEFAULT_MAX_EVENTS`.
 pub const DEFAULT_MAX_EVENTS_AT_ONE_INSTANT: u64 = 10_000_000;
+/// What the unset hold limits are sized to when no budget is given (`meshsim run`
+/// gives its `--max-memory`, or three quarters of the machine's memory).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
 pub const DEFAULT_QUEUE: u32 = 1000;
 
 /// What the scenario layer adds to the model's spec: names and descriptions for people.
@@ -91,6 +94,7 @@ struct Settings {
     warmup: Option<SimDuration>,
     max_events: Option<u64>,
     max_events_at_one_instant: Option<u64>,
+    holds: Option<HoldLimits>,
     /// Inner None: not written (the default follows from the run's length).
     bucket: Option<Option<SimDuration>>,
 }
@@ -169,6 +173,7 @@ impl Builder {
             warmup,
             max_events,
             max_events_at_one_instant,
+            holds,
             bucket,
         } = self.settings(raw, default_name);
         let workloads = self.tables(raw);
@@ -188,6 +193,7 @@ impl Builder {
             },
             max_events: max_events?,
             max_events_at_one_instant: max_events_at_one_instant?,
+            holds: holds?,
             bucket: bucket.unwrap_or(SimDuration::ZERO),
             services: std::mem::take(&mut self.services),
             endpoints: std::mem::take(&mut self.endpoints),
@@ -281,6 +287,7 @@ impl Builder {
             ),
             None => Some(DEFAULT_MAX_EVENTS_AT_ONE_INSTANT),
         };
+        let holds = self.hold_limits(sim);
         let bucket = match &raw.report.bucket {
             Some(b) => self
                 .positive_duration(b, "the time-series bucket")
@@ -295,8 +302,35 @@ impl Builder {
             warmup,
             max_events,
             max_events_at_one_instant,
+            holds,
             bucket,
         }
+    }
+
+    /// `max_requests_in_flight`, `max_messages_in_flight`, `max_pending_events`: each
+    /// unset one is sized to the memory budget when the run starts.
+    fn hold_limits(&mut self, sim: &RawSimulation) -> Option<HoldLimits> {
+        let mut limit = |v: &Option<Spanned<i64>>, what: &str| match v {
+            Some(m) => self
+                .int(m, 1, i64::MAX, what, "a positive integer")
+                .map(Some),
+            None => Some(None),
+        };
+        let requests_in_flight = limit(
+            &sim.max_requests_in_flight,
+            "the limit of requests in flight",
+        );
+        let messages_in_flight = limit(
+            &sim.max_messages_in_flight,
+            "the limit of messages in flight",
+        );
+        let pending_events = limit(&sim.max_pending_events, "the limit of pending events");
+        Some(HoldLimits {
+            requests_in_flight: requests_in_flight?,
+            messages_in_flight: messages_in_flight?,
+            pending_events: pending_events?,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+        })
     }
 
     /// Every table, in the order their names become known: what a later table refers
