@@ -203,6 +203,11 @@ impl World {
             });
         }
         rows.sort_by_key(|r| r.flow);
-        self.metrics.consistency.lag_rows.extend(rows);
+        let crate::metrics::Metrics {
+            series,
+            consistency,
+            ..
+        } = &mut self.metrics;
+        series.flow_rows(&consistency.flows, &rows, &mut consistency.lag_rows);
     }
 }
