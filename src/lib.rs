@@ -48,9 +48,19 @@ pub fn simulate_with_progress(
     scenario: Scenario,
     progress: &mut dyn FnMut(model::Progress) -> Result<(), RunError>,
 ) -> Result<Outcome, RunError> {
+    simulate_streaming(scenario, progress, None)
+}
+
+/// `simulate_with_progress`, the time-series rows streamed to `rows` as buckets close
+/// (`report::csv::TimeseriesStream`) instead of kept in `metrics.series.rows`.
+pub fn simulate_streaming(
+    scenario: Scenario,
+    progress: &mut dyn FnMut(model::Progress) -> Result<(), RunError>,
+    rows: Option<Box<dyn metrics::RowSink>>,
+) -> Result<Outcome, RunError> {
     let seed = scenario.spec.seed;
     let warmup_s = scenario.spec.warmup.as_secs_f64();
-    let output = model::run_with_progress(scenario.spec, progress)?;
+    let output = model::run_streaming(scenario.spec, progress, rows)?;
     let info = RunInfo {
         scenario: scenario.name,
         scenario_path: scenario.path.clone(),

@@ -293,31 +293,55 @@ fn run(
         quiet,
         scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000),
     );
-    let outcome = crate::simulate_with_progress(scenario, &mut |p| {
-        bar.progress(p);
-        budget.map_or(Ok(()), |b| memory_within(b, p))
-    });
+    // The time series streams to its temporary as the run goes (memory stays bounded
+    // whatever the run's length); it joins the set, all or nothing, at the end.
+    let cannot_write = |e: &dyn std::fmt::Display| {
+        eprintln!("cannot write the reports to {}: {e}", dir.display());
+        ExitCode::from(2)
+    };
+    let (staged, file) = match report::Staged::create(&dir, "timeseries.csv") {
+        Ok(s) => s,
+        Err(e) => return cannot_write(&e),
+    };
+    let stream = report::csv::TimeseriesStream::new(file, &staged.scratch("flows"));
+    let outcome = crate::simulate_streaming(
+        scenario,
+        &mut |p| {
+            bar.progress(p);
+            budget.map_or(Ok(()), |b| memory_within(b, p))
+        },
+        Some(Box::new(stream)),
+    );
     bar.finish();
-    let crate::Outcome { report, metrics } = match outcome {
+    let crate::Outcome { report, mut metrics } = match outcome {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };
+    if let Some(Err(e)) = metrics.series.take_sink().map(|s| s.finish()) {
+        return cannot_write(&e);
+    }
     let quote = crate::multi::runner::shell_quote;
     let mut reproduce = format!("meshsim run {} --seed {seed}", quote(arg));
     for s in set.iter().filter(|s| !s.starts_with("simulation.seed=")) {
         reproduce.push_str(&format!(" --set {}", quote(s)));
     }
     let summary = report::text::summary(&report, &reproduce);
-    let csv = report::csv::timeseries(&metrics.series, &metrics.consistency);
-    let views = match report::views::files(&report::views::Views {
-        report: &report,
-        metrics: &metrics,
-        timeseries_csv: &csv,
-        summary: &summary,
-        reproduce: &reproduce,
-        diagram: Some(&diagram),
-        png,
-    }) {
+    let csv = match std::fs::File::open(staged.path()) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => return cannot_write(&e),
+    };
+    let views = match report::views::files_reading(
+        &report::views::Views {
+            report: &report,
+            metrics: &metrics,
+            timeseries_csv: &[],
+            summary: &summary,
+            reproduce: &reproduce,
+            diagram: Some(&diagram),
+            png,
+        },
+        csv,
+    ) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("cannot draw the views of {path}: {e}");
@@ -326,7 +350,8 @@ fn run(
     };
     let mut files = vec![
         ("report.json", report.to_json().into_bytes()),
-        ("timeseries.csv", csv),
+        // Already written, in `staged`.
+        ("timeseries.csv", Vec::new()),
     ];
     files.extend(views.iter().map(|(n, b)| (n.as_str(), b.clone())));
     assert!(
@@ -336,9 +361,8 @@ fn run(
             .filter(|n| !n.starts_with("plots/"))
             .eq(report::RUN_OUTPUTS.iter().copied())
     );
-    if let Err(e) = report::write_all(&dir, &files) {
-        eprintln!("cannot write the reports to {}: {e}", dir.display());
-        return ExitCode::from(2);
+    if let Err(e) = report::write_all_staged(&dir, &files, staged) {
+        return cannot_write(&e);
     }
     if !quiet {
         print!("{summary}");

@@ -7,7 +7,7 @@ pub mod loghist;
 pub mod series;
 pub mod stats;
 
-pub use series::{BucketExtras, Series, SeriesKind, SeriesRow};
+pub use series::{BucketExtras, ERROR_CLASSES, RowSink, Series, SeriesKind, SeriesRow};
 pub use stats::{BatchMeans, MeanCi, Summary, TimeWeighted, student_t_995};
 
 use crate::engine::{SimDuration, SimTime};

@@ -3,14 +3,38 @@
 //! edges the attempts sent and the breaker's state. Buckets cover the whole run, warmup
 //! included, so the warmup transient is visible.
 
+use super::consistency::{FlowMetrics, LagRow};
 use super::loghist::LogHistogram;
 use crate::engine::{SimDuration, SimTime};
+use crate::status::Status;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeriesKind {
     Workload,
     Endpoint,
     Edge,
+}
+
+/// The classes a workload's errors are counted in per bucket, by final status:
+/// `timeout` (deadline_exceeded: a timeout or a deadline), `unavailable` (a service
+/// down, a full queue, an open breaker), `rejected` (resource_exhausted: a bulkhead, a
+/// rate limit), `internal` (a failing step), `other` (invalid_argument, not_found,
+/// failed_precondition, permission_denied: what a `fail` step may answer).
+pub const ERROR_CLASSES: [&str; 5] = ["timeout", "unavailable", "rejected", "internal", "other"];
+
+/// The index in `ERROR_CLASSES` of an error status.
+pub fn error_class(s: Status) -> usize {
+    match s {
+        Status::DeadlineExceeded => 0,
+        Status::Unavailable => 1,
+        Status::ResourceExhausted => 2,
+        Status::Internal => 3,
+        Status::Ok
+        | Status::InvalidArgument
+        | Status::NotFound
+        | Status::FailedPrecondition
+        | Status::PermissionDenied => 4,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +44,8 @@ pub struct SeriesRow {
     pub series: u32,
     pub completed: u64,
     pub errors: u64,
+    /// Workloads only: `errors` by class (`ERROR_CLASSES`).
+    pub errors_by_class: Option<[u64; ERROR_CLASSES.len()]>,
     /// None for edges of internal calls (counted, not timed: see `record_count`), and
     /// for a bucket in which nothing answered.
     pub p50_ms: Option<f64>,
@@ -40,9 +66,22 @@ pub struct BucketExtras {
     pub breaker: Option<&'static str>,
 }
 
+/// Where rows go as buckets close, when they are not kept in memory: the report side
+/// implements it (`report::csv::TimeseriesStream` writes `timeseries.csv`), so that
+/// metrics know nothing of files. A sink that fails keeps its error for its owner.
+pub trait RowSink: Send {
+    /// One closed bucket: a row per series, in series order.
+    fn rows(&mut self, names: &[(SeriesKind, String)], rows: &[SeriesRow]);
+    /// One closed bucket's depth and lag rows, by flow.
+    fn flow_rows(&mut self, flows: &[FlowMetrics], rows: &[LagRow]);
+    /// The run is over: everything is written, or the first error says why not.
+    fn finish(self: Box<Self>) -> Result<(), String>;
+}
+
 struct Bucket {
     completed: u64,
     errors: u64,
+    by_class: [u64; ERROR_CLASSES.len()],
     attempts: u64,
     // Two significant digits keep the reset cheap; quantiles are clamped to the exact
     // min and max, so constant latencies still come out exact.
@@ -78,10 +117,15 @@ pub fn readable_bucket(end: Option<SimDuration>) -> SimDuration {
     }
 }
 
-/// Rows are kept in memory until the run ends (outputs are written only once a run has
-/// succeeded); past this many rows the series stops growing and says so.
+/// The most rows a run's time series has, its series' and its flows' together: past
+/// them it stops growing and says so (`truncated`). Rows stream to a sink, or are kept
+/// in memory without one; either way a run with tiny buckets writes at most this many.
 pub const MAX_ROWS: usize = 2_000_000;
 
+/// Per bucket of simulated time, per series: what was answered, and the bucket's
+/// quantiles from one small histogram per series, reused bucket after bucket. A closed
+/// bucket's rows go to the sink if there is one (memory then stays the same whatever
+/// the run's length), else to `rows`.
 pub struct Series {
     pub bucket: SimDuration,
     pub names: Vec<(SeriesKind, String)>,
@@ -89,8 +133,14 @@ pub struct Series {
     /// answers, same latencies) is not recorded twice; its rows copy the source's,
     /// only `attempts` is its own.
     mirror_of: Vec<Option<usize>>,
+    /// The rows, when there is no sink.
     pub rows: Vec<SeriesRow>,
     pub truncated: bool,
+    /// Rows given out so far (to `rows`, the caller's flow rows, or the sink).
+    written: usize,
+    sink: Option<Box<dyn RowSink>>,
+    /// The rows of the bucket being closed (reused).
+    closing: Vec<SeriesRow>,
     start: SimTime,
     buckets: Vec<Bucket>,
 }
@@ -99,7 +149,8 @@ impl std::fmt::Debug for Series {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Series")
             .field("bucket", &self.bucket)
-            .field("rows", &self.rows.len())
+            .field("rows", &self.written)
+            .field("streamed", &self.sink.is_some())
             .finish()
     }
 }
@@ -115,6 +166,7 @@ impl Series {
             .map(|_| Bucket {
                 completed: 0,
                 errors: 0,
+                by_class: [0; ERROR_CLASSES.len()],
                 attempts: 0,
                 hist: LogHistogram::default(),
                 min_ns: u64::MAX,
@@ -128,9 +180,27 @@ impl Series {
             names,
             rows: Vec::new(),
             truncated: false,
+            written: 0,
+            sink: None,
+            closing: Vec::new(),
             start: SimTime::ZERO,
             buckets,
         }
+    }
+
+    /// From now on, closed buckets go to `sink` instead of `rows`.
+    pub fn stream_to(&mut self, sink: Box<dyn RowSink>) {
+        self.sink = Some(sink);
+    }
+
+    /// The sink, once the run is over (dropping it with the metrics would do too).
+    pub fn take_sink(&mut self) -> Option<Box<dyn RowSink>> {
+        self.sink.take()
+    }
+
+    /// Rows of the whole series so far, its flows' included.
+    pub fn rows_written(&self) -> usize {
+        self.written
     }
 
     /// Makes `series` a copy of `source` (which must come earlier).
@@ -151,6 +221,15 @@ impl Series {
         b.max_ns = b.max_ns.max(ns);
     }
 
+    /// `record`, with the errors counted by class too (workloads).
+    #[inline]
+    pub fn record_status(&mut self, series: usize, latency: SimDuration, status: Status) {
+        self.record(series, latency, !status.is_ok());
+        if !status.is_ok() {
+            self.buckets[series].by_class[error_class(status)] += 1;
+        }
+    }
+
     /// An answer counted without its latency: edge rows carry counts, attempts and the
     /// breaker's state, not quantiles (those are the workloads' and endpoints').
     #[inline]
@@ -165,34 +244,51 @@ impl Series {
         self.buckets[series].attempts += 1;
     }
 
+    /// How many of `n` rows still fit under `MAX_ROWS` (counted as given out).
+    fn room(&mut self, n: usize) -> usize {
+        let fits = n.min(MAX_ROWS - self.written);
+        if fits < n {
+            self.truncated = true;
+        }
+        self.written += fits;
+        fits
+    }
+
+    /// A closed bucket's depth and lag rows: to the sink, or kept in `kept`; under the
+    /// same `MAX_ROWS` as the other rows.
+    pub fn flow_rows(&mut self, flows: &[FlowMetrics], rows: &[LagRow], kept: &mut Vec<LagRow>) {
+        let fits = self.room(rows.len());
+        match &mut self.sink {
+            Some(sink) => sink.flow_rows(flows, &rows[..fits]),
+            None => kept.extend_from_slice(&rows[..fits]),
+        }
+    }
+
     /// Closes the current bucket at `end`; `extras` adds what only the world knows.
     pub fn close_bucket(&mut self, end: SimTime, mut extras: impl FnMut(usize) -> BucketExtras) {
         let span_ns = end.saturating_since(self.start).as_nanos();
         if span_ns == 0 {
             return;
         }
-        let first_row = self.rows.len();
+        self.closing.clear();
         for i in 0..self.buckets.len() {
             let extra = extras(i);
             if let Some(src) = self.mirror_of[i] {
                 let b = &mut self.buckets[i];
-                let source_row =
-                    (first_row + src < self.rows.len()).then(|| self.rows[first_row + src].clone());
-                if let Some(source) = source_row {
-                    self.rows.push(SeriesRow {
-                        series: i as u32,
-                        attempts: Some(b.attempts),
-                        breaker: extra.breaker,
-                        ..source
-                    });
-                } else {
-                    self.truncated = true;
-                }
+                let source = self.closing[src].clone();
+                self.closing.push(SeriesRow {
+                    series: i as u32,
+                    errors_by_class: None,
+                    attempts: Some(b.attempts),
+                    breaker: extra.breaker,
+                    ..source
+                });
                 b.attempts = 0;
                 continue;
             }
+            let kind = self.names[i].0;
             // Edges of internal calls are counted, not timed (workload edges mirror).
-            let timed = self.names[i].0 != SeriesKind::Edge;
+            let timed = kind != SeriesKind::Edge;
             let b = &mut self.buckets[i];
             let queue_length_mean = extra.queue_area.map(|area| {
                 let mean = (area - b.queue_area_at_start) as f64 / span_ns as f64;
@@ -202,38 +298,68 @@ impl Series {
             // A bucket where nothing answered has no latency: None (an empty CSV cell, a
             // gap in a plot), not 0 ms, which would read as "fast" while the system is stuck.
             let answered = timed && !b.hist.is_empty();
-            let q = |p: f64| b.hist.quantile(p).clamp(b.min_ns, b.max_ns) as f64 * 1e-6;
-            let row = SeriesRow {
+            let (min, max) = (b.min_ns, b.max_ns);
+            let q = |p: f64| b.hist.quantile_within(p, min, max).clamp(min, max) as f64 * 1e-6;
+            self.closing.push(SeriesRow {
                 start: self.start,
                 end,
                 series: i as u32,
                 completed: b.completed,
                 errors: b.errors,
+                errors_by_class: (kind == SeriesKind::Workload).then_some(b.by_class),
                 p50_ms: answered.then(|| q(0.5)),
                 p99_ms: answered.then(|| q(0.99)),
                 queue_length_mean,
-                attempts: (self.names[i].0 == SeriesKind::Edge).then_some(b.attempts),
+                attempts: (kind == SeriesKind::Edge).then_some(b.attempts),
                 breaker: extra.breaker,
-            };
-            if self.rows.len() < MAX_ROWS {
-                self.rows.push(row);
-            } else {
-                self.truncated = true;
-            }
+            });
             b.completed = 0;
             b.errors = 0;
+            b.by_class = [0; ERROR_CLASSES.len()];
             b.attempts = 0;
+            b.hist.reset_within(min, max);
             b.min_ns = u64::MAX;
             b.max_ns = 0;
-            b.hist.reset();
         }
         self.start = end;
+        let fits = self.room(self.closing.len());
+        match &mut self.sink {
+            Some(sink) => sink.rows(&self.names, &self.closing[..fits]),
+            None => self.rows.extend_from_slice(&self.closing[..fits]),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_stop_at_the_cap_flows_included() {
+        let mut s = Series::new(
+            SimDuration::from_secs(1),
+            vec![(SeriesKind::Workload, "w".into())],
+        );
+        let row = |t: u64| LagRow {
+            start: SimTime::from_nanos(t),
+            end: SimTime::from_nanos(t + 1),
+            flow: 0,
+            depth: 7,
+        };
+        let mut kept = Vec::new();
+        let batch: Vec<LagRow> = (0..1000).map(row).collect();
+        for _ in 0..MAX_ROWS / 1000 - 1 {
+            s.flow_rows(&[], &batch, &mut kept);
+        }
+        assert!(!s.truncated);
+        s.close_bucket(SimTime::from_nanos(1_000_000_000), |_| BucketExtras::default());
+        s.flow_rows(&[], &batch, &mut kept);
+        assert!(s.truncated);
+        assert_eq!(kept.len() + s.rows.len(), MAX_ROWS);
+        assert_eq!(s.rows_written(), MAX_ROWS);
+        s.close_bucket(SimTime::from_nanos(2_000_000_000), |_| BucketExtras::default());
+        assert_eq!(s.rows.len(), 1);
+    }
 
     #[test]
     fn the_default_bucket_is_a_1_2_5_value_for_at_most_1000_rows() {

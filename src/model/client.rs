@@ -555,7 +555,7 @@ impl World {
                 }
                 self.metrics
                     .series
-                    .record(workload.index(), latency, !status.is_ok());
+                    .record_status(workload.index(), latency, status);
                 self.record_windows(WindowTarget::Workload(workload), now, latency, status);
                 self.workload_answered(workload, user, sched);
             }

@@ -61,6 +61,16 @@ pub fn run_with_progress(
     spec: Spec,
     progress: &mut dyn FnMut(Progress) -> Result<(), RunError>,
 ) -> Result<RunOutput, RunError> {
+    run_streaming(spec, progress, None)
+}
+
+/// `run_with_progress`, the time-series rows given to `rows` as buckets close instead
+/// of kept in the metrics.
+pub fn run_streaming(
+    spec: Spec,
+    progress: &mut dyn FnMut(Progress) -> Result<(), RunError>,
+    rows: Option<Box<dyn crate::metrics::RowSink>>,
+) -> Result<RunOutput, RunError> {
     let holds = holds::Holds::new(&spec.holds);
     let end = spec.duration.map(|d| SimTime::ZERO + d);
     let mut limits = Limits {
@@ -69,7 +79,11 @@ pub fn run_with_progress(
         max_at_instant: spec.max_events_at_one_instant,
         pause_at_events: PROGRESS_EVERY,
     };
-    let mut sim = Simulation::new(World::new(spec));
+    let mut world = World::new(spec);
+    if let Some(sink) = rows {
+        world.metrics.series.stream_to(sink);
+    }
+    let mut sim = Simulation::new(world);
     {
         let (world, sched) = sim.scheduler();
         world.start(sched);

@@ -252,8 +252,13 @@ impl World {
             && now > self.bucket_start
         {
             let start = self.bucket_start;
+            let Metrics {
+                series,
+                consistency,
+                ..
+            } = &mut self.metrics;
             self.asy
-                .sample_lag(&self.spec, &mut self.metrics.consistency, start, now);
+                .sample_lag(&self.spec, series, consistency, start, now);
             self.bucket_start = now;
         }
         let Metrics {

@@ -70,6 +70,10 @@ pub fn check_writable(dir: &Path, names: &[&str]) -> io::Result<()> {
 /// existed holds its old contents, no new file or directory exists, and the error
 /// names the file it is about.
 pub fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
+    write_set(dir, files, None)
+}
+
+fn write_set(dir: &Path, files: &[(&str, Vec<u8>)], staged: Option<&Path>) -> io::Result<()> {
     let mut created = create_dirs(dir)?;
     // Folders inside the set (plots/), created the same way.
     for (name, _) in files {
@@ -87,7 +91,7 @@ pub fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
             }
         }
     }
-    let result = stage(dir, files).and_then(|()| swap_in(dir, files));
+    let result = stage(dir, files, staged).and_then(|()| swap_in(dir, files));
     if result.is_err() {
         for (name, _) in files {
             let _ = std::fs::remove_file(hidden(dir, name, "tmp"));
@@ -97,6 +101,68 @@ pub fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
             let _ = std::fs::remove_dir(d);
         }
     }
+    result
+}
+
+/// A file of a set written before the others, while the run goes on (`timeseries.csv`
+/// streamed): its temporary is created at once, in `dir` (created if missing).
+/// `write_all_staged` moves it in with the rest of the set; dropped before that, it
+/// removes its temporary and the folders it created, so a failed run leaves nothing.
+pub struct Staged {
+    tmp: PathBuf,
+    created: Vec<PathBuf>,
+    done: bool,
+}
+
+impl Staged {
+    /// The staged file, open for writing, and its guard.
+    pub fn create(dir: &Path, name: &str) -> io::Result<(Staged, std::fs::File)> {
+        let created = create_dirs(dir)?;
+        let mut staged = Staged {
+            tmp: hidden(dir, name, "tmp"),
+            created,
+            done: false,
+        };
+        match std::fs::File::create(&staged.tmp) {
+            Ok(file) => Ok((staged, file)),
+            Err(e) => {
+                let e = named(e, &staged.tmp);
+                staged.tmp = PathBuf::new();
+                Err(e)
+            }
+        }
+    }
+
+    /// A hidden sibling of the temporary, for a writer's scratch (removed by its owner).
+    pub fn scratch(&self, suffix: &str) -> PathBuf {
+        let mut s = self.tmp.clone().into_os_string();
+        s.push(".");
+        s.push(suffix);
+        PathBuf::from(s)
+    }
+
+    /// The temporary, to read what was written before the set is moved in.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+            for d in self.created.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+/// `write_all`, where the file `staged` stands for is already in its temporary (its
+/// bytes in `files` are ignored): all or nothing, the staged file included.
+pub fn write_all_staged(dir: &Path, files: &[(&str, Vec<u8>)], mut staged: Staged) -> io::Result<()> {
+    let result = write_set(dir, files, Some(&staged.tmp));
+    staged.done = result.is_ok();
     result
 }
 
@@ -120,7 +186,7 @@ fn named(e: io::Error, path: &Path) -> io::Error {
 
 /// Writes every file to its temporary name. A destination that is a directory is
 /// refused here, before anything is moved.
-fn stage(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
+fn stage(dir: &Path, files: &[(&str, Vec<u8>)], staged: Option<&Path>) -> io::Result<()> {
     for (name, bytes) in files {
         let dest = dir.join(name);
         if dest.is_dir() {
@@ -130,6 +196,9 @@ fn stage(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
             ));
         }
         let tmp = hidden(dir, name, "tmp");
+        if staged == Some(tmp.as_path()) {
+            continue;
+        }
         std::fs::write(&tmp, bytes).map_err(|e| named(e, &tmp))?;
     }
     Ok(())

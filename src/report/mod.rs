@@ -12,7 +12,7 @@ pub mod plots;
 pub mod text;
 pub mod views;
 
-pub use files::{RUN_OUTPUTS, check_writable, write_all};
+pub use files::{RUN_OUTPUTS, Staged, check_writable, write_all, write_all_staged};
 pub use json::{Report, SCHEMA};
 
 /// Who produced a report: what reproduces it.

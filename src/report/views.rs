@@ -24,7 +24,18 @@ pub struct Views<'a> {
 /// (relative path, bytes), in a fixed order.
 pub fn files(v: &Views) -> Result<Vec<(String, Vec<u8>)>, String> {
     let input = PlotInput::new(&v.report.scenario, v.metrics, v.timeseries_csv)?;
-    let plots = render(&input, v.png)?;
+    views_of(v, &input)
+}
+
+/// `files`, the time series read from `csv` as it goes (a streamed `timeseries.csv`
+/// is not held in memory); `v.timeseries_csv` is not read.
+pub fn files_reading(v: &Views, csv: impl std::io::Read) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let input = PlotInput::from_reader(&v.report.scenario, v.metrics, csv)?;
+    views_of(v, &input)
+}
+
+fn views_of(v: &Views, input: &PlotInput) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let plots = render(input, v.png)?;
     let mut out = Vec::new();
     for p in &plots {
         out.push((format!("plots/{}.svg", p.name), p.svg.clone().into_bytes()));

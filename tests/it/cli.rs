@@ -34,16 +34,16 @@ fn run_writes_the_report_and_the_time_series() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "t_start_s,t_end_s,kind,name,completed,errors,throughput_rps,p50_ms,p99_ms,queue_length_mean,attempts,breaker"
+        "t_start_s,t_end_s,kind,name,completed,errors,throughput_rps,p50_ms,p99_ms,queue_length_mean,attempts,breaker,errors_timeout,errors_unavailable,errors_rejected,errors_internal,errors_other"
     );
     // 60 one-second buckets x (1 workload + 3 endpoints + 3 edges).
     assert_eq!(lines.count(), 420);
     assert!(
-        csv.contains("\n1,2,edge,b->c/get,10,0,10,,,,10,\n"),
+        csv.contains("\n1,2,edge,b->c/get,10,0,10,,,,10,,,,,,\n"),
         "{csv}"
     );
     assert!(
-        csv.contains("\n1,2,workload,clients,10,0,10,165,165,,,\n"),
+        csv.contains("\n1,2,workload,clients,10,0,10,165,165,,,,0,0,0,0,0\n"),
         "{}",
         &csv[..400]
     );

@@ -40,3 +40,103 @@ fn the_default_bucket_follows_the_runs_length() {
     // Written, it is kept.
     assert_eq!(bucket_of(&bundled("mm1"), &[]), s(3600));
 }
+
+fn scenario(name: &str, set: &[&str], text: Option<String>) -> meshsim::scenario::Scenario {
+    let label = format!("scenarios/{name}.toml");
+    let text = text.unwrap_or_else(|| bundled(name));
+    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    meshsim::scenario::from_source(&label, name, &text, &set).unwrap()
+}
+
+/// The bytes `meshsim run` streams to `timeseries.csv` as buckets close.
+fn streamed(sc: meshsim::scenario::Scenario) -> (Vec<u8>, meshsim::Outcome) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ts.csv");
+    let file = std::fs::File::create(&path).unwrap();
+    let flows = dir.path().join(".ts.flows");
+    let stream = meshsim::report::csv::TimeseriesStream::new(file, &flows);
+    let mut out = meshsim::simulate_streaming(sc, &mut |_| {}, Some(Box::new(stream))).unwrap();
+    out.metrics.series.take_sink().unwrap().finish().unwrap();
+    assert!(!flows.exists(), "the flows' scratch file is removed");
+    assert!(out.metrics.series.rows.is_empty(), "streamed rows are not kept");
+    (std::fs::read(&path).unwrap(), out)
+}
+
+#[test]
+fn streamed_rows_are_the_bytes_of_rows_kept_in_memory() {
+    // A broker scenario (flow rows appended after the series' rows) and one with
+    // breakers and errors of several classes.
+    for name in ["payment_worker_rabbitmq", "retry_storm", "kafka_consumer_group"] {
+        let kept = meshsim::simulate(scenario(name, &[], None)).unwrap();
+        let in_memory =
+            meshsim::report::csv::timeseries(&kept.metrics.series, &kept.metrics.consistency);
+        let (bytes, out) = streamed(scenario(name, &[], None));
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            String::from_utf8(in_memory).unwrap(),
+            "{name}"
+        );
+        assert_eq!(out.report.to_json(), kept.report.to_json(), "{name}");
+    }
+}
+
+#[test]
+fn errors_are_counted_by_class_per_workload() {
+    // retry_storm: the overloaded service answers unavailable, and the client times
+    // out; every workload row's classes add up to its errors.
+    let out = meshsim::simulate(scenario("retry_storm", &[], None)).unwrap();
+    let csv = meshsim::report::csv::timeseries(&out.metrics.series, &out.metrics.consistency);
+    let mut r = csv::Reader::from_reader(csv.as_slice());
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let classes = ["timeout", "unavailable", "rejected", "internal", "other"]
+        .map(|c| col(&format!("errors_{c}")));
+    let mut totals = [0u64; 5];
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        let n = |i: usize| rec[i].parse::<u64>().unwrap();
+        if &rec[col("kind")] != "workload" {
+            assert!(classes.iter().all(|&i| rec[i].is_empty()));
+            continue;
+        }
+        let by: Vec<u64> = classes.iter().map(|&i| n(i)).collect();
+        assert_eq!(by.iter().sum::<u64>(), n(col("errors")));
+        for (t, b) in totals.iter_mut().zip(&by) {
+            *t += b;
+        }
+    }
+    // The run's own totals by status, from report.json's counts.
+    let w = &out.metrics.workloads[0];
+    use meshsim::status::Status;
+    assert_eq!(totals[0], w.errors.get(Status::DeadlineExceeded));
+    assert_eq!(totals[1], w.errors.get(Status::Unavailable));
+    assert!(totals[0] > 0 && totals[1] > 0, "{totals:?}");
+}
+
+#[test]
+fn a_long_broker_outage_keeps_the_default_rows_per_flow() {
+    // The consumers crash for 3000 h, under a trickle of requests (3000 would take
+    // 4167 h at 0.0002/s): before, 1 s buckets wrote 10.8 million depth rows per queue
+    // (585 MB). The default bucket is now 3000 h / 1000 = 10800 s -> 20000 s.
+    let text = bundled("payment_worker_rabbitmq")
+        .replace(
+            "from = \"20s\"\nuntil = \"30s\"",
+            "from = \"1s\"\nuntil = \"3000h\"",
+        )
+        .replace("rate = 50 ", "rate = 0.0002 ");
+    let sc = scenario(
+        "payment_worker_rabbitmq",
+        &["simulation.duration=\"3000h\""],
+        Some(text),
+    );
+    assert_eq!(sc.spec.bucket, SimDuration::from_secs(20_000));
+    let (bytes, _) = streamed(sc);
+    let text = String::from_utf8(bytes).unwrap();
+    let queue_rows = text.lines().filter(|l| l.contains(",queue,")).count();
+    let queues = text
+        .lines()
+        .filter(|l| l.starts_with("0,20000,queue,"))
+        .count();
+    assert!(queues >= 1);
+    assert_eq!(queue_rows, queues * 540, "3000 h in 20000 s buckets");
+}

@@ -166,6 +166,7 @@ impl Async {
     pub(in crate::model) fn sample_lag(
         &self,
         spec: &Spec,
+        series: &mut crate::metrics::Series,
         metrics: &mut Consistency,
         start: SimTime,
         end: SimTime,
@@ -204,6 +205,6 @@ impl Async {
             });
         }
         rows.sort_by_key(|r| r.flow);
-        metrics.lag_rows.extend(rows);
+        series.flow_rows(&metrics.flows, &rows, &mut metrics.lag_rows);
     }
 }

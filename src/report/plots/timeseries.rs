@@ -1,5 +1,5 @@
 //! `timeseries.svg`: stacked panels over simulated time on one x axis: answers and
-//! errors per second per workload; p50 and p99 per workload; queue length per endpoint;
+//! errors per second per workload, the errors by class of status; p50 and p99 per workload; queue length per endpoint;
 //! attempts per second per edge with the breaker's open and half-open buckets shaded;
 //! with brokers, queue depth and consumer-group lag. Every fault window is shaded and
 //! labelled on every panel. A bucket with no value (nothing answered) is a gap.
@@ -7,7 +7,9 @@
 use super::{FONT, PlotInput, axis_label, color, err};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use crate::metrics::ERROR_CLASSES;
 use std::collections::BTreeMap;
+use std::io::Read;
 
 /// One row of `timeseries.csv` (empty cells are None).
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +20,8 @@ pub struct Row {
     pub name: String,
     pub completed: Option<f64>,
     pub errors: Option<f64>,
+    /// Workloads: errors by class (`metrics::ERROR_CLASSES`); None in a file without them.
+    pub errors_by_class: [Option<f64>; ERROR_CLASSES.len()],
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub queue_length_mean: Option<f64>,
@@ -28,6 +32,13 @@ pub struct Row {
 
 /// Parses `timeseries.csv` back (columns found by name).
 pub fn parse_rows(csv: &[u8]) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    read_rows(csv, |r| rows.push(r))?;
+    Ok(rows)
+}
+
+/// Every row of `csv`, in file order, to `each`.
+fn read_rows(csv: impl Read, mut each: impl FnMut(Row)) -> Result<(), String> {
     let mut r = ::csv::Reader::from_reader(csv);
     let header = r.headers().map_err(|e| e.to_string())?.clone();
     let col = |name: &str| header.iter().position(|h| h == name);
@@ -49,19 +60,20 @@ pub fn parse_rows(csv: &[u8]) -> Result<Vec<Row>, String> {
         "depth",
     ]
     .map(col);
-    let mut rows = Vec::new();
-    for record in r.records() {
-        let rec = record.map_err(|e| e.to_string())?;
+    let classes = ERROR_CLASSES.map(|c| col(&format!("errors_{c}")));
+    let mut rec = ::csv::StringRecord::new();
+    while r.read_record(&mut rec).map_err(|e| e.to_string())? {
         let text = |i: Option<usize>| i.and_then(|i| rec.get(i)).unwrap_or("");
         let num = |i: Option<usize>| text(i).parse::<f64>().ok();
         let [completed, errors, p50, p99, queue, attempts, breaker, depth] = optional;
-        rows.push(Row {
+        each(Row {
             start_s: num(Some(start)).ok_or("timeseries: a row without t_start_s")?,
             end_s: num(Some(end)).ok_or("timeseries: a row without t_end_s")?,
             kind: text(Some(kind)).to_owned(),
             name: text(Some(name)).to_owned(),
             completed: num(completed),
             errors: num(errors),
+            errors_by_class: classes.map(num),
             p50_ms: num(p50),
             p99_ms: num(p99),
             queue_length_mean: num(queue),
@@ -70,7 +82,92 @@ pub fn parse_rows(csv: &[u8]) -> Result<Vec<Row>, String> {
             depth: num(depth),
         });
     }
-    Ok(rows)
+    Ok(())
+}
+
+/// Points per series a plot draws at most: a longer series is drawn from bins of
+/// consecutive buckets. Above the rows of any bundled scenario (mm1: 3087), and
+/// beyond what a 1200-pixel-wide panel can show.
+pub const PLOT_POINTS: u64 = 4000;
+
+/// `parse_rows` for the plots, reading `csv` as it goes (a streamed file is never held
+/// in memory): with `buckets` (of `bucket_s` seconds) above `PLOT_POINTS`, each
+/// series' rows are merged k at a time (k = ceil(buckets / PLOT_POINTS), by bucket
+/// number): counts summed, the mean queue length weighted by time, the highest p50,
+/// p99 and depth kept (a spike stays visible), open beats half-open beats closed.
+/// Rows come out grouped by series, series in order of first appearance.
+pub fn parse_rows_binned(csv: impl Read, bucket_s: f64, buckets: u64) -> Result<Vec<Row>, String> {
+    let k = buckets.div_ceil(PLOT_POINTS).max(1);
+    if k == 1 {
+        let mut rows = Vec::new();
+        read_rows(csv, |r| rows.push(r))?;
+        return Ok(rows);
+    }
+    let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+    // Per series: its merged rows, and the bin being merged.
+    let mut out: Vec<(Vec<Row>, Option<(u64, Row)>)> = Vec::new();
+    read_rows(csv, |r| {
+        let bin = (r.start_s / bucket_s).round() as u64 / k;
+        let key = (r.kind.clone(), r.name.clone());
+        let i = *index.entry(key).or_insert_with(|| {
+            out.push((Vec::new(), None));
+            out.len() - 1
+        });
+        let (done, open) = &mut out[i];
+        match open {
+            Some((b, acc)) if *b == bin => merge(acc, &r),
+            _ => {
+                if let Some((_, acc)) = open.take() {
+                    done.push(acc);
+                }
+                *open = Some((bin, r));
+            }
+        }
+    })?;
+    Ok(out
+        .into_iter()
+        .flat_map(|(mut done, open)| {
+            done.extend(open.map(|(_, r)| r));
+            done
+        })
+        .collect())
+}
+
+/// Adds the next row of the same series to a bin.
+fn merge(acc: &mut Row, r: &Row) {
+    let sum = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+    let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let (span_a, span_b) = (acc.end_s - acc.start_s, r.end_s - r.start_s);
+    acc.queue_length_mean = match (acc.queue_length_mean, r.queue_length_mean) {
+        (Some(a), Some(b)) if span_a + span_b > 0.0 => {
+            Some((a * span_a + b * span_b) / (span_a + span_b))
+        }
+        (a, b) => a.or(b),
+    };
+    acc.end_s = r.end_s;
+    acc.completed = sum(acc.completed, r.completed);
+    acc.errors = sum(acc.errors, r.errors);
+    for (a, b) in acc.errors_by_class.iter_mut().zip(r.errors_by_class) {
+        *a = sum(*a, b);
+    }
+    acc.attempts = sum(acc.attempts, r.attempts);
+    acc.p50_ms = max(acc.p50_ms, r.p50_ms);
+    acc.p99_ms = max(acc.p99_ms, r.p99_ms);
+    acc.depth = max(acc.depth, r.depth);
+    let rank = |b: &str| match b {
+        "open" => 2,
+        "half_open" => 1,
+        _ => 0,
+    };
+    if rank(&r.breaker) >= rank(&acc.breaker) {
+        acc.breaker = r.breaker.clone();
+    }
 }
 
 /// A line: its legend name, colour, whether it is the lighter companion of another
@@ -89,6 +186,16 @@ pub(super) struct Panel {
     lines: Vec<Line>,
     bands: Vec<(f64, f64, String, RGBColor)>,
 }
+
+/// Error classes (`ERROR_CLASSES`): timeout orange, unavailable red, rejected purple,
+/// internal brown, other grey.
+const CLASS_COLORS: [RGBColor; ERROR_CLASSES.len()] = [
+    RGBColor(255, 127, 14),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(127, 127, 127),
+];
 
 /// At most this many lines of one kind per panel (the busiest); the CSV has them all.
 const MAX_LINES: usize = 8;
@@ -146,6 +253,23 @@ fn busiest<'a>(
     (kept, hidden)
 }
 
+/// One line per series, named after it, coloured by its place.
+fn one_line_each(
+    series: &[(&str, Vec<&Row>)],
+    point: impl Fn(&Row) -> (f64, Option<f64>),
+) -> Vec<Line> {
+    series
+        .iter()
+        .enumerate()
+        .map(|(i, (name, rs))| Line {
+            name: (*name).to_owned(),
+            color: color(i),
+            light: false,
+            points: rs.iter().map(|r| point(r)).collect(),
+        })
+        .collect()
+}
+
 fn more(title: &str, hidden: usize) -> String {
     if hidden == 0 {
         title.to_owned()
@@ -168,7 +292,23 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
                 light: false,
                 points: rs.iter().map(|r| (mid(r), per_s(r, r.completed))).collect(),
             });
-            if rs.iter().any(|r| r.errors.unwrap_or(0.0) > 0.0) {
+            let by_class = rs.iter().any(|r| r.errors_by_class.iter().any(Option::is_some));
+            if by_class {
+                // One thin line per class of error that occurred, in the class's colour.
+                for (k, class) in ERROR_CLASSES.iter().enumerate() {
+                    if rs.iter().any(|r| r.errors_by_class[k].unwrap_or(0.0) > 0.0) {
+                        lines.push(Line {
+                            name: format!("{name} errors/s: {class}"),
+                            color: CLASS_COLORS[k],
+                            light: true,
+                            points: rs
+                                .iter()
+                                .map(|r| (mid(r), per_s(r, r.errors_by_class[k])))
+                                .collect(),
+                        });
+                    }
+                }
+            } else if rs.iter().any(|r| r.errors.unwrap_or(0.0) > 0.0) {
                 lines.push(Line {
                     name: format!("{name} errors/s"),
                     color: color(i),
@@ -178,7 +318,7 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
             }
         }
         panels.push(Panel {
-            title: "Throughput and errors per workload".into(),
+            title: "Throughput and errors by status per workload".into(),
             y_desc: "per second",
             lines,
             bands: Vec::new(),
@@ -215,16 +355,7 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
                 hidden,
             ),
             y_desc: "requests",
-            lines: endpoints
-                .iter()
-                .enumerate()
-                .map(|(i, (name, rs))| Line {
-                    name: (*name).to_owned(),
-                    color: color(i),
-                    light: false,
-                    points: rs.iter().map(|r| (mid(r), r.queue_length_mean)).collect(),
-                })
-                .collect(),
+            lines: one_line_each(&endpoints, |r| (mid(r), r.queue_length_mean)),
             bands: Vec::new(),
         });
     }
@@ -249,16 +380,7 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
                 hidden,
             ),
             y_desc: "attempts/s",
-            lines: edges
-                .iter()
-                .enumerate()
-                .map(|(i, (name, rs))| Line {
-                    name: (*name).to_owned(),
-                    color: color(i),
-                    light: false,
-                    points: rs.iter().map(|r| (mid(r), per_s(r, r.attempts))).collect(),
-                })
-                .collect(),
+            lines: one_line_each(&edges, |r| (mid(r), per_s(r, r.attempts))),
             bands,
         });
     }
@@ -269,16 +391,7 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
         panels.push(Panel {
             title: more("Broker: queue depth and consumer-group lag", hidden),
             y_desc: "messages",
-            lines: flows
-                .iter()
-                .enumerate()
-                .map(|(i, (name, rs))| Line {
-                    name: (*name).to_owned(),
-                    color: color(i),
-                    light: false,
-                    points: rs.iter().map(|r| (r.end_s, r.depth)).collect(),
-                })
-                .collect(),
+            lines: one_line_each(&flows, |r| (r.end_s, r.depth)),
             bands: Vec::new(),
         });
     }
