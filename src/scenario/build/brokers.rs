@@ -602,10 +602,18 @@ impl Builder {
             ),
         }
         self.reach.entry(ctx.endpoint).or_default().extend(targets);
+        let partition = match (&target, &s.key) {
+            (PublishTarget::Topic(t), Some(_)) => Some(crate::model::routing::kafka_partition(
+                routing_key.as_bytes(),
+                self.topics[t.index()].partitions,
+            )),
+            _ => None,
+        };
         self.publishes.push(PublishSpec {
             broker,
             target,
             routing_key,
+            partition,
             confirms,
             outbox,
             retries,
