@@ -462,7 +462,7 @@ fn run(
     );
     let outcome = crate::simulate_with_progress(scenario, &mut |p| bar.progress(p));
     bar.finish();
-    let crate::Outcome { report, metrics } = match outcome {
+    let crate::FinishedRun { report, metrics } = match outcome {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };

@@ -45,6 +45,7 @@ use workload::WorkloadState;
 /// "No deadline" in events, where an `Option<SimTime>` would make every event larger.
 pub const NO_DEADLINE: SimTime = SimTime::MAX;
 
+/// How a handler, a branch or a logical call ended.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Outcome {
     Ok { degraded: bool },

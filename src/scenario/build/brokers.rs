@@ -460,8 +460,13 @@ impl Builder {
     }
 
     /// A `publish` step: its target and how it is sent.
-    pub(super) fn compile_publish(&mut self, ctx: &Ctx, s: &RawStep, out: &mut Vec<Step>) {
-        let target = s.publish.as_ref().expect("kind");
+    pub(super) fn compile_publish(
+        &mut self,
+        ctx: &Ctx,
+        target: &Spanned<String>,
+        s: &RawStep,
+        out: &mut Vec<Step>,
+    ) {
         let t = target.get_ref();
         let (target_spec, broker) = if let Some(&e) = self.exchange_ids.get(t) {
             let ex = &self.exchanges[e.index()];
