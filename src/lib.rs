@@ -24,12 +24,12 @@ use report::{Report, RunInfo};
 use scenario::Scenario;
 
 /// A finished run: the report and the metrics it was made from.
-pub struct Outcome {
+pub struct FinishedRun {
     pub report: Report,
     pub metrics: Metrics,
 }
 
-impl Outcome {
+impl FinishedRun {
     /// Did every `[[expect]]` hold?
     pub fn passed(&self) -> bool {
         self.report.expectations.iter().all(|e| e.passed)
@@ -37,7 +37,7 @@ impl Outcome {
 }
 
 /// Runs a checked scenario and builds its report.
-pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
+pub fn simulate(scenario: Scenario) -> Result<FinishedRun, RunError> {
     simulate_with_progress(scenario, &mut |_| Ok(()))
 }
 
@@ -47,7 +47,7 @@ pub fn simulate(scenario: Scenario) -> Result<Outcome, RunError> {
 pub fn simulate_with_progress(
     scenario: Scenario,
     progress: &mut dyn FnMut(model::Progress) -> Result<(), RunError>,
-) -> Result<Outcome, RunError> {
+) -> Result<FinishedRun, RunError> {
     simulate_streaming(scenario, progress, None)
 }
 
@@ -57,7 +57,7 @@ pub fn simulate_streaming(
     scenario: Scenario,
     progress: &mut dyn FnMut(model::Progress) -> Result<(), RunError>,
     rows: Option<Box<dyn metrics::RowSink>>,
-) -> Result<Outcome, RunError> {
+) -> Result<FinishedRun, RunError> {
     let seed = scenario.spec.seed;
     let warmup_s = scenario.spec.warmup.as_secs_f64();
     let output = model::run_streaming(scenario.spec, progress, rows)?;
@@ -99,7 +99,7 @@ pub fn simulate_streaming(
             }
         })
         .collect();
-    Ok(Outcome {
+    Ok(FinishedRun {
         report,
         metrics: output.metrics,
     })

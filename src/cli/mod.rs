@@ -313,7 +313,7 @@ fn run(
         Some(Box::new(stream)),
     );
     bar.finish();
-    let crate::Outcome { report, mut metrics } = match outcome {
+    let crate::FinishedRun { report, mut metrics } = match outcome {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };

@@ -96,6 +96,8 @@ pub struct TopicMetrics {
     pub partitions: u32,
     pub published: u64,
     pub appended: u64,
+    /// `appended`, per partition.
+    pub appended_per_partition: Vec<u64>,
     pub lost: u64,
     pub publish_failed: u64,
     /// Removed by retention (consumed or not).

@@ -538,6 +538,9 @@ pub struct PublishSpec {
     pub broker: BrokerId,
     pub target: PublishTarget,
     pub routing_key: String,
+    /// A topic publish with a `key`: the partition Kafka's partitioner gives that key
+    /// (without one, each message's partition comes from the request's key).
+    pub partition: Option<u32>,
     /// Publisher confirms: wait for the broker; a failure is seen (and retried).
     pub confirms: bool,
     /// Transactional outbox: stored with the handler's success, published later by a

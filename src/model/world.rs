@@ -46,6 +46,7 @@ use workload::WorkloadState;
 /// "No deadline" in events, where an `Option<SimTime>` would make every event larger.
 pub const NO_DEADLINE: SimTime = SimTime::MAX;
 
+/// How a handler, a branch or a logical call ended.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Outcome {
     Ok { degraded: bool },
@@ -297,6 +298,7 @@ impl World {
         let background = matches!(
             event,
             Event::AckTimeout(_)
+                | Event::Expire(_)
                 | Event::ConfirmTimeout { .. }
                 | Event::PollTimeout(_)
                 | Event::SessionTimeout { .. }
@@ -307,7 +309,7 @@ impl World {
         // Ticks, auto-commits and watchdogs that find nothing to do are not activity:
         // a drained run ends with its last real event.
         if !matches!(event, Event::Tick | Event::AutoCommit(_))
-            && (!background || self.asy.timer_live(&event))
+            && (!background || self.asy.timer_live(&event, now, &self.spec))
         {
             self.last_activity = now;
         }
@@ -396,6 +398,7 @@ impl World {
             }
             Event::AckTimeout(d) => self.broker(sched, |a, cx| a.on_ack_timeout(d, cx)),
             Event::Requeue(m) => self.broker(sched, |a, cx| a.on_requeue(m, cx)),
+            Event::Expire(q) => self.broker(sched, |a, cx| a.on_expire(q, cx)),
             Event::Refetch {
                 consumer,
                 partition,

@@ -249,6 +249,8 @@ pub struct TopicReport {
     pub partitions: u32,
     pub published: u64,
     pub appended: u64,
+    /// `appended`, per partition (index = partition).
+    pub appended_per_partition: Vec<u64>,
     pub lost: u64,
     pub publish_failed: u64,
     /// Removed by retention (consumed or not).
@@ -383,6 +385,7 @@ pub fn consistency(c: &Consistency) -> Option<ConsistencyReport> {
                         partitions: t.partitions,
                         published: t.published,
                         appended: t.appended,
+                        appended_per_partition: t.appended_per_partition.clone(),
                         lost: t.lost,
                         publish_failed: t.publish_failed,
                         retention_removed: t.retention_removed,
@@ -775,6 +778,7 @@ pub(crate) mod tests {
                 partitions: 3,
                 published: 5,
                 appended: 5,
+                appended_per_partition: vec![2, 0, 3],
                 ..Default::default()
             }],
             consumers: vec![ConsumerMetrics {
@@ -929,8 +933,9 @@ pub(crate) mod tests {
         );
         assert_eq!(
             c["topics"]["events/orders"],
-            serde_json::json!({"partitions": 3, "published": 5, "appended": 5, "lost": 0,
-                "publish_failed": 0, "retention_removed": 0})
+            serde_json::json!({"partitions": 3, "published": 5, "appended": 5,
+                "appended_per_partition": [2, 0, 3], "lost": 0, "publish_failed": 0,
+                "retention_removed": 0})
         );
         assert_eq!(
             c["consumers"]["billing"],

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module and the floor it stands on: a module may name only modules on
 /// lower floors (ARCHITECTURE.md's "knows about" column). `lib` is the crate root
-/// (`simulate`, `Outcome`).
+/// (`simulate`, `FinishedRun`).
 const FLOORS: &[(&str, u32)] = &[
     ("allocator", 1),
     ("engine", 1),

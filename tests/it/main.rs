@@ -1,6 +1,7 @@
 //! One integration-test binary (fast to link), one module per concern.
 
 mod analytic;
+mod broker_gaps;
 mod broker_properties;
 mod brokers_scenarios;
 mod budget;

@@ -49,7 +49,7 @@ fn scenario(name: &str, set: &[&str], text: Option<String>) -> meshsim::scenario
 }
 
 /// The bytes `meshsim run` streams to `timeseries.csv` as buckets close.
-fn streamed(sc: meshsim::scenario::Scenario) -> (Vec<u8>, meshsim::Outcome) {
+fn streamed(sc: meshsim::scenario::Scenario) -> (Vec<u8>, meshsim::FinishedRun) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ts.csv");
     let file = std::fs::File::create(&path).unwrap();

@@ -1,11 +1,11 @@
 //! Helpers shared by the integration tests.
 
-use meshsim::Outcome;
+use meshsim::FinishedRun;
 use meshsim::report::Report;
 use meshsim::scenario::{self, ScenarioError};
 
 /// Parses and runs a scenario given as text; panics with the rendered error if invalid.
-pub fn run(text: &str, overrides: &[&str]) -> Outcome {
+pub fn run(text: &str, overrides: &[&str]) -> FinishedRun {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let sc = scenario::from_source("test.toml", "test", text, &overrides)
         .unwrap_or_else(|e| panic!("invalid scenario:\n{e}"));
@@ -13,7 +13,7 @@ pub fn run(text: &str, overrides: &[&str]) -> Outcome {
 }
 
 /// Runs a bundled scenario file from scenarios/.
-pub fn run_file(name: &str, overrides: &[&str]) -> Outcome {
+pub fn run_file(name: &str, overrides: &[&str]) -> FinishedRun {
     let path = format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();

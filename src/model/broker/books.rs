@@ -30,6 +30,7 @@ pub(in crate::model) fn new_consistency(spec: &Spec) -> Consistency {
         c.topics.push(TopicMetrics {
             name: t.name.clone(),
             partitions: t.partitions,
+            appended_per_partition: vec![0; t.partitions as usize],
             ..Default::default()
         });
     }

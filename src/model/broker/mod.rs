@@ -109,6 +109,8 @@ struct QueueState {
     next_instance: u32,
     /// Per key, the latest message id handled (ordering check).
     last_by_key: Vec<u64>,
+    /// The earliest `Expire` event pending for this queue.
+    expiry_at: Option<SimTime>,
 }
 
 struct LogEntry {
@@ -374,10 +376,11 @@ impl Async {
     }
 
     /// Whether a watchdog timer still guards something (else it is stale).
-    pub(in crate::model) fn timer_live(&self, event: &Event) -> bool {
+    pub(in crate::model) fn timer_live(&self, event: &Event, now: SimTime, spec: &Spec) -> bool {
         match *event {
             Event::AckTimeout(d) | Event::PollTimeout(d) => self.deliveries.contains(d),
             Event::ConfirmTimeout { pending, .. } => self.pending.contains(pending),
+            Event::Expire(q) => self.head_expired(q, now, spec),
             _ => true,
         }
     }

@@ -208,7 +208,10 @@ impl Async {
             }
             PublishTarget::Topic(t) => {
                 let topic = &spec.topics[t.index()];
-                let part = routing::kafka_partition(key.to_string().as_bytes(), topic.partitions);
+                let part = match spec.publishes[p.index()].partition {
+                    Some(part) => part,
+                    None => routing::kafka_partition(key.to_string().as_bytes(), topic.partitions),
+                };
                 let log = &mut self.partitions[t.index()][part as usize];
                 log.log.push_back(LogEntry {
                     msg,
@@ -219,6 +222,7 @@ impl Async {
                 let tm = &mut cx.metrics.topics[t.index()];
                 tm.published += 1;
                 tm.appended += 1;
+                tm.appended_per_partition[part as usize] += 1;
                 for g in &topic.groups {
                     let f = self.group_flow[g.index()];
                     cx.metrics.flows[f].published += 1;

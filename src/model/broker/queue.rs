@@ -129,22 +129,77 @@ impl Async {
         None
     }
 
+    /// Hands out what the queue's consumers have room for. Every change to a queue's
+    /// ready messages ends here (or the broker is down, and its return comes here), so
+    /// this is where the next expiry is armed.
     pub(in crate::model) fn try_deliver(&mut self, q: QueueId, cx: &mut Ctx) {
-        let now = cx.now();
         let b = cx.spec.queues[q.index()].broker;
         if self.down[b.index()] {
             return;
         }
+        self.deliver_ready(q, cx);
+        self.arm_expiry(q, cx);
+    }
+
+    /// Expired messages leave from the head, as RabbitMQ does: on time, since the head's
+    /// expiry is an event (`arm_expiry`); a message behind an unexpired head (back from
+    /// a retry backoff, or behind a busy FIFO group) leaves when it reaches the head.
+    fn expire_head(&mut self, q: QueueId, cx: &mut Ctx) {
+        let now = cx.now();
+        while let Some(&head) = self.queues[q.index()].ready.front() {
+            if self.messages[head].expires_at > now {
+                break;
+            }
+            self.queues[q.index()].ready.pop_front();
+            self.dead_letter(head, Reason::Expired, cx);
+        }
+    }
+
+    /// Schedules an `Expire` at the head's expiry, unless one at or before it is pending.
+    fn arm_expiry(&mut self, q: QueueId, cx: &mut Ctx) {
+        if cx.spec.queues[q.index()].ttl.is_none() {
+            return;
+        }
+        let qs = &self.queues[q.index()];
+        let Some(&head) = qs.ready.front() else {
+            return;
+        };
+        let at = self.messages[head].expires_at.max(cx.now());
+        if at == NO_DEADLINE || qs.expiry_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        self.queues[q.index()].expiry_at = Some(at);
+        self.periodic += 1;
+        cx.sched.at(at, Event::Expire(q));
+    }
+
+    /// A queue's head may have reached its TTL.
+    pub(in crate::model) fn on_expire(&mut self, q: QueueId, cx: &mut Ctx) {
+        let qs = &mut self.queues[q.index()];
+        if qs.expiry_at == Some(cx.now()) {
+            qs.expiry_at = None;
+        }
+        if self.down[cx.spec.queues[q.index()].broker.index()] {
+            return; // nothing expires in a stopped broker; its return re-arms
+        }
+        self.expire_head(q, cx);
+        self.arm_expiry(q, cx);
+    }
+
+    /// Whether an `Expire` finds something to do (else it is no activity).
+    pub(super) fn head_expired(&self, q: QueueId, now: SimTime, spec: &Spec) -> bool {
+        !self.down[spec.queues[q.index()].broker.index()]
+            && self.queues[q.index()]
+                .ready
+                .front()
+                .is_some_and(|&m| self.messages[m].expires_at <= now)
+    }
+
+    fn deliver_ready(&mut self, q: QueueId, cx: &mut Ctx) {
+        let b = cx.spec.queues[q.index()].broker;
         let fifo = cx.spec.queues[q.index()].fifo;
         loop {
-            // Expired messages leave from the head, as RabbitMQ does.
-            while let Some(&head) = self.queues[q.index()].ready.front() {
-                if self.messages[head].expires_at > now {
-                    break;
-                }
-                self.queues[q.index()].ready.pop_front();
-                self.dead_letter(head, Reason::Expired, cx);
-            }
+            self.expire_head(q, cx);
             if self.queues[q.index()].ready.is_empty()
                 || cx.spec.queues[q.index()].consumers.is_empty()
             {

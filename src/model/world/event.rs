@@ -88,6 +88,8 @@ pub enum Event {
         how: Settlement,
     },
     AckTimeout(DeliveryId),
+    /// The head of a queue with a TTL reaches its expiry.
+    Expire(QueueId),
     /// A message's retry backoff is over: back to its queue.
     Requeue(MessageId),
     /// A log message retried in place is due again.

@@ -460,8 +460,13 @@ impl Builder {
     }
 
     /// A `publish` step: its target and how it is sent.
-    pub(super) fn compile_publish(&mut self, ctx: &Ctx, s: &RawStep, out: &mut Vec<Step>) {
-        let target = s.publish.as_ref().expect("kind");
+    pub(super) fn compile_publish(
+        &mut self,
+        ctx: &Ctx,
+        target: &Spanned<String>,
+        s: &RawStep,
+        out: &mut Vec<Step>,
+    ) {
         let t = target.get_ref();
         let (target_spec, broker) = if let Some(&e) = self.exchange_ids.get(t) {
             let ex = &self.exchanges[e.index()];
@@ -602,10 +607,18 @@ impl Builder {
             ),
         }
         self.reach.entry(ctx.endpoint).or_default().extend(targets);
+        let partition = match (&target, &s.key) {
+            (PublishTarget::Topic(t), Some(_)) => Some(crate::model::routing::kafka_partition(
+                routing_key.as_bytes(),
+                self.topics[t.index()].partitions,
+            )),
+            _ => None,
+        };
         self.publishes.push(PublishSpec {
             broker,
             target,
             routing_key,
+            partition,
             confirms,
             outbox,
             retries,

@@ -5,8 +5,12 @@
 use super::*;
 
 impl Builder {
-    pub(super) fn compile_effect(&mut self, ctx: &Ctx, s: &RawStep, out: &mut Vec<Step>) {
-        let name = s.effect.as_ref().expect("kind");
+    pub(super) fn compile_effect(
+        &mut self,
+        ctx: &Ctx,
+        name: &Spanned<String>,
+        out: &mut Vec<Step>,
+    ) {
         self.check_name(name, "effect");
         let id = self.effect_id(name.get_ref());
         self.effect_sites.push((id, ctx.endpoint));
@@ -26,8 +30,13 @@ impl Builder {
         id
     }
 
-    pub(super) fn compile_saga(&mut self, ctx: &Ctx, s: &RawStep, out: &mut Vec<Step>) {
-        let list = s.saga.as_ref().expect("kind");
+    pub(super) fn compile_saga(
+        &mut self,
+        ctx: &Ctx,
+        list: &Spanned<Vec<Spanned<RawSagaStep>>>,
+        s: &RawStep,
+        out: &mut Vec<Step>,
+    ) {
         if list.get_ref().is_empty() {
             self.error(
                 span(list),

@@ -3,6 +3,37 @@
 
 use super::*;
 
+/// A step's one kind, with the field that names it.
+#[derive(Clone, Copy)]
+enum StepKind<'s> {
+    Work(&'s Spanned<RawDist>),
+    Call(&'s Spanned<String>),
+    Parallel(&'s Spanned<Vec<Spanned<RawStep>>>),
+    Fail(&'s Spanned<String>),
+    Steps(&'s Spanned<Vec<Spanned<RawStep>>>),
+    Stream(&'s Spanned<i64>),
+    Publish(&'s Spanned<String>),
+    Effect(&'s Spanned<String>),
+    Saga(&'s Spanned<Vec<Spanned<RawSagaStep>>>),
+}
+
+impl StepKind<'_> {
+    /// The field that names the kind in TOML.
+    fn name(self) -> &'static str {
+        match self {
+            StepKind::Work(_) => "work",
+            StepKind::Call(_) => "call",
+            StepKind::Parallel(_) => "parallel",
+            StepKind::Fail(_) => "fail",
+            StepKind::Steps(_) => "steps",
+            StepKind::Stream(_) => "stream",
+            StepKind::Publish(_) => "publish",
+            StepKind::Effect(_) => "effect",
+            StepKind::Saga(_) => "saga",
+        }
+    }
+}
+
 impl Builder {
     pub(super) fn compile_service(&mut self, service: ServiceId, raw: &RawService) {
         let endpoints = self.services[service.index()].endpoints.clone();
@@ -56,68 +87,69 @@ impl Builder {
         let Some(kind) = self.step_kind(step) else {
             return;
         };
-        self.check_step_fields(s, kind, branch);
+        self.check_step_fields(s, kind.name(), branch);
         match kind {
-            "work" => {
-                if let Some(d) = self.dist_id(s.work.as_ref().expect("kind")) {
+            StepKind::Work(d) => {
+                if let Some(d) = self.dist_id(d) {
                     out.push(Step::Work(d));
                 }
             }
-            "fail" => self.compile_fail(s, out),
-            "call" => self.compile_call(ctx, s, out),
-            "stream" => self.compile_stream(s, out),
-            "steps" => {
-                for sub in s.steps.as_ref().expect("kind").get_ref() {
+            StepKind::Fail(status) => self.compile_fail(status, s, out),
+            StepKind::Call(target) => self.compile_call(ctx, target, s, out),
+            StepKind::Stream(n) => self.compile_stream(n, s, out),
+            StepKind::Steps(steps) => {
+                for sub in steps.get_ref() {
                     self.compile_step(ctx, sub, false, out);
                 }
             }
-            "parallel" => {
-                if let Some(p) = self.compile_parallel(ctx, step) {
+            StepKind::Parallel(branches) => {
+                if let Some(p) = self.compile_parallel(ctx, branches, step) {
                     out.push(Step::Parallel(p));
                 }
             }
-            "publish" => self.compile_publish(ctx, s, out),
-            "effect" => self.compile_effect(ctx, s, out),
-            "saga" => self.compile_saga(ctx, s, out),
-            _ => unreachable!(),
+            StepKind::Publish(target) => self.compile_publish(ctx, target, s, out),
+            StepKind::Effect(name) => self.compile_effect(ctx, name, out),
+            StepKind::Saga(list) => self.compile_saga(ctx, list, s, out),
         }
     }
 
     /// The one kind of a step (`work`, `call`, ...), or an error.
-    fn step_kind(&mut self, step: &Spanned<RawStep>) -> Option<&'static str> {
+    fn step_kind<'s>(&mut self, step: &'s Spanned<RawStep>) -> Option<StepKind<'s>> {
         let s = step.get_ref();
-        let kinds: Vec<&str> = [
-            ("work", s.work.is_some()),
-            ("call", s.call.is_some()),
-            ("parallel", s.parallel.is_some()),
-            ("fail", s.fail.is_some()),
-            ("steps", s.steps.is_some()),
-            ("stream", s.stream.is_some()),
-            ("publish", s.publish.is_some()),
-            ("effect", s.effect.is_some()),
-            ("saga", s.saga.is_some()),
+        let kinds: Vec<StepKind> = [
+            s.work.as_ref().map(StepKind::Work),
+            s.call.as_ref().map(StepKind::Call),
+            s.parallel.as_ref().map(StepKind::Parallel),
+            s.fail.as_ref().map(StepKind::Fail),
+            s.steps.as_ref().map(StepKind::Steps),
+            s.stream.as_ref().map(StepKind::Stream),
+            s.publish.as_ref().map(StepKind::Publish),
+            s.effect.as_ref().map(StepKind::Effect),
+            s.saga.as_ref().map(StepKind::Saga),
         ]
         .into_iter()
-        .filter_map(|(k, present)| present.then_some(k))
+        .flatten()
         .collect();
-        if kinds.len() != 1 {
-            let found = if kinds.is_empty() {
-                "none".to_owned()
-            } else {
-                kinds
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            };
-            self.error(
-                span(step),
-                format!("a step needs exactly one kind; found {found}"),
-                "one of `work`, `call`, `parallel`, `fail`, `steps`, `stream`, `publish`, `effect`, `saga`",
-            );
-            return None;
+        match kinds[..] {
+            [kind] => Some(kind),
+            _ => {
+                let found = if kinds.is_empty() {
+                    "none".to_owned()
+                } else {
+                    kinds
+                        .iter()
+                        .map(|k| format!("`{}`", k.name()))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                };
+                self.error(
+                    span(step),
+                    format!("a step needs exactly one kind; found {found}"),
+                    "one of `work`, `call`, `parallel`, `fail`, `steps`, `stream`, `publish`, `effect`, `saga`",
+                );
+                None
+            }
         }
-        Some(kinds[0])
     }
 
     /// Refuses the fields of other kinds of step, and `required` outside a branch.
@@ -160,8 +192,8 @@ impl Builder {
     }
 
     /// A `fail` step: a status with probability `p`.
-    fn compile_fail(&mut self, s: &RawStep, out: &mut Vec<Step>) {
-        let status = self.status(s.fail.as_ref().expect("kind"), false);
+    fn compile_fail(&mut self, status: &Spanned<String>, s: &RawStep, out: &mut Vec<Step>) {
+        let status = self.status(status, false);
         let p = match &s.p {
             Some(p) => self.probability(p, "`p`"),
             None => Some(1.0),
@@ -177,8 +209,13 @@ impl Builder {
     }
 
     /// A `call` step: its edge (under a policy), timeout and status translation.
-    fn compile_call(&mut self, ctx: &Ctx, s: &RawStep, out: &mut Vec<Step>) {
-        let target = s.call.as_ref().expect("kind");
+    fn compile_call(
+        &mut self,
+        ctx: &Ctx,
+        target: &Spanned<String>,
+        s: &RawStep,
+        out: &mut Vec<Step>,
+    ) {
         let timeout = s
             .timeout
             .as_ref()
@@ -205,8 +242,7 @@ impl Builder {
     }
 
     /// A `stream` step: `messages` sent `interval` apart.
-    fn compile_stream(&mut self, s: &RawStep, out: &mut Vec<Step>) {
-        let n = s.stream.as_ref().expect("kind");
+    fn compile_stream(&mut self, n: &Spanned<i64>, s: &RawStep, out: &mut Vec<Step>) {
         let messages = self.bounded(
             n,
             1,
@@ -226,9 +262,13 @@ impl Builder {
         }
     }
 
-    fn compile_parallel(&mut self, ctx: &Ctx, step: &Spanned<RawStep>) -> Option<ParallelId> {
+    fn compile_parallel(
+        &mut self,
+        ctx: &Ctx,
+        branches_raw: &Spanned<Vec<Spanned<RawStep>>>,
+        step: &Spanned<RawStep>,
+    ) -> Option<ParallelId> {
         let s = step.get_ref();
-        let branches_raw = s.parallel.as_ref().expect("kind");
         let n = branches_raw.get_ref().len();
         if n == 0 {
             self.error(
@@ -249,9 +289,11 @@ impl Builder {
             );
             return None;
         }
-        if s.quorum.is_some() && !matches!(join, Join::Quorum(_)) {
+        if let Some(quorum) = &s.quorum
+            && !matches!(join, Join::Quorum(_))
+        {
             self.error(
-                span(s.quorum.as_ref().expect("checked")),
+                span(quorum),
                 "`quorum` needs join = \"quorum\"",
                 "join = \"quorum\"",
             );

@@ -55,20 +55,7 @@ impl Builder {
 
     fn policy(&mut self, name: &str, raw: &Spanned<RawPolicy>) -> Option<PolicySpec> {
         let r = raw.get_ref();
-        let mut p = match &r.preset {
-            Some(ps) => match PolicySpec::preset(name, ps.get_ref()) {
-                Some(p) => p,
-                None => {
-                    self.error(
-                        span(ps),
-                        format!("unknown preset `{}`", ps.get_ref()),
-                        format!("one of: {}", PRESETS.join(", ")),
-                    );
-                    PolicySpec::none(name)
-                }
-            },
-            None => PolicySpec::none(name),
-        };
+        let mut p = self.policy_preset(name, r);
         if let Some(t) = &r.timeout {
             p.try_timeout = self.positive_duration(t, "a timeout");
         }
@@ -79,21 +66,7 @@ impl Builder {
             p.propagate_deadline = *b.get_ref();
         }
         if let Some(f) = &r.fallback {
-            p.fallback = if f.get_ref() == "degraded" {
-                Some(Fallback::Degraded)
-            } else {
-                match Status::from_name(f.get_ref()) {
-                    Some(st) if !st.is_ok() => Some(Fallback::Status(st)),
-                    _ => {
-                        self.error(
-                            span(f),
-                            format!("`{}` is not a fallback", f.get_ref()),
-                            "\"degraded\" (ok, marked degraded) or an error status",
-                        );
-                        None
-                    }
-                }
-            };
+            p.fallback = self.fallback(f);
         }
         if let Some(retry) = &r.retry {
             let base = p.retry.take();
@@ -110,159 +83,211 @@ impl Builder {
             p.breaker = self.breaker(b, base, &mut p);
         }
         if let Some(b) = &r.bulkhead {
-            let bh = b.get_ref();
-            let max_concurrent = match (&bh.max_concurrent, p.bulkhead) {
-                (Some(m), _) => self.int_u32(m, 1, "max_concurrent", "at least 1"),
-                (None, Some(base)) => Some(base.max_concurrent),
-                (None, None) => {
-                    self.error(
-                        span(b),
-                        "a bulkhead needs `max_concurrent`",
-                        "max_concurrent = N",
-                    );
-                    None
-                }
-            };
-            let max_wait = match &bh.max_wait {
-                Some(w) => self.duration(w),
-                None => Some(p.bulkhead.map_or(SimDuration::ZERO, |b| b.max_wait)),
-            };
-            p.bulkhead = match (max_concurrent, max_wait) {
-                (Some(max_concurrent), Some(max_wait)) => Some(BulkheadSpec {
-                    max_concurrent,
-                    max_wait,
-                }),
-                _ => None,
-            };
+            p.bulkhead = self.bulkhead(b, p.bulkhead);
         }
-        if let Some(l) = &r.rate_limit {
-            let rl = l.get_ref();
-            let rate = match &rl.rate {
-                Some(x) => self.positive_f64(x, "the rate"),
-                None => {
-                    self.error(
-                        span(l),
-                        "a rate limiter needs `rate` (per second)",
-                        "rate = 50",
-                    );
-                    None
-                }
-            };
-            let burst = match &rl.burst {
-                Some(b) => self.positive_f64(b, "the burst"),
-                None => rate.map(|r| r.max(1.0)),
-            };
-            let max_wait = match &rl.max_wait {
-                Some(w) => self.duration(w),
-                None => Some(SimDuration::ZERO),
-            };
-            if let (Some(rate_per_s), Some(burst), Some(max_wait)) = (rate, burst, max_wait) {
-                p.rate_limit = Some(RateLimitSpec {
-                    rate_per_s,
-                    burst,
-                    max_wait,
-                });
-            }
+        if let Some(l) = &r.rate_limit
+            && let Some(rl) = self.rate_limit(l)
+        {
+            p.rate_limit = Some(rl);
         }
         if let Some(pr) = &r.protocol {
             p.protocol = self.protocol(pr);
         }
-        if let Some(c) = &r.cache {
-            let ch = c.get_ref();
-            let ttl = self.positive_duration(&ch.ttl, "the cache ttl");
-            let change_rate = match &ch.change_rate {
-                Some(x) if !(*x.get_ref() >= 0.0 && x.get_ref().is_finite()) => {
-                    self.error(
-                        span(x),
-                        format!("change_rate is {}", x.get_ref()),
-                        "changes per key per second, >= 0",
-                    );
-                    None
-                }
-                Some(x) => Some(*x.get_ref()),
-                None => Some(0.0),
-            };
-            if let (Some(ttl), Some(change_rate)) = (ttl, change_rate) {
-                p.cache = Some(crate::model::policy::CacheSpec { ttl, change_rate });
-            }
+        if let Some(c) = &r.cache
+            && let Some(cache) = self.cache(c)
+        {
+            p.cache = Some(cache);
         }
         if let Some(h) = &r.hedge {
-            let hg = h.get_ref();
-            // gRPC's service config has a retryPolicy or a hedgingPolicy: under the grpc
-            // preset, hedging replaces the preset's retries and keeps its throttle and
-            // pushback (gRFC A6: both are shared by retries and hedges).
-            let grpc = r.preset.as_ref().is_some_and(|ps| ps.get_ref() == "grpc");
-            let preset_retry = if grpc && r.retry.is_none() {
-                p.retry.take()
-            } else {
-                None
-            };
-            let throttle = match &hg.throttle {
-                None => Some(preset_retry.as_ref().and_then(|r| r.throttle)),
-                Some(t) => self.throttle(t).map(Some),
-            };
-            let pushback = hg
-                .pushback
-                .as_ref()
-                .map_or(preset_retry.as_ref().is_some_and(|r| r.pushback), |b| {
-                    *b.get_ref()
-                });
-            let follows = match hg.follows.as_ref().map(|f| (f, f.get_ref().as_str())) {
-                None | Some((_, "a6")) => Some(HedgeRules::A6),
-                Some((_, "grpc-java")) => Some(HedgeRules::GrpcJava),
-                Some((f, other)) => {
-                    self.error(
-                        span(f),
-                        format!("unknown hedging rules `{other}`"),
-                        "\"a6\" (gRFC A6: the next hedge at once after a non-fatal failure) or \"grpc-java\"",
-                    );
-                    None
-                }
-            };
-            let delay = match &hg.delay {
-                Some(d) => self.duration(d),
-                None => {
-                    self.error(span(h), "hedging needs `delay`", "delay = \"50ms\"");
-                    None
-                }
-            };
-            let max_attempts = match &hg.max_attempts {
-                Some(m) => self.int_u32(
-                    m,
-                    2,
-                    "max_attempts",
-                    "at least 2 (the original and one hedge)",
-                ),
-                None => Some(2),
-            }
-            // gRFC A6 "Limits on Retries and Hedges": above 5 is treated as 5.
-            .map(|m| if grpc { m.min(5) } else { m });
-            let non_fatal = hg
-                .non_fatal
-                .as_ref()
-                .map(|l| self.statuses(l))
-                .unwrap_or_default();
-            if let (Some(delay), Some(max_attempts), Some(throttle), Some(follows)) =
-                (delay, max_attempts, throttle, follows)
-            {
-                p.hedge = Some(HedgeSpec {
-                    delay,
-                    max_attempts,
-                    non_fatal,
-                    throttle,
-                    pushback,
-                    follows,
-                });
-            }
-            if p.retry.is_some() {
-                self.error(
-                    span(h),
-                    "a policy cannot both retry and hedge",
-                    "either [retry] or [hedge] (as in gRPC's service config)",
-                );
-            }
+            self.hedge(h, r, &mut p);
         }
         Some(p)
+    }
+
+    /// The policy a `preset` starts from (none without one).
+    fn policy_preset(&mut self, name: &str, r: &RawPolicy) -> PolicySpec {
+        match &r.preset {
+            Some(ps) => match PolicySpec::preset(name, ps.get_ref()) {
+                Some(p) => p,
+                None => {
+                    self.error(
+                        span(ps),
+                        format!("unknown preset `{}`", ps.get_ref()),
+                        format!("one of: {}", PRESETS.join(", ")),
+                    );
+                    PolicySpec::none(name)
+                }
+            },
+            None => PolicySpec::none(name),
+        }
+    }
+
+    /// `fallback`: "degraded" or an error status.
+    fn fallback(&mut self, f: &Spanned<String>) -> Option<Fallback> {
+        if f.get_ref() == "degraded" {
+            return Some(Fallback::Degraded);
+        }
+        match Status::from_name(f.get_ref()) {
+            Some(st) if !st.is_ok() => Some(Fallback::Status(st)),
+            _ => {
+                self.error(
+                    span(f),
+                    format!("`{}` is not a fallback", f.get_ref()),
+                    "\"degraded\" (ok, marked degraded) or an error status",
+                );
+                None
+            }
+        }
+    }
+
+    /// `[bulkhead]`, over the preset's (`base`).
+    fn bulkhead(
+        &mut self,
+        b: &Spanned<RawBulkhead>,
+        base: Option<BulkheadSpec>,
+    ) -> Option<BulkheadSpec> {
+        let bh = b.get_ref();
+        let max_concurrent = match (&bh.max_concurrent, base) {
+            (Some(m), _) => self.int_u32(m, 1, "max_concurrent", "at least 1"),
+            (None, Some(base)) => Some(base.max_concurrent),
+            (None, None) => {
+                self.error(
+                    span(b),
+                    "a bulkhead needs `max_concurrent`",
+                    "max_concurrent = N",
+                );
+                None
+            }
+        };
+        let max_wait = match &bh.max_wait {
+            Some(w) => self.duration(w),
+            None => Some(base.map_or(SimDuration::ZERO, |b| b.max_wait)),
+        };
+        match (max_concurrent, max_wait) {
+            (Some(max_concurrent), Some(max_wait)) => Some(BulkheadSpec {
+                max_concurrent,
+                max_wait,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `[rate_limit]`: a token bucket.
+    fn rate_limit(&mut self, l: &Spanned<RawRateLimit>) -> Option<RateLimitSpec> {
+        let rl = l.get_ref();
+        let rate = match &rl.rate {
+            Some(x) => self.positive_f64(x, "the rate"),
+            None => {
+                self.error(
+                    span(l),
+                    "a rate limiter needs `rate` (per second)",
+                    "rate = 50",
+                );
+                None
+            }
+        };
+        let burst = match &rl.burst {
+            Some(b) => self.positive_f64(b, "the burst"),
+            None => rate.map(|r| r.max(1.0)),
+        };
+        let max_wait = match &rl.max_wait {
+            Some(w) => self.duration(w),
+            None => Some(SimDuration::ZERO),
+        };
+        Some(RateLimitSpec {
+            rate_per_s: rate?,
+            burst: burst?,
+            max_wait: max_wait?,
+        })
+    }
+
+    /// `[cache]`: a read-through cache per key.
+    fn cache(&mut self, c: &Spanned<RawCache>) -> Option<crate::model::policy::CacheSpec> {
+        let ch = c.get_ref();
+        let ttl = self.positive_duration(&ch.ttl, "the cache ttl");
+        let change_rate = match &ch.change_rate {
+            Some(x) if !(*x.get_ref() >= 0.0 && x.get_ref().is_finite()) => {
+                self.error(
+                    span(x),
+                    format!("change_rate is {}", x.get_ref()),
+                    "changes per key per second, >= 0",
+                );
+                None
+            }
+            Some(x) => Some(*x.get_ref()),
+            None => Some(0.0),
+        };
+        Some(crate::model::policy::CacheSpec {
+            ttl: ttl?,
+            change_rate: change_rate?,
+        })
+    }
+
+    /// `[hedge]`, which replaces retrying (under the `grpc` preset, its retries).
+    fn hedge(&mut self, h: &Spanned<RawHedge>, r: &RawPolicy, p: &mut PolicySpec) {
+        let hg = h.get_ref();
+        // gRPC's service config has a retryPolicy or a hedgingPolicy: under the grpc
+        // preset, hedging replaces the preset's retries and keeps its throttle and
+        // pushback (gRFC A6: both are shared by retries and hedges).
+        let grpc = r.preset.as_ref().is_some_and(|ps| ps.get_ref() == "grpc");
+        let preset_retry = if grpc && r.retry.is_none() {
+            p.retry.take()
+        } else {
+            None
+        };
+        let throttle = match &hg.throttle {
+            None => Some(preset_retry.as_ref().and_then(|r| r.throttle)),
+            Some(t) => self.throttle(t).map(Some),
+        };
+        let pushback = hg
+            .pushback
+            .as_ref()
+            .map_or(preset_retry.as_ref().is_some_and(|r| r.pushback), |b| {
+                *b.get_ref()
+            });
+        let follows = self.hedge_rules(hg.follows.as_ref());
+        let delay = match &hg.delay {
+            Some(d) => self.duration(d),
+            None => {
+                self.error(span(h), "hedging needs `delay`", "delay = \"50ms\"");
+                None
+            }
+        };
+        let max_attempts = match &hg.max_attempts {
+            Some(m) => self.int_u32(
+                m,
+                2,
+                "max_attempts",
+                "at least 2 (the original and one hedge)",
+            ),
+            None => Some(2),
+        }
+        // gRFC A6 "Limits on Retries and Hedges": above 5 is treated as 5.
+        .map(|m| if grpc { m.min(5) } else { m });
+        let non_fatal = hg
+            .non_fatal
+            .as_ref()
+            .map(|l| self.statuses(l))
+            .unwrap_or_default();
+        if let (Some(delay), Some(max_attempts), Some(throttle), Some(follows)) =
+            (delay, max_attempts, throttle, follows)
+        {
+            p.hedge = Some(HedgeSpec {
+                delay,
+                max_attempts,
+                non_fatal,
+                throttle,
+                pushback,
+                follows,
+            });
+        }
+        if p.retry.is_some() {
+            self.error(
+                span(h),
+                "a policy cannot both retry and hedge",
+                "either [retry] or [hedge] (as in gRPC's service config)",
+            );
+        }
     }
 
     fn protocol(&mut self, raw: &Spanned<RawProtocol>) -> Option<ProtocolSpec> {
@@ -315,19 +340,28 @@ impl Builder {
                 return None;
             }
         }
-        if t.setup.is_some() && p.setup_per_call.is_none() {
+        if let Some(setup) = &t.setup
+            && p.setup_per_call.is_none()
+        {
             self.error(
-                span(t.setup.as_ref().expect("some")),
+                span(setup),
                 "`setup` is paid only with connection = \"per_call\"",
                 "connection = \"per_call\"",
             );
         }
+        p.pool = self.protocol_pool(t, p.pool)?;
+        Some(p)
+    }
+
+    /// A protocol's connection pool: HTTP/1.1 (a request per connection) or HTTP/2
+    /// (streams multiplexed), over the preset's.
+    fn protocol_pool(&mut self, t: &RawProtocolTable, pool: Pool) -> Option<Pool> {
         let count = |b: &mut Builder, v: &Option<Spanned<i64>>, what: &str, default: u32| match v {
             Some(n) => b.int_u32(n, 1, what, "at least 1"),
             None => Some(default),
         };
         let pool_kind = match t.pool.as_ref().map(|x| (x, x.get_ref().as_str())) {
-            None => match p.pool {
+            None => match pool {
                 Pool::Http1 { .. } => "http1",
                 Pool::Http2 { .. } => "http2",
             },
@@ -341,7 +375,7 @@ impl Builder {
                 return None;
             }
         };
-        p.pool = match (pool_kind, p.pool) {
+        Some(match (pool_kind, pool) {
             ("http1", Pool::Http1 { max_connections }) => Pool::Http1 {
                 max_connections: count(
                     self,
@@ -367,8 +401,7 @@ impl Builder {
                 connections: count(self, &t.connections, "connections", 1)?,
                 max_streams: count(self, &t.max_streams, "max_streams", 100)?,
             },
-        };
-        Some(p)
+        })
     }
 
     fn retry(&mut self, raw: &Spanned<RawRetry>, base: Option<RetrySpec>) -> Option<RetrySpec> {
@@ -396,7 +429,45 @@ impl Builder {
                 None
             }
         };
-        let mut backoff = base.as_ref().map_or(
+        let backoff = self.backoff(r, base.as_ref());
+        let retry_on = match &r.on {
+            Some(list) => self.statuses(list),
+            None => base
+                .as_ref()
+                .map_or(StatusSet::of(&[Status::Unavailable]), |b| b.retry_on),
+        };
+        let pushback = r
+            .pushback
+            .as_ref()
+            .map_or(base.as_ref().is_some_and(|b| b.pushback), |b| *b.get_ref());
+        let budget = match &r.budget {
+            None => base.as_ref().and_then(|b| b.budget.clone()),
+            Some(b) => self.retry_budget(b)?,
+        };
+        let throttle = match &r.throttle {
+            None => base.as_ref().and_then(|b| b.throttle),
+            Some(t) => Some(self.throttle(t)?),
+        };
+        let pushback_any_status = r
+            .pushback_any_status
+            .as_ref()
+            .map_or(base.as_ref().is_some_and(|b| b.pushback_any_status), |b| {
+                *b.get_ref()
+            });
+        Some(RetrySpec {
+            max_attempts: max_attempts?,
+            backoff,
+            retry_on,
+            pushback,
+            pushback_any_status,
+            budget,
+            throttle,
+        })
+    }
+
+    /// A retry's `backoff`, `base`, `multiplier`, `cap` and `jitter`, over the preset's.
+    fn backoff(&mut self, r: &RawRetry, base: Option<&RetrySpec>) -> Backoff {
+        let mut backoff = base.map_or(
             Backoff {
                 kind: BackoffKind::Fixed,
                 base: SimDuration::ZERO,
@@ -461,73 +532,45 @@ impl Builder {
                 }
             };
         }
-        let retry_on = match &r.on {
-            Some(list) => self.statuses(list),
-            None => base
-                .as_ref()
-                .map_or(StatusSet::of(&[Status::Unavailable]), |b| b.retry_on),
-        };
-        let pushback = r
-            .pushback
-            .as_ref()
-            .map_or(base.as_ref().is_some_and(|b| b.pushback), |b| *b.get_ref());
-        let budget = match &r.budget {
-            None => base.as_ref().and_then(|b| b.budget.clone()),
-            Some(b) => {
-                let bg = b.get_ref();
-                let percent = self.percent(&bg.percent, "the budget percentage")?;
-                match (&bg.min_concurrency, &bg.min_per_s, &bg.ttl) {
-                    (Some(m), None, None) => Some(RetryBudget::Concurrency {
-                        percent,
-                        min: self.int_u32(m, 0, "min_concurrency", "0 or more")?,
-                    }),
-                    (None, min, ttl) => Some(RetryBudget::Rate {
-                        percent,
-                        min_per_s: match min {
-                            None => 0.0,
-                            Some(m) => {
-                                let x = *m.get_ref();
-                                if !(x >= 0.0 && x.is_finite()) {
-                                    self.error(
-                                        span(m),
-                                        format!("min_per_s is {x}"),
-                                        "a number of retries per second >= 0",
-                                    );
-                                    return None;
-                                }
-                                x
-                            }
-                        },
-                        ttl: match ttl {
-                            Some(t) => self.positive_duration(t, "the budget ttl")?,
-                            None => SimDuration::from_secs(10),
-                        },
-                    }),
-                    _ => {
-                        self.error(span(b), "a budget is either a rate (min_per_s, ttl) or a concurrency (min_concurrency)", "Finagle: { percent = 20, min_per_s = 10, ttl = \"10s\" }; Envoy: { percent = 20, min_concurrency = 3 }");
-                        None
+        backoff
+    }
+
+    /// A retry `budget`: a rate (Finagle) or a concurrency (Envoy); None when it is
+    /// invalid in a way that voids the retry policy.
+    fn retry_budget(&mut self, b: &Spanned<RawBudget>) -> Option<Option<RetryBudget>> {
+        let bg = b.get_ref();
+        let percent = self.percent(&bg.percent, "the budget percentage")?;
+        Some(match (&bg.min_concurrency, &bg.min_per_s, &bg.ttl) {
+            (Some(m), None, None) => Some(RetryBudget::Concurrency {
+                percent,
+                min: self.int_u32(m, 0, "min_concurrency", "0 or more")?,
+            }),
+            (None, min, ttl) => Some(RetryBudget::Rate {
+                percent,
+                min_per_s: match min {
+                    None => 0.0,
+                    Some(m) => {
+                        let x = *m.get_ref();
+                        if !(x >= 0.0 && x.is_finite()) {
+                            self.error(
+                                span(m),
+                                format!("min_per_s is {x}"),
+                                "a number of retries per second >= 0",
+                            );
+                            return None;
+                        }
+                        x
                     }
-                }
+                },
+                ttl: match ttl {
+                    Some(t) => self.positive_duration(t, "the budget ttl")?,
+                    None => SimDuration::from_secs(10),
+                },
+            }),
+            _ => {
+                self.error(span(b), "a budget is either a rate (min_per_s, ttl) or a concurrency (min_concurrency)", "Finagle: { percent = 20, min_per_s = 10, ttl = \"10s\" }; Envoy: { percent = 20, min_concurrency = 3 }");
+                None
             }
-        };
-        let throttle = match &r.throttle {
-            None => base.as_ref().and_then(|b| b.throttle),
-            Some(t) => Some(self.throttle(t)?),
-        };
-        let pushback_any_status = r
-            .pushback_any_status
-            .as_ref()
-            .map_or(base.as_ref().is_some_and(|b| b.pushback_any_status), |b| {
-                *b.get_ref()
-            });
-        Some(RetrySpec {
-            max_attempts: max_attempts?,
-            backoff,
-            retry_on,
-            pushback,
-            pushback_any_status,
-            budget,
-            throttle,
         })
     }
 
@@ -567,6 +610,29 @@ impl Builder {
         mut b: BreakerSpec,
         policy: &mut PolicySpec,
     ) -> Option<BreakerSpec> {
+        let r = raw.get_ref();
+        self.breaker_window(raw, &mut b)?;
+        self.breaker_thresholds(r, &mut b)?;
+        if let Some(c) = &r.count_rejections {
+            b.count_rejections = *c.get_ref();
+        }
+        self.breaker_open_state(r, &mut b)?;
+        self.breaker_library_choices(r, &mut b);
+        if let Some(list) = &r.failure_on {
+            policy.failure.statuses = self.statuses(list);
+        }
+        if let Some(t) = &r.timeouts_are_failures {
+            policy.failure.timeouts = *t.get_ref();
+        }
+        if let Some(t) = &r.rejections_are_failures {
+            policy.failure.rejections = *t.get_ref();
+        }
+        Some(b)
+    }
+
+    /// The breaker's `window`: the last `size` calls, or the last `duration` in
+    /// `buckets` (unwritten parts keep the preset's).
+    fn breaker_window(&mut self, raw: &Spanned<RawBreaker>, b: &mut BreakerSpec) -> Option<()> {
         let r = raw.get_ref();
         // `size` alone means a count window; `duration` or `buckets` alone a time window.
         let implied = match (&r.size, r.duration.is_some() || r.buckets.is_some()) {
@@ -629,59 +695,12 @@ impl Builder {
                 );
             }
         }
-        if let Some(x) = &r.failure_rate {
-            b.failure_rate = self.percent(x, "failure_rate")?;
-        }
-        if let Some(c) = &r.compare {
-            b.compare = match c.get_ref().as_str() {
-                ">" => Compare::Greater,
-                ">=" => Compare::GreaterOrEqual,
-                other => {
-                    self.error(
-                        span(c),
-                        format!("unknown comparison `{other}`"),
-                        "\">\" (opossum) or \">=\" (resilience4j, Polly)",
-                    );
-                    b.compare
-                }
-            };
-        }
-        match (&r.slow_call_duration, &r.slow_call_rate) {
-            (None, None) => {}
-            (d, rate) => {
-                let duration = match d {
-                    Some(d) => self.positive_duration(d, "slow_call_duration")?,
-                    None => b
-                        .slow_call
-                        .map_or(SimDuration::from_secs(60), |s| s.duration),
-                };
-                let rate = match rate {
-                    Some(x) => self.percent(x, "slow_call_rate")?,
-                    None => b.slow_call.map_or(1.0, |s| s.rate),
-                };
-                b.slow_call = Some(SlowCall { duration, rate });
-            }
-        }
-        if let Some(m) = &r.minimum_calls {
-            b.minimum_calls = self.int_u32(m, 0, "minimum_calls", "0 or more")?;
-        }
-        if let Some(e) = &r.evaluate {
-            b.evaluate = match e.get_ref().as_str() {
-                "every_call" => Evaluate::EveryCall,
-                "on_failure" => Evaluate::OnFailure,
-                other => {
-                    self.error(
-                        span(e),
-                        format!("unknown evaluate `{other}`"),
-                        "\"every_call\" (resilience4j) or \"on_failure\" (opossum, Polly)",
-                    );
-                    b.evaluate
-                }
-            };
-        }
-        if let Some(c) = &r.count_rejections {
-            b.count_rejections = *c.get_ref();
-        }
+        Some(())
+    }
+
+    /// How long the breaker stays open (`open_for`, growing by `open_growth` up to
+    /// `open_max`) and how it half-opens.
+    fn breaker_open_state(&mut self, r: &RawBreaker, b: &mut BreakerSpec) -> Option<()> {
         if let Some(o) = &r.open_for {
             b.open_for = self.positive_duration(o, "open_for")?;
             b.open_max = b.open_max.max(b.open_for);
@@ -731,6 +750,12 @@ impl Builder {
         if let Some(x) = &r.reset_on_transition {
             b.reset_on_transition = *x.get_ref();
         }
+        Some(())
+    }
+
+    /// The choices that tell the libraries apart: when a call is counted, late
+    /// outcomes, when buckets start, whether the end of the open period is inclusive.
+    fn breaker_library_choices(&mut self, r: &RawBreaker, b: &mut BreakerSpec) {
         let choose =
             |b: &mut Builder, raw: &Option<Spanned<String>>, options: &[&str], expected: &str| {
                 let raw = raw.as_ref()?;
@@ -791,15 +816,77 @@ impl Builder {
                 }
             }
         }
-        if let Some(list) = &r.failure_on {
-            policy.failure.statuses = self.statuses(list);
+    }
+
+    /// A hedge's `follows`: gRFC A6's rules (default) or grpc-java's.
+    fn hedge_rules(&mut self, follows: Option<&Spanned<String>>) -> Option<HedgeRules> {
+        match follows.map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "a6")) => Some(HedgeRules::A6),
+            Some((_, "grpc-java")) => Some(HedgeRules::GrpcJava),
+            Some((f, other)) => {
+                self.error(
+                span(f),
+                format!("unknown hedging rules `{other}`"),
+                "\"a6\" (gRFC A6: the next hedge at once after a non-fatal failure) or \"grpc-java\"",
+            );
+                None
+            }
         }
-        if let Some(t) = &r.timeouts_are_failures {
-            policy.failure.timeouts = *t.get_ref();
+    }
+
+    /// When the breaker opens: the failure rate (compared with `>` or `>=`), slow calls,
+    /// the minimum number of calls, and when the rate is evaluated.
+    fn breaker_thresholds(&mut self, r: &RawBreaker, b: &mut BreakerSpec) -> Option<()> {
+        if let Some(x) = &r.failure_rate {
+            b.failure_rate = self.percent(x, "failure_rate")?;
         }
-        if let Some(t) = &r.rejections_are_failures {
-            policy.failure.rejections = *t.get_ref();
+        if let Some(c) = &r.compare {
+            b.compare = match c.get_ref().as_str() {
+                ">" => Compare::Greater,
+                ">=" => Compare::GreaterOrEqual,
+                other => {
+                    self.error(
+                        span(c),
+                        format!("unknown comparison `{other}`"),
+                        "\">\" (opossum) or \">=\" (resilience4j, Polly)",
+                    );
+                    b.compare
+                }
+            };
         }
-        Some(b)
+        match (&r.slow_call_duration, &r.slow_call_rate) {
+            (None, None) => {}
+            (d, rate) => {
+                let duration = match d {
+                    Some(d) => self.positive_duration(d, "slow_call_duration")?,
+                    None => b
+                        .slow_call
+                        .map_or(SimDuration::from_secs(60), |s| s.duration),
+                };
+                let rate = match rate {
+                    Some(x) => self.percent(x, "slow_call_rate")?,
+                    None => b.slow_call.map_or(1.0, |s| s.rate),
+                };
+                b.slow_call = Some(SlowCall { duration, rate });
+            }
+        }
+        if let Some(m) = &r.minimum_calls {
+            b.minimum_calls = self.int_u32(m, 0, "minimum_calls", "0 or more")?;
+        }
+        if let Some(e) = &r.evaluate {
+            b.evaluate = match e.get_ref().as_str() {
+                "every_call" => Evaluate::EveryCall,
+                "on_failure" => Evaluate::OnFailure,
+                other => {
+                    self.error(
+                        span(e),
+                        format!("unknown evaluate `{other}`"),
+                        "\"every_call\" (resilience4j) or \"on_failure\" (opossum, Polly)",
+                    );
+                    b.evaluate
+                }
+            };
+        }
+        Some(())
     }
 }
