@@ -55,7 +55,7 @@ fn streamed(sc: meshsim::scenario::Scenario) -> (Vec<u8>, meshsim::FinishedRun) 
     let file = std::fs::File::create(&path).unwrap();
     let flows = dir.path().join(".ts.flows");
     let stream = meshsim::report::csv::TimeseriesStream::new(file, &flows);
-    let mut out = meshsim::simulate_streaming(sc, &mut |_| {}, Some(Box::new(stream))).unwrap();
+    let mut out = meshsim::simulate_streaming(sc, &mut |_| Ok(()), Some(Box::new(stream))).unwrap();
     out.metrics.series.take_sink().unwrap().finish().unwrap();
     assert!(!flows.exists(), "the flows' scratch file is removed");
     assert!(out.metrics.series.rows.is_empty(), "streamed rows are not kept");
