@@ -474,7 +474,10 @@ fn run(
     let outcome =
         crate::simulate_streaming(scenario, &mut |p| bar.progress(p), Some(Box::new(stream)));
     bar.finish();
-    let crate::Outcome { report, mut metrics } = match outcome {
+    let crate::Outcome {
+        report,
+        mut metrics,
+    } = match outcome {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };

@@ -387,12 +387,16 @@ mod tests {
             s.flow_rows(&[], &batch, &mut kept);
         }
         assert!(!s.truncated);
-        s.close_bucket(SimTime::from_nanos(1_000_000_000), |_| BucketExtras::default());
+        s.close_bucket(SimTime::from_nanos(1_000_000_000), |_| {
+            BucketExtras::default()
+        });
         s.flow_rows(&[], &batch, &mut kept);
         assert!(s.truncated);
         assert_eq!(kept.len() + s.rows.len(), MAX_ROWS);
         assert_eq!(s.rows_written(), MAX_ROWS);
-        s.close_bucket(SimTime::from_nanos(2_000_000_000), |_| BucketExtras::default());
+        s.close_bucket(SimTime::from_nanos(2_000_000_000), |_| {
+            BucketExtras::default()
+        });
         assert_eq!(s.rows.len(), 1);
     }
 

@@ -201,7 +201,10 @@ impl RowSink for TimeseriesStream {
         if self.flows.is_none() {
             match File::create(&self.flows_path) {
                 Ok(f) => {
-                    self.flows = Some(::csv::Writer::from_writer(BufWriter::with_capacity(1 << 16, f)))
+                    self.flows = Some(::csv::Writer::from_writer(BufWriter::with_capacity(
+                        1 << 16,
+                        f,
+                    )))
                 }
                 Err(e) => {
                     self.error = Some(format!("{}: {e}", self.flows_path.display()));
@@ -297,9 +300,21 @@ mod tests {
     #[test]
     fn the_fast_format_is_the_exact_one() {
         let mut v: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut samples = vec![0.0, 1.0, 0.5, 2.5e-7, 5e-7, 1.5e-6, 0.0000005, 123.4565, 999_999_999.9];
+        let mut samples = vec![
+            0.0,
+            1.0,
+            0.5,
+            2.5e-7,
+            5e-7,
+            1.5e-6,
+            0.0000005,
+            123.4565,
+            999_999_999.9,
+        ];
         for _ in 0..200_000 {
-            v = v.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            v = v
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let scale = 10f64.powi((v >> 60) as i32 - 6);
             samples.push((v >> 11) as f64 / (1u64 << 53) as f64 * scale);
             // Ties and near-ties at the sixth decimal.

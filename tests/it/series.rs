@@ -26,7 +26,10 @@ fn the_default_bucket_follows_the_runs_length() {
     assert_eq!(bucket_of(&mm1, &["simulation.requests=1000000"]), s(2000));
     // A duration wins when it ends first; 1 h / 1000 = 3.6 s -> 5 s.
     assert_eq!(
-        bucket_of(&mm1, &["simulation.requests=1000000", "simulation.duration=\"1h\""]),
+        bucket_of(
+            &mm1,
+            &["simulation.requests=1000000", "simulation.duration=\"1h\""]
+        ),
         s(5)
     );
     // Short runs keep 1 s buckets.
@@ -36,7 +39,10 @@ fn the_default_bucket_follows_the_runs_length() {
         "rate = 0.9 ",
         "schedule = [{ at = \"0s\", rate = 0 }, { at = \"10000s\", rate = 10 }]\n#",
     );
-    assert_eq!(bucket_of(&scheduled, &["simulation.requests=100000"]), s(20));
+    assert_eq!(
+        bucket_of(&scheduled, &["simulation.requests=100000"]),
+        s(20)
+    );
     // Written, it is kept.
     assert_eq!(bucket_of(&bundled("mm1"), &[]), s(3600));
 }
@@ -58,7 +64,10 @@ fn streamed(sc: meshsim::scenario::Scenario) -> (Vec<u8>, meshsim::Outcome) {
     let mut out = meshsim::simulate_streaming(sc, &mut |_| {}, Some(Box::new(stream))).unwrap();
     out.metrics.series.take_sink().unwrap().finish().unwrap();
     assert!(!flows.exists(), "the flows' scratch file is removed");
-    assert!(out.metrics.series.rows.is_empty(), "streamed rows are not kept");
+    assert!(
+        out.metrics.series.rows.is_empty(),
+        "streamed rows are not kept"
+    );
     (std::fs::read(&path).unwrap(), out)
 }
 
@@ -66,7 +75,11 @@ fn streamed(sc: meshsim::scenario::Scenario) -> (Vec<u8>, meshsim::Outcome) {
 fn streamed_rows_are_the_bytes_of_rows_kept_in_memory() {
     // A broker scenario (flow rows appended after the series' rows) and one with
     // breakers and errors of several classes.
-    for name in ["payment_worker_rabbitmq", "retry_storm", "kafka_consumer_group"] {
+    for name in [
+        "payment_worker_rabbitmq",
+        "retry_storm",
+        "kafka_consumer_group",
+    ] {
         let kept = meshsim::simulate(scenario(name, &[], None)).unwrap();
         let in_memory =
             meshsim::report::csv::timeseries(&kept.metrics.series, &kept.metrics.consistency);

@@ -114,12 +114,20 @@ impl PlotInput {
                     until_s: f.until.as_secs_f64(),
                 })
                 .collect(),
-            rows: parse_rows_binned(timeseries_csv, metrics.series.bucket.as_secs_f64(), buckets(metrics))?,
+            rows: parse_rows_binned(
+                timeseries_csv,
+                metrics.series.bucket.as_secs_f64(),
+                buckets(metrics),
+            )?,
         })
     }
 
     /// `new`, reading `timeseries.csv` from a file as it goes (a streamed series).
-    pub fn from_reader(scenario: &str, metrics: &Metrics, csv: impl std::io::Read) -> Result<Self, String> {
+    pub fn from_reader(
+        scenario: &str,
+        metrics: &Metrics,
+        csv: impl std::io::Read,
+    ) -> Result<Self, String> {
         let mut input = PlotInput::new(scenario, metrics, b"t_start_s,t_end_s,kind,name\n")?;
         input.rows = parse_rows_binned(csv, metrics.series.bucket.as_secs_f64(), buckets(metrics))?;
         Ok(input)
@@ -128,7 +136,7 @@ impl PlotInput {
 
 /// Buckets of the run's time series.
 fn buckets(metrics: &Metrics) -> u64 {
-    let end = metrics.window_end.saturating_since(crate::engine::SimTime::ZERO).as_nanos();
+    let end = metrics.window_end.as_nanos();
     end.div_ceil(metrics.series.bucket.as_nanos().max(1))
 }
 
