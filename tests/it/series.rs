@@ -153,3 +153,34 @@ fn a_long_broker_outage_keeps_the_default_rows_per_flow() {
     assert!(queues >= 1);
     assert_eq!(queue_rows, queues * 540, "3000 h in 20000 s buckets");
 }
+
+#[test]
+fn a_run_that_fails_while_streaming_leaves_nothing_behind() {
+    use assert_cmd::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!("{}/scenarios/retry_storm.toml", env!("CARGO_MANIFEST_DIR"));
+    let run = |out: &Path, set: &[&str]| {
+        let mut c = Command::cargo_bin("meshsim").unwrap();
+        c.arg("run").arg(&file).arg("--out").arg(out).arg("-q");
+        for s in set {
+            c.args(["--set", s]);
+        }
+        c.assert()
+    };
+    // A fresh folder: the streamed temporary and the folder made for it are removed.
+    let fresh = dir.path().join("new").join("out");
+    run(&fresh, &["simulation.max_events=5000"]).code(2);
+    assert!(!dir.path().join("new").exists());
+    // An existing set stays as it was, with no hidden file left.
+    let out = dir.path().join("set");
+    run(&out, &[]).success();
+    let before = std::fs::read(out.join("timeseries.csv")).unwrap();
+    run(&out, &["simulation.max_events=5000"]).code(2);
+    assert_eq!(std::fs::read(out.join("timeseries.csv")).unwrap(), before);
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["plots", "report.html", "report.json", "timeseries.csv"]);
+}
