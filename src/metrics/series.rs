@@ -121,6 +121,11 @@ pub fn readable_bucket(end: Option<SimDuration>) -> SimDuration {
 /// them it stops growing and says so (`truncated`). Rows stream to a sink, or are kept
 /// in memory without one; either way a run with tiny buckets writes at most this many.
 pub const MAX_ROWS: usize = 2_000_000;
+/// The most buckets a run's time series has (20 times the default's 1000): past them
+/// it stops growing and says so (`truncated`), whole buckets at a time. A run whose
+/// bucket is written much shorter than it lasts (1 s for 12 simulated days) would
+/// spend most of its time writing rows nobody reads.
+pub const MAX_BUCKETS: u64 = 20_000;
 
 /// Per bucket of simulated time, per series: what was answered, and the bucket's
 /// quantiles from one small histogram per series, reused bucket after bucket. A closed
@@ -138,6 +143,8 @@ pub struct Series {
     pub truncated: bool,
     /// Rows given out so far (to `rows`, the caller's flow rows, or the sink).
     written: usize,
+    /// Buckets closed so far.
+    closed: u64,
     sink: Option<Box<dyn RowSink>>,
     /// The rows of the bucket being closed (reused).
     closing: Vec<SeriesRow>,
@@ -181,6 +188,7 @@ impl Series {
             rows: Vec::new(),
             truncated: false,
             written: 0,
+            closed: 0,
             sink: None,
             closing: Vec::new(),
             start: SimTime::ZERO,
@@ -196,6 +204,11 @@ impl Series {
     /// The sink, once the run is over (dropping it with the metrics would do too).
     pub fn take_sink(&mut self) -> Option<Box<dyn RowSink>> {
         self.sink.take()
+    }
+
+    /// `MAX_BUCKETS` are closed: later buckets make no rows.
+    pub fn full(&self) -> bool {
+        self.closed >= MAX_BUCKETS
     }
 
     /// Rows of the whole series so far, its flows' included.
@@ -244,9 +257,14 @@ impl Series {
         self.buckets[series].attempts += 1;
     }
 
-    /// How many of `n` rows still fit under `MAX_ROWS` (counted as given out).
+    /// How many of `n` rows of the bucket being closed still fit under `MAX_ROWS` and
+    /// `MAX_BUCKETS` (counted as given out).
     fn room(&mut self, n: usize) -> usize {
-        let fits = n.min(MAX_ROWS - self.written);
+        let fits = if self.closed < MAX_BUCKETS {
+            n.min(MAX_ROWS - self.written)
+        } else {
+            0
+        };
         if fits < n {
             self.truncated = true;
         }
@@ -254,8 +272,8 @@ impl Series {
         fits
     }
 
-    /// A closed bucket's depth and lag rows: to the sink, or kept in `kept`; under the
-    /// same `MAX_ROWS` as the other rows.
+    /// A closed bucket's depth and lag rows (given before `close_bucket` closes the same
+    /// bucket): to the sink, or kept in `kept`; under the same bounds as the other rows.
     pub fn flow_rows(&mut self, flows: &[FlowMetrics], rows: &[LagRow], kept: &mut Vec<LagRow>) {
         let fits = self.room(rows.len());
         match &mut self.sink {
@@ -268,6 +286,22 @@ impl Series {
     pub fn close_bucket(&mut self, end: SimTime, mut extras: impl FnMut(usize) -> BucketExtras) {
         let span_ns = end.saturating_since(self.start).as_nanos();
         if span_ns == 0 {
+            return;
+        }
+        if self.closed >= MAX_BUCKETS {
+            // Past the bound: the counts start again, no row is made.
+            for b in &mut self.buckets {
+                b.completed = 0;
+                b.errors = 0;
+                b.by_class = [0; ERROR_CLASSES.len()];
+                b.attempts = 0;
+                b.hist.reset_within(b.min_ns, b.max_ns);
+                b.min_ns = u64::MAX;
+                b.max_ns = 0;
+            }
+            self.truncated = true;
+            self.start = end;
+            self.closed += 1;
             return;
         }
         self.closing.clear();
@@ -323,6 +357,7 @@ impl Series {
         }
         self.start = end;
         let fits = self.room(self.closing.len());
+        self.closed += 1;
         match &mut self.sink {
             Some(sink) => sink.rows(&self.names, &self.closing[..fits]),
             None => self.rows.extend_from_slice(&self.closing[..fits]),
@@ -352,13 +387,47 @@ mod tests {
             s.flow_rows(&[], &batch, &mut kept);
         }
         assert!(!s.truncated);
-        s.close_bucket(SimTime::from_nanos(1_000_000_000), |_| BucketExtras::default());
+        s.close_bucket(SimTime::from_nanos(1_000_000_000), |_| {
+            BucketExtras::default()
+        });
         s.flow_rows(&[], &batch, &mut kept);
         assert!(s.truncated);
         assert_eq!(kept.len() + s.rows.len(), MAX_ROWS);
         assert_eq!(s.rows_written(), MAX_ROWS);
-        s.close_bucket(SimTime::from_nanos(2_000_000_000), |_| BucketExtras::default());
+        s.close_bucket(SimTime::from_nanos(2_000_000_000), |_| {
+            BucketExtras::default()
+        });
         assert_eq!(s.rows.len(), 1);
+    }
+
+    #[test]
+    fn buckets_stop_at_their_bound_whole() {
+        let mut s = Series::new(
+            SimDuration::from_secs(1),
+            vec![
+                (SeriesKind::Workload, "w".into()),
+                (SeriesKind::Endpoint, "e".into()),
+            ],
+        );
+        let mut kept = Vec::new();
+        let lag = |t: u64| LagRow {
+            start: SimTime::from_nanos(t),
+            end: SimTime::from_nanos(t + 1),
+            flow: 0,
+            depth: 1,
+        };
+        for t in 1..=MAX_BUCKETS + 5 {
+            s.record(0, SimDuration::from_millis(3), false);
+            s.flow_rows(&[], &[lag(t)], &mut kept);
+            s.close_bucket(SimTime::from_nanos(t * 1_000_000_000), |_| {
+                BucketExtras::default()
+            });
+            assert_eq!(s.truncated, t > MAX_BUCKETS, "{t}");
+        }
+        assert_eq!(s.rows.len() as u64, 2 * MAX_BUCKETS);
+        assert_eq!(kept.len() as u64, MAX_BUCKETS);
+        let last = s.rows.last().unwrap();
+        assert_eq!(last.end, SimTime::from_nanos(MAX_BUCKETS * 1_000_000_000));
     }
 
     #[test]

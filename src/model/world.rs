@@ -373,9 +373,13 @@ impl World {
             }
             Event::Tick => {
                 self.close_bucket(now);
-                // Keep ticking only while something else (not periodic) can happen.
+                // Keep ticking only while something else (not periodic) can happen,
+                // and a bucket can still make a row or sample a queue's depth.
                 self.asy.periodic -= 1;
-                if sched.pending() > self.asy.periodic {
+                let sampling = !self.metrics.series.full()
+                    || !self.spec.queues.is_empty()
+                    || !self.spec.consumers.is_empty();
+                if sched.pending() > self.asy.periodic && sampling {
                     self.asy.periodic += 1;
                     sched.after(self.spec.bucket, Event::Tick);
                 }

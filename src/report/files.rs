@@ -160,7 +160,11 @@ impl Drop for Staged {
 
 /// `write_all`, where the file `staged` stands for is already in its temporary (its
 /// bytes in `files` are ignored): all or nothing, the staged file included.
-pub fn write_all_staged(dir: &Path, files: &[(&str, Vec<u8>)], mut staged: Staged) -> io::Result<()> {
+pub fn write_all_staged(
+    dir: &Path,
+    files: &[(&str, Vec<u8>)],
+    mut staged: Staged,
+) -> io::Result<()> {
     let result = write_set(dir, files, Some(&staged.tmp));
     staged.done = result.is_ok();
     result

@@ -26,7 +26,10 @@ fn the_default_bucket_follows_the_runs_length() {
     assert_eq!(bucket_of(&mm1, &["simulation.requests=1000000"]), s(2000));
     // A duration wins when it ends first; 1 h / 1000 = 3.6 s -> 5 s.
     assert_eq!(
-        bucket_of(&mm1, &["simulation.requests=1000000", "simulation.duration=\"1h\""]),
+        bucket_of(
+            &mm1,
+            &["simulation.requests=1000000", "simulation.duration=\"1h\""]
+        ),
         s(5)
     );
     // Short runs keep 1 s buckets.
@@ -36,7 +39,10 @@ fn the_default_bucket_follows_the_runs_length() {
         "rate = 0.9 ",
         "schedule = [{ at = \"0s\", rate = 0 }, { at = \"10000s\", rate = 10 }]\n#",
     );
-    assert_eq!(bucket_of(&scheduled, &["simulation.requests=100000"]), s(20));
+    assert_eq!(
+        bucket_of(&scheduled, &["simulation.requests=100000"]),
+        s(20)
+    );
     // Written, it is kept.
     assert_eq!(bucket_of(&bundled("mm1"), &[]), s(3600));
 }
@@ -58,7 +64,10 @@ fn streamed(sc: meshsim::scenario::Scenario) -> (Vec<u8>, meshsim::FinishedRun) 
     let mut out = meshsim::simulate_streaming(sc, &mut |_| Ok(()), Some(Box::new(stream))).unwrap();
     out.metrics.series.take_sink().unwrap().finish().unwrap();
     assert!(!flows.exists(), "the flows' scratch file is removed");
-    assert!(out.metrics.series.rows.is_empty(), "streamed rows are not kept");
+    assert!(
+        out.metrics.series.rows.is_empty(),
+        "streamed rows are not kept"
+    );
     (std::fs::read(&path).unwrap(), out)
 }
 
@@ -66,7 +75,11 @@ fn streamed(sc: meshsim::scenario::Scenario) -> (Vec<u8>, meshsim::FinishedRun) 
 fn streamed_rows_are_the_bytes_of_rows_kept_in_memory() {
     // A broker scenario (flow rows appended after the series' rows) and one with
     // breakers and errors of several classes.
-    for name in ["payment_worker_rabbitmq", "retry_storm", "kafka_consumer_group"] {
+    for name in [
+        "payment_worker_rabbitmq",
+        "retry_storm",
+        "kafka_consumer_group",
+    ] {
         let kept = meshsim::simulate(scenario(name, &[], None)).unwrap();
         let in_memory =
             meshsim::report::csv::timeseries(&kept.metrics.series, &kept.metrics.consistency);
@@ -139,4 +152,35 @@ fn a_long_broker_outage_keeps_the_default_rows_per_flow() {
         .count();
     assert!(queues >= 1);
     assert_eq!(queue_rows, queues * 540, "3000 h in 20000 s buckets");
+}
+
+#[test]
+fn a_run_that_fails_while_streaming_leaves_nothing_behind() {
+    use assert_cmd::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!("{}/scenarios/retry_storm.toml", env!("CARGO_MANIFEST_DIR"));
+    let run = |out: &Path, set: &[&str]| {
+        let mut c = Command::cargo_bin("meshsim").unwrap();
+        c.arg("run").arg(&file).arg("--out").arg(out).arg("-q");
+        for s in set {
+            c.args(["--set", s]);
+        }
+        c.assert()
+    };
+    // A fresh folder: the streamed temporary and the folder made for it are removed.
+    let fresh = dir.path().join("new").join("out");
+    run(&fresh, &["simulation.max_events=5000"]).code(2);
+    assert!(!dir.path().join("new").exists());
+    // An existing set stays as it was, with no hidden file left.
+    let out = dir.path().join("set");
+    run(&out, &[]).success();
+    let before = std::fs::read(out.join("timeseries.csv")).unwrap();
+    run(&out, &["simulation.max_events=5000"]).code(2);
+    assert_eq!(std::fs::read(out.join("timeseries.csv")).unwrap(), before);
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["plots", "report.html", "report.json", "timeseries.csv"]);
 }

@@ -390,10 +390,18 @@ fn the_throughput_panel_draws_errors_by_status_class() {
     // retry_storm's client sees timeouts and unavailable answers, nothing else.
     let views = views_of("retry_storm", false);
     let ts = svg_texts(file(&views, "plots/timeseries.svg"));
-    for s in ["client answers/s", "client errors/s: timeout", "client errors/s: unavailable"] {
+    for s in [
+        "client answers/s",
+        "client errors/s: timeout",
+        "client errors/s: unavailable",
+    ] {
         assert!(ts.contains(&s.to_owned()), "no series {s}: {ts:?}");
     }
-    for absent in ["client errors/s", "client errors/s: rejected", "client errors/s: internal"] {
+    for absent in [
+        "client errors/s",
+        "client errors/s: rejected",
+        "client errors/s: internal",
+    ] {
         assert!(!ts.contains(&absent.to_owned()), "{absent}");
     }
 }
@@ -407,17 +415,22 @@ fn a_long_series_is_drawn_from_bins_of_buckets() {
     for b in 0..8002 {
         let p99 = if b == 4 { 90 } else { 10 };
         let breaker = if b == 5 { "open" } else { "closed" };
-        csv.push_str(&format!("{b},{},workload,w,2,1,5,{p99},1,{breaker}\n", b + 1));
+        csv.push_str(&format!(
+            "{b},{},workload,w,2,1,5,{p99},1,{breaker}\n",
+            b + 1
+        ));
     }
-    let rows =
-        meshsim::report::plots::parse_rows_binned(csv.as_bytes(), 1.0, 8002).unwrap();
+    let rows = meshsim::report::plots::parse_rows_binned(csv.as_bytes(), 1.0, 8002).unwrap();
     assert_eq!(rows.len(), 2668);
     let second = &rows[1];
     assert_eq!((second.start_s, second.end_s), (3.0, 6.0));
     assert_eq!((second.completed, second.errors), (Some(6.0), Some(3.0)));
     assert_eq!(second.errors_by_class[0], Some(3.0));
     // The spike and the open breaker stay visible.
-    assert_eq!((second.p99_ms, second.breaker.as_str()), (Some(90.0), "open"));
+    assert_eq!(
+        (second.p99_ms, second.breaker.as_str()),
+        (Some(90.0), "open")
+    );
     // The last bin holds the one bucket left.
     assert_eq!(rows[2667].completed, Some(2.0));
     // Up to 4000 buckets, rows are as written.

@@ -5,9 +5,9 @@
 //! labelled on every panel. A bucket with no value (nothing answered) is a gap.
 
 use super::{FONT, PlotInput, axis_label, color, err};
+use crate::metrics::ERROR_CLASSES;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use crate::metrics::ERROR_CLASSES;
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -292,7 +292,9 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
                 light: false,
                 points: rs.iter().map(|r| (mid(r), per_s(r, r.completed))).collect(),
             });
-            let by_class = rs.iter().any(|r| r.errors_by_class.iter().any(Option::is_some));
+            let by_class = rs
+                .iter()
+                .any(|r| r.errors_by_class.iter().any(Option::is_some));
             if by_class {
                 // One thin line per class of error that occurred, in the class's colour.
                 for (k, class) in ERROR_CLASSES.iter().enumerate() {
