@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench engine
 //!   cargo bench --bench engine -- topology
+//!   MESHSIM_BENCH_DUMP=/tmp/topo cargo bench --bench engine -- topology   # and the TOML files
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshsim::scenario;
@@ -84,6 +85,12 @@ fn fan_out(width: usize, requests: u32) -> String {
 }
 
 fn bench_model(c: &mut Criterion, name: &str, text: &str, overrides: &[&str]) {
+    // MESHSIM_BENCH_DUMP=DIR writes each scenario to DIR/NAME.toml, to run it with the
+    // CLI (whole-process figures, or an older binary for a before/after).
+    if let Some(dir) = std::env::var_os("MESHSIM_BENCH_DUMP") {
+        let path = std::path::Path::new(&dir).join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("MESHSIM_BENCH_DUMP is a writable folder");
+    }
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let load =
         || scenario::from_source(name, name, text, &overrides).expect("valid bench scenario");

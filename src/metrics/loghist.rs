@@ -87,11 +87,19 @@ impl<C: Count> LogHistogram<C> {
     #[inline]
     pub fn record(&mut self, v: u64) {
         let i = index(v);
-        if i >= self.counts.len() {
-            self.counts.resize(i + 1, C::default());
+        // The same one compare as a checked index; growing is rare and kept out of line.
+        match self.counts.get_mut(i) {
+            Some(c) => c.increment(),
+            None => self.grow_to_record(i),
         }
-        self.counts[i].increment();
         self.total += 1;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_to_record(&mut self, i: usize) {
+        self.counts.resize(i + 1, C::default());
+        self.counts[i].increment();
     }
 
     pub fn len(&self) -> u64 {

@@ -8,7 +8,7 @@
 use super::arena::Id;
 use super::breaker::{Breaker, Permit};
 use super::policy::{
-    BulkheadSpec, Fallback, HedgeRules, PolicySpec, Pushback, RateBudget, RetryBudget,
+    BulkheadSpec, CacheSpec, Fallback, HedgeRules, PolicySpec, Pushback, RateBudget, RetryBudget,
     ThrottleTokens, TokenBucket,
 };
 use super::spec::{EdgeId, Step, WindowTarget, WorkloadId};
@@ -63,6 +63,44 @@ pub(super) struct Logical {
 }
 
 impl Logical {
+    /// A call just started: no attempt yet, no timer armed.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        origin: Origin,
+        edge: EdgeId,
+        started_at: SimTime,
+        measured: bool,
+        deadline: SimTime,
+        try_timeout: Option<SimDuration>,
+        key: u32,
+        op: u64,
+    ) -> Logical {
+        Logical {
+            origin,
+            edge,
+            started_at,
+            measured,
+            deadline,
+            try_timeout,
+            key,
+            op,
+            tries: 0,
+            in_flight: 0,
+            current: None,
+            hedges: Vec::new(),
+            previous_backoff: SimDuration::ZERO,
+            failed_with: Status::Unavailable,
+            backoff_from: 0,
+            next_hedge_at: SimTime::MAX,
+            next_is_retry: false,
+            next_is_hedge: false,
+            token_reserved: false,
+            permit: None,
+            slot_granted: false,
+            waiting: false,
+        }
+    }
+
     /// An attempt is in flight, or about to leave (waiting for a slot or a token).
     fn attempt_pending(&self) -> bool {
         self.in_flight > 0 || self.waiting || self.token_reserved || self.slot_granted
@@ -201,57 +239,29 @@ impl World {
         let try_timeout = site_timeout.or(policy.try_timeout);
         let hedge_delay = policy.hedge.map(|h| h.delay);
         let cache = policy.cache;
-        let lc = self.logicals.insert(Logical {
+        let lc = self.logicals.insert(Logical::new(
             origin,
             edge,
-            started_at: now,
+            now,
             measured,
             deadline,
             try_timeout,
             key,
             op,
-            tries: 0,
-            in_flight: 0,
-            current: None,
-            hedges: Vec::new(),
-            previous_backoff: SimDuration::ZERO,
-            failed_with: Status::Unavailable,
-            backoff_from: 0,
-            next_hedge_at: SimTime::MAX,
-            next_is_retry: false,
-            next_is_hedge: false,
-            token_reserved: false,
-            permit: None,
-            slot_granted: false,
-            waiting: false,
-        });
+        ));
         if measured {
             self.metrics.edges[edge.index()].calls += 1;
             if let Origin::Workload { workload, .. } = origin {
                 self.metrics.workloads[workload.index()].requests += 1;
             }
         }
-        let client = &mut self.clients[edge.index()];
-        client.active_calls += 1;
-        if let Some(c) = cache {
-            let entry = client.cached.get(key as usize).copied().flatten();
-            let m = &mut self.metrics.edges[edge.index()];
-            match entry {
-                Some((cached_at, expires)) if now < expires => {
-                    // A hit: answered at once, possibly with a value changed since.
-                    let age_s = now.since(cached_at).as_secs_f64();
-                    let p_stale = 1.0 - (-c.change_rate * age_s).exp();
-                    let stale = rand::RngExt::random::<f64>(&mut client.rng) < p_stale;
-                    if measured {
-                        m.cache_hits += 1;
-                        m.cache_stale += u64::from(stale);
-                    }
-                    self.complete(lc, Outcome::Ok { degraded: false }, sched);
-                    return lc;
-                }
-                _ => m.cache_misses += u64::from(measured),
-            }
+        self.clients[edge.index()].active_calls += 1;
+        if let Some(c) = cache
+            && self.answered_from_cache(lc, c, sched)
+        {
+            return lc;
         }
+        let client = &mut self.clients[edge.index()];
         if let Some(b) = &mut client.rate_budget {
             b.on_request(now);
         }
@@ -274,6 +284,36 @@ impl World {
         }
         self.launch(lc, sched);
         lc
+    }
+
+    /// A cached answer for the call's key that has not expired answers the call at once
+    /// (possibly with a value changed since); else a miss. Returns whether it answered.
+    fn answered_from_cache(&mut self, lc: Id, c: CacheSpec, sched: &mut Scheduler<Event>) -> bool {
+        let now = sched.now();
+        let (edge, key, measured) = {
+            let l = &self.logicals[lc];
+            (l.edge, l.key, l.measured)
+        };
+        let client = &mut self.clients[edge.index()];
+        let entry = client.cached.get(key as usize).copied().flatten();
+        let m = &mut self.metrics.edges[edge.index()];
+        match entry {
+            Some((cached_at, expires)) if now < expires => {
+                let age_s = now.since(cached_at).as_secs_f64();
+                let p_stale = 1.0 - (-c.change_rate * age_s).exp();
+                let stale = rand::RngExt::random::<f64>(&mut client.rng) < p_stale;
+                if measured {
+                    m.cache_hits += 1;
+                    m.cache_stale += u64::from(stale);
+                }
+                self.complete(lc, Outcome::Ok { degraded: false }, sched);
+                true
+            }
+            _ => {
+                m.cache_misses += u64::from(measured);
+                false
+            }
+        }
     }
 
     fn send_attempt(

@@ -385,12 +385,12 @@ impl Async {
         }
     }
 
-    /// Whether a delivery is still out (not settled, not taken back).
     /// Message copies held (ready, delivered and unacked, waiting out a retry).
     pub(in crate::model) fn messages_held(&self) -> usize {
         self.messages.len()
     }
 
+    /// Whether a delivery is still out (not settled, not taken back).
     pub(in crate::model) fn delivery_live(&self, d: DeliveryId) -> bool {
         self.deliveries.contains(d)
     }
