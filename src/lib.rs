@@ -46,9 +46,19 @@ pub fn simulate_with_progress(
     scenario: Scenario,
     progress: &mut dyn FnMut(model::Progress),
 ) -> Result<Outcome, RunError> {
+    simulate_observed(scenario, &model::trace::Observe::default(), progress).map(|(o, _)| o)
+}
+
+/// `simulate_with_progress`, also recording the traces `observe` asks for; the report
+/// is the same byte for byte with or without them.
+pub fn simulate_observed(
+    scenario: Scenario,
+    observe: &model::trace::Observe,
+    progress: &mut dyn FnMut(model::Progress),
+) -> Result<(Outcome, metrics::trace::Traces), RunError> {
     let seed = scenario.spec.seed;
     let warmup_s = scenario.spec.warmup.as_secs_f64();
-    let output = model::run_with_progress(scenario.spec, progress)?;
+    let output = model::run_observed(scenario.spec, observe, progress)?;
     let info = RunInfo {
         scenario: scenario.name,
         scenario_path: scenario.path.clone(),
@@ -87,8 +97,11 @@ pub fn simulate_with_progress(
             }
         })
         .collect();
-    Ok(Outcome {
-        report,
-        metrics: output.metrics,
-    })
+    Ok((
+        Outcome {
+            report,
+            metrics: output.metrics,
+        },
+        output.traces,
+    ))
 }

@@ -10,6 +10,14 @@ pub struct Id {
     generation: u32,
 }
 
+impl Id {
+    /// (slot, generation): side tables keyed by id (the trace recorder's) index by slot.
+    #[inline]
+    pub(crate) fn parts(self) -> (u32, u32) {
+        (self.index, self.generation)
+    }
+}
+
 /// An arena's key: `Id` itself, or a newtype around it (`typed_id!`) that names the
 /// arena it points into, so a delivery id cannot index the messages.
 pub trait Key: Copy {

@@ -169,6 +169,16 @@ enum Refusal {
     RateLimit,
 }
 
+impl Refusal {
+    fn name(self) -> &'static str {
+        match self {
+            Refusal::Breaker => "breaker",
+            Refusal::Bulkhead => "bulkhead",
+            Refusal::RateLimit => "rate_limit",
+        }
+    }
+}
+
 impl World {
     fn policy(&self, edge: EdgeId) -> &PolicySpec {
         self.spec.policy_of(edge)
@@ -224,6 +234,7 @@ impl World {
             slot_granted: false,
             waiting: false,
         });
+        self.trace_call(lc, origin, edge, now);
         if measured {
             self.metrics.edges[edge.index()].calls += 1;
             if let Origin::Workload { workload, .. } = origin {
@@ -378,6 +389,9 @@ impl World {
             retry,
             hedge,
         });
+        let try_number = lc.tries;
+        self.trace_attempt(a, l, try_number, hedge, now);
+        let lc = &mut self.logicals[l];
         lc.in_flight += 1;
         if lc.current.is_none() {
             lc.current = Some(a);
@@ -509,6 +523,7 @@ impl World {
             self.metrics.edges[edge.index()].late_replies += u64::from(measured);
             return;
         };
+        self.trace_attempt_end(a, super::trace::AttemptEnd::Answered(status), now);
         assert_eq!(att.edge, edge);
         self.attempt_ended(a, &att);
         if self.clients[edge.index()].plain {
@@ -572,6 +587,7 @@ impl World {
         let Some(att) = self.attempts.remove(a) else {
             return;
         };
+        self.trace_attempt_end(a, super::trace::AttemptEnd::Timeout, now);
         self.attempt_ended(a, &att);
         let edge = att.edge;
         if att.measured {
@@ -678,6 +694,7 @@ impl World {
     /// An attempt refused before leaving the caller fails like any other: the retry
     /// policy decides what happens next.
     fn refuse(&mut self, l: Id, why: Refusal, sched: &mut Scheduler<Event>) {
+        self.trace_refused(l, self.logicals[l].tries, why.name(), sched.now());
         let lc = &mut self.logicals[l];
         let hedge_refused = lc.next_is_hedge && lc.in_flight > 0;
         let m = &mut self.metrics.edges[lc.edge.index()];
@@ -821,6 +838,7 @@ impl World {
             return self.complete(l, Outcome::Failed(status), sched);
         }
         lc.next_is_retry = true;
+        self.trace_backoff(l, delay);
         if delay.is_zero() {
             self.immediate.push_back(Event::Launch(l));
         } else {
@@ -853,6 +871,7 @@ impl World {
         let now = sched.now();
         for a in current.into_iter().chain(hedges) {
             if let Some(att) = self.attempts.remove(a) {
+                self.trace_attempt_end(a, super::trace::AttemptEnd::Cancelled, now);
                 self.attempt_ended(a, &att);
                 if att.measured {
                     self.metrics.edges[att.edge.index()].cancelled += 1;
@@ -882,6 +901,7 @@ impl World {
     /// The caller no longer wants the answer (its fiber was cancelled).
     pub(super) fn abandon_call(&mut self, l: Id, sched: &mut Scheduler<Event>) {
         let _ = self.dismantle(l, false, sched);
+        self.trace_call_end(l, None, sched.now());
     }
 
     /// The logical call is over: record it and tell the caller.
@@ -891,6 +911,7 @@ impl World {
         let Some(lc) = self.dismantle(l, succeeded, sched) else {
             return;
         };
+        self.trace_call_end(l, Some(super::trace::status_of(outcome)), now);
         let edge = lc.edge;
         let fallback = self.policy(edge).fallback;
         let m = &mut self.metrics.edges[edge.index()];

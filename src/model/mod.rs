@@ -14,6 +14,7 @@ pub mod policy;
 pub mod retention;
 pub mod routing;
 pub mod spec;
+pub mod trace;
 pub mod world;
 
 /// `Status` lives below both the model and the metrics (`crate::status`); this keeps
@@ -29,6 +30,8 @@ use crate::metrics::Metrics;
 /// Everything a run produced.
 pub struct RunOutput {
     pub metrics: Metrics,
+    /// The requests traced (`Observe::trace`); empty otherwise.
+    pub traces: crate::metrics::trace::Traces,
     pub stats: RunStats,
     pub requests_sent: u64,
 }
@@ -57,6 +60,16 @@ pub fn run_with_progress(
     spec: Spec,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<RunOutput, RunError> {
+    run_observed(spec, &trace::Observe::default(), progress)
+}
+
+/// `run_with_progress`, also recording what `observe` asks for (traces). The report is
+/// the same byte for byte with or without it.
+pub fn run_observed(
+    spec: Spec,
+    observe: &trace::Observe,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunOutput, RunError> {
     let end = spec.duration.map(|d| SimTime::ZERO + d);
     let mut limits = Limits {
         end,
@@ -64,7 +77,10 @@ pub fn run_with_progress(
         max_at_instant: spec.max_events_at_one_instant,
         pause_at_events: PROGRESS_EVERY,
     };
-    let mut sim = Simulation::new(World::new(spec));
+    let recorder = trace::Recorder::new(&spec, observe, spec.attribution);
+    let mut world = World::new(spec);
+    world.recorder = recorder;
+    let mut sim = Simulation::new(world);
     {
         let (world, sched) = sim.scheduler();
         world.start(sched);
@@ -82,11 +98,13 @@ pub fn run_with_progress(
         limits.pause_at_events = stats.events.saturating_add(PROGRESS_EVERY);
     };
     let requests_sent = sim.model.requests_sent();
+    let traces = sim.model.take_recorded();
     let metrics = sim
         .model
         .finish(stats.end_time, stats.stop == Stop::Drained);
     Ok(RunOutput {
         metrics,
+        traces,
         stats,
         requests_sent,
     })

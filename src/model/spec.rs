@@ -231,6 +231,8 @@ pub struct Spec {
     /// The most events in a row at one simulated instant (a zero-time loop beyond it).
     pub max_events_at_one_instant: u64,
     pub bucket: SimDuration,
+    /// Record where each workload's time goes (`[report] attribution`).
+    pub attribution: bool,
     pub services: Vec<ServiceSpec>,
     pub endpoints: Vec<EndpointSpec>,
     pub workloads: Vec<WorkloadSpec>,

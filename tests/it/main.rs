@@ -18,4 +18,5 @@ mod presets_boundaries;
 mod properties;
 mod robust;
 mod support;
+mod trace;
 mod views;

@@ -39,6 +39,8 @@ pub const DEFAULT_MAX_EVENTS: u64 = 2_000_000_000;
 pub const DEFAULT_MAX_EVENTS_AT_ONE_INSTANT: u64 = 10_000_000;
 pub const DEFAULT_QUEUE: u32 = 1000;
 pub const DEFAULT_BUCKET: SimDuration = SimDuration::from_secs(1);
+/// `[report] attribution` unless set (see docs/traces.md for why).
+pub const DEFAULT_ATTRIBUTION: bool = false;
 
 /// What the scenario layer adds to the model's spec: names and descriptions for people.
 pub struct Built {
@@ -187,6 +189,11 @@ impl Builder {
             max_events: max_events?,
             max_events_at_one_instant: max_events_at_one_instant?,
             bucket: bucket?,
+            attribution: raw
+                .report
+                .attribution
+                .as_ref()
+                .map_or(DEFAULT_ATTRIBUTION, |a| *a.get_ref()),
             services: std::mem::take(&mut self.services),
             endpoints: std::mem::take(&mut self.endpoints),
             workloads,
