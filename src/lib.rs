@@ -58,9 +58,20 @@ pub fn simulate_streaming(
     progress: &mut dyn FnMut(model::Progress) -> Result<(), RunError>,
     rows: Option<Box<dyn metrics::RowSink>>,
 ) -> Result<FinishedRun, RunError> {
+    simulate_observed(scenario, &model::trace::Observe::default(), progress, rows).map(|(o, _)| o)
+}
+
+/// `simulate_streaming`, also recording the traces `observe` asks for; the report is
+/// the same byte for byte with or without them.
+pub fn simulate_observed(
+    scenario: Scenario,
+    observe: &model::trace::Observe,
+    progress: &mut dyn FnMut(model::Progress) -> Result<(), RunError>,
+    rows: Option<Box<dyn metrics::RowSink>>,
+) -> Result<(FinishedRun, metrics::trace::Traces), RunError> {
     let seed = scenario.spec.seed;
     let warmup_s = scenario.spec.warmup.as_secs_f64();
-    let output = model::run_streaming(scenario.spec, progress, rows)?;
+    let output = model::run_observed(scenario.spec, observe, progress, rows)?;
     let info = RunInfo {
         scenario: scenario.name,
         scenario_path: scenario.path.clone(),
@@ -99,8 +110,11 @@ pub fn simulate_streaming(
             }
         })
         .collect();
-    Ok(FinishedRun {
-        report,
-        metrics: output.metrics,
-    })
+    Ok((
+        FinishedRun {
+            report,
+            metrics: output.metrics,
+        },
+        output.traces,
+    ))
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod classroom;
+mod trace;
 mod views;
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
@@ -59,6 +60,29 @@ pub enum Command {
         /// Threads for --seeds [default: one per core].
         #[arg(long)]
         threads: Option<usize>,
+        /// Also trace this fraction of the requests (0 to 1; chosen by a hash of seed,
+        /// workload and request number, so the report does not change) into
+        /// DIR/trace.json, for Perfetto (docs/traces.md).
+        #[arg(long, value_name = "RATE", value_parser = trace::parse_rate, conflicts_with = "seeds")]
+        trace_sample: Option<f64>,
+    },
+    /// Trace one request: its whole life (every attempt, hop, queue wait and piece of
+    /// work) as Chrome trace-event JSON for Perfetto or chrome://tracing.
+    Trace {
+        scenario: String,
+        /// Which request of the workload, from 1.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        request: u64,
+        /// The workload [default: the first, by name].
+        #[arg(long)]
+        workload: Option<String>,
+        /// The trace file [default: out/<scenario>/trace-<workload>-<N>.json].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+        seed: Option<u64>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Compare two designs at the same seeds (common random numbers): per metric the
     /// paired difference B - A with its 95% interval.
@@ -148,8 +172,33 @@ pub fn main() -> ExitCode {
             quiet,
             max_memory,
             png,
+            trace_sample,
             ..
-        } => run(&scenario, seed, out, set, quiet, max_memory, png),
+        } => run(
+            &scenario,
+            seed,
+            out,
+            set,
+            quiet,
+            max_memory,
+            png,
+            trace_sample,
+        ),
+        Command::Trace {
+            scenario,
+            request,
+            workload,
+            out,
+            seed,
+            set,
+        } => trace::trace(trace::TraceArgs {
+            scenario,
+            request,
+            workload,
+            out,
+            set,
+            seed,
+        }),
         Command::Graph {
             scenario,
             format,
@@ -254,6 +303,7 @@ fn run(
     quiet: bool,
     max_memory: Option<u64>,
     png: bool,
+    trace_sample: Option<f64>,
 ) -> ExitCode {
     if let Some(seed) = seed {
         set.push(format!("simulation.seed={seed}"));
@@ -304,8 +354,12 @@ fn run(
         Err(e) => return cannot_write(&e),
     };
     let stream = report::csv::TimeseriesStream::new(file, &staged.scratch("flows"));
-    let outcome = crate::simulate_streaming(
+    let observe = crate::model::trace::Observe {
+        trace: trace_sample.map(crate::model::trace::TraceSelect::Sample),
+    };
+    let outcome = crate::simulate_observed(
         scenario,
+        &observe,
         &mut |p| {
             bar.progress(p);
             budget.map_or(Ok(()), |b| memory_within(b, p))
@@ -313,7 +367,7 @@ fn run(
         Some(Box::new(stream)),
     );
     bar.finish();
-    let crate::FinishedRun { report, mut metrics } = match outcome {
+    let (crate::FinishedRun { report, mut metrics }, traces) = match outcome {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };
@@ -361,13 +415,25 @@ fn run(
             .filter(|n| !n.starts_with("plots/"))
             .eq(report::RUN_OUTPUTS.iter().copied())
     );
+    // The sampled traces join the same all-or-nothing set.
+    if trace_sample.is_some() {
+        files.push((
+            "trace.json",
+            report::trace::chrome_json(&traces).into_bytes(),
+        ));
+    }
     if let Err(e) = report::write_all_staged(&dir, &files, staged) {
         return cannot_write(&e);
     }
     if !quiet {
         print!("{summary}");
+        let trace = if trace_sample.is_some() {
+            ", trace.json"
+        } else {
+            ""
+        };
         println!(
-            "\nwrote {}/report.json, timeseries.csv, report.html and plots/",
+            "\nwrote {}/report.json, timeseries.csv{trace}, report.html and plots/",
             dir.display()
         );
     }

@@ -59,6 +59,11 @@ fn index(v: u64) -> usize {
     (EXACT + (shift - 1) * SUB + ((v >> shift) - SUB)) as usize
 }
 
+/// The bucket a value is counted in (attribution keeps its sums per bucket).
+pub fn bucket_of(v: u64) -> usize {
+    index(v)
+}
+
 /// The range [low, high] of values counted at `i`.
 fn bounds(i: usize) -> (u64, u64) {
     let i = i as u64;

@@ -2,10 +2,12 @@
 //! never the engine's or the model's internals. Every entry carries its own name, so a
 //! report needs nothing else to print it.
 
+pub mod attribution;
 pub mod consistency;
 pub mod loghist;
 pub mod series;
 pub mod stats;
+pub mod trace;
 
 pub use series::{BucketExtras, ERROR_CLASSES, RowSink, Series, SeriesKind, SeriesRow};
 pub use stats::{BatchMeans, MeanCi, Summary, TimeWeighted, student_t_995};
@@ -171,6 +173,8 @@ pub struct Metrics {
     pub windows: Vec<WindowMetrics>,
     pub series: Series,
     pub consistency: consistency::Consistency,
+    /// Per workload, where its p99 and p50 go (`[report] attribution`); empty when off.
+    pub attribution: Vec<attribution::WorkloadAttribution>,
 }
 
 /// A workload's or endpoint's answers given in [from, until).

@@ -17,6 +17,12 @@ impl Id {
     pub fn slot(self) -> usize {
         self.index as usize
     }
+
+    /// (slot, generation): side tables keyed by id (the trace recorder's) index by slot.
+    #[inline]
+    pub(crate) fn parts(self) -> (u32, u32) {
+        (self.index, self.generation)
+    }
 }
 
 /// An arena's key: `Id` itself, or a newtype around it (`typed_id!`) that names the

@@ -249,6 +249,7 @@ impl World {
             key,
             op,
         ));
+        self.trace_call(lc, origin, edge, now);
         if measured {
             self.metrics.edges[edge.index()].calls += 1;
             if let Origin::Workload { workload, .. } = origin {
@@ -340,6 +341,9 @@ impl World {
             retry,
             hedge,
         });
+        let try_number = lc.tries;
+        self.trace_attempt(a, l, try_number, hedge, now);
+        let lc = &mut self.logicals[l];
         lc.in_flight += 1;
         if lc.current.is_none() {
             lc.current = Some(a);
@@ -414,6 +418,7 @@ impl World {
             self.metrics.edges[edge.index()].late_replies += u64::from(measured);
             return;
         };
+        self.trace_attempt_end(a, super::trace::AttemptEnd::Answered(status), now);
         assert_eq!(att.edge, edge);
         self.attempt_ended(a, &att);
         if self.clients[edge.index()].plain {
@@ -455,6 +460,7 @@ impl World {
         let Some(att) = self.attempts.remove(a) else {
             return;
         };
+        self.trace_attempt_end(a, super::trace::AttemptEnd::Timeout, now);
         self.orphan(att.served_by);
         self.attempt_ended(a, &att);
         let edge = att.edge;
@@ -504,6 +510,7 @@ impl World {
         let now = sched.now();
         for a in current.into_iter().chain(hedges) {
             if let Some(att) = self.attempts.remove(a) {
+                self.trace_attempt_end(a, super::trace::AttemptEnd::Cancelled, now);
                 self.orphan(att.served_by);
                 self.attempt_ended(a, &att);
                 if att.measured {
@@ -534,6 +541,7 @@ impl World {
     /// The caller no longer wants the answer (its fiber was cancelled).
     pub(super) fn abandon_call(&mut self, l: Id, sched: &mut Scheduler<Event>) {
         let _ = self.dismantle(l, false, sched);
+        self.trace_call_end(l, None, sched.now());
     }
 
     /// The logical call is over: record it and tell the caller.
@@ -543,6 +551,7 @@ impl World {
         let Some(lc) = self.dismantle(l, succeeded, sched) else {
             return;
         };
+        self.trace_call_end(l, Some(super::trace::status_of(outcome)), now);
         let edge = lc.edge;
         let fallback = self.policy(edge).fallback;
         let m = &mut self.metrics.edges[edge.index()];

@@ -16,6 +16,7 @@ pub mod retention;
 pub mod routing;
 pub mod saga;
 pub mod spec;
+pub mod trace;
 pub mod world;
 
 /// `Status` lives below both the model and the metrics (`crate::status`); this keeps
@@ -31,6 +32,8 @@ use crate::metrics::Metrics;
 /// Everything a run produced.
 pub struct RunOutput {
     pub metrics: Metrics,
+    /// The requests traced (`Observe::trace`); empty otherwise.
+    pub traces: crate::metrics::trace::Traces,
     pub stats: RunStats,
     pub requests_sent: u64,
 }
@@ -61,13 +64,24 @@ pub fn run_with_progress(
     spec: Spec,
     progress: &mut dyn FnMut(Progress) -> Result<(), RunError>,
 ) -> Result<RunOutput, RunError> {
-    run_streaming(spec, progress, None)
+    run_observed(spec, &trace::Observe::default(), progress, None)
 }
 
 /// `run_with_progress`, the time-series rows given to `rows` as buckets close instead
 /// of kept in the metrics.
 pub fn run_streaming(
     spec: Spec,
+    progress: &mut dyn FnMut(Progress) -> Result<(), RunError>,
+    rows: Option<Box<dyn crate::metrics::RowSink>>,
+) -> Result<RunOutput, RunError> {
+    run_observed(spec, &trace::Observe::default(), progress, rows)
+}
+
+/// `run_streaming`, also recording what `observe` asks for (traces). The report is
+/// the same byte for byte with or without it.
+pub fn run_observed(
+    spec: Spec,
+    observe: &trace::Observe,
     progress: &mut dyn FnMut(Progress) -> Result<(), RunError>,
     rows: Option<Box<dyn crate::metrics::RowSink>>,
 ) -> Result<RunOutput, RunError> {
@@ -79,7 +93,9 @@ pub fn run_streaming(
         max_at_instant: spec.max_events_at_one_instant,
         pause_at_events: PROGRESS_EVERY,
     };
+    let recorder = trace::Recorder::new(&spec, observe, spec.attribution);
     let mut world = World::new(spec);
+    world.recorder = recorder;
     if let Some(sink) = rows {
         world.metrics.series.stream_to(sink);
     }
@@ -104,11 +120,13 @@ pub fn run_streaming(
         limits.pause_at_events = stats.events.saturating_add(PROGRESS_EVERY);
     };
     let requests_sent = sim.model.requests_sent();
+    let traces = sim.model.take_recorded();
     let metrics = sim
         .model
         .finish(stats.end_time, stats.stop == Stop::Drained);
     Ok(RunOutput {
         metrics,
+        traces,
         stats,
         requests_sent,
     })

@@ -247,6 +247,8 @@ pub struct Spec {
     /// What a run may hold at once before it is stopped as runaway.
     pub holds: HoldLimits,
     pub bucket: SimDuration,
+    /// Record where each workload's time goes (`[report] attribution`).
+    pub attribution: bool,
     pub services: Vec<ServiceSpec>,
     pub endpoints: Vec<EndpointSpec>,
     pub workloads: Vec<WorkloadSpec>,

@@ -91,6 +91,8 @@ pub struct World {
     requests_sent: u64,
     last_activity: SimTime,
     pub(super) metrics: Metrics,
+    /// Traces and attribution (`model::trace`); None costs one branch per hook.
+    pub(super) recorder: Option<Box<super::trace::Recorder>>,
 }
 
 impl World {
@@ -149,6 +151,7 @@ impl World {
             requests_sent: 0,
             last_activity: SimTime::ZERO,
             metrics,
+            recorder: None,
         }
     }
 
@@ -542,6 +545,7 @@ fn new_metrics(spec: &Spec, warmup_end: SimTime) -> Metrics {
             })
             .collect(),
         faults: Vec::new(),
+        attribution: Vec::new(),
         windows: spec
             .windows
             .iter()

@@ -170,7 +170,7 @@ pub fn page(p: &Page) -> String {
         r.stop,
         esc(p.reproduce)
     );
-    out.push_str("<nav><a href=\"#expectations\">Expectations</a><a href=\"#diagram\">Diagram</a><a href=\"#plots\">Plots</a><a href=\"#tables\">Tables</a>");
+    out.push_str("<nav><a href=\"#expectations\">Expectations</a><a href=\"#diagram\">Diagram</a><a href=\"#plots\">Plots</a><a href=\"#tables\">Tables</a><a href=\"#attribution\">Where the time goes</a>");
     if r.consistency.is_some() {
         out.push_str("<a href=\"#consistency\">Consistency</a>");
     }
@@ -302,6 +302,8 @@ pub fn page(p: &Page) -> String {
         out.push_str("</table>\n");
     }
     out.push_str("</section>\n");
+
+    super::attribution::html(&mut out, r);
 
     if let Value::Object(c) = &json["consistency"] {
         out.push_str("<section id=\"consistency\"><h2>Consistency</h2>\n");

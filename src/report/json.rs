@@ -84,6 +84,51 @@ pub struct WorkloadReport {
     /// Answers (ok or not) per simulated second of the window.
     pub throughput_rps: f64,
     pub latency_ms: LatencyReport,
+    /// Where the time of the requests at p99 and at p50 goes (`[report] attribution`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<AttributionReport>,
+}
+
+/// A workload's critical-path attribution: see docs/traces.md.
+#[derive(Serialize, Debug, Clone)]
+pub struct AttributionReport {
+    /// Requests at or above the p99 value's histogram bucket, largest share first.
+    pub p99: Vec<ShareReport>,
+    /// Requests in the p50 value's histogram bucket.
+    pub p50: Vec<ShareReport>,
+    pub p99_requests: u64,
+    pub p50_requests: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct ShareReport {
+    /// "service/endpoint".
+    #[serde(rename = "where")]
+    pub place: String,
+    /// queue_wait, work, network, backoff, connection or waiting_on_callee.
+    pub what: &'static str,
+    pub share: f64,
+    /// Mean milliseconds per request of the set.
+    pub mean_ms: f64,
+}
+
+fn attribution(a: &crate::metrics::attribution::WorkloadAttribution) -> AttributionReport {
+    let shares = |v: &[crate::metrics::attribution::Share]| {
+        v.iter()
+            .map(|s| ShareReport {
+                place: s.place.clone(),
+                what: s.what.name(),
+                share: s.share,
+                mean_ms: s.mean_ms,
+            })
+            .collect()
+    };
+    AttributionReport {
+        p99: shares(&a.p99),
+        p50: shares(&a.p50),
+        p99_requests: a.p99_requests,
+        p50_requests: a.p50_requests,
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -596,7 +641,8 @@ impl Report {
             workloads: m
                 .workloads
                 .iter()
-                .map(|w| {
+                .enumerate()
+                .map(|(i, w)| {
                     let answered = w.ok + w.errors.total();
                     (
                         w.name.clone(),
@@ -610,6 +656,7 @@ impl Report {
                             in_flight: w.in_flight,
                             throughput_rps: per_second(answered, window_s),
                             latency_ms: latency(&w.latency),
+                            attribution: m.attribution.get(i).map(attribution),
                         },
                     )
                 })
@@ -845,6 +892,7 @@ pub(crate) mod tests {
             windows: Vec::new(),
             series: Series::new(SimDuration::from_secs(1), Vec::new()),
             consistency,
+            attribution: Vec::new(),
         }
     }
 

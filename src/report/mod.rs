@@ -2,6 +2,7 @@
 //! `report.json` contract, the terminal summary, the time-series CSV. Nothing here
 //! looks at the engine or the model.
 
+pub mod attribution;
 pub mod csv;
 pub mod expect;
 pub mod files;
@@ -10,6 +11,7 @@ pub mod json;
 pub mod numbers;
 pub mod plots;
 pub mod text;
+pub mod trace;
 pub mod views;
 
 pub use files::{RUN_OUTPUTS, Staged, check_writable, write_all, write_all_staged};

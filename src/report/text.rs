@@ -128,6 +128,7 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         ],
         &rows,
     );
+    super::attribution::text(&mut out, r);
     let rows: Vec<Vec<String>> = r
         .endpoints
         .iter()

@@ -381,6 +381,8 @@ pub struct RawSimulation {
 #[serde(deny_unknown_fields)]
 pub struct RawReport {
     pub bucket: Option<Spanned<String>>,
+    /// Where each workload's p99 and p50 go (`report.json`'s `attribution`).
+    pub attribution: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Debug, Default)]

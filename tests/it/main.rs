@@ -21,4 +21,5 @@ mod properties;
 mod robust;
 mod series;
 mod support;
+mod trace;
 mod views;

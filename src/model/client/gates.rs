@@ -19,6 +19,16 @@ pub(super) enum Refusal {
     RateLimit,
 }
 
+impl Refusal {
+    fn name(self) -> &'static str {
+        match self {
+            Refusal::Breaker => "breaker",
+            Refusal::Bulkhead => "bulkhead",
+            Refusal::RateLimit => "rate_limit",
+        }
+    }
+}
+
 impl World {
     /// Begins the next attempt of a logical call: rate limiter, breaker, bulkhead, send.
     pub(in crate::model) fn launch(&mut self, l: Id, sched: &mut Scheduler<Event>) {
@@ -271,6 +281,7 @@ impl World {
     /// An attempt refused before leaving the caller fails like any other: the retry
     /// policy decides what happens next.
     fn refuse(&mut self, l: Id, why: Refusal, sched: &mut Scheduler<Event>) {
+        self.trace_refused(l, self.logicals[l].tries, why.name(), sched.now());
         let lc = &mut self.logicals[l];
         let hedge_refused = lc.next_is_hedge && lc.in_flight > 0;
         let m = &mut self.metrics.edges[lc.edge.index()];
@@ -425,6 +436,7 @@ impl World {
             return self.complete(l, Outcome::Failed(status), sched);
         }
         lc.next_is_retry = true;
+        self.trace_backoff(l, delay);
         if delay.is_zero() {
             self.immediate.push_back(Event::Launch(l));
         } else {

@@ -56,6 +56,7 @@ pub(in crate::model) struct JoinState {
 impl World {
     /// Runs a fiber's steps until it blocks or ends.
     pub(in crate::model) fn advance(&mut self, f: Id, sched: &mut Scheduler<Event>) {
+        self.trace_runs(f, sched.now());
         loop {
             let fiber = &mut self.fibers[f];
             assert_eq!(fiber.wait, Wait::Ready);
@@ -105,6 +106,7 @@ impl World {
                 }
                 Step::Publish(p) => {
                     if self.publish_step(f, invocation, p, sched) {
+                        self.trace_publish_wait(f, sched.now());
                         self.release_if_event_loop(f, sched);
                         return;
                     }
@@ -178,6 +180,7 @@ impl World {
             children.push(child);
             self.immediate.push_back(Event::Run(child));
         }
+        self.trace_fork(f, join, &children, sched.now());
         self.invocations[invocation].fibers += children.len() as u32;
         self.joins[join].children = children;
         self.fibers[f].wait = Wait::Join(join);
@@ -240,6 +243,7 @@ impl World {
         outcome: Outcome,
         sched: &mut Scheduler<Event>,
     ) {
+        self.trace_fiber_end(f, sched.now());
         let fiber = self.fibers.remove(f).expect("finishing a live fiber");
         self.invocations[fiber.invocation].fibers -= 1;
         match fiber.join {
@@ -304,6 +308,7 @@ impl World {
         let Some(result) = decided else {
             return;
         };
+        self.trace_join(j, branch, sched.now());
         let join = self.joins.remove(j).expect("live join");
         self.cancel_children(join.children, sched);
         match result {
@@ -334,6 +339,7 @@ impl World {
         let Some(fiber) = self.fibers.remove(f) else {
             return; // already settled
         };
+        self.trace_fiber_end(f, sched.now());
         self.invocations[fiber.invocation].fibers -= 1;
         match fiber.wait {
             Wait::Call(l) => self.abandon_call(l, sched),

@@ -170,6 +170,7 @@ impl World {
         measured: bool,
         sched: &mut Scheduler<Event>,
     ) {
+        self.trace_replied(attempt, sched.now());
         let link = self.spec.edges[edge.index()].link;
         let reply = Event::Reply {
             attempt,
@@ -194,6 +195,7 @@ impl World {
         sched: &mut Scheduler<Event>,
     ) {
         let now = sched.now();
+        self.trace_arrived(attempt, now);
         let endpoint = self.spec.edges[edge.index()].target;
         let service = self.spec.endpoints[endpoint.index()].service;
         let r = self.pick_replica(service);
@@ -306,6 +308,7 @@ impl World {
             fiber, root,
             "the root fiber has the id its invocation was given"
         );
+        self.trace_admitted(inv, now);
         let replica = &mut self.replicas[r as usize];
         replica.outstanding += 1;
         let em = &mut self.metrics.endpoints[endpoint.index()];
@@ -369,6 +372,8 @@ impl World {
                     if inv.measured {
                         em.queue_wait.record(now.since(inv.arrived_at));
                     }
+                    self.trace_started(i, now);
+                    let inv = &self.invocations[i];
                     let root = inv.root;
                     let decode = match inv.answer_to {
                         AnswerTo::Attempt { edge, .. } => {
@@ -412,6 +417,7 @@ impl World {
             Outcome::Ok { degraded } => (Status::Ok, degraded || inv.degraded),
             Outcome::Failed(s) => (s, false),
         };
+        self.trace_answered(i, Some(status), now);
         if self.ledger.in_use {
             self.end_transaction(i, &inv, status.is_ok(), now);
             if let AnswerTo::Attempt { .. } = inv.answer_to
@@ -437,6 +443,7 @@ impl World {
                 edge,
                 measured,
             } => {
+                self.trace_replied(attempt, now);
                 let link = self.spec.edges[edge.index()].link;
                 let reply = Event::Reply {
                     attempt,
@@ -540,6 +547,7 @@ impl World {
             .filter(|&i| self.invocations[i].replica == r)
             .collect();
         for &i in &lost {
+            self.trace_answered(i, None, now);
             let root = self.invocations[i].root;
             self.cancel_fiber(root, sched);
             let inv = self.invocations.remove(i).expect("live");

@@ -42,6 +42,8 @@ pub const DEFAULT_MAX_EVENTS_AT_ONE_INSTANT: u64 = 10_000_000;
 /// gives its `--max-memory`, or three quarters of the machine's memory).
 pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
 pub const DEFAULT_QUEUE: u32 = 1000;
+/// `[report] attribution` unless set (see docs/traces.md for why).
+pub const DEFAULT_ATTRIBUTION: bool = false;
 
 /// What the scenario layer adds to the model's spec: names and descriptions for people.
 pub struct Built {
@@ -195,6 +197,11 @@ impl Builder {
             max_events_at_one_instant: max_events_at_one_instant?,
             holds: holds?,
             bucket: bucket.unwrap_or(SimDuration::ZERO),
+            attribution: raw
+                .report
+                .attribution
+                .as_ref()
+                .map_or(DEFAULT_ATTRIBUTION, |a| *a.get_ref()),
             services: std::mem::take(&mut self.services),
             endpoints: std::mem::take(&mut self.endpoints),
             workloads,

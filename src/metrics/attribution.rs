@@ -1,0 +1,322 @@
+//! Where a workload's time goes: each answered request's latency cut along its critical
+//! path into (endpoint x what) parts that add up to the latency exactly, summed per
+//! bucket of the workload's latency histogram. "The requests at or above p99" is then
+//! the buckets from p99's up, exact at the histogram's resolution (two significant
+//! digits), and memory grows with the buckets a run touches, never with its length.
+
+use super::loghist::{LogHistogram, bucket_of};
+
+/// What a part of a request's time was spent on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum What {
+    /// Waiting in a replica's queue for a worker (also, in released mode, for a worker
+    /// to come back after a call).
+    QueueWait,
+    /// Holding a worker: `work` and `stream` steps, protocol decode.
+    Work,
+    /// A request or reply crossing a link (with the protocol's costs on the wire).
+    Network,
+    /// A retry's backoff.
+    Backoff,
+    /// Waiting at the caller before an attempt leaves: a pooled connection, a bulkhead
+    /// slot, a rate limiter's token.
+    Connection,
+    /// Waiting on something whose own time is not split further: a broker's publisher
+    /// confirm, a callee that was lost (crashed) while the caller still waited.
+    WaitingOnCallee,
+}
+
+impl What {
+    pub const COUNT: usize = 6;
+    pub const ALL: [What; What::COUNT] = [
+        What::QueueWait,
+        What::Work,
+        What::Network,
+        What::Backoff,
+        What::Connection,
+        What::WaitingOnCallee,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            What::QueueWait => "queue_wait",
+            What::Work => "work",
+            What::Network => "network",
+            What::Backoff => "backoff",
+            What::Connection => "connection",
+            What::WaitingOnCallee => "waiting_on_callee",
+        }
+    }
+}
+
+/// One request's parts: (endpoint x what) -> nanoseconds, a short list (a request
+/// touches few endpoints); reused from request to request.
+#[derive(Default, Debug)]
+pub struct Parts {
+    items: Vec<(u32, u64)>,
+}
+
+impl Parts {
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    pub fn add(&mut self, endpoint: usize, what: What, ns: u64) {
+        if ns == 0 {
+            return;
+        }
+        let key = (endpoint * What::COUNT + what as usize) as u32;
+        match self.items.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v += ns,
+            None => self.items.push((key, ns)),
+        }
+    }
+
+    pub fn total_ns(&self) -> u64 {
+        self.items.iter().map(|&(_, v)| v).sum()
+    }
+
+    /// (endpoint, what, ns) for every non-zero part.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, What, u64)> + '_ {
+        self.items.iter().map(|&(k, v)| {
+            let k = k as usize;
+            (k / What::COUNT, What::ALL[k % What::COUNT], v)
+        })
+    }
+}
+
+/// The sums of one latency bucket: how many requests, and their parts added up.
+#[derive(Debug)]
+struct Bucket {
+    requests: u64,
+    ns: Vec<u128>,
+}
+
+/// Every workload's parts, summed per latency bucket.
+#[derive(Debug)]
+pub struct AttributionSums {
+    endpoints: usize,
+    /// Per workload, per latency bucket (indexed like the histogram's): the sums.
+    workloads: Vec<Vec<Option<Box<Bucket>>>>,
+}
+
+impl AttributionSums {
+    pub fn new(workloads: usize, endpoints: usize) -> Self {
+        AttributionSums {
+            endpoints,
+            workloads: (0..workloads).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Adds a measured request of `workload` that took `latency_ns`, cut into `parts`.
+    pub fn fold(&mut self, workload: usize, latency_ns: u64, parts: &Parts) {
+        assert_eq!(
+            parts.total_ns(),
+            latency_ns,
+            "a request's parts add up to its latency"
+        );
+        let width = self.endpoints * What::COUNT;
+        let index = bucket_of(latency_ns);
+        let buckets = &mut self.workloads[workload];
+        if buckets.len() <= index {
+            buckets.resize_with(index + 1, || None);
+        }
+        let bucket = buckets[index].get_or_insert_with(|| {
+            Box::new(Bucket {
+                requests: 0,
+                ns: vec![0; width],
+            })
+        });
+        bucket.requests += 1;
+        for &(k, v) in &parts.items {
+            bucket.ns[k as usize] += u128::from(v);
+        }
+    }
+
+    /// A workload's shares at p99 (its bucket and every one above) and at p50 (its
+    /// bucket alone), read against the workload's latency histogram.
+    pub fn finish(
+        &self,
+        workload: usize,
+        hist: &LogHistogram<u64>,
+        endpoint_names: &[String],
+    ) -> WorkloadAttribution {
+        let buckets = &self.workloads[workload];
+        let counted: u64 = buckets.iter().flatten().map(|b| b.requests).sum();
+        assert_eq!(counted, hist.len(), "every measured answer was attributed");
+        let Some(b99) = quantile_bucket(hist, 0.99) else {
+            return WorkloadAttribution::default();
+        };
+        let b50 = quantile_bucket(hist, 0.5).expect("a non-empty histogram");
+        let shares = |range: std::ops::RangeInclusive<usize>| {
+            let mut ns = vec![0u128; self.endpoints * What::COUNT];
+            let mut requests = 0;
+            let set = buckets
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| range.contains(i))
+                .filter_map(|(_, b)| b.as_deref());
+            for b in set {
+                requests += b.requests;
+                for (sum, v) in ns.iter_mut().zip(&b.ns) {
+                    *sum += v;
+                }
+            }
+            (requests, shares_of(&ns, requests, endpoint_names))
+        };
+        let (p99_requests, p99) = shares(b99..=usize::MAX);
+        let (p50_requests, p50) = shares(b50..=b50);
+        WorkloadAttribution {
+            p99,
+            p50,
+            p99_requests,
+            p50_requests,
+        }
+    }
+}
+
+/// The bucket holding the q-quantile (the ceil(q x n)-th smallest sample).
+fn quantile_bucket(hist: &LogHistogram<u64>, q: f64) -> Option<usize> {
+    let n = hist.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+    let mut seen = 0;
+    hist.buckets().find_map(|(i, c)| {
+        seen += c;
+        (seen >= rank).then_some(i)
+    })
+}
+
+fn shares_of(ns: &[u128], requests: u64, endpoint_names: &[String]) -> Vec<Share> {
+    let total: u128 = ns.iter().sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut out: Vec<Share> = ns
+        .iter()
+        .enumerate()
+        .filter(|&(_, &v)| v > 0)
+        .map(|(k, &v)| Share {
+            place: endpoint_names[k / What::COUNT].clone(),
+            what: What::ALL[k % What::COUNT],
+            ns: v,
+            share: v as f64 / total as f64,
+            mean_ms: v as f64 / requests as f64 / 1e6,
+        })
+        .collect();
+    // Largest first; ties by name, so the order never depends on anything else.
+    out.sort_by(|a, b| {
+        b.ns.cmp(&a.ns)
+            .then_with(|| a.place.cmp(&b.place))
+            .then_with(|| a.what.cmp(&b.what))
+    });
+    out
+}
+
+/// One (endpoint, what) part of a set of requests' time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Share {
+    /// "service/endpoint".
+    pub place: String,
+    pub what: What,
+    /// Nanoseconds over the set (exact).
+    pub ns: u128,
+    /// ns / the set's total.
+    pub share: f64,
+    /// The mean over the set's requests.
+    pub mean_ms: f64,
+}
+
+/// A workload's attribution at p99 and p50, largest share first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadAttribution {
+    /// Requests at or above the p99 value's histogram bucket.
+    pub p99: Vec<Share>,
+    /// Requests in the p50 value's histogram bucket.
+    pub p50: Vec<Share>,
+    pub p99_requests: u64,
+    pub p50_requests: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_and_sort_by_size_then_name() {
+        let names = vec!["a/get".to_owned(), "b/get".to_owned()];
+        let mut sums = AttributionSums::new(1, 2);
+        let mut hist = LogHistogram::<u64>::default();
+        let mut parts = Parts::default();
+        for _ in 0..100 {
+            parts.clear();
+            parts.add(0, What::Work, 60);
+            parts.add(1, What::Work, 30);
+            parts.add(1, What::Network, 30);
+            parts.add(0, What::Work, 0);
+            sums.fold(0, 120, &parts);
+            hist.record(120);
+        }
+        let a = sums.finish(0, &hist, &names);
+        assert_eq!(a.p99_requests, 100);
+        assert_eq!(a.p50_requests, 100);
+        let got: Vec<(&str, &str, f64)> = a
+            .p99
+            .iter()
+            .map(|s| (s.place.as_str(), s.what.name(), s.share))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a/get", "work", 0.5),
+                ("b/get", "work", 0.25),
+                ("b/get", "network", 0.25)
+            ]
+        );
+        assert_eq!(a.p99[0].mean_ms, 60e-6);
+    }
+
+    #[test]
+    fn p99_takes_the_buckets_from_its_own_up_and_p50_only_its_own() {
+        let names = vec!["a/get".to_owned()];
+        let mut sums = AttributionSums::new(1, 1);
+        let mut hist = LogHistogram::<u64>::default();
+        let mut parts = Parts::default();
+        for i in 0..1000u64 {
+            // 985 fast requests of pure work, 15 slow ones of pure queueing: the 990th
+            // smallest, the p99, is a slow one.
+            let (what, ns) = if i < 985 {
+                (What::Work, 1_000_000)
+            } else {
+                (What::QueueWait, 9_000_000)
+            };
+            parts.clear();
+            parts.add(0, what, ns);
+            sums.fold(0, ns, &parts);
+            hist.record(ns);
+        }
+        let a = sums.finish(0, &hist, &names);
+        assert_eq!(a.p99_requests, 15);
+        assert_eq!(a.p50_requests, 985);
+        assert_eq!(
+            (a.p99.len(), a.p99[0].what, a.p99[0].share),
+            (1, What::QueueWait, 1.0)
+        );
+        assert_eq!(a.p99[0].mean_ms, 9.0);
+        assert_eq!(
+            (a.p50.len(), a.p50[0].what, a.p50[0].mean_ms),
+            (1, What::Work, 1.0)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "add up to its latency")]
+    fn parts_that_do_not_add_up_are_a_bug() {
+        let mut sums = AttributionSums::new(1, 1);
+        let mut parts = Parts::default();
+        parts.add(0, What::Work, 5);
+        sums.fold(0, 6, &parts);
+    }
+}
