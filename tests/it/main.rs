@@ -17,5 +17,6 @@ mod policies;
 mod presets_boundaries;
 mod properties;
 mod robust;
+mod sagas;
 mod support;
 mod views;
