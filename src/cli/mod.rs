@@ -461,6 +461,7 @@ fn run(
     let mut bar = views::Bar::run(
         quiet,
         scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000),
+        scenario.spec.max_requests,
     );
     let outcome = crate::simulate_with_progress(scenario, &mut |p| {
         bar.progress(p);

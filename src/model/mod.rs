@@ -42,6 +42,9 @@ pub struct Progress {
     /// The run's end, when it has a duration.
     pub end: Option<SimTime>,
     pub events: u64,
+    /// Requests sent so far, and the run's request limit, when it has one.
+    pub requests_sent: u64,
+    pub max_requests: Option<u64>,
 }
 
 /// Events between two progress reports: rare enough to cost nothing per event.
@@ -62,6 +65,7 @@ pub fn run_with_progress(
     progress: &mut dyn FnMut(Progress) -> Result<(), RunError>,
 ) -> Result<RunOutput, RunError> {
     let holds = holds::Holds::new(&spec.holds);
+    let max_requests = spec.max_requests;
     let end = spec.duration.map(|d| SimTime::ZERO + d);
     let mut limits = Limits {
         end,
@@ -86,6 +90,8 @@ pub fn run_with_progress(
             now,
             end,
             events: stats.events,
+            requests_sent: world.requests_sent(),
+            max_requests,
         })?;
         limits.pause_at_events = stats.events.saturating_add(PROGRESS_EVERY);
     };
