@@ -342,6 +342,7 @@ fn run(
     let mut bar = views::Bar::run(
         quiet,
         scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000),
+        scenario.spec.max_requests,
     );
     // The time series streams to its temporary as the run goes (memory stays bounded
     // whatever the run's length); it joins the set, all or nothing, at the end.

@@ -64,13 +64,15 @@ impl Bar {
         }
     }
 
-    /// For a run: a bar over simulated time (or a spinner without a duration).
-    pub fn run(quiet: bool, duration_ms: Option<u64>) -> Bar {
-        let template = match duration_ms {
+    /// For a run: a bar over simulated time, or over requests sent for a run with a
+    /// request limit and no duration (a spinner without either).
+    pub fn run(quiet: bool, duration_ms: Option<u64>, max_requests: Option<u64>) -> Bar {
+        let len = duration_ms.or(max_requests);
+        let template = match len {
             Some(_) => "{bar:40} {msg} · ETA {eta}",
             None => "{spinner} {msg}",
         };
-        Bar::new(quiet, duration_ms, template)
+        Bar::new(quiet, len, template)
     }
 
     pub fn progress(&mut self, p: crate::model::Progress) {
@@ -78,6 +80,19 @@ impl Bar {
         let elapsed = self.started.elapsed().as_secs_f64();
         let rate = p.events as f64 / elapsed.max(1e-9);
         let now_s = p.now.as_secs_f64();
+        if let (None, Some(max)) = (p.end, p.max_requests) {
+            // The ETA is indicatif's, from the requests sent per wall second; the run
+            // still drains after the last one.
+            bar.set_position(p.requests_sent.min(max));
+            bar.set_message(format!(
+                "{} of {max} requests · simulated {now_s:.1} s · {} events · {:.2}M events/s",
+                p.requests_sent,
+                p.events,
+                rate / 1e6
+            ));
+            self.reveal();
+            return;
+        }
         let msg = match p.end {
             Some(end) => format!(
                 "simulated {now_s:.1} s of {:.1} s · {} events · {:.2}M events/s",

@@ -6,6 +6,7 @@
 
 use super::Summary;
 use crate::engine::SimTime;
+use std::collections::BTreeMap;
 
 /// Dead-lettered messages by RabbitMQ's reasons.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,10 +148,14 @@ pub struct SagaMetrics {
     pub completed: u64,
     /// Failed, and every completed step was compensated.
     pub compensated: u64,
-    /// Failed, and a compensation failed too: left inconsistent.
+    /// Failed, and a compensation failed too (after its policy's retries): left
+    /// inconsistent, every other step compensated.
     pub compensation_failed: u64,
     /// Still running when the run ended.
     pub in_flight: u64,
+    /// Orchestrated: per action ("service/endpoint"), the sagas whose compensation of
+    /// that step failed, leaving it done.
+    pub uncompensated: BTreeMap<String, u64>,
 }
 
 /// Operations whose idempotency key was replayed or in use, per endpoint.

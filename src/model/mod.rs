@@ -45,6 +45,9 @@ pub struct Progress {
     /// The run's end, when it has a duration.
     pub end: Option<SimTime>,
     pub events: u64,
+    /// Requests sent so far, and the run's request limit, when it has one.
+    pub requests_sent: u64,
+    pub max_requests: Option<u64>,
 }
 
 /// Events between two progress reports: rare enough to cost nothing per event.
@@ -86,6 +89,7 @@ pub fn run_observed(
     rows: Option<Box<dyn crate::metrics::RowSink>>,
 ) -> Result<RunOutput, RunError> {
     let holds = holds::Holds::new(&spec.holds);
+    let max_requests = spec.max_requests;
     let end = spec.duration.map(|d| SimTime::ZERO + d);
     let mut limits = Limits {
         end,
@@ -116,6 +120,8 @@ pub fn run_observed(
             now,
             end,
             events: stats.events,
+            requests_sent: world.requests_sent(),
+            max_requests,
         })?;
         limits.pause_at_events = stats.events.saturating_add(PROGRESS_EVERY);
     };

@@ -114,6 +114,7 @@ impl World {
         let faults = FaultState::new(&spec, seed);
         let warmup_end = SimTime::ZERO + spec.warmup;
         let mut metrics = new_metrics(&spec, warmup_end);
+        super::saga::open_books(&spec, &mut metrics.consistency.sagas);
         // A workload's edge sees exactly the workload's calls: record them once.
         let (w, e) = (spec.workloads.len(), spec.endpoints.len());
         for (i, wl) in spec.workloads.iter().enumerate() {

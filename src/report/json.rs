@@ -343,6 +343,9 @@ pub struct SagaReport {
     pub compensation_failed: u64,
     /// Still running when the run ended.
     pub in_flight: u64,
+    /// Per action, the sagas that left it done because its compensation failed
+    /// (orchestrated; empty for a choreography).
+    pub uncompensated: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -496,6 +499,7 @@ pub fn consistency(c: &Consistency) -> Option<ConsistencyReport> {
                         compensated: s.compensated,
                         compensation_failed: s.compensation_failed,
                         in_flight,
+                        uncompensated: s.uncompensated.clone(),
                     },
                 )
             })
@@ -855,6 +859,7 @@ pub(crate) mod tests {
                 compensated: 2,
                 compensation_failed: 1,
                 in_flight: 0,
+                uncompensated: [("payments/charge".to_owned(), 1)].into(),
             }],
             idempotency: vec![IdempotencyMetrics {
                 endpoint: "payments/charge".into(),
@@ -1000,7 +1005,8 @@ pub(crate) mod tests {
         assert_eq!(
             c["sagas"]["checkout"],
             serde_json::json!({"kind": "orchestrated", "started": 10, "completed": 6,
-                "compensated": 2, "compensation_failed": 1, "in_flight": 1})
+                "compensated": 2, "compensation_failed": 1, "in_flight": 1,
+                "uncompensated": {"payments/charge": 1}})
         );
         assert_eq!(
             c["idempotency"]["payments/charge"],

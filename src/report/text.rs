@@ -393,6 +393,20 @@ fn consistency(out: &mut String, c: &ConsistencyReport) {
             "saga {label:<w$} {} started, {} completed, {} compensated, {} compensation failed, {} in flight ({})",
             s.started, s.completed, s.compensated, s.compensation_failed, s.in_flight, s.kind
         );
+        let steps: Vec<String> = s
+            .uncompensated
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(action, n)| format!("{action} in {n}"))
+            .collect();
+        if !steps.is_empty() {
+            let _ = writeln!(
+                out,
+                "     {:<w$} left uncompensated: {}",
+                "",
+                steps.join(", ")
+            );
+        }
     }
     let p = &c.propagation;
     if p.latency_ms.count > 0 || p.not_propagated > 0 {
@@ -478,6 +492,7 @@ mod tests {
                 "exchange rabbit/orders (topic): 13 published, 1 unroutable (dropped)",
                 "effect charge: 1000 operations, 998 exactly once, 0 never, 2 duplicated (max 2), 0 despite failure",
                 "saga checkout: 10 started, 6 completed, 2 compensated, 1 compensation failed, 1 in flight (orchestrated)",
+                "               left uncompensated: payments/charge in 1",
                 "propagation to every subscriber: p50 15 ms, p99 15 ms over 3 messages, 4 not propagated",
                 "idempotency payments/charge: 100 stored, 3 replayed, 1 conflict",
             ]

@@ -19,6 +19,7 @@ mod policies;
 mod presets_boundaries;
 mod properties;
 mod robust;
+mod sagas;
 mod series;
 mod support;
 mod trace;

@@ -39,6 +39,8 @@ pub(in crate::model) struct SagaRun {
     pub done: u32,
     /// The failed action's status, once compensating.
     pub failed: Option<Status>,
+    /// Compensations that failed (after their policy's retries) so far.
+    pub uncompensated: u32,
 }
 
 pub(in crate::model) struct JoinState {
@@ -149,6 +151,7 @@ impl World {
             saga: s,
             done: 0,
             failed: None,
+            uncompensated: 0,
         });
         let (action, _) = self.spec.sagas[s.index()].steps[0];
         self.call_from(f, action, sched)

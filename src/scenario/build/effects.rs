@@ -75,6 +75,9 @@ impl Builder {
                     .push((eid, span(target)));
                 if action {
                     b.reach.entry(ctx.endpoint).or_default().push(eid);
+                } else {
+                    let at = span(target);
+                    b.compensation_sites.insert((at.start, at.end));
                 }
                 Some(CallSite {
                     edge,
@@ -126,7 +129,11 @@ impl Builder {
                     continue;
                 }
                 if let Some(next) = b.graph.get(&e) {
-                    stack.extend(next.iter().map(|(x, _)| *x));
+                    stack.extend(
+                        next.iter()
+                            .filter(|(_, at)| !b.compensation_sites.contains(&(at.start, at.end)))
+                            .map(|(x, _)| *x),
+                    );
                 }
                 if let Some(next) = b.reach.get(&e) {
                     stack.extend(next.iter().copied());
@@ -134,8 +141,9 @@ impl Builder {
             }
             seen
         };
-        // Saga compensations are in `graph` but must not make effects expected: use
-        // `reach` for saga actions and publishes, `graph` minus compensations for calls.
+        // Saga compensations are in `graph` (for call cycles) but must not make effects
+        // expected: a refund runs only when the saga failed. Follow `reach` for saga
+        // actions and publishes, `graph` minus the compensation sites for calls.
         let mut expected: Vec<Vec<WorkloadId>> = vec![Vec::new(); self.effects.len()];
         for (w, wl) in workloads.iter().enumerate() {
             let target = self.edges[wl.edge.index()].target;

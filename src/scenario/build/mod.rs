@@ -148,6 +148,9 @@ struct Builder {
     /// Endpoint -> endpoints its work reaches besides calls: consumers of what it
     /// publishes, saga actions (for effects' default expectations).
     reach: BTreeMap<EndpointId, Vec<EndpointId>>,
+    /// Where saga compensations are written (start, end): in `graph` for call cycles,
+    /// but not followed for effects' default expectations.
+    compensation_sites: BTreeSet<(usize, usize)>,
 }
 
 fn span<T>(s: &Spanned<T>) -> Range<usize> {
