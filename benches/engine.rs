@@ -51,9 +51,8 @@ timeout = "2s"
 /// A chain of `hops` services, each doing 1 ms of exponential work on an event-loop
 /// worker and calling the next over a 1 ms link; `requests` requests at 1000/s.
 fn deep_chain(hops: usize, requests: u32) -> String {
-    let mut toml = format!(
-        "[simulation]\nrequests = {requests}\nseed = 42\n[network]\nlatency = \"1ms\"\n"
-    );
+    let mut toml =
+        format!("[simulation]\nrequests = {requests}\nseed = 42\n[network]\nlatency = \"1ms\"\n");
     for h in 0..hops {
         let next = if h + 1 < hops {
             format!(", {{ call = \"s{}/get\" }}", h + 1)

@@ -368,7 +368,13 @@ fn run(
         Some(Box::new(stream)),
     );
     bar.finish();
-    let (crate::FinishedRun { report, mut metrics }, traces) = match outcome {
+    let (
+        crate::FinishedRun {
+            report,
+            mut metrics,
+        },
+        traces,
+    ) = match outcome {
         Ok(o) => o,
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };

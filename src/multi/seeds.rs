@@ -47,6 +47,9 @@ fn walk(vals: &[&Value], zero_fill: bool) -> Value {
         return Value::Object(out);
     }
     if vals.iter().all(|v| v.is_array()) {
+        if let Some(parts) = keyed_parts(vals) {
+            return parts;
+        }
         let len = vals
             .iter()
             .map(|v| v.as_array().expect("checked").len())
@@ -65,6 +68,77 @@ fn walk(vals: &[&Value], zero_fill: bool) -> Value {
         return vals.first().map_or(Value::Null, |v| (*v).clone());
     }
     Value::Array(vals.iter().map(|v| (*v).clone()).collect())
+}
+
+/// Lists of attribution parts (`{"where", "what", "share", ...}`): each seed sorts its
+/// own by share, so position i can name different parts in different seeds. They are
+/// aggregated by (where, what) instead, a part a seed lacks counting as a share of 0
+/// there, and listed by mean share (ties by where, then what), as one report lists them.
+fn keyed_parts(vals: &[&Value]) -> Option<Value> {
+    let key = |p: &Value| {
+        Some((
+            p.get("where")?.as_str()?.to_owned(),
+            p.get("what")?.as_str()?.to_owned(),
+        ))
+    };
+    let lists: Vec<&Vec<Value>> = vals
+        .iter()
+        .map(|v| v.as_array().expect("checked"))
+        .collect();
+    let items = || lists.iter().flat_map(|l| l.iter());
+    if items().next().is_none() || !items().all(|p| p.is_object() && key(p).is_some()) {
+        return None;
+    }
+    let mut keys: Vec<(String, String)> = items().filter_map(key).collect();
+    keys.sort();
+    keys.dedup();
+    let zero = Value::from(0);
+    let mut parts: Vec<(f64, Value)> = keys
+        .into_iter()
+        .map(|k| {
+            let found: Vec<Option<&Value>> = lists
+                .iter()
+                .map(|l| l.iter().find(|p| key(p).as_ref() == Some(&k)))
+                .collect();
+            let mut out = Map::new();
+            out.insert("where".into(), Value::from(k.0.clone()));
+            out.insert("what".into(), Value::from(k.1.clone()));
+            let fields: Vec<&String> = {
+                let mut f: Vec<&String> = found
+                    .iter()
+                    .flatten()
+                    .flat_map(|p| p.as_object().expect("checked").keys())
+                    .filter(|f| *f != "where" && *f != "what")
+                    .collect();
+                f.sort();
+                f.dedup();
+                f
+            };
+            for f in fields {
+                let children: Vec<&Value> = if f == "share" {
+                    found
+                        .iter()
+                        .map(|p| p.and_then(|p| p.get(f)).unwrap_or(&zero))
+                        .collect()
+                } else {
+                    found
+                        .iter()
+                        .filter_map(|p| p.and_then(|p| p.get(f)))
+                        .collect()
+                };
+                out.insert(f.clone(), walk(&children, false));
+            }
+            let share = out
+                .get("share")
+                .and_then(|s| s.get("mean"))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            (share, Value::Object(out))
+        })
+        .collect();
+    // Stable: equal shares keep the (where, what) order.
+    parts.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Some(Value::Array(parts.into_iter().map(|(_, p)| p).collect()))
 }
 
 fn number(v: &Value) -> f64 {
@@ -228,6 +302,38 @@ mod tests {
         let gt3 = crate::report::expect::parse("x > 3").unwrap();
         assert!(!judge("x > 3", &gt3, Over::Ci95, 0, &runs(&[3.0, 4.0, 5.0], 3.0)).passed);
         assert!(judge("x > 3", &gt3, Over::Mean, 0, &runs(&[3.0, 4.0, 5.0], 3.0)).passed);
+    }
+
+    #[test]
+    fn attribution_parts_are_aggregated_by_where_and_what_not_by_position() {
+        let a = serde_json::json!({"p99": [
+            {"where": "a/x", "what": "work", "share": 0.75, "mean_ms": 30.0},
+            {"where": "b/y", "what": "network", "share": 0.25, "mean_ms": 10.0}]});
+        let b = serde_json::json!({"p99": [
+            {"where": "b/y", "what": "network", "share": 0.5, "mean_ms": 20.0},
+            {"where": "a/x", "what": "work", "share": 0.25, "mean_ms": 10.0},
+            {"where": "c/z", "what": "queue_wait", "share": 0.25, "mean_ms": 10.0}]});
+        let agg = aggregate(&[&a, &b]);
+        let parts = agg["p99"].as_array().unwrap();
+        let names: Vec<(&str, &str)> = parts
+            .iter()
+            .map(|p| (p["where"].as_str().unwrap(), p["what"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            names,
+            [("a/x", "work"), ("b/y", "network"), ("c/z", "queue_wait")]
+        );
+        assert_eq!(parts[0]["share"]["mean"], 0.5);
+        assert_eq!(parts[1]["share"]["mean"], 0.375);
+        // Absent in one seed: a share of 0 there; its mean_ms from the seed that has it.
+        assert_eq!(parts[2]["share"]["mean"], 0.125);
+        assert_eq!(parts[2]["mean_ms"]["mean"], 10.0);
+        assert_eq!(parts[2]["mean_ms"]["seeds"], 1);
+        let shares: f64 = parts
+            .iter()
+            .map(|p| p["share"]["mean"].as_f64().unwrap())
+            .sum();
+        assert_eq!(shares, 1.0);
     }
 
     #[test]

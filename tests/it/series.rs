@@ -182,5 +182,8 @@ fn a_run_that_fails_while_streaming_leaves_nothing_behind() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["plots", "report.html", "report.json", "timeseries.csv"]);
+    assert_eq!(
+        names,
+        ["plots", "report.html", "report.json", "timeseries.csv"]
+    );
 }

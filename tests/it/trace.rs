@@ -16,7 +16,8 @@ fn observed(name: &str, text: &str, overrides: &[&str], select: TraceSelect) -> 
     let observe = Observe {
         trace: Some(select),
     };
-    let (outcome, traces) = meshsim::simulate_observed(sc, &observe, &mut |_| Ok(()), None).unwrap();
+    let (outcome, traces) =
+        meshsim::simulate_observed(sc, &observe, &mut |_| Ok(()), None).unwrap();
     (outcome.report.to_json(), traces)
 }
 

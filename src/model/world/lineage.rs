@@ -61,10 +61,7 @@ impl World {
     /// work, even when the immediate caller (which set no timeout) still waits.
     pub(super) fn abandoned(&self, i: Id) -> bool {
         let lineage = self.lineage[i.slot()];
-        lineage.cut
-            || lineage
-                .delivery
-                .is_some_and(|d| !self.asy.delivery_live(d))
+        lineage.cut || lineage.delivery.is_some_and(|d| !self.asy.delivery_live(d))
     }
 
     /// A caller gave up on an attempt (removed before its answer): the invocation
