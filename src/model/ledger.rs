@@ -16,7 +16,7 @@ pub(super) struct Ledger {
     pub txn_effects: Vec<(Id, EffectId)>,
     pub txn_outbox: Vec<(Id, PublishId, u64)>,
     /// Per effect, per operation: applications (saturating at 255).
-    pub counts: Vec<Vec<u8>>,
+    pub counts: Vec<EffectCounts>,
     /// Per operation: bit 0 answered ok, bit 1 answered with an error, bits 2..8 the
     /// workload + 1 (0 when there are more than 62 workloads).
     pub op_flags: Vec<u8>,
@@ -43,7 +43,7 @@ impl Ledger {
         Ledger {
             txn_effects: Vec::new(),
             txn_outbox: Vec::new(),
-            counts: vec![Vec::new(); spec.effects.len()],
+            counts: spec.effects.iter().map(|_| EffectCounts::default()).collect(),
             op_flags: Vec::new(),
             next_op,
             key_base,
@@ -85,7 +85,7 @@ impl Ledger {
         let ops = self
             .counts
             .iter()
-            .map(Vec::len)
+            .map(EffectCounts::len)
             .chain(std::iter::once(self.op_flags.len()))
             .max()
             .unwrap_or(0);
@@ -98,7 +98,7 @@ impl Ledger {
             let l = &self.counts[e];
             let m = &mut c.effects[e];
             for op in 0..ops {
-                let n = u64::from(l.get(op).copied().unwrap_or(0));
+                let n = u64::from(l.get(op as u64));
                 let flags = self.op_flags.get(op).copied().unwrap_or(0);
                 let workload = (flags >> 2) as usize;
                 let expected = flags & 1 == 1
@@ -128,7 +128,7 @@ impl Ledger {
         for (s, saga) in spec.choreographies.iter().enumerate() {
             let m = &mut c.sagas[first + s];
             let count =
-                |e: EffectId, op: usize| self.counts[e.index()].get(op).copied().unwrap_or(0);
+                |e: EffectId, op: usize| self.counts[e.index()].get(op as u64);
             for op in 0..ops {
                 let Some(&(first_step, _)) = saga.steps.first() else {
                     break;
@@ -177,6 +177,56 @@ impl Ledger {
             0
         };
         self.op_flags[i] |= tag | if ok { 1 } else { 2 };
+    }
+}
+
+/// Applications of one effect per operation, 2 bits each (0, 1, 2, or 3 = "3 or more,
+/// exactly in `many`"): a run's ledger costs a quarter byte per operation and effect,
+/// plus a map entry only for the rare operations applied three times or more.
+#[derive(Default)]
+pub(super) struct EffectCounts {
+    packed: Vec<u8>,
+    /// Counts >= 3 (saturating at 255), by operation; ordered, so nothing depends on hashing.
+    many: BTreeMap<u64, u8>,
+}
+
+impl EffectCounts {
+    const MANY: u8 = 3;
+
+    /// Operations the ledger has room for (a multiple of 4: never-applied ones count 0).
+    pub fn len(&self) -> usize {
+        self.packed.len() * 4
+    }
+
+    pub fn get(&self, op: u64) -> u8 {
+        let Some(&byte) = self.packed.get((op / 4) as usize) else {
+            return 0;
+        };
+        match (byte >> ((op % 4) * 2)) & 3 {
+            Self::MANY => self.many[&op],
+            n => n,
+        }
+    }
+
+    /// One more application of `op`.
+    pub fn add(&mut self, op: u64) {
+        let i = (op / 4) as usize;
+        if self.packed.len() <= i {
+            self.packed.resize(i + 1, 0);
+        }
+        let shift = (op % 4) * 2;
+        match (self.packed[i] >> shift) & 3 {
+            Self::MANY => {
+                let n = self.many.get_mut(&op).expect("a count of 3 or more is in the map");
+                *n = n.saturating_add(1);
+            }
+            n => {
+                self.packed[i] += 1 << shift;
+                if n + 1 == Self::MANY {
+                    self.many.insert(op, Self::MANY);
+                }
+            }
+        }
     }
 }
 
@@ -237,12 +287,7 @@ impl Ledger {
 
     /// An effect applies to an operation, now.
     pub fn apply(&mut self, e: EffectId, op: u64, c: &mut Consistency) {
-        let l = &mut self.counts[e.index()];
-        let i = op as usize;
-        if l.len() <= i {
-            l.resize(i + 1, 0);
-        }
-        l[i] = l[i].saturating_add(1);
+        self.counts[e.index()].add(op);
         c.effects[e.index()].applied += 1;
     }
 
@@ -321,5 +366,30 @@ impl Ledger {
         if store.entries.get(&op).is_some_and(|x| x.result.is_none()) {
             store.entries.remove(&op);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EffectCounts;
+
+    #[test]
+    fn counts_are_exact_through_the_packed_bits_and_the_map() {
+        let mut c = EffectCounts::default();
+        // op -> applications: 0, 1, 2 in the packed bits; 3, 7, 300 (saturating) in the map.
+        let wanted: [(u64, u32); 6] = [(0, 0), (1, 1), (2, 2), (5, 3), (6, 7), (9, 300)];
+        for &(op, n) in &wanted {
+            for _ in 0..n {
+                c.add(op);
+            }
+        }
+        for &(op, n) in &wanted {
+            assert_eq!(u32::from(c.get(op)), n.min(255), "operation {op}");
+        }
+        // Neighbours sharing a byte are untouched; past the end reads 0.
+        assert_eq!((c.get(3), c.get(4), c.get(7), c.get(8), c.get(1_000)), (0, 0, 0, 0, 0));
+        assert_eq!(c.many.len(), 3);
+        assert_eq!(c.len(), 12);
+        assert_eq!(c.packed.len(), 3);
     }
 }

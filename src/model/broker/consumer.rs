@@ -123,7 +123,6 @@ impl Async {
         }
         let until = now.checked_add(dd.retention).unwrap_or(SimTime::MAX);
         cs.processed.insert(id, until);
-        cs.processed_order.push_back((until, id));
         true
     }
 }

@@ -19,7 +19,7 @@ mod publish;
 mod queue;
 
 use super::arena::{Arena, Id};
-use super::retention::prune;
+use super::retention::ExpiringIds;
 use super::spec::*;
 use super::status::Status;
 use super::world::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, TransitId};
@@ -164,9 +164,8 @@ struct Instance {
 #[derive(Default)]
 struct ConsumerState {
     instances: Vec<Instance>,
-    /// Processed-messages store: id -> end of retention, and retentions in order.
-    processed: BTreeMap<u64, SimTime>,
-    processed_order: VecDeque<(SimTime, u64)>,
+    /// Processed-messages store: the ids handled within the retention.
+    processed: ExpiringIds,
     parts: Vec<GroupPart>,
     last_by_key: Vec<u64>,
 }
@@ -331,8 +330,8 @@ impl Dedupe {
 impl ConsumerState {
     /// Whether the store (pruned to its retention) holds `id`.
     fn processed(&mut self, id: u64, now: SimTime) -> bool {
-        prune(&mut self.processed_order, &mut self.processed, now, |&t| t);
-        self.processed.contains_key(&id)
+        self.processed.expire(now);
+        self.processed.contains(id)
     }
 }
 
