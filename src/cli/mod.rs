@@ -325,8 +325,13 @@ fn run(
     }
     let (path, text) = (scenario.path.clone(), scenario.text.clone());
     let budget = max_memory.or_else(scenario::memory::machine_budget);
+    // The hold limits follow only a budget the user gave: unset, they are sized to the
+    // same fixed budget as in `check`, `sweep` and the library, so a scenario trips at
+    // the same event on every machine (the allocator guards the machine's memory).
+    if let Some(given) = max_memory {
+        scenario.spec.holds.memory_budget = given;
+    }
     if let Some(budget) = budget {
-        scenario.spec.holds.memory_budget = budget;
         use scenario::memory::{estimate, human};
         let need = estimate(&scenario.spec);
         if need.bytes > budget {

@@ -4,6 +4,7 @@
 
 use assert_cmd::Command;
 use meshsim::scenario;
+use crate::support;
 use predicates::str::contains;
 
 /// A consumer that publishes every message it handles back to its own queue, through
@@ -360,4 +361,46 @@ fn a_run_past_its_memory_budget_stops_cleanly_and_writes_nothing() {
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
     assert!(written.is_empty(), "{written:?}");
+}
+
+#[test]
+fn a_topic_whose_groups_keep_up_is_not_a_runaway() {
+    // 40,000 orders to a topic both groups consume (lag stays under ~1000): the log
+    // keeps every entry for its week of retention, but entries the groups committed
+    // are not waiting for anyone. Counting the whole log stopped this healthy run at its
+    // second check (~10,000 entries); only the unconsumed entries count now.
+    let run = support::run_file(
+        "kafka_consumer_group.toml",
+        &[
+            "simulation.requests=40000",
+            "simulation.max_messages_in_flight=5000",
+        ],
+    );
+    let c = &support::json(&run.report)["consistency"];
+    assert_eq!(c["topics"]["kafka/orders"]["appended"], 40_000);
+    assert_eq!(c["topics"]["kafka/orders"]["retention_removed"], 0);
+    for (group, g) in c["groups"].as_object().unwrap() {
+        let lag = g["max_depth"].as_u64().unwrap();
+        assert!(lag < 5000, "{group}: max lag {lag}");
+    }
+    // And a limit below what the groups have still to consume does stop it.
+    let text = std::fs::read_to_string(format!(
+        "{}/scenarios/kafka_consumer_group.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let sc = scenario::from_source(
+        "scenarios/kafka_consumer_group.toml",
+        "kafka_consumer_group",
+        &text,
+        &[
+            "simulation.requests=40000".into(),
+            "simulation.max_messages_in_flight=20".into(),
+        ],
+    )
+    .unwrap();
+    let err = meshsim::simulate(sc).err().expect("a runaway");
+    let (count, limit, _) = runaway(&err, "max_messages_in_flight");
+    assert_eq!(limit, 20);
+    assert!(count > 20 && count < 5000, "{count}");
 }

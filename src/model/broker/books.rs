@@ -163,6 +163,33 @@ impl Async {
         }
     }
 
+    /// The lag of a topic consumer group: entries appended and not yet committed.
+    fn group_lag(&self, spec: &Spec, ci: usize) -> Option<u64> {
+        let Subscription::Topic(t) = spec.consumers[ci].subscription else {
+            return None;
+        };
+        Some(
+            self.consumers[ci]
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(p, gp)| {
+                    self.partitions[t.index()][p]
+                        .end()
+                        .saturating_sub(gp.committed)
+                })
+                .sum(),
+        )
+    }
+
+    /// Topic log entries some group has still to consume, summed over the groups (an
+    /// entry every group has committed is only kept for retention, not waiting).
+    pub(in crate::model) fn unconsumed(&self, spec: &Spec) -> u64 {
+        (0..spec.consumers.len())
+            .filter_map(|ci| self.group_lag(spec, ci))
+            .sum()
+    }
+
     /// The depth of every queue and the lag of every group, for the time series.
     pub(in crate::model) fn sample_lag(
         &self,
@@ -181,21 +208,11 @@ impl Async {
                 depth: qs.ready.len() as u64 + u64::from(qs.unacked) + u64::from(qs.delayed),
             });
         }
-        for (ci, cs) in spec.consumers.iter().enumerate() {
-            let Subscription::Topic(t) = cs.subscription else {
+        for ci in 0..spec.consumers.len() {
+            let Some(lag) = self.group_lag(spec, ci) else {
                 continue;
             };
             let flow = self.group_flow[ci];
-            let lag: u64 = self.consumers[ci]
-                .parts
-                .iter()
-                .enumerate()
-                .map(|(p, gp)| {
-                    self.partitions[t.index()][p]
-                        .end()
-                        .saturating_sub(gp.committed)
-                })
-                .sum();
             let f = &mut metrics.flows[flow];
             f.max_depth = f.max_depth.max(lag);
             rows.push(LagRow {
