@@ -2,6 +2,7 @@
 //! 2 invalid input (scenario, override, or a run refused by its event budget).
 
 mod explore;
+mod interrupt;
 mod multi;
 
 use crate::report;
@@ -299,6 +300,8 @@ fn run(
         eprintln!("cannot write the reports to {}: {e}", dir.display());
         ExitCode::from(2)
     };
+    // Before the temporary exists: a signal from now on removes it.
+    interrupt::watch();
     let (staged, file) = match report::Staged::create(&dir, "timeseries.csv") {
         Ok(s) => s,
         Err(e) => return cannot_write(&e),
@@ -308,13 +311,21 @@ fn run(
         scenario,
         &mut |p| {
             bar.progress(p);
+            interrupt::check(p)?;
             budget.map_or(Ok(()), |b| memory_within(b, p))
         },
         Some(Box::new(stream)),
     );
     bar.finish();
-    let crate::FinishedRun { report, mut metrics } = match outcome {
+    let crate::FinishedRun {
+        report,
+        mut metrics,
+    } = match outcome {
         Ok(o) => o,
+        Err(e @ crate::engine::RunError::Interrupted { .. }) => {
+            eprintln!("{path}: {e}");
+            return ExitCode::from(interrupt::EXIT_CODE);
+        }
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };
     if let Some(Err(e)) = metrics.series.take_sink().map(|s| s.finish()) {
