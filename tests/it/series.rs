@@ -260,3 +260,27 @@ fn an_interrupted_run_exits_130_and_leaves_nothing_behind() {
         std::fs::read_dir(&out).map(|d| d.count())
     );
 }
+
+#[test]
+fn set_creates_a_missing_report_table_and_still_refuses_unknown_keys() {
+    let text = bundled("cache_ttl");
+    assert!(!text.contains("[report]"));
+    assert_eq!(
+        bucket_of(&text, &["report.bucket=1h"]),
+        SimDuration::from_secs(3600)
+    );
+    let set = |s: &str| {
+        meshsim::scenario::from_source("t.toml", "t", &text, &[s.to_owned()])
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    // The table exists now, but the key under it is still checked.
+    let typo = set("report.bukcet=1h");
+    assert!(
+        typo.contains("bukcet") && typo.contains("t.toml:"),
+        "{typo}"
+    );
+    let typo = set("repot.bucket=1h");
+    assert!(typo.contains("the top level has no `repot`"), "{typo}");
+}
