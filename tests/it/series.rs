@@ -224,7 +224,7 @@ fn a_run_stopped_by_its_progress_callback_leaves_no_temporaries() {
 fn an_interrupted_run_exits_130_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshsim"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshsim"))
         .args([
             "run",
             "mm1",
