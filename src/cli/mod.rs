@@ -2,6 +2,7 @@
 //! 2 invalid input (scenario, override, or a run refused by its event budget).
 
 mod explore;
+mod interrupt;
 mod multi;
 
 use crate::report;
@@ -355,6 +356,8 @@ fn run(
         eprintln!("cannot write the reports to {}: {e}", dir.display());
         ExitCode::from(2)
     };
+    // Before the temporary exists: a signal from now on removes it.
+    interrupt::watch();
     let (staged, file) = match report::Staged::create(&dir, "timeseries.csv") {
         Ok(s) => s,
         Err(e) => return cannot_write(&e),
@@ -368,6 +371,7 @@ fn run(
         &observe,
         &mut |p| {
             bar.progress(p);
+            interrupt::check(p)?;
             budget.map_or(Ok(()), |b| memory_within(b, p))
         },
         Some(Box::new(stream)),
@@ -381,6 +385,10 @@ fn run(
         traces,
     ) = match outcome {
         Ok(o) => o,
+        Err(e @ crate::engine::RunError::Interrupted { .. }) => {
+            eprintln!("{path}: {e}");
+            return ExitCode::from(interrupt::EXIT_CODE);
+        }
         Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
     };
     if let Some(Err(e)) = metrics.series.take_sink().map(|s| s.finish()) {

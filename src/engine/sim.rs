@@ -179,6 +179,12 @@ pub enum RunError {
         at: SimTime,
         events: u64,
     },
+    /// Whoever runs the model asked it to stop between two events (the CLI, on Ctrl-C
+    /// or a termination signal).
+    #[error(
+        "the run was interrupted at simulated time {at} ({events} events in); nothing was written"
+    )]
+    Interrupted { at: SimTime, events: u64 },
 }
 
 pub struct Simulation<M: Model> {

@@ -2,14 +2,17 @@
 //!
 //! A set (say report.json and timeseries.csv, later plots and a page) either replaces
 //! the previous set completely or leaves it exactly as it was, and leaves no temporary
-//! file behind in either case. Every file is written to a hidden temporary name first;
+//! file behind in either case. Every file is written to a hidden temporary name first
+//! (`.NAME.PID-N.tmp`: unique to the process and the set, so two runs writing to the
+//! same folder never truncate each other's temporaries);
 //! only when all of them are on disk are they moved into place, each previous file
 //! moved aside first so a failed move can be undone. A crash of the whole process in
-//! the middle of the moves is the one case this cannot cover: hidden `.NAME.tmp` or
-//! `.NAME.old` files may then remain.
+//! the middle of the moves is the one case this cannot cover: hidden `.NAME.PID-N.tmp`
+//! or `.NAME.PID-N.old` files may then remain.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The files `meshsim run` writes into its `--out` directory. A new output joins this
 /// list, so that it is checked before the run and written with the others.
@@ -23,6 +26,17 @@ fn hidden(dir: &Path, name: &str, suffix: &str) -> PathBuf {
         (Some(parent), Some(file)) => parent.join(format!(".{}.{suffix}", file.to_string_lossy())),
         _ => dir.join(format!(".{name}.{suffix}")),
     }
+}
+
+/// A tag no other set being written has: this process's id and a count of the sets it
+/// has started. Every temporary of one set carries it.
+fn unique_tag() -> String {
+    static SETS: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        SETS.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Checks, before any work is done, that `write_all(dir, ..)` of files named `names`
@@ -70,10 +84,15 @@ pub fn check_writable(dir: &Path, names: &[&str]) -> io::Result<()> {
 /// existed holds its old contents, no new file or directory exists, and the error
 /// names the file it is about.
 pub fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
-    write_set(dir, files, None)
+    write_set(dir, files, &unique_tag(), None)
 }
 
-fn write_set(dir: &Path, files: &[(&str, Vec<u8>)], staged: Option<&Path>) -> io::Result<()> {
+fn write_set(
+    dir: &Path,
+    files: &[(&str, Vec<u8>)],
+    tag: &str,
+    staged: Option<&Path>,
+) -> io::Result<()> {
     let mut created = create_dirs(dir)?;
     // Folders inside the set (plots/), created the same way.
     for (name, _) in files {
@@ -91,10 +110,10 @@ fn write_set(dir: &Path, files: &[(&str, Vec<u8>)], staged: Option<&Path>) -> io
             }
         }
     }
-    let result = stage(dir, files, staged).and_then(|()| swap_in(dir, files));
+    let result = stage(dir, files, tag, staged).and_then(|()| swap_in(dir, files, tag));
     if result.is_err() {
         for (name, _) in files {
-            let _ = std::fs::remove_file(hidden(dir, name, "tmp"));
+            let _ = std::fs::remove_file(hidden(dir, name, &format!("{tag}.tmp")));
         }
         // Only directories this call created, deepest first, and only if empty.
         for d in created.iter().rev() {
@@ -109,6 +128,7 @@ fn write_set(dir: &Path, files: &[(&str, Vec<u8>)], staged: Option<&Path>) -> io
 /// `write_all_staged` moves it in with the rest of the set; dropped before that, it
 /// removes its temporary and the folders it created, so a failed run leaves nothing.
 pub struct Staged {
+    tag: String,
     tmp: PathBuf,
     created: Vec<PathBuf>,
     done: bool,
@@ -118,12 +138,18 @@ impl Staged {
     /// The staged file, open for writing, and its guard.
     pub fn create(dir: &Path, name: &str) -> io::Result<(Staged, std::fs::File)> {
         let created = create_dirs(dir)?;
+        let tag = unique_tag();
         let mut staged = Staged {
-            tmp: hidden(dir, name, "tmp"),
+            tmp: hidden(dir, name, &format!("{tag}.tmp")),
+            tag,
             created,
             done: false,
         };
-        match std::fs::File::create(&staged.tmp) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staged.tmp)
+        {
             Ok(file) => Ok((staged, file)),
             Err(e) => {
                 let e = named(e, &staged.tmp);
@@ -165,7 +191,7 @@ pub fn write_all_staged(
     files: &[(&str, Vec<u8>)],
     mut staged: Staged,
 ) -> io::Result<()> {
-    let result = write_set(dir, files, Some(&staged.tmp));
+    let result = write_set(dir, files, &staged.tag, Some(&staged.tmp));
     staged.done = result.is_ok();
     result
 }
@@ -190,7 +216,12 @@ fn named(e: io::Error, path: &Path) -> io::Error {
 
 /// Writes every file to its temporary name. A destination that is a directory is
 /// refused here, before anything is moved.
-fn stage(dir: &Path, files: &[(&str, Vec<u8>)], staged: Option<&Path>) -> io::Result<()> {
+fn stage(
+    dir: &Path,
+    files: &[(&str, Vec<u8>)],
+    tag: &str,
+    staged: Option<&Path>,
+) -> io::Result<()> {
     for (name, bytes) in files {
         let dest = dir.join(name);
         if dest.is_dir() {
@@ -199,7 +230,7 @@ fn stage(dir: &Path, files: &[(&str, Vec<u8>)], staged: Option<&Path>) -> io::Re
                 format!("{} is a directory", dest.display()),
             ));
         }
-        let tmp = hidden(dir, name, "tmp");
+        let tmp = hidden(dir, name, &format!("{tag}.tmp"));
         if staged == Some(tmp.as_path()) {
             continue;
         }
@@ -210,13 +241,13 @@ fn stage(dir: &Path, files: &[(&str, Vec<u8>)], staged: Option<&Path>) -> io::Re
 
 /// Moves each previous file aside and its new one into place; on a failure, undoes
 /// the moves already made. On success the set aside files are removed.
-fn swap_in(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
+fn swap_in(dir: &Path, files: &[(&str, Vec<u8>)], tag: &str) -> io::Result<()> {
     // (destination, where its previous version was moved, if it had one)
     let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
     let mut result = Ok(());
     for (name, _) in files {
         let dest = dir.join(name);
-        let old = hidden(dir, name, "old");
+        let old = hidden(dir, name, &format!("{tag}.old"));
         // Only a file is moved aside: a directory in the way makes the move below fail.
         let had_old = dest.is_file();
         if had_old && let Err(e) = std::fs::rename(&dest, &old) {
@@ -224,7 +255,7 @@ fn swap_in(dir: &Path, files: &[(&str, Vec<u8>)]) -> io::Result<()> {
             break;
         }
         let moved_aside = had_old.then_some(old);
-        if let Err(e) = std::fs::rename(hidden(dir, name, "tmp"), &dest) {
+        if let Err(e) = std::fs::rename(hidden(dir, name, &format!("{tag}.tmp")), &dest) {
             if let Some(old) = &moved_aside {
                 let _ = std::fs::rename(old, &dest);
             }
@@ -332,14 +363,36 @@ mod tests {
         // staging (between the check and the move), as a racing process would.
         let d = scratch("race");
         write_all(&d, &[("a", b"old".to_vec())]).unwrap();
-        std::fs::write(hidden(&d, "a", "tmp"), b"new").unwrap();
-        std::fs::write(hidden(&d, "b", "tmp"), b"new").unwrap();
+        std::fs::write(hidden(&d, "a", "t.tmp"), b"new").unwrap();
+        std::fs::write(hidden(&d, "b", "t.tmp"), b"new").unwrap();
         std::fs::create_dir_all(d.join("b").join("inside")).unwrap();
         let files = [("a", b"new".to_vec()), ("b", b"new".to_vec())];
-        let err = swap_in(&d, &files).unwrap_err();
+        let err = swap_in(&d, &files, "t").unwrap_err();
         assert!(err.to_string().contains("b"), "{err}");
         assert_eq!(read(&d.join("a")), "old");
-        assert!(!hidden(&d, "a", "old").exists());
+        assert!(!hidden(&d, "a", "t.old").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn two_staged_files_in_one_folder_do_not_collide() {
+        // Two runs to the same --out: each streams its own temporary, and the set
+        // written last wins whole, leaving no temporary of either behind.
+        use std::io::Write;
+        let d = scratch("two-staged");
+        let (first, mut f1) = Staged::create(&d, "t.csv").unwrap();
+        let (second, mut f2) = Staged::create(&d, "t.csv").unwrap();
+        assert_ne!(first.path(), second.path());
+        f1.write_all(b"first").unwrap();
+        f2.write_all(b"second").unwrap();
+        drop((f1, f2));
+        assert_eq!(read(first.path()), "first");
+        assert_eq!(read(second.path()), "second");
+        write_all_staged(&d, &[("t.csv", Vec::new()), ("r", b"1".to_vec())], first).unwrap();
+        assert_eq!(read(&d.join("t.csv")), "first");
+        write_all_staged(&d, &[("t.csv", Vec::new()), ("r", b"2".to_vec())], second).unwrap();
+        assert_eq!(read(&d.join("t.csv")), "second");
+        assert_eq!(listing(&d), ["r", "t.csv"]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -5,8 +5,10 @@
 //! measurements of every endpoint, workload, edge and window (histograms and time-series
 //! buckets dominate), replicas, closed-loop users and their requests, key spaces, topic
 //! partitions and their per-group offsets, and count-based breaker windows. The costs
-//! per unit were measured (peak RSS of scenarios with thousands of each, divided by the
-//! count) and rounded up. It leaves out what grows with the run (queues under
+//! per unit were measured (peak RSS, `/usr/bin/time -v`, dev-opt build, of a scenario
+//! with 1000 and with 2000 of each: the difference divided by 1000) and rounded up.
+//! Histograms grow to the highest bucket they record, so an idle unit costs far less
+//! than one whose latencies spread over many decades. It leaves out what grows with the run (queues under
 //! overload, the effects ledger, retention stores): the event budget and the sizes in
 //! `bounds` keep those finite.
 
@@ -14,14 +16,17 @@ use crate::model::breaker::BreakerWindow;
 use crate::model::spec::{Load, Spec};
 
 const BASE: u64 = 8 << 20;
-/// Measured: 2000 idle endpoints, 253 MB.
-const PER_ENDPOINT: u64 = 130_000;
-/// Measured: 2000 workloads on one endpoint (each with its edge), 336 MB.
-const PER_WORKLOAD: u64 = 170_000;
+/// Measured: 1000 more idle endpoints, 13.8 MB more (one service; 12.1 MB as 1000 more
+/// services of one endpoint: 21.4 -> 33.5 MB).
+const PER_ENDPOINT: u64 = 16_000;
+/// Measured: 1000 more workloads at 1/s on one endpoint (each with its edge), 10 s,
+/// 90.7 MB more (100.9 -> 191.7 MB).
+const PER_WORKLOAD: u64 = 96_000;
 /// Measured: 2000 edges between endpoints, 7 MB beyond their endpoints.
 const PER_EDGE: u64 = 4_000;
-/// One latency summary and its counts.
-const PER_WINDOW: u64 = 40_000;
+/// One latency summary and its counts. Measured: 1000 more `[[expect]]` windows on a
+/// workload at 100/s, 16.6 MB more (26.0 -> 42.5 MB).
+const PER_WINDOW: u64 = 20_000;
 const PER_REPLICA: u64 = 256;
 /// Measured: 5 x 10^6 users, each with a request in flight, 195 MB.
 const PER_USER: u64 = 48;

@@ -3,9 +3,15 @@
 //! keys, or indexes into arrays. VALUE is read as TOML (`3`, `0.5`, `true`,
 //! `{ dist = "exponential", mean = "1s" }`) and, when it is not valid TOML, as a
 //! string, so durations need no quotes. The edit preserves the file's formatting, so
-//! errors still point at the right lines.
+//! errors still point at the right lines. A missing top-level table of a fixed name
+//! (`[report]`, `[network]`, `[simulation]`) is created; any other missing key is an
+//! error that lists what exists, so a typo is never taken for a new table.
 
-use toml_edit::{DocumentMut, Item, Value};
+use toml_edit::{DocumentMut, Item, Table, Value};
+
+/// The top-level tables `--set` creates when the scenario has none: those the scenario
+/// language names itself (the keys below them are checked when the scenario is read).
+const CREATABLE: &[&str] = &["simulation", "report", "network"];
 
 /// Applies `assignments` (each `PATH=VALUE`) to `text`; returns the edited text.
 pub fn apply(text: &str, assignments: &[String]) -> Result<String, String> {
@@ -37,6 +43,9 @@ fn set(root: &mut Item, assignment: &str) -> Result<(), String> {
     let mut item = root;
     let mut walked = String::new();
     for seg in parents {
+        if walked.is_empty() && CREATABLE.contains(seg) && item.get(seg).is_none() {
+            item[*seg] = Item::Table(Table::new());
+        }
         item = step(item, seg, &walked)?;
         if !walked.is_empty() {
             walked.push('.');
@@ -141,5 +150,20 @@ steps = [{ work = "50ms" }, { call = "d/x" }]
         assert!(err.contains("has 2 entries: no index 5"), "{err}");
         let err = apply(SRC, &["simulation.seed".into()]).unwrap_err();
         assert!(err.contains("PATH=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn creates_a_missing_table_of_the_language_and_refuses_a_typo() {
+        let out = apply(SRC, &["report.bucket=1h".into()]).unwrap();
+        assert!(out.ends_with("[report]\nbucket = \"1h\"\n"), "{out}");
+        assert!(out.starts_with(SRC), "{out}");
+        let err = apply(SRC, &["repot.bucket=1h".into()]).unwrap_err();
+        assert!(
+            err.contains("the top level has no `repot` (it has: simulation, services)"),
+            "{err}"
+        );
+        // Only at the top level: a missing service is not made up.
+        let err = apply(SRC, &["services.b.replicas=2".into()]).unwrap_err();
+        assert!(err.contains("`services` has no `b`"), "{err}");
     }
 }

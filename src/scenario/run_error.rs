@@ -79,6 +79,11 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
             error.to_string(),
             "a run within the memory budget (`--max-memory`, three quarters of the machine's memory unless set)",
         )],
+        RunError::Interrupted { .. } => vec![Diagnostic::new(
+            whole_simulation,
+            error.to_string(),
+            "the run to finish (it was stopped from outside, not by the scenario)",
+        )],
         RunError::ClockOverflow { at, delay } => {
             let left = SimDuration::from_nanos(SimTime::MAX.as_nanos() - at.as_nanos());
             let mut sites = Vec::new();

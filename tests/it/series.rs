@@ -187,3 +187,104 @@ fn a_run_that_fails_while_streaming_leaves_nothing_behind() {
         ["plots", "report.html", "report.json", "timeseries.csv"]
     );
 }
+
+#[test]
+fn a_run_stopped_by_its_progress_callback_leaves_no_temporaries() {
+    // What `meshsim run` does on Ctrl-C: the callback's error ends the run, and
+    // dropping the staged file removes its temporary, its scratch and its folders.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("new").join("out");
+    let (staged, file) = meshsim::report::Staged::create(&out, "timeseries.csv").unwrap();
+    let stream = meshsim::report::csv::TimeseriesStream::new(file, &staged.scratch("flows"));
+    let scenario =
+        meshsim::scenario::from_source("t.toml", "t", &bundled("retry_storm"), &[]).unwrap();
+    let mut calls = 0;
+    let outcome = meshsim::simulate_streaming(
+        scenario,
+        &mut |p| {
+            calls += 1;
+            Err(meshsim::engine::RunError::Interrupted {
+                at: p.now,
+                events: p.events,
+            })
+        },
+        Some(Box::new(stream)),
+    );
+    let Err(meshsim::engine::RunError::Interrupted { events, .. }) = outcome else {
+        panic!("the run was not stopped");
+    };
+    assert_eq!((calls, events), (1, meshsim::model::PROGRESS_EVERY));
+    assert!(out.exists(), "the temporary is there while the guard lives");
+    drop(staged);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_exits_130_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args([
+            "run",
+            "mm1",
+            "--set",
+            "simulation.requests=1000000000",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The temporary appears once the handler is installed (the run installs it first);
+    // the run of 10^9 requests cannot end before the signal.
+    // Bounded: a run that failed before staging must fail the test, not hang it.
+    let mut waited = 0;
+    while !std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(waited < 6000, "the run never staged its temporary");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let finished = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert_eq!(finished.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("the run was interrupted at simulated time"),
+        "{stderr}"
+    );
+    assert!(
+        !out.exists(),
+        "{:?}",
+        std::fs::read_dir(&out).map(|d| d.count())
+    );
+}
+
+#[test]
+fn set_creates_a_missing_report_table_and_still_refuses_unknown_keys() {
+    let text = bundled("cache_ttl");
+    assert!(!text.contains("[report]"));
+    assert_eq!(
+        bucket_of(&text, &["report.bucket=1h"]),
+        SimDuration::from_secs(3600)
+    );
+    let set = |s: &str| {
+        meshsim::scenario::from_source("t.toml", "t", &text, &[s.to_owned()])
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    // The table exists now, but the key under it is still checked.
+    let typo = set("report.bukcet=1h");
+    assert!(
+        typo.contains("bukcet") && typo.contains("t.toml:"),
+        "{typo}"
+    );
+    let typo = set("repot.bucket=1h");
+    assert!(typo.contains("the top level has no `repot`"), "{typo}");
+}
