@@ -43,7 +43,11 @@ impl Ledger {
         Ledger {
             txn_effects: Vec::new(),
             txn_outbox: Vec::new(),
-            counts: spec.effects.iter().map(|_| EffectCounts::default()).collect(),
+            counts: spec
+                .effects
+                .iter()
+                .map(|_| EffectCounts::default())
+                .collect(),
             op_flags: Vec::new(),
             next_op,
             key_base,
@@ -127,8 +131,7 @@ impl Ledger {
         let first = spec.sagas.len();
         for (s, saga) in spec.choreographies.iter().enumerate() {
             let m = &mut c.sagas[first + s];
-            let count =
-                |e: EffectId, op: usize| self.counts[e.index()].get(op as u64);
+            let count = |e: EffectId, op: usize| self.counts[e.index()].get(op as u64);
             for op in 0..ops {
                 let Some(&(first_step, _)) = saga.steps.first() else {
                     break;
@@ -217,7 +220,10 @@ impl EffectCounts {
         let shift = (op % 4) * 2;
         match (self.packed[i] >> shift) & 3 {
             Self::MANY => {
-                let n = self.many.get_mut(&op).expect("a count of 3 or more is in the map");
+                let n = self
+                    .many
+                    .get_mut(&op)
+                    .expect("a count of 3 or more is in the map");
                 *n = n.saturating_add(1);
             }
             n => {
@@ -387,7 +393,10 @@ mod tests {
             assert_eq!(u32::from(c.get(op)), n.min(255), "operation {op}");
         }
         // Neighbours sharing a byte are untouched; past the end reads 0.
-        assert_eq!((c.get(3), c.get(4), c.get(7), c.get(8), c.get(1_000)), (0, 0, 0, 0, 0));
+        assert_eq!(
+            (c.get(3), c.get(4), c.get(7), c.get(8), c.get(1_000)),
+            (0, 0, 0, 0, 0)
+        );
         assert_eq!(c.many.len(), 3);
         assert_eq!(c.len(), 12);
         assert_eq!(c.packed.len(), 3);

@@ -167,9 +167,15 @@ mod tests {
         s.expire(t(5));
         assert_eq!((s.len(), s.contains(10), s.contains(3)), (4, false, true));
         s.expire(t(6));
-        assert_eq!((s.len(), s.contains(3), s.contains(200), s.contains(11)), (2, false, false, true));
+        assert_eq!(
+            (s.len(), s.contains(3), s.contains(200), s.contains(11)),
+            (2, false, false, true)
+        );
         s.expire(t(19));
-        assert_eq!((s.len(), s.contains(11), s.contains(1_000_000)), (1, false, true));
+        assert_eq!(
+            (s.len(), s.contains(11), s.contains(1_000_000)),
+            (1, false, true)
+        );
         // Only the one word of the last id is left.
         assert_eq!(s.words.len(), 1);
         s.insert(4, t(30));

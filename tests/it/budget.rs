@@ -2,9 +2,9 @@
 //! (from the heap or the world's immediate queue), a `stream` step's draws are charged,
 //! and a clock that stands still is caught early as a zero-time loop.
 
+use crate::support;
 use assert_cmd::Command;
 use meshsim::scenario;
-use crate::support;
 use predicates::str::contains;
 
 /// A consumer that publishes every message it handles back to its own queue, through
