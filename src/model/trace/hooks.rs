@@ -1,0 +1,316 @@
+//! The `World`'s hooks: one call each from the model's rooms, a branch when the
+//! recorder is off.
+
+use super::*;
+
+/// The hooks the model calls. Each is one test of the recorder when it is off.
+impl World {
+    #[inline]
+    pub(in crate::model) fn trace_call(
+        &mut self,
+        l: Id,
+        origin: Origin,
+        edge: EdgeId,
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref_mut() {
+            let measured = now >= self.warmup_end;
+            r.call_started(&self.spec, l, origin, edge, now.as_nanos(), measured);
+        }
+    }
+
+    /// A logical call is over (`None`: abandoned by its caller).
+    #[inline]
+    pub(in crate::model) fn trace_call_end(
+        &mut self,
+        l: Id,
+        status: Option<Status>,
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref_mut() {
+            let Some((root, n)) = r.calls.get(l, &r.roots) else {
+                return;
+            };
+            let now = now.as_nanos();
+            if let Node::Call {
+                end,
+                status: s,
+                fiber,
+                ..
+            } = r.node(root, n)
+            {
+                if *end != OPEN {
+                    return;
+                }
+                *end = now;
+                *s = status;
+                if *fiber == NONE {
+                    r.root_ended(&self.spec, root);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(in crate::model) fn trace_attempt(
+        &mut self,
+        a: Id,
+        l: Id,
+        number: u32,
+        hedge: bool,
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref_mut() {
+            r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
+        }
+    }
+
+    /// An attempt refused before it left ("breaker", "bulkhead", "rate_limit").
+    #[inline]
+    pub(in crate::model) fn trace_refused(
+        &mut self,
+        l: Id,
+        number: u32,
+        why: &'static str,
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref_mut() {
+            r.attempt_refused(l, number, now.as_nanos(), why);
+        }
+    }
+
+    #[inline]
+    pub(in crate::model) fn trace_attempt_end(
+        &mut self,
+        a: Id,
+        how: AttemptEnd,
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.attempts.get(a, &r.roots)
+            && let Node::Attempt { end, how: h, .. } = r.node(root, n)
+            && *end == OPEN
+        {
+            *end = now.as_nanos();
+            *h = how;
+        }
+    }
+
+    /// A failed attempt's call waits `delay` before its next attempt.
+    #[inline]
+    pub(in crate::model) fn trace_backoff(&mut self, l: Id, delay: SimDuration) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, c)) = r.calls.get(l, &r.roots)
+        {
+            let last = r.roots[root as usize]
+                .nodes
+                .iter()
+                .rposition(|n| matches!(n, Node::Attempt { call, .. } if *call == c));
+            if let Some(a) = last
+                && let Node::Attempt { backoff, .. } = &mut r.roots[root as usize].nodes[a]
+            {
+                *backoff = delay.as_nanos();
+            }
+        }
+    }
+
+    /// An attempt's request reaches its callee.
+    #[inline]
+    pub(in crate::model) fn trace_arrived(&mut self, a: Id, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.attempts.get(a, &r.roots)
+            && let Node::Attempt { arrived, .. } = r.node(root, n)
+        {
+            *arrived = now.as_nanos();
+        }
+    }
+
+    /// The callee sends an attempt's reply.
+    #[inline]
+    pub(in crate::model) fn trace_replied(&mut self, a: Id, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.attempts.get(a, &r.roots)
+            && let Node::Attempt { replied, .. } = r.node(root, n)
+        {
+            *replied = now.as_nanos();
+        }
+    }
+
+    /// A request is admitted (on a worker now, or queued); `root` is its handler's fiber.
+    #[inline]
+    pub(in crate::model) fn trace_admitted(&mut self, i: Id, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref_mut() {
+            let inv = &self.invocations[i];
+            let crate::model::world::AnswerTo::Attempt { attempt, .. } = inv.answer_to else {
+                return;
+            };
+            let Some((root, a)) = r.attempts.get(attempt, &r.roots) else {
+                return;
+            };
+            let now = now.as_nanos();
+            let started = if inv.worker_since.is_some() {
+                now
+            } else {
+                OPEN
+            };
+            let (endpoint, replica, fiber_id) = (inv.endpoint, inv.replica, inv.root);
+            let n = r.push(
+                root,
+                Node::Invocation {
+                    attempt: a,
+                    endpoint,
+                    replica: replica
+                        - self.first_replica[self.spec.endpoints[endpoint.index()].service.index()],
+                    arrived: now,
+                    started,
+                    end: OPEN,
+                    status: None,
+                    fiber: NONE,
+                },
+            );
+            let generation = r.roots[root as usize].generation;
+            r.invocations.set(i, root, generation, n);
+            let f = r.new_fiber(root, fiber_id, n, NONE, 0, started);
+            if let Node::Invocation { fiber, .. } = r.node(root, n) {
+                *fiber = f;
+            }
+            if let Node::Attempt { invocation, .. } = r.node(root, a) {
+                *invocation = n;
+            }
+        }
+    }
+
+    /// A queued request gets its worker.
+    #[inline]
+    pub(in crate::model) fn trace_started(&mut self, i: Id, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.invocations.get(i, &r.roots)
+            && let Node::Invocation { started, fiber, .. } = *r.node(root, n)
+            && started == OPEN
+        {
+            let now = now.as_nanos();
+            if let Node::Invocation { started, .. } = r.node(root, n) {
+                *started = now;
+            }
+            if let Node::Fiber {
+                last_run, start, ..
+            } = r.node(root, fiber)
+            {
+                *last_run = now;
+                *start = now;
+            }
+        }
+    }
+
+    /// An invocation answers (`None`: lost in a crash).
+    #[inline]
+    pub(in crate::model) fn trace_answered(
+        &mut self,
+        i: Id,
+        status: Option<Status>,
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.invocations.get(i, &r.roots)
+            && let Node::Invocation { end, status: s, .. } = r.node(root, n)
+        {
+            *end = now.as_nanos();
+            *s = status;
+        }
+    }
+
+    /// A fiber runs its next steps.
+    #[inline]
+    pub(in crate::model) fn trace_runs(&mut self, f: Id, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.fibers.get(f, &r.roots)
+        {
+            r.close_seg(root, n, now.as_nanos());
+        }
+    }
+
+    /// A fiber ends (finished or cancelled).
+    #[inline]
+    pub(in crate::model) fn trace_fiber_end(&mut self, f: Id, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.fibers.get(f, &r.roots)
+        {
+            let now = now.as_nanos();
+            r.close_seg(root, n, now);
+            if let Node::Fiber { end, .. } = r.node(root, n) {
+                *end = now;
+            }
+        }
+    }
+
+    /// A fiber waits for a publisher confirm.
+    #[inline]
+    pub(in crate::model) fn trace_publish_wait(&mut self, f: Id, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.fibers.get(f, &r.roots)
+        {
+            r.open_seg(root, n, Seg::Publish, now.as_nanos());
+        }
+    }
+
+    /// A `parallel` step: fiber `f` waits on `join` for `children`.
+    #[inline]
+    pub(in crate::model) fn trace_fork(
+        &mut self,
+        f: Id,
+        join: Id,
+        children: &[Id],
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.fibers.get(f, &r.roots)
+        {
+            let now = now.as_nanos();
+            let Node::Fiber { invocation, .. } = *r.node(root, n) else {
+                unreachable!()
+            };
+            let j = r.push(
+                root,
+                Node::Join {
+                    decided: OPEN,
+                    decider: NONE,
+                },
+            );
+            let generation = r.roots[root as usize].generation;
+            r.joins.set(join, root, generation, j);
+            r.open_seg(root, n, Seg::Join(j), now);
+            for (i, &child) in children.iter().enumerate() {
+                r.new_fiber(root, child, invocation, j, i as u32, now);
+            }
+        }
+    }
+
+    /// A join is decided by the settling of `branch`.
+    #[inline]
+    pub(in crate::model) fn trace_join(&mut self, j: Id, branch: u32, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref_mut()
+            && let Some((root, n)) = r.joins.get(j, &r.roots)
+            && let Node::Join { decided, decider } = r.node(root, n)
+        {
+            *decided = now.as_nanos();
+            *decider = branch;
+        }
+    }
+
+    /// Hands over the traces kept and every workload's attribution (empty when off).
+    pub(in crate::model) fn take_recorded(&mut self) -> Traces {
+        let Some(r) = self.recorder.take() else {
+            return Traces::default();
+        };
+        if let Some(sums) = &r.attribution {
+            let names: Vec<String> = self.spec.endpoints.iter().map(|e| e.name.clone()).collect();
+            self.metrics.attribution = (0..self.spec.workloads.len())
+                .map(|w| {
+                    let (hist, _, _) = self.metrics.workloads[w].latency.histogram();
+                    sums.finish(w, hist, &names)
+                })
+                .collect();
+        }
+        r.traces
+    }
+}

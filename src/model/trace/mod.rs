@@ -1,0 +1,536 @@
+//! The span recorder: what happened to a request, kept while the request lasts, for
+//! traces (`meshsim trace`, `run --trace-sample`) and for attribution (where a
+//! workload's time goes). Off unless asked for: the `World` holds an
+//! `Option<Box<Recorder>>`, and every hook is one call that tests it and returns, so a
+//! run without it allocates nothing here and does one predictable branch per hook.
+//!
+//! The recorder never draws a random number, schedules an event or changes the
+//! model: a run with it on makes the same report byte for byte. Which requests are
+//! traced is a hash of (seed, workload, request number), not a draw.
+//!
+//! For each recorded root request (a workload's logical call) it keeps a small buffer
+//! of nodes (calls, attempts, invocations, fibers, their segments, joins), linked by
+//! index; ids of the model's arenas are mapped to nodes by slot. When the root call
+//! ends, the buffer is folded into the attribution sums and, if the request is traced,
+//! turned into spans; then it goes back to the pool. Memory is bounded by the requests
+//! in flight (plus the traces kept, at most `MAX_TRACES`).
+
+mod hooks;
+mod spans;
+mod tree;
+
+use super::World;
+use super::arena::Id;
+use super::client::Origin;
+use super::spec::{EdgeId, EndpointId, Spec, WorkloadId};
+use super::status::Status;
+use crate::engine::SimDuration;
+use crate::metrics::attribution::{AttributionSums, Parts, What};
+use crate::metrics::trace::{MAX_TRACES, Traces};
+use tree::Tree;
+
+const NONE: u32 = u32::MAX;
+/// Not happened (yet): an end still open, a request never arrived.
+const OPEN: u64 = u64::MAX;
+
+/// Which root requests to trace.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TraceSelect {
+    /// Each request with this probability, by a hash of (seed, workload, number).
+    Sample(f64),
+    /// The `number`-th request (from 1) of one workload.
+    Request { workload: WorkloadId, number: u64 },
+}
+
+/// What a run records beyond its metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observe {
+    pub trace: Option<TraceSelect>,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AttemptEnd {
+    InFlight,
+    Answered(Status),
+    Timeout,
+    Cancelled,
+    /// Refused before it left: "breaker", "bulkhead", "rate_limit".
+    Refused(&'static str),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Seg {
+    Work,
+    Call(u32),
+    Join(u32),
+    Publish,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Node {
+    Call {
+        edge: EdgeId,
+        /// The fiber that called, or NONE for the root.
+        fiber: u32,
+        start: u64,
+        end: u64,
+        status: Option<Status>,
+    },
+    Attempt {
+        call: u32,
+        number: u32,
+        hedge: bool,
+        sent: u64,
+        arrived: u64,
+        replied: u64,
+        end: u64,
+        how: AttemptEnd,
+        backoff: u64,
+        invocation: u32,
+    },
+    Invocation {
+        attempt: u32,
+        endpoint: EndpointId,
+        replica: u32,
+        arrived: u64,
+        started: u64,
+        end: u64,
+        status: Option<Status>,
+        fiber: u32,
+    },
+    Fiber {
+        invocation: u32,
+        /// The join a branch belongs to (NONE for a root fiber), and its branch.
+        join: u32,
+        branch: u32,
+        start: u64,
+        last_run: u64,
+        open_seg: u32,
+        end: u64,
+    },
+    Seg {
+        fiber: u32,
+        kind: Seg,
+        start: u64,
+        until: u64,
+    },
+    Join {
+        decided: u64,
+        decider: u32,
+    },
+}
+
+impl Node {
+    /// The node whose child list this one is in.
+    fn parent(&self) -> u32 {
+        match *self {
+            Node::Attempt { call, .. } => call,
+            Node::Seg { fiber, .. } => fiber,
+            Node::Fiber { join, .. } => join,
+            _ => NONE,
+        }
+    }
+}
+
+struct Root {
+    generation: u32,
+    live: bool,
+    workload: WorkloadId,
+    number: u64,
+    traced: bool,
+    measured: bool,
+    nodes: Vec<Node>,
+}
+
+/// Arena id -> (root, root generation, node), by the id's slot.
+#[derive(Default)]
+struct IdMap {
+    slots: Vec<(u32, u32, u32, u32)>,
+}
+
+impl IdMap {
+    fn set(&mut self, id: Id, root: u32, root_gen: u32, node: u32) {
+        let (slot, generation) = id.parts();
+        let slot = slot as usize;
+        if self.slots.len() <= slot {
+            self.slots.resize(slot + 1, (u32::MAX, NONE, 0, NONE));
+        }
+        self.slots[slot] = (generation, root, root_gen, node);
+    }
+
+    #[inline]
+    fn get(&self, id: Id, roots: &[Root]) -> Option<(u32, u32)> {
+        let (slot, generation) = id.parts();
+        let &(g, root, root_gen, node) = self.slots.get(slot as usize)?;
+        let r = roots.get(root as usize)?;
+        (g == generation && r.live && r.generation == root_gen).then_some((root, node))
+    }
+}
+
+pub struct Recorder {
+    seed: u64,
+    select: Option<TraceSelect>,
+    attribution: Option<AttributionSums>,
+    roots: Vec<Root>,
+    free: Vec<u32>,
+    calls: IdMap,
+    attempts: IdMap,
+    invocations: IdMap,
+    fibers: IdMap,
+    joins: IdMap,
+    /// Requests started per workload (the trace numbers).
+    started: Vec<u64>,
+    parts: Parts,
+    kid_start: Vec<u32>,
+    kids: Vec<u32>,
+    traces: Traces,
+}
+
+impl Recorder {
+    /// A recorder for what `observe` asks and, with `attribution`, every measured
+    /// request's parts. None when there is nothing to record.
+    pub fn new(spec: &Spec, observe: &Observe, attribution: bool) -> Option<Box<Recorder>> {
+        if observe.trace.is_none() && !attribution {
+            return None;
+        }
+        Some(Box::new(Recorder {
+            seed: spec.seed,
+            select: observe.trace.clone(),
+            attribution: attribution
+                .then(|| AttributionSums::new(spec.workloads.len(), spec.endpoints.len())),
+            roots: Vec::new(),
+            free: Vec::new(),
+            calls: IdMap::default(),
+            attempts: IdMap::default(),
+            invocations: IdMap::default(),
+            fibers: IdMap::default(),
+            joins: IdMap::default(),
+            started: vec![0; spec.workloads.len()],
+            parts: Parts::default(),
+            kid_start: Vec::new(),
+            kids: Vec::new(),
+            traces: Traces::default(),
+        }))
+    }
+
+    fn selected(&self, spec: &Spec, workload: WorkloadId, number: u64) -> bool {
+        match self.select {
+            None => false,
+            Some(TraceSelect::Request {
+                workload: w,
+                number: n,
+            }) => w == workload && n == number,
+            Some(TraceSelect::Sample(rate)) => {
+                sample_hash(self.seed, &spec.workloads[workload.index()].name, number)
+                    < rate_threshold(rate)
+            }
+        }
+    }
+
+    fn push(&mut self, root: u32, node: Node) -> u32 {
+        let nodes = &mut self.roots[root as usize].nodes;
+        nodes.push(node);
+        (nodes.len() - 1) as u32
+    }
+
+    fn node(&mut self, root: u32, n: u32) -> &mut Node {
+        &mut self.roots[root as usize].nodes[n as usize]
+    }
+
+    fn new_root(&mut self, workload: WorkloadId, number: u64, traced: bool, measured: bool) -> u32 {
+        match self.free.pop() {
+            Some(r) => {
+                let root = &mut self.roots[r as usize];
+                root.generation = root.generation.wrapping_add(1);
+                root.live = true;
+                root.workload = workload;
+                root.number = number;
+                root.traced = traced;
+                root.measured = measured;
+                root.nodes.clear();
+                r
+            }
+            None => {
+                self.roots.push(Root {
+                    generation: 0,
+                    live: true,
+                    workload,
+                    number,
+                    traced,
+                    measured,
+                    nodes: Vec::new(),
+                });
+                (self.roots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn call_started(
+        &mut self,
+        spec: &Spec,
+        l: Id,
+        origin: Origin,
+        edge: EdgeId,
+        now: u64,
+        measured: bool,
+    ) {
+        let (root, fiber) = match origin {
+            Origin::Workload { workload, .. } => {
+                let w = workload.index();
+                self.started[w] += 1;
+                let number = self.started[w];
+                let traced =
+                    self.selected(spec, workload, number) && self.traces.traces.len() < MAX_TRACES;
+                if !traced && self.select.is_some() && self.selected(spec, workload, number) {
+                    self.traces.dropped += 1;
+                }
+                let attributed = measured && self.attribution.is_some();
+                if !traced && !attributed {
+                    return;
+                }
+                (self.new_root(workload, number, traced, measured), NONE)
+            }
+            Origin::Fiber(f) => match self.fibers.get(f, &self.roots) {
+                Some(x) => x,
+                None => return,
+            },
+        };
+        let call = self.push(
+            root,
+            Node::Call {
+                edge,
+                fiber,
+                start: now,
+                end: OPEN,
+                status: None,
+            },
+        );
+        let generation = self.roots[root as usize].generation;
+        self.calls.set(l, root, generation, call);
+        if fiber != NONE {
+            self.open_seg(root, fiber, Seg::Call(call), now);
+        }
+    }
+
+    /// A fiber starts waiting on something: what it did since it last ran was work.
+    fn open_seg(&mut self, root: u32, fiber: u32, kind: Seg, now: u64) {
+        self.close_seg(root, fiber, now);
+        let seg = self.push(
+            root,
+            Node::Seg {
+                fiber,
+                kind,
+                start: now,
+                until: OPEN,
+            },
+        );
+        if let Node::Fiber { open_seg, .. } = self.node(root, fiber) {
+            *open_seg = seg;
+        }
+    }
+
+    /// A fiber runs (or ends) at `now`: its wait is over, or it worked since it last ran.
+    fn close_seg(&mut self, root: u32, fiber: u32, now: u64) {
+        let Node::Fiber {
+            open_seg, last_run, ..
+        } = *self.node(root, fiber)
+        else {
+            unreachable!("a fiber node")
+        };
+        if open_seg != NONE {
+            if let Node::Seg { until, .. } = self.node(root, open_seg) {
+                *until = now;
+            }
+        } else if last_run != OPEN && now > last_run {
+            self.push(
+                root,
+                Node::Seg {
+                    fiber,
+                    kind: Seg::Work,
+                    start: last_run,
+                    until: now,
+                },
+            );
+        }
+        if let Node::Fiber {
+            open_seg, last_run, ..
+        } = self.node(root, fiber)
+        {
+            *open_seg = NONE;
+            *last_run = now;
+        }
+    }
+
+    fn new_fiber(
+        &mut self,
+        root: u32,
+        f: Id,
+        invocation: u32,
+        join: u32,
+        branch: u32,
+        start: u64,
+    ) -> u32 {
+        let n = self.push(
+            root,
+            Node::Fiber {
+                invocation,
+                join,
+                branch,
+                start,
+                last_run: start,
+                open_seg: NONE,
+                end: OPEN,
+            },
+        );
+        let generation = self.roots[root as usize].generation;
+        self.fibers.set(f, root, generation, n);
+        n
+    }
+
+    /// The root call is over: fold its parts, keep its trace, free its buffer.
+    fn root_ended(&mut self, spec: &Spec, root: u32) {
+        let r = root as usize;
+        let nodes = std::mem::take(&mut self.roots[r].nodes);
+        // Child lists (attempts of a call, segments of a fiber, branches of a join),
+        // in creation order, which is time order: a counting sort by parent, where
+        // kid_start[p]..kid_start[p + 1] ends up as p's list.
+        self.kid_start.clear();
+        self.kid_start.resize(nodes.len() + 2, 0);
+        for n in &nodes {
+            let p = n.parent();
+            if p != NONE {
+                self.kid_start[p as usize + 2] += 1;
+            }
+        }
+        for i in 2..self.kid_start.len() {
+            self.kid_start[i] += self.kid_start[i - 1];
+        }
+        self.kids.clear();
+        self.kids.resize(nodes.len(), NONE);
+        for (i, n) in nodes.iter().enumerate() {
+            let p = n.parent();
+            if p != NONE {
+                let at = &mut self.kid_start[p as usize + 1];
+                self.kids[*at as usize] = i as u32;
+                *at += 1;
+            }
+        }
+        let Node::Call { start, end, .. } = nodes[0] else {
+            unreachable!("a root starts with its call")
+        };
+        let (workload, number, traced, measured) = {
+            let x = &self.roots[r];
+            (x.workload, x.number, x.traced, x.measured)
+        };
+        let tree = Tree {
+            nodes: &nodes,
+            kid_start: &self.kid_start,
+            kids: &self.kids,
+            spec,
+        };
+        if measured && let Some(sums) = &mut self.attribution {
+            self.parts.clear();
+            tree.call(&mut self.parts, 0, start, end);
+            sums.fold(workload.index(), end - start, &self.parts);
+        }
+        if traced {
+            let trace = tree.spans(workload, number);
+            self.traces.traces.push(trace);
+        }
+        let root = &mut self.roots[r];
+        root.nodes = nodes;
+        root.nodes.clear();
+        root.live = false;
+        self.free.push(r as u32);
+    }
+}
+
+/// FNV-1a of (seed, workload, number), mixed: the same requests are traced on every
+/// run, and nothing is drawn from the model's streams.
+fn sample_hash(seed: u64, workload: &str, number: u64) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in seed
+        .to_le_bytes()
+        .iter()
+        .chain(workload.as_bytes())
+        .chain(&number.to_le_bytes())
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    // splitmix64's finaliser: FNV's low bits alone are poorly spread.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58476d1ce4e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d049bb133111eb);
+    h ^ (h >> 31)
+}
+
+/// The status an outcome ends a call with (before any fallback).
+pub(super) fn status_of(outcome: super::world::Outcome) -> Status {
+    match outcome {
+        super::world::Outcome::Ok { .. } => Status::Ok,
+        super::world::Outcome::Failed(s) => s,
+    }
+}
+
+fn rate_threshold(rate: f64) -> u64 {
+    if rate >= 1.0 {
+        u64::MAX
+    } else {
+        (rate.max(0.0) * 2f64.powi(64)) as u64
+    }
+}
+
+/// One finished root's nodes, with their child lists.
+impl Recorder {
+    fn attempt(&mut self, a: Id, l: Id, number: u32, hedge: bool, now: u64, how: AttemptEnd) {
+        let Some((root, call)) = self.calls.get(l, &self.roots) else {
+            return;
+        };
+        let end = if how == AttemptEnd::InFlight {
+            OPEN
+        } else {
+            now
+        };
+        let n = self.push(
+            root,
+            Node::Attempt {
+                call,
+                number,
+                hedge,
+                sent: now,
+                arrived: OPEN,
+                replied: OPEN,
+                end,
+                how,
+                backoff: 0,
+                invocation: NONE,
+            },
+        );
+        let generation = self.roots[root as usize].generation;
+        self.attempts.set(a, root, generation, n);
+    }
+
+    fn attempt_refused(&mut self, l: Id, number: u32, now: u64, why: &'static str) {
+        let Some((root, call)) = self.calls.get(l, &self.roots) else {
+            return;
+        };
+        self.push(
+            root,
+            Node::Attempt {
+                call,
+                number,
+                hedge: false,
+                sent: now,
+                arrived: OPEN,
+                replied: OPEN,
+                end: now,
+                how: AttemptEnd::Refused(why),
+                backoff: 0,
+                invocation: NONE,
+            },
+        );
+    }
+}
