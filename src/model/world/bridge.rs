@@ -6,7 +6,7 @@
 
 use super::event::{DeliveryId, Event, PendingId};
 use super::fiber::Wait;
-use super::{AnswerTo, Invocation, NO_DEADLINE, Outcome, World};
+use super::{AnswerTo, Invocation, Outcome, World};
 use crate::engine::{Scheduler, SimDuration};
 use crate::model::arena::Id;
 use crate::model::broker::{Async, Command, Ctx, Published};
@@ -146,23 +146,18 @@ impl World {
         let replica = &self.replicas[r as usize];
         let starts_now = replica.busy < replica.workers;
         let inv = |root| Invocation {
-            endpoint,
-            replica: r,
-            answer_to: AnswerTo::Delivery(d),
             msg: arrival.msg,
-            arrived_at: now,
-            deadline: NO_DEADLINE,
-            worker_since: starts_now.then_some(now),
-            busy_ns: 0,
             key: arrival.key,
             op: arrival.op,
-            messages: 1,
-            queued: !starts_now,
-            retry_after: None,
-            root,
-            degraded: false,
-            measured,
-            fibers: 1,
+            ..Invocation::arriving(
+                endpoint,
+                r,
+                AnswerTo::Delivery(d),
+                now,
+                starts_now,
+                measured,
+                root,
+            )
         };
         let i = self.admit(inv, starts_now, SimDuration::ZERO, sched);
         // A handler whose steps all take no time (a work draw can round to 0 ns) has

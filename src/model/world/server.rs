@@ -249,28 +249,16 @@ impl World {
         {
             return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
         }
+        let answer_to = AnswerTo::Attempt {
+            attempt,
+            edge,
+            measured: attempt_measured,
+        };
         let inv = |root| Invocation {
-            endpoint,
-            answer_to: AnswerTo::Attempt {
-                attempt,
-                edge,
-                measured: attempt_measured,
-            },
             op,
-            msg: 0,
-            replica: r,
-            arrived_at: now,
             deadline,
-            worker_since: starts_now.then_some(now),
-            busy_ns: 0,
             key,
-            messages: 1,
-            queued: !starts_now,
-            retry_after: None,
-            root,
-            degraded: false,
-            measured,
-            fibers: 1,
+            ..Invocation::arriving(endpoint, r, answer_to, now, starts_now, measured, root)
         };
         let decode = self.edge_costs[edge.index()].server_decode;
         let inv = self.admit(inv, starts_now, decode, sched);
@@ -596,6 +584,39 @@ impl World {
 }
 
 impl Invocation {
+    /// A request or delivery arriving at replica `replica` at `now`, on a worker at once
+    /// when `starts_now`, else queued; what differs by how it came (`msg`, `deadline`,
+    /// `key`, `op`) is set by the caller over these defaults.
+    pub(super) fn arriving(
+        endpoint: EndpointId,
+        replica: u32,
+        answer_to: AnswerTo,
+        now: SimTime,
+        starts_now: bool,
+        measured: bool,
+        root: Id,
+    ) -> Invocation {
+        Invocation {
+            endpoint,
+            answer_to,
+            op: 0,
+            msg: 0,
+            replica,
+            arrived_at: now,
+            deadline: NO_DEADLINE,
+            worker_since: starts_now.then_some(now),
+            busy_ns: 0,
+            queued: !starts_now,
+            key: 0,
+            messages: 1,
+            retry_after: None,
+            root,
+            degraded: false,
+            measured,
+            fibers: 1,
+        }
+    }
+
     /// The retry-after hint as it travels in a reply (`Pushback::to_wire`).
     pub(super) fn retry_after_ms(&self) -> u32 {
         crate::model::policy::Pushback::to_wire(self.retry_after)
