@@ -240,15 +240,14 @@ fn check(ex: &Spanned<RawExplore>, raw: &RawScenario, diags: &mut Vec<Diagnostic
             }
             None => (SimDuration::from_secs(1), SimDuration::from_secs(10)),
         };
-        if shortest.is_zero() {
-            if let Some(l) = &fv.length {
+        if shortest.is_zero()
+            && let Some(l) = &fv.length {
                 diags.push(Diagnostic::new(
                     l.span(),
                     "a fault of zero length",
                     "a shortest length above 0",
                 ));
             }
-        }
         templates.push(Template {
             kind,
             target,

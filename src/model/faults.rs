@@ -65,12 +65,11 @@ impl FaultState {
                     self.affected[f] += 1;
                     return Some(Status::Unavailable);
                 }
-                FaultKind::Error { status, p } => {
-                    if self.rngs[f].random::<f64>() < p {
+                FaultKind::Error { status, p }
+                    if self.rngs[f].random::<f64>() < p => {
                         self.affected[f] += 1;
                         return Some(status);
                     }
-                }
                 _ => {}
             }
         }
@@ -117,12 +116,11 @@ impl FaultState {
                     self.affected[f] += 1;
                     return None;
                 }
-                FaultKind::LinkLoss(p) => {
-                    if self.rngs[f].random::<f64>() < *p {
+                FaultKind::LinkLoss(p)
+                    if self.rngs[f].random::<f64>() < *p => {
                         self.affected[f] += 1;
                         return None;
                     }
-                }
                 FaultKind::LinkLatency(d) => {
                     extra = extra + d.sample(&mut self.rngs[f]);
                     self.affected[f] += 1;

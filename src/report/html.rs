@@ -218,7 +218,7 @@ pub fn page(p: &Page) -> String {
     out.push_str("<section id=\"plots\"><h2>Plots</h2>\n");
     for (title, svg) in p.plots {
         // The title is drawn in the picture; the figure names it for screen readers.
-        let _ = write!(out, "<figure aria-label=\"{}\">\n", esc(title));
+        let _ = writeln!(out, "<figure aria-label=\"{}\">", esc(title));
         out.push_str(&inline(svg));
         out.push_str("\n</figure>\n");
     }

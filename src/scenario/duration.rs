@@ -47,7 +47,7 @@ pub fn parse(text: &str) -> Result<SimDuration, String> {
         let scale = 10u128.checked_pow(digits).ok_or_else(overflow)?;
         let frac_value: u128 = frac.parse().map_err(|_| overflow())?;
         let scaled = frac_value * u128::from(unit_ns);
-        if scaled % scale != 0 {
+        if !scaled.is_multiple_of(scale) {
             return Err(format!("`{text}` is finer than a nanosecond"));
         }
         let extra = u64::try_from(scaled / scale).map_err(|_| overflow())?;

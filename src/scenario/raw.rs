@@ -202,7 +202,7 @@ pub struct RawCache {
 #[derive(Debug)]
 pub enum RawProtocol {
     Preset(String),
-    Table(RawProtocolTable),
+    Table(Box<RawProtocolTable>),
 }
 
 #[derive(Deserialize, Debug)]
@@ -236,7 +236,7 @@ impl<'de> Deserialize<'de> for RawProtocol {
                 map: A,
             ) -> Result<RawProtocol, A::Error> {
                 RawProtocolTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawProtocol::Table)
+                    .map(|t| RawProtocol::Table(Box::new(t)))
             }
         }
         d.deserialize_any(V)
@@ -483,7 +483,7 @@ pub struct RawSegment {
 #[derive(Debug)]
 pub enum RawDist {
     Constant(String),
-    Table(RawDistTable),
+    Table(Box<RawDistTable>),
 }
 
 #[derive(Deserialize, Debug)]
@@ -529,7 +529,7 @@ impl<'de> Deserialize<'de> for RawDist {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawDist, A::Error> {
                 RawDistTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawDist::Table)
+                    .map(|t| RawDist::Table(Box::new(t)))
             }
         }
         d.deserialize_any(V)

@@ -441,3 +441,30 @@ fn a_long_series_is_drawn_from_bins_of_buckets() {
         8002
     );
 }
+
+#[test]
+fn binned_queue_lengths_are_weighted_by_time_and_series_stay_apart() {
+    // Two series interleaved as the run writes them; 4002 buckets: k = 2. The last
+    // bucket of the run is a quarter of a second, so its mean weighs a quarter.
+    let mut csv = String::from("t_start_s,t_end_s,kind,name,queue_length_mean,depth\n");
+    for b in 0..4002u32 {
+        let end = if b == 4001 { 4001.25 } else { f64::from(b + 1) };
+        let (q, depth) = if b % 2 == 0 { (1.0, 3) } else { (4.0, 7) };
+        csv.push_str(&format!("{b},{end},endpoint,api/get,{q},\n"));
+        csv.push_str(&format!("{b},{end},queue,jobs,,{depth}\n"));
+    }
+    let rows = meshsim::report::plots::parse_rows_binned(csv.as_bytes(), 1.0, 4002).unwrap();
+    // 2001 bins per series, the endpoint's first, then the queue's.
+    assert_eq!(rows.len(), 4002);
+    assert!(rows[..2001].iter().all(|r| r.name == "api/get"));
+    assert!(rows[2001..].iter().all(|r| r.name == "jobs"));
+    // A whole bin: (1 x 1 s + 4 x 1 s) / 2 s.
+    assert_eq!(rows[0].queue_length_mean, Some(2.5));
+    assert_eq!((rows[0].start_s, rows[0].end_s), (0.0, 2.0));
+    // The depth keeps the bin's highest.
+    assert_eq!(rows[2001].depth, Some(7.0));
+    assert_eq!(rows[2001].queue_length_mean, None);
+    // The last bin: 1 for a second, then 4 for a quarter: (1 + 1) / 1.25, not 2.5.
+    assert_eq!(rows[2000].queue_length_mean, Some(1.6));
+    assert_eq!((rows[2000].start_s, rows[2000].end_s), (4000.0, 4001.25));
+}

@@ -105,7 +105,8 @@ pub fn parse_rows_binned(csv: impl Read, bucket_s: f64, buckets: u64) -> Result<
     }
     let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
     // Per series: its merged rows, and the bin being merged.
-    let mut out: Vec<(Vec<Row>, Option<(u64, Row)>)> = Vec::new();
+    type Merging = (Vec<Row>, Option<(u64, Row)>);
+    let mut out: Vec<Merging> = Vec::new();
     read_rows(csv, |r| {
         let bin = (r.start_s / bucket_s).round() as u64 / k;
         let key = (r.kind.clone(), r.name.clone());

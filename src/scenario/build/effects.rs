@@ -217,10 +217,7 @@ impl Builder {
                 };
                 let e = lookup(self, &v.effect);
                 let c = match &v.compensation {
-                    Some(c) => match lookup(self, c) {
-                        Some(id) => Some(Some(id)),
-                        None => None,
-                    },
+                    Some(c) => lookup(self, c).map(Some),
                     None => Some(None),
                 };
                 if let (Some(e), Some(c)) = (e, c) {

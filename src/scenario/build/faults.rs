@@ -54,7 +54,9 @@ impl Builder {
 
     /// Refuses the fields a fault of this kind does not use.
     fn check_fault_fields(&mut self, f: &RawFault, kind: &str) {
-        let fields: [(&str, Option<Range<usize>>, &[&str]); 9] = [
+        // (field, where it is written, the kinds that use it)
+        type FieldUse<'a> = (&'a str, Option<Range<usize>>, &'a [&'a str]);
+        let fields: [FieldUse; 9] = [
             ("broker", f.broker.as_ref().map(span), &["broker_down"]),
             (
                 "service",
@@ -137,9 +139,7 @@ impl Builder {
         let count = self.services[sid.index()].replicas;
         let replica = match &f.replica {
             Some(r) => {
-                let Some(i) = self.int_u32(r, 0, "replica", "a replica index") else {
-                    return None;
-                };
+                let i = self.int_u32(r, 0, "replica", "a replica index")?;
                 if i >= count {
                     self.error(
                         span(r),
@@ -220,14 +220,9 @@ impl Builder {
                 let Some(st) = &f.status else {
                     return self.missing(raw, "status", "status = \"internal\"");
                 };
-                let Some(status) = self.status(st, false) else {
-                    return None;
-                };
+                let status = self.status(st, false)?;
                 let p = match &f.p {
-                    Some(p) => match self.probability(p, "`p`") {
-                        Some(p) => p,
-                        None => return None,
-                    },
+                    Some(p) => self.probability(p, "`p`")?,
                     None => 1.0,
                 };
                 FaultKind::Error { status, p }
