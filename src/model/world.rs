@@ -21,7 +21,7 @@ mod server;
 mod transaction;
 mod workload;
 
-use super::arena::{Arena, Id};
+use super::arena::Arena;
 use super::broker::{Async, Command};
 use super::client::{Attempt, ClientState, Logical, Origin};
 use super::faults::FaultState;
@@ -33,7 +33,10 @@ use crate::metrics::{
     BucketExtras, EdgeMetrics, EndpointMetrics, FaultMetrics, Metrics, Series, SeriesKind,
     StatusCounts, Summary, TimeWeighted, WorkloadMetrics,
 };
-pub use event::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, Settlement, TransitId};
+pub use event::{
+    AttemptId, CallId, DeliveryId, Event, FiberId, InvocationId, JoinId, MessageId, OutboxRowId,
+    PendingId, Settlement, TransitId,
+};
 use fiber::JoinState;
 pub(super) use fiber::{Fiber, SagaRun, Wait};
 use network::EdgeCost;
@@ -65,17 +68,17 @@ pub struct World {
     balancers: Vec<BalancerState>,
     pub(super) links: Vec<Stream>,
     workloads: Vec<WorkloadState>,
-    pub(super) logicals: Arena<Logical>,
-    pub(super) attempts: Arena<Attempt>,
+    pub(super) logicals: Arena<Logical, CallId>,
+    pub(super) attempts: Arena<Attempt, AttemptId>,
     pub(super) clients: Vec<ClientState>,
-    pub(super) invocations: Arena<Invocation>,
-    pub(super) fibers: Arena<Fiber>,
-    joins: Arena<JoinState>,
-    spare_children: Vec<Vec<Id>>,
+    pub(super) invocations: Arena<Invocation, InvocationId>,
+    pub(super) fibers: Arena<Fiber, FiberId>,
+    joins: Arena<JoinState, JoinId>,
+    spare_children: Vec<Vec<FiberId>>,
     /// Per invocation slot: has a caller above given up (see `lineage.rs`).
     lineage: Vec<lineage::Lineage>,
     /// The walk down a chain a caller gave up on: fibers to visit, invocations found.
-    orphan_walk: (Vec<Id>, Vec<Id>),
+    orphan_walk: (Vec<FiberId>, Vec<InvocationId>),
     pub(super) faults: FaultState,
     /// Some policy caches, or effects and idempotency keys need operations: requests
     /// carry their keys and operations down the call chain.
@@ -357,10 +360,9 @@ impl World {
                 }
             }
             Event::Hedge(l) => self.on_hedge(l, sched),
-            Event::BulkheadTimeout {
-                logical,
-                try_number,
-            } => self.on_bulkhead_timeout(logical, try_number, sched),
+            Event::BulkheadTimeout { call, try_number } => {
+                self.on_bulkhead_timeout(call, try_number, sched)
+            }
             Event::BreakerTimer(edge) => self.on_breaker_timer(edge, sched),
             Event::Abort(i) => self.on_abort(i, sched),
             Event::FaultStart(i) => self.fault_start(i as usize, sched),

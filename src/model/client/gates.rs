@@ -5,7 +5,7 @@
 
 use super::{ClientState, FOREVER};
 use crate::engine::{Scheduler, SimDuration, SimTime};
-use crate::model::arena::Id;
+use crate::model::world::CallId;
 use crate::model::breaker::Permit;
 use crate::model::policy::{HedgeRules, HedgeSpec, Pushback, RetryBudget, RetrySpec};
 use crate::model::spec::EdgeId;
@@ -31,7 +31,7 @@ impl Refusal {
 
 impl World {
     /// Begins the next attempt of a logical call: rate limiter, breaker, bulkhead, send.
-    pub(in crate::model) fn launch(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn launch(&mut self, l: CallId, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let edge = self.logicals[l].edge;
         if self.clients[edge.index()].plain {
@@ -89,7 +89,7 @@ impl World {
                     sched.after(
                         spec.max_wait,
                         Event::BulkheadTimeout {
-                            logical: l,
+                            call: l,
                             try_number,
                         },
                     );
@@ -198,15 +198,15 @@ impl World {
         }
     }
 
-    pub(in crate::model) fn on_hedge(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn on_hedge(&mut self, l: CallId, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let Some(lc) = self.logicals.get_mut(l) else {
             return;
         };
-        if lc.next_hedge_at != now {
+        if lc.next_hedge_at != Some(now) {
             return; // moved by a non-fatal failure or a pushback, or stopped
         }
-        lc.next_hedge_at = SimTime::MAX;
+        lc.next_hedge_at = None;
         let edge = lc.edge;
         let h = self
             .spec
@@ -230,12 +230,12 @@ impl World {
         // (RetriableStream.java:497-503).
         let frozen = h.follows == HedgeRules::GrpcJava && self.hedge_throttled(edge);
         if let Some(lc) = self.logicals.get_mut(l)
-            && lc.next_hedge_at == SimTime::MAX
+            && lc.next_hedge_at.is_none()
             && lc.tries < h.max_attempts
             && !frozen
             && let Some(at) = now.checked_add(h.delay)
         {
-            lc.next_hedge_at = at;
+            lc.next_hedge_at = Some(at);
             sched.at(at, Event::Hedge(l));
         }
     }
@@ -255,7 +255,7 @@ impl World {
 
     pub(in crate::model) fn on_bulkhead_timeout(
         &mut self,
-        l: Id,
+        l: CallId,
         try_number: u32,
         sched: &mut Scheduler<Event>,
     ) {
@@ -280,7 +280,7 @@ impl World {
 
     /// An attempt refused before leaving the caller fails like any other: the retry
     /// policy decides what happens next.
-    fn refuse(&mut self, l: Id, why: Refusal, sched: &mut Scheduler<Event>) {
+    fn refuse(&mut self, l: CallId, why: Refusal, sched: &mut Scheduler<Event>) {
         self.trace_refused(l, self.logicals[l].tries, why.name(), sched.now());
         let lc = &mut self.logicals[l];
         let hedge_refused = lc.next_is_hedge && lc.in_flight > 0;
@@ -312,7 +312,7 @@ impl World {
     /// After a failed attempt: hedge on, retry after a backoff, or give up.
     pub(super) fn after_failure(
         &mut self,
-        l: Id,
+        l: CallId,
         status: Status,
         pushback: Option<Pushback>,
         sched: &mut Scheduler<Event>,
@@ -334,7 +334,7 @@ impl World {
     /// hedge may come sooner (pushback), never (throttle, no attempts left), or on time.
     fn after_hedge_failure(
         &mut self,
-        l: Id,
+        l: CallId,
         h: HedgeSpec,
         status: Status,
         pushback: Option<Pushback>,
@@ -355,7 +355,7 @@ impl World {
         }
         if throttled || pushback == Some(Pushback::Stop) || lc.tries >= h.max_attempts {
             // gRFC A6: no further hedges; those sent carry on.
-            lc.next_hedge_at = SimTime::MAX;
+            lc.next_hedge_at = None;
         } else {
             let next = match (h.follows, pushback) {
                 (HedgeRules::A6, Some(Pushback::After(d))) => now.checked_add(d),
@@ -363,7 +363,7 @@ impl World {
                 (HedgeRules::GrpcJava, None) => None, // the timer stands
             };
             if let Some(at) = next {
-                lc.next_hedge_at = at;
+                lc.next_hedge_at = Some(at);
                 if at == now {
                     self.immediate.push_back(Event::Hedge(l));
                 } else {
@@ -372,7 +372,7 @@ impl World {
             }
         }
         let lc = &self.logicals[l];
-        if lc.next_hedge_at == SimTime::MAX && !lc.attempt_pending() {
+        if lc.next_hedge_at.is_none() && !lc.attempt_pending() {
             self.complete(l, Outcome::Failed(status), sched);
         }
         // else another attempt may still succeed
@@ -382,7 +382,7 @@ impl World {
     /// attempts left, the budget or throttle and the deadline allow it, else give up.
     fn after_try_failure(
         &mut self,
-        l: Id,
+        l: CallId,
         status: Status,
         pushback: Option<Pushback>,
         sched: &mut Scheduler<Event>,

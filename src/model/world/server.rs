@@ -2,11 +2,10 @@
 //! it (or it waits in the replica's queue, or is rejected), and the invocation answers
 //! once: a reply over the link, or, for a consumer, a settlement of its delivery.
 
-use super::event::{DeliveryId, Event};
+use super::event::{AttemptId, DeliveryId, Event, FiberId, InvocationId};
 use super::fiber::{Fiber, Wait};
 use super::{NO_DEADLINE, Outcome, World, overlap_ns};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
-use crate::model::arena::Id;
 use crate::model::spec::*;
 use crate::model::status::Status;
 use rand::RngExt;
@@ -19,7 +18,7 @@ pub(in crate::model) enum AnswerTo {
     /// then the reply is late. `measured`: the attempt was sent after warmup (its late
     /// reply, if any, is counted).
     Attempt {
-        attempt: Id,
+        attempt: AttemptId,
         edge: EdgeId,
         measured: bool,
     },
@@ -53,7 +52,7 @@ pub(in crate::model) struct Invocation {
     /// A `fail` step's retry-after hint, sent with the answer.
     pub retry_after: Option<crate::model::policy::Pushback>,
     /// The root fiber (the handler's steps).
-    pub root: Id,
+    pub root: FiberId,
     pub degraded: bool,
     pub measured: bool,
     /// Fibers alive; zero when the answer is sent.
@@ -63,9 +62,9 @@ pub(in crate::model) struct Invocation {
 #[derive(Clone, Copy, Debug)]
 pub(in crate::model) enum Queued {
     /// A new request waiting for its first worker.
-    Start(Id),
+    Start(InvocationId),
     /// A released-mode handler waiting for a worker to continue.
-    Resume(Id),
+    Resume(FiberId),
 }
 
 pub(in crate::model) struct Replica {
@@ -164,7 +163,7 @@ impl World {
     /// Answers a request without serving it (refused, rejected, failed by a fault).
     pub(in crate::model) fn answer_unserved(
         &mut self,
-        attempt: Id,
+        attempt: AttemptId,
         edge: EdgeId,
         status: Status,
         measured: bool,
@@ -188,7 +187,7 @@ impl World {
 
     pub(super) fn on_request(
         &mut self,
-        attempt: Id,
+        attempt: AttemptId,
         edge: EdgeId,
         attempt_measured: bool,
         deadline: SimTime,
@@ -272,11 +271,11 @@ impl World {
     /// `make` builds the invocation around the id of its root fiber.
     pub(in crate::model) fn admit(
         &mut self,
-        make: impl FnOnce(Id) -> Invocation,
+        make: impl FnOnce(FiberId) -> Invocation,
         starts_now: bool,
         decode: SimDuration,
         sched: &mut Scheduler<Event>,
-    ) -> Id {
+    ) -> InvocationId {
         let now = sched.now();
         let root = self.fibers.next_id();
         let inv = make(root);
@@ -317,7 +316,7 @@ impl World {
     }
 
     /// Starts a request's handler on its worker, after the protocol's decode time.
-    pub(super) fn begin(&mut self, root: Id, decode: SimDuration, sched: &mut Scheduler<Event>) {
+    pub(super) fn begin(&mut self, root: FiberId, decode: SimDuration, sched: &mut Scheduler<Event>) {
         if decode.is_zero() {
             self.advance(root, sched);
         } else {
@@ -391,7 +390,7 @@ impl World {
 
     pub(in crate::model) fn respond(
         &mut self,
-        i: Id,
+        i: InvocationId,
         outcome: Outcome,
         sched: &mut Scheduler<Event>,
     ) {
@@ -486,7 +485,7 @@ impl World {
     /// Drops an invocation still waiting for its first worker, unanswered (a consumer
     /// lets go of a delivery the broker took back). Returns whether it was waiting; its
     /// entry in the replica's queue stays and is skipped when a worker reaches it.
-    pub(in crate::model) fn discard_waiting(&mut self, i: Id, now: SimTime) -> bool {
+    pub(in crate::model) fn discard_waiting(&mut self, i: InvocationId, now: SimTime) -> bool {
         if !self.invocations.get(i).is_some_and(|inv| inv.queued) {
             return false;
         }
@@ -504,7 +503,7 @@ impl World {
     }
 
     /// A deadline-aware server stops working on a request whose deadline passed.
-    pub(super) fn on_abort(&mut self, i: Id, sched: &mut Scheduler<Event>) {
+    pub(super) fn on_abort(&mut self, i: InvocationId, sched: &mut Scheduler<Event>) {
         let Some(inv) = self.invocations.get(i) else {
             return;
         };
@@ -529,7 +528,7 @@ impl World {
     /// Crashes a replica: every request it holds is lost without an answer.
     pub(in crate::model) fn crash_replica(&mut self, r: u32, sched: &mut Scheduler<Event>) -> u64 {
         let now = sched.now();
-        let lost: Vec<Id> = self
+        let lost: Vec<InvocationId> = self
             .invocations
             .ids()
             .filter(|&i| self.invocations[i].replica == r)
@@ -594,7 +593,7 @@ impl Invocation {
         now: SimTime,
         starts_now: bool,
         measured: bool,
-        root: Id,
+        root: FiberId,
     ) -> Invocation {
         Invocation {
             endpoint,
