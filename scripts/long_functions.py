@@ -24,13 +24,11 @@ def functions(path):
             indent = m.group(1)
             start = i
             j = i
-            # A declaration without a body (trait method) ends with `;`.
-            while j < len(lines) and not lines[j].rstrip().endswith(("{", ";")):
+            # A declaration without a body (trait method) ends with `;`, a one-line
+            # function with `}`.
+            while j < len(lines) and not lines[j].rstrip().endswith(("{", ";", "}")):
                 j += 1
-            if j < len(lines) and lines[j].rstrip().endswith(";"):
-                i = j + 1
-                continue
-            if lines[j].rstrip().endswith("}"):
+            if j >= len(lines) or not lines[j].rstrip().endswith("{"):
                 i = j + 1
                 continue
             k = j + 1

@@ -5,7 +5,6 @@
 //! recommended order puts the breaker outside the rate limiter, so there a limiter
 //! refusal counts as a breaker failure; here it does not.)
 
-use super::world::{AttemptId, CallId, FiberId, InvocationId};
 use super::breaker::{Breaker, Permit};
 use super::policy::{
     BulkheadSpec, CacheSpec, Fallback, HedgeRules, PolicySpec, Pushback, RateBudget, RetryBudget,
@@ -13,6 +12,7 @@ use super::policy::{
 };
 use super::spec::{EdgeId, Step, WindowTarget, WorkloadId};
 use super::status::Status;
+use super::world::{AttemptId, CallId, FiberId, InvocationId};
 use super::world::{Event, NO_DEADLINE, Outcome, World};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
 use std::collections::VecDeque;
@@ -226,18 +226,9 @@ impl World {
     ) -> CallId {
         let now = sched.now();
         let measured = now >= self.warmup_end;
+        let deadline = self.call_deadline(origin, edge, now);
         let policy = self.policy(edge);
-        let own_deadline = policy
-            .deadline
-            .and_then(|d| now.checked_add(d))
-            .unwrap_or(NO_DEADLINE);
-        let inherited = match origin {
-            Origin::Fiber(f) => self.invocations[self.fibers[f].invocation].deadline,
-            Origin::Workload { .. } => NO_DEADLINE,
-        };
-        let deadline = own_deadline.min(inherited);
         let try_timeout = site_timeout.or(policy.try_timeout);
-        let hedge_delay = policy.hedge.map(|h| h.delay);
         let cache = policy.cache;
         let lc = self.logicals.insert(Logical::new(
             origin,
@@ -275,21 +266,47 @@ impl World {
             }
             sched.at(deadline, Event::Deadline(lc));
         }
-        let frozen = policy_hedge_java(self.policy(edge)) && self.hedge_throttled(edge);
-        if let Some(d) = hedge_delay
-            && !frozen
-            && let Some(at) = now.checked_add(d)
-        {
-            self.logicals[lc].next_hedge_at = Some(at);
-            sched.at(at, Event::Hedge(lc));
-        }
+        self.arm_first_hedge(lc, edge, sched);
         self.launch(lc, sched);
         lc
     }
 
+    /// A new call's deadline: the policy's own, or its caller's propagated one if that
+    /// is sooner; NO_DEADLINE if neither.
+    fn call_deadline(&self, origin: Origin, edge: EdgeId, now: SimTime) -> SimTime {
+        let own = self
+            .policy(edge)
+            .deadline
+            .and_then(|d| now.checked_add(d))
+            .unwrap_or(NO_DEADLINE);
+        let inherited = match origin {
+            Origin::Fiber(f) => self.invocations[self.fibers[f].invocation].deadline,
+            Origin::Workload { .. } => NO_DEADLINE,
+        };
+        own.min(inherited)
+    }
+
+    /// With hedging, the first hedge is due after the policy's delay (unless grpc-java's
+    /// throttle already freezes hedging).
+    fn arm_first_hedge(&mut self, lc: CallId, edge: EdgeId, sched: &mut Scheduler<Event>) {
+        let Some(delay) = self.policy(edge).hedge.map(|h| h.delay) else {
+            return;
+        };
+        let frozen = policy_hedge_java(self.policy(edge)) && self.hedge_throttled(edge);
+        if !frozen && let Some(at) = sched.now().checked_add(delay) {
+            self.logicals[lc].next_hedge_at = Some(at);
+            sched.at(at, Event::Hedge(lc));
+        }
+    }
+
     /// A cached answer for the call's key that has not expired answers the call at once
     /// (possibly with a value changed since); else a miss. Returns whether it answered.
-    fn answered_from_cache(&mut self, lc: CallId, c: CacheSpec, sched: &mut Scheduler<Event>) -> bool {
+    fn answered_from_cache(
+        &mut self,
+        lc: CallId,
+        c: CacheSpec,
+        sched: &mut Scheduler<Event>,
+    ) -> bool {
         let now = sched.now();
         let (edge, key, measured) = {
             let l = &self.logicals[lc];
@@ -489,7 +506,12 @@ impl World {
     /// it holds. `succeeded` tells a half-open breaker how a cancelled probe went.
     /// Returns what the caller needs to be told (the call itself is dropped in place:
     /// this runs once per call, and moving the whole call out showed in profiles).
-    fn dismantle(&mut self, l: CallId, succeeded: bool, sched: &mut Scheduler<Event>) -> Option<Ended> {
+    fn dismantle(
+        &mut self,
+        l: CallId,
+        succeeded: bool,
+        sched: &mut Scheduler<Event>,
+    ) -> Option<Ended> {
         let lc = self.logicals.get_mut(l)?;
         let ended = Ended {
             origin: lc.origin,

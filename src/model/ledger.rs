@@ -1,10 +1,10 @@
 //! The ledger: the effects ledger (applications per effect and operation), the
 //! transaction buffer of idempotent handlers, and the endpoints' idempotency-key stores.
 
-use super::world::InvocationId;
 use super::retention::prune;
 use super::spec::*;
 use super::status::Status;
+use super::world::InvocationId;
 use crate::engine::{SimDuration, SimTime};
 use crate::metrics::consistency::Consistency;
 use std::collections::{BTreeMap, VecDeque};

@@ -51,7 +51,12 @@ impl Async {
 
     /// The consumer's invocation `handler` took the delivery (a handler that ended
     /// within its admission may have settled it already).
-    pub(in crate::model) fn note_handler(&mut self, d: DeliveryId, handler: InvocationId, cx: &mut Ctx) {
+    pub(in crate::model) fn note_handler(
+        &mut self,
+        d: DeliveryId,
+        handler: InvocationId,
+        cx: &mut Ctx,
+    ) {
         let Some(del) = self.deliveries.get_mut(d) else {
             return;
         };

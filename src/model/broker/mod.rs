@@ -58,7 +58,10 @@ pub(in crate::model) enum Command {
     Fail { fiber: FiberId, status: Status },
     /// A queue took delivery back: the copy still waiting for a worker in its consumer
     /// (the invocation `handler`) leaves with its prefetch slot.
-    Discard { delivery: DeliveryId, handler: InvocationId },
+    Discard {
+        delivery: DeliveryId,
+        handler: InvocationId,
+    },
     /// A publish reached broker `broker` while it was down (the fault's `affected`).
     Refused { broker: BrokerId },
 }

@@ -138,7 +138,11 @@ impl World {
 
     /// A request is admitted (on a worker now, or queued); `root` is its handler's fiber.
     #[inline]
-    pub(in crate::model) fn trace_admitted(&mut self, i: InvocationId, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_admitted(
+        &mut self,
+        i: InvocationId,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut() {
             let inv = &self.invocations[i];
             let crate::model::world::AnswerTo::Attempt { attempt, .. } = inv.answer_to else {
@@ -287,7 +291,12 @@ impl World {
 
     /// A join is decided by the settling of `branch`.
     #[inline]
-    pub(in crate::model) fn trace_join(&mut self, j: JoinId, branch: u32, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_join(
+        &mut self,
+        j: JoinId,
+        branch: u32,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, n)) = r.joins.get(j, &r.roots)
             && let Node::Join { decided, decider } = r.node(root, n)

@@ -23,8 +23,8 @@ use super::World;
 use super::arena::Key;
 use super::client::Origin;
 use super::spec::{EdgeId, EndpointId, Spec, WorkloadId};
-use super::world::{AttemptId, CallId, FiberId, InvocationId, JoinId};
 use super::status::Status;
+use super::world::{AttemptId, CallId, FiberId, InvocationId, JoinId};
 use crate::engine::SimDuration;
 use crate::metrics::attribution::{AttributionSums, Parts, What};
 use crate::metrics::trace::{MAX_TRACES, Traces};
@@ -496,7 +496,15 @@ fn rate_threshold(rate: f64) -> u64 {
 
 /// One finished root's nodes, with their child lists.
 impl Recorder {
-    fn attempt(&mut self, a: AttemptId, l: CallId, number: u32, hedge: bool, now: u64, how: AttemptEnd) {
+    fn attempt(
+        &mut self,
+        a: AttemptId,
+        l: CallId,
+        number: u32,
+        hedge: bool,
+        now: u64,
+        how: AttemptEnd,
+    ) {
         let Some((root, call)) = self.calls.get(l, &self.roots) else {
             return;
         };

@@ -119,6 +119,22 @@ impl World {
         }
     }
 
+    /// A fiber's work is over (unless it was cancelled meanwhile).
+    pub(super) fn on_work_done(&mut self, f: FiberId, sched: &mut Scheduler<Event>) {
+        if let Some(fiber) = self.fibers.get_mut(f) {
+            assert_eq!(fiber.wait, Wait::Work);
+            fiber.wait = Wait::Ready;
+            self.advance(f, sched);
+        }
+    }
+
+    /// A fiber continues now (unless it was cancelled meanwhile).
+    pub(super) fn on_run(&mut self, f: FiberId, sched: &mut Scheduler<Event>) {
+        if self.fibers.contains(f) {
+            self.advance(f, sched);
+        }
+    }
+
     /// A `work` step's duration on this replica: a draw, plus a fault's extra work.
     fn work_time(&mut self, replica: usize, d: DistId) -> SimDuration {
         let dur = self.spec.dists[d.index()].sample(&mut self.replicas[replica].rng);
@@ -157,7 +173,13 @@ impl World {
     }
 
     /// A `parallel` step: one fiber per branch and a join the parent waits on.
-    fn fork(&mut self, f: FiberId, invocation: InvocationId, p: ParallelId, sched: &mut Scheduler<Event>) {
+    fn fork(
+        &mut self,
+        f: FiberId,
+        invocation: InvocationId,
+        p: ParallelId,
+        sched: &mut Scheduler<Event>,
+    ) {
         let mut children = self.spare_children.pop().unwrap_or_default();
         let join = self.joins.insert(JoinState {
             parent: f,
@@ -327,7 +349,11 @@ impl World {
 
     /// Cancels the branches of a decided join (the settled ones are already gone) and
     /// keeps the list's allocation for the next join.
-    pub(super) fn cancel_children(&mut self, mut children: Vec<FiberId>, sched: &mut Scheduler<Event>) {
+    pub(super) fn cancel_children(
+        &mut self,
+        mut children: Vec<FiberId>,
+        sched: &mut Scheduler<Event>,
+    ) {
         for &child in &children {
             self.cancel_fiber(child, sched);
         }

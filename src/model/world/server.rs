@@ -185,6 +185,8 @@ impl World {
         }
     }
 
+    /// An attempt's request reaches the callee's service: turned away, or admitted on
+    /// the replica the balancer picks.
     pub(super) fn on_request(
         &mut self,
         attempt: AttemptId,
@@ -200,52 +202,11 @@ impl World {
         let r = self.pick_replica(service);
         let measured = now >= self.warmup_end;
         self.metrics.endpoints[endpoint.index()].arrivals += u64::from(measured);
-        let first = self.first_replica[service.index()];
-        if self.faults.service_faulted(service)
-            && let Some(status) = self.faults.on_arrival(&self.spec, first, service, r)
-        {
-            self.metrics.endpoints[endpoint.index()].faulted += u64::from(measured);
-            return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
-        }
-        let svc = &self.spec.services[service.index()];
-        if svc.drop_expired && deadline <= now {
-            self.metrics.endpoints[endpoint.index()].expired += u64::from(measured);
-            return self.answer_unserved(
-                attempt,
-                edge,
-                Status::DeadlineExceeded,
-                attempt_measured,
-                sched,
-            );
-        }
-        let capacity = svc.queue_capacity;
-        let drop_expired = svc.drop_expired;
-        let (key, op) = if self.keyed {
-            self.attempts
-                .get(attempt)
-                .and_then(|a| self.logicals.get(a.logical))
-                .map_or((0, 0), |l| (l.key, l.op))
-        } else {
-            (0, 0)
-        };
+        let (key, op) = self.request_key(attempt);
         let replica = &self.replicas[r as usize];
         assert_eq!(replica.service, service);
         let starts_now = replica.busy < replica.workers;
-        if !starts_now && replica.queued_new >= capacity {
-            self.metrics.endpoints[endpoint.index()].rejected += u64::from(measured);
-            return self.answer_unserved(
-                attempt,
-                edge,
-                Status::Unavailable,
-                attempt_measured,
-                sched,
-            );
-        }
-        if self.spec.endpoints[endpoint.index()].idempotency.is_some()
-            && let Some(status) =
-                self.ledger
-                    .idempotency_check(endpoint, op, now, &mut self.metrics.consistency)
-        {
+        if let Some(status) = self.turned_away(endpoint, r, starts_now, deadline, op, now) {
             return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
         }
         let answer_to = AnswerTo::Attempt {
@@ -261,9 +222,59 @@ impl World {
         };
         let decode = self.edge_costs[edge.index()].server_decode;
         let inv = self.admit(inv, starts_now, decode, sched);
-        if drop_expired && deadline != NO_DEADLINE {
+        if self.spec.services[service.index()].drop_expired && deadline != NO_DEADLINE {
             sched.at(deadline, Event::Abort(inv));
         }
+    }
+
+    /// The (key, operation) a request carries down the chain, when something uses them.
+    fn request_key(&self, attempt: AttemptId) -> (u32, u64) {
+        if !self.keyed {
+            return (0, 0);
+        }
+        self.attempts
+            .get(attempt)
+            .and_then(|a| self.logicals.get(a.logical))
+            .map_or((0, 0), |l| (l.key, l.op))
+    }
+
+    /// Why a request arriving at replica `r` is answered without being served, in the
+    /// order checked: a fault, its deadline already past (deadline-aware services), a
+    /// full queue, a duplicate idempotency key. Counts it in the endpoint's books.
+    fn turned_away(
+        &mut self,
+        endpoint: EndpointId,
+        r: u32,
+        starts_now: bool,
+        deadline: SimTime,
+        op: u64,
+        now: SimTime,
+    ) -> Option<Status> {
+        let measured = u64::from(now >= self.warmup_end);
+        let service = self.spec.endpoints[endpoint.index()].service;
+        let first = self.first_replica[service.index()];
+        let em = &mut self.metrics.endpoints[endpoint.index()];
+        if self.faults.service_faulted(service)
+            && let Some(status) = self.faults.on_arrival(&self.spec, first, service, r)
+        {
+            em.faulted += measured;
+            return Some(status);
+        }
+        let svc = &self.spec.services[service.index()];
+        if svc.drop_expired && deadline <= now {
+            em.expired += measured;
+            return Some(Status::DeadlineExceeded);
+        }
+        if !starts_now && self.replicas[r as usize].queued_new >= svc.queue_capacity {
+            em.rejected += measured;
+            return Some(Status::Unavailable);
+        }
+        if self.spec.endpoints[endpoint.index()].idempotency.is_some() {
+            return self
+                .ledger
+                .idempotency_check(endpoint, op, now, &mut self.metrics.consistency);
+        }
+        None
     }
 
     /// Takes an invocation in: it starts on a worker now, or waits in the replica's
@@ -316,7 +327,12 @@ impl World {
     }
 
     /// Starts a request's handler on its worker, after the protocol's decode time.
-    pub(super) fn begin(&mut self, root: FiberId, decode: SimDuration, sched: &mut Scheduler<Event>) {
+    pub(super) fn begin(
+        &mut self,
+        root: FiberId,
+        decode: SimDuration,
+        sched: &mut Scheduler<Event>,
+    ) {
         if decode.is_zero() {
             self.advance(root, sched);
         } else {

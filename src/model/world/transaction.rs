@@ -3,9 +3,9 @@
 //! together with its store, or are dropped.
 
 use super::World;
+use super::event::InvocationId;
 use super::server::{AnswerTo, Invocation};
 use crate::engine::SimTime;
-use super::event::InvocationId;
 use crate::model::spec::*;
 
 impl World {
