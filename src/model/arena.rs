@@ -26,7 +26,26 @@ impl Id {
 }
 
 /// An arena's key: `Id` itself, or a newtype around it (`typed_id!`) that names the
-/// arena it points into, so a delivery id cannot index the messages.
+/// arena it points into, so a delivery id cannot index the messages. A fiber's id
+/// opens the fibers:
+///
+/// ```
+/// use meshsim::model::arena::Arena;
+/// use meshsim::model::world::FiberId;
+/// fn waiting(fibers: &Arena<u32, FiberId>, f: FiberId) -> bool {
+///     fibers.contains(f)
+/// }
+/// ```
+///
+/// and an attempt's id does not compile there:
+///
+/// ```compile_fail
+/// use meshsim::model::arena::Arena;
+/// use meshsim::model::world::{AttemptId, FiberId};
+/// fn waiting(fibers: &Arena<u32, FiberId>, a: AttemptId) -> bool {
+///     fibers.contains(a)
+/// }
+/// ```
 pub trait Key: Copy {
     fn from_id(id: Id) -> Self;
     fn id(self) -> Id;
@@ -49,6 +68,15 @@ macro_rules! typed_id {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
         pub struct $name($crate::model::arena::Id);
+
+        impl $name {
+            /// The slot this id points at, for tables kept beside its arena.
+            #[allow(dead_code)]
+            #[inline]
+            pub fn slot(self) -> usize {
+                self.0.slot()
+            }
+        }
 
         impl $crate::model::arena::Key for $name {
             #[inline]

@@ -5,7 +5,6 @@
 //! recommended order puts the breaker outside the rate limiter, so there a limiter
 //! refusal counts as a breaker failure; here it does not.)
 
-use super::arena::Id;
 use super::breaker::{Breaker, Permit};
 use super::policy::{
     BulkheadSpec, CacheSpec, Fallback, HedgeRules, PolicySpec, Pushback, RateBudget, RetryBudget,
@@ -13,6 +12,7 @@ use super::policy::{
 };
 use super::spec::{EdgeId, Step, WindowTarget, WorkloadId};
 use super::status::Status;
+use super::world::{AttemptId, CallId, FiberId, InvocationId};
 use super::world::{Event, NO_DEADLINE, Outcome, World};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
 use std::collections::VecDeque;
@@ -22,7 +22,7 @@ mod gates;
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Origin {
     Workload { workload: WorkloadId, user: u32 },
-    Fiber(Id),
+    Fiber(FiberId),
 }
 
 pub(super) struct Logical {
@@ -41,16 +41,16 @@ pub(super) struct Logical {
     tries: u32,
     in_flight: u32,
     /// The attempt in flight; with hedging, the others are in `hedges`.
-    current: Option<Id>,
-    hedges: Vec<Id>,
+    current: Option<AttemptId>,
+    hedges: Vec<AttemptId>,
     previous_backoff: SimDuration,
     /// The status of the latest failed attempt (what a hedged call fails with).
     failed_with: Status,
     /// `tries` at the last pushback: the backoff counts its retries from there (gRFC A6).
     backoff_from: u32,
     /// When the next hedge is due; an `Event::Hedge` for another time is stale, and
-    /// `SimTime::MAX` means no further hedges (a `Stop` pushback, the throttle).
-    next_hedge_at: SimTime,
+    /// None means no further hedges (a `Stop` pushback, the throttle).
+    next_hedge_at: Option<SimTime>,
     next_is_retry: bool,
     next_is_hedge: bool,
     /// A rate-limiter token reserved for the next launch.
@@ -91,7 +91,7 @@ impl Logical {
             previous_backoff: SimDuration::ZERO,
             failed_with: Status::Unavailable,
             backoff_from: 0,
-            next_hedge_at: SimTime::MAX,
+            next_hedge_at: None,
             next_is_retry: false,
             next_is_hedge: false,
             token_reserved: false,
@@ -107,18 +107,18 @@ impl Logical {
     }
 
     /// The attempts in flight.
-    pub(super) fn attempts(&self) -> impl Iterator<Item = Id> + '_ {
+    pub(super) fn attempts(&self) -> impl Iterator<Item = AttemptId> + '_ {
         self.current.into_iter().chain(self.hedges.iter().copied())
     }
 }
 
 pub(super) struct Attempt {
-    pub logical: Id,
+    pub logical: CallId,
     pub edge: EdgeId,
     pub sent_at: SimTime,
     pub measured: bool,
     /// The invocation serving it, once the request arrived (it may have answered since).
-    pub served_by: Option<Id>,
+    pub served_by: Option<InvocationId>,
     permit: Option<Permit>,
     holds_slot: bool,
     retry: bool,
@@ -141,7 +141,7 @@ pub(super) struct ClientState {
     pub breaker: Option<Breaker>,
     breaker_timer_at: Option<SimTime>,
     bulkhead_active: u32,
-    bulkhead_queue: VecDeque<Id>,
+    bulkhead_queue: VecDeque<CallId>,
     bucket: Option<TokenBucket>,
     rate_budget: Option<RateBudget>,
     throttle: Option<ThrottleTokens>,
@@ -223,21 +223,12 @@ impl World {
         key: u32,
         op: u64,
         sched: &mut Scheduler<Event>,
-    ) -> Id {
+    ) -> CallId {
         let now = sched.now();
         let measured = now >= self.warmup_end;
+        let deadline = self.call_deadline(origin, edge, now);
         let policy = self.policy(edge);
-        let own_deadline = policy
-            .deadline
-            .and_then(|d| now.checked_add(d))
-            .unwrap_or(NO_DEADLINE);
-        let inherited = match origin {
-            Origin::Fiber(f) => self.invocations[self.fibers[f].invocation].deadline,
-            Origin::Workload { .. } => NO_DEADLINE,
-        };
-        let deadline = own_deadline.min(inherited);
         let try_timeout = site_timeout.or(policy.try_timeout);
-        let hedge_delay = policy.hedge.map(|h| h.delay);
         let cache = policy.cache;
         let lc = self.logicals.insert(Logical::new(
             origin,
@@ -275,21 +266,47 @@ impl World {
             }
             sched.at(deadline, Event::Deadline(lc));
         }
-        let frozen = policy_hedge_java(self.policy(edge)) && self.hedge_throttled(edge);
-        if let Some(d) = hedge_delay
-            && !frozen
-            && let Some(at) = now.checked_add(d)
-        {
-            self.logicals[lc].next_hedge_at = at;
-            sched.at(at, Event::Hedge(lc));
-        }
+        self.arm_first_hedge(lc, edge, sched);
         self.launch(lc, sched);
         lc
     }
 
+    /// A new call's deadline: the policy's own, or its caller's propagated one if that
+    /// is sooner; NO_DEADLINE if neither.
+    fn call_deadline(&self, origin: Origin, edge: EdgeId, now: SimTime) -> SimTime {
+        let own = self
+            .policy(edge)
+            .deadline
+            .and_then(|d| now.checked_add(d))
+            .unwrap_or(NO_DEADLINE);
+        let inherited = match origin {
+            Origin::Fiber(f) => self.invocations[self.fibers[f].invocation].deadline,
+            Origin::Workload { .. } => NO_DEADLINE,
+        };
+        own.min(inherited)
+    }
+
+    /// With hedging, the first hedge is due after the policy's delay (unless grpc-java's
+    /// throttle already freezes hedging).
+    fn arm_first_hedge(&mut self, lc: CallId, edge: EdgeId, sched: &mut Scheduler<Event>) {
+        let Some(delay) = self.policy(edge).hedge.map(|h| h.delay) else {
+            return;
+        };
+        let frozen = policy_hedge_java(self.policy(edge)) && self.hedge_throttled(edge);
+        if !frozen && let Some(at) = sched.now().checked_add(delay) {
+            self.logicals[lc].next_hedge_at = Some(at);
+            sched.at(at, Event::Hedge(lc));
+        }
+    }
+
     /// A cached answer for the call's key that has not expired answers the call at once
     /// (possibly with a value changed since); else a miss. Returns whether it answered.
-    fn answered_from_cache(&mut self, lc: Id, c: CacheSpec, sched: &mut Scheduler<Event>) -> bool {
+    fn answered_from_cache(
+        &mut self,
+        lc: CallId,
+        c: CacheSpec,
+        sched: &mut Scheduler<Event>,
+    ) -> bool {
         let now = sched.now();
         let (edge, key, measured) = {
             let l = &self.logicals[lc];
@@ -319,7 +336,7 @@ impl World {
 
     fn send_attempt(
         &mut self,
-        l: Id,
+        l: CallId,
         permit: Option<Permit>,
         holds_slot: bool,
         sched: &mut Scheduler<Event>,
@@ -385,7 +402,7 @@ impl World {
     }
 
     /// An attempt is over (answered, timed out or cancelled): give back what it held.
-    fn attempt_ended(&mut self, id: Id, att: &Attempt) {
+    fn attempt_ended(&mut self, id: AttemptId, att: &Attempt) {
         let client = &mut self.clients[att.edge.index()];
         if att.retry {
             client.active_retries -= 1;
@@ -405,7 +422,7 @@ impl World {
 
     pub(super) fn on_reply(
         &mut self,
-        a: Id,
+        a: AttemptId,
         edge: EdgeId,
         status: Status,
         degraded: bool,
@@ -454,7 +471,7 @@ impl World {
         }
     }
 
-    pub(super) fn on_attempt_timeout(&mut self, a: Id, sched: &mut Scheduler<Event>) {
+    pub(super) fn on_attempt_timeout(&mut self, a: AttemptId, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         // Already answered or cancelled: this timer is stale.
         let Some(att) = self.attempts.remove(a) else {
@@ -475,7 +492,7 @@ impl World {
         self.after_failure(att.logical, Status::DeadlineExceeded, None, sched);
     }
 
-    pub(super) fn on_deadline(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+    pub(super) fn on_deadline(&mut self, l: CallId, sched: &mut Scheduler<Event>) {
         let Some(lc) = self.logicals.get(l) else {
             return;
         };
@@ -489,7 +506,12 @@ impl World {
     /// it holds. `succeeded` tells a half-open breaker how a cancelled probe went.
     /// Returns what the caller needs to be told (the call itself is dropped in place:
     /// this runs once per call, and moving the whole call out showed in profiles).
-    fn dismantle(&mut self, l: Id, succeeded: bool, sched: &mut Scheduler<Event>) -> Option<Ended> {
+    fn dismantle(
+        &mut self,
+        l: CallId,
+        succeeded: bool,
+        sched: &mut Scheduler<Event>,
+    ) -> Option<Ended> {
         let lc = self.logicals.get_mut(l)?;
         let ended = Ended {
             origin: lc.origin,
@@ -539,13 +561,13 @@ impl World {
     }
 
     /// The caller no longer wants the answer (its fiber was cancelled).
-    pub(super) fn abandon_call(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+    pub(super) fn abandon_call(&mut self, l: CallId, sched: &mut Scheduler<Event>) {
         let _ = self.dismantle(l, false, sched);
         self.trace_call_end(l, None, sched.now());
     }
 
     /// The logical call is over: record it and tell the caller.
-    pub(super) fn complete(&mut self, l: Id, outcome: Outcome, sched: &mut Scheduler<Event>) {
+    pub(super) fn complete(&mut self, l: CallId, outcome: Outcome, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let succeeded = matches!(outcome, Outcome::Ok { .. });
         let Some(lc) = self.dismantle(l, succeeded, sched) else {
@@ -619,7 +641,7 @@ impl World {
     /// A fiber learns how its call ended.
     pub(super) fn call_done(
         &mut self,
-        f: Id,
+        f: FiberId,
         status: Status,
         degraded: bool,
         sched: &mut Scheduler<Event>,

@@ -1,10 +1,10 @@
 //! The ledger: the effects ledger (applications per effect and operation), the
 //! transaction buffer of idempotent handlers, and the endpoints' idempotency-key stores.
 
-use super::arena::Id;
 use super::retention::prune;
 use super::spec::*;
 use super::status::Status;
+use super::world::InvocationId;
 use crate::engine::{SimDuration, SimTime};
 use crate::metrics::consistency::Consistency;
 use std::collections::{BTreeMap, VecDeque};
@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, VecDeque};
 /// brokers: what handlers did to the outside world, whether or not messages are involved.
 pub(super) struct Ledger {
     /// Effects and outbox rows of transactional handlers, committed at their end.
-    pub txn_effects: Vec<(Id, EffectId)>,
-    pub txn_outbox: Vec<(Id, PublishId, u64)>,
+    pub txn_effects: Vec<(InvocationId, EffectId)>,
+    pub txn_outbox: Vec<(InvocationId, PublishId, u64)>,
     /// Per effect, per operation: applications (saturating at 255).
     pub counts: Vec<EffectCounts>,
     /// Per operation: bit 0 answered ok, bit 1 answered with an error, bits 2..8 the
@@ -254,7 +254,7 @@ impl Ledger {
     /// does not commit).
     pub fn end(
         &mut self,
-        i: Id,
+        i: InvocationId,
         commit: bool,
         op: u64,
         c: &mut Consistency,
@@ -298,7 +298,7 @@ impl Ledger {
     }
 
     /// Drops the transaction of an invocation that will never end (its replica crashed).
-    pub fn abort(&mut self, i: Id) {
+    pub fn abort(&mut self, i: InvocationId) {
         self.txn_effects.retain(|&(x, _)| x != i);
         self.txn_outbox.retain(|&(x, _, _)| x != i);
     }

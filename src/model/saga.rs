@@ -9,10 +9,9 @@
 //! then ends `compensation_failed`, and the steps left uncompensated are counted per
 //! action (`SagaMetrics::uncompensated`).
 
-use super::arena::Id;
 use super::spec::Spec;
 use super::status::Status;
-use super::world::{Event, Outcome, SagaRun, World};
+use super::world::{Event, FiberId, Outcome, SagaRun, World};
 use crate::engine::Scheduler;
 use crate::metrics::consistency::SagaMetrics;
 use std::rc::Rc;
@@ -37,7 +36,7 @@ impl World {
     /// compensation (in reverse), or the saga's end.
     pub(super) fn saga_call_done(
         &mut self,
-        f: Id,
+        f: FiberId,
         mut run: SagaRun,
         status: Status,
         sched: &mut Scheduler<Event>,
@@ -78,7 +77,7 @@ impl World {
     }
 
     /// Runs the compensation of the latest completed action that has one.
-    fn saga_compensate(&mut self, f: Id, mut run: SagaRun, sched: &mut Scheduler<Event>) {
+    fn saga_compensate(&mut self, f: FiberId, mut run: SagaRun, sched: &mut Scheduler<Event>) {
         let spec = Rc::clone(&self.spec);
         let saga = &spec.sagas[run.saga.index()];
         while run.done > 0 {

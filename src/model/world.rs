@@ -21,7 +21,7 @@ mod server;
 mod transaction;
 mod workload;
 
-use super::arena::{Arena, Id};
+use super::arena::Arena;
 use super::broker::{Async, Command};
 use super::client::{Attempt, ClientState, Logical, Origin};
 use super::faults::FaultState;
@@ -33,9 +33,12 @@ use crate::metrics::{
     BucketExtras, EdgeMetrics, EndpointMetrics, FaultMetrics, Metrics, Series, SeriesKind,
     StatusCounts, Summary, TimeWeighted, WorkloadMetrics,
 };
-pub use event::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, Settlement, TransitId};
+pub use event::{
+    AttemptId, CallId, DeliveryId, Event, FiberId, InvocationId, JoinId, MessageId, OutboxRowId,
+    PendingId, Settlement, TransitId,
+};
 use fiber::JoinState;
-pub(super) use fiber::{Fiber, SagaRun, Wait};
+pub(super) use fiber::{Fiber, SagaRun};
 use network::EdgeCost;
 pub(super) use server::{AnswerTo, Invocation};
 use server::{BalancerState, Replica};
@@ -65,17 +68,17 @@ pub struct World {
     balancers: Vec<BalancerState>,
     pub(super) links: Vec<Stream>,
     workloads: Vec<WorkloadState>,
-    pub(super) logicals: Arena<Logical>,
-    pub(super) attempts: Arena<Attempt>,
+    pub(super) logicals: Arena<Logical, CallId>,
+    pub(super) attempts: Arena<Attempt, AttemptId>,
     pub(super) clients: Vec<ClientState>,
-    pub(super) invocations: Arena<Invocation>,
-    pub(super) fibers: Arena<Fiber>,
-    joins: Arena<JoinState>,
-    spare_children: Vec<Vec<Id>>,
+    pub(super) invocations: Arena<Invocation, InvocationId>,
+    pub(super) fibers: Arena<Fiber, FiberId>,
+    joins: Arena<JoinState, JoinId>,
+    spare_children: Vec<Vec<FiberId>>,
     /// Per invocation slot: has a caller above given up (see `lineage.rs`).
     lineage: Vec<lineage::Lineage>,
     /// The walk down a chain a caller gave up on: fibers to visit, invocations found.
-    orphan_walk: (Vec<Id>, Vec<Id>),
+    orphan_walk: (Vec<FiberId>, Vec<InvocationId>),
     pub(super) faults: FaultState,
     /// Some policy caches, or effects and idempotency keys need operations: requests
     /// carry their keys and operations down the call chain.
@@ -299,24 +302,7 @@ impl World {
 
     fn dispatch(&mut self, event: Event, sched: &mut Scheduler<Event>) {
         let now = sched.now();
-        let background = matches!(
-            event,
-            Event::AckTimeout(_)
-                | Event::Expire(_)
-                | Event::ConfirmTimeout { .. }
-                | Event::PollTimeout(_)
-                | Event::SessionTimeout { .. }
-        );
-        if background {
-            self.asy.periodic -= 1;
-        }
-        // Ticks, auto-commits and watchdogs that find nothing to do are not activity:
-        // a drained run ends with its last real event.
-        if !matches!(event, Event::Tick | Event::AutoCommit(_))
-            && (!background || self.asy.timer_live(&event, now, &self.spec))
-        {
-            self.last_activity = now;
-        }
+        self.note_activity(&event, now);
         match event {
             Event::Arrival(w) => self.on_arrival(w, sched),
             Event::UserReady { workload, user } => self.on_user_ready(workload, user, sched),
@@ -342,25 +328,14 @@ impl World {
                 retry_after_ms,
                 sched,
             ),
-            Event::WorkDone(f) => {
-                if let Some(fiber) = self.fibers.get_mut(f) {
-                    assert_eq!(fiber.wait, Wait::Work);
-                    fiber.wait = Wait::Ready;
-                    self.advance(f, sched);
-                }
-            }
+            Event::WorkDone(f) => self.on_work_done(f, sched),
             Event::AttemptTimeout(a) => self.on_attempt_timeout(a, sched),
             Event::Deadline(l) => self.on_deadline(l, sched),
-            Event::Launch(l) => {
-                if self.logicals.contains(l) {
-                    self.launch(l, sched);
-                }
-            }
+            Event::Launch(l) => self.on_launch(l, sched),
             Event::Hedge(l) => self.on_hedge(l, sched),
-            Event::BulkheadTimeout {
-                logical,
-                try_number,
-            } => self.on_bulkhead_timeout(logical, try_number, sched),
+            Event::BulkheadTimeout { call, try_number } => {
+                self.on_bulkhead_timeout(call, try_number, sched)
+            }
             Event::BreakerTimer(edge) => self.on_breaker_timer(edge, sched),
             Event::Abort(i) => self.on_abort(i, sched),
             Event::FaultStart(i) => self.fault_start(i as usize, sched),
@@ -370,24 +345,66 @@ impl World {
                 status,
                 degraded,
             } => self.call_done(fiber, status, degraded, sched),
-            Event::Run(f) => {
-                if self.fibers.contains(f) {
-                    self.advance(f, sched);
-                }
-            }
-            Event::Tick => {
-                self.close_bucket(now);
-                // Keep ticking only while something else (not periodic) can happen,
-                // and a bucket can still make a row or sample a queue's depth.
-                self.asy.periodic -= 1;
-                let sampling = !self.metrics.series.full()
-                    || !self.spec.queues.is_empty()
-                    || !self.spec.consumers.is_empty();
-                if sched.pending() > self.asy.periodic && sampling {
-                    self.asy.periodic += 1;
-                    sched.after(self.spec.bucket, Event::Tick);
-                }
-            }
+            Event::Run(f) => self.on_run(f, sched),
+            Event::Tick => self.on_tick(sched),
+            e @ (Event::PublishArrive(_)
+            | Event::Confirm { .. }
+            | Event::ConfirmTimeout { .. }
+            | Event::Republish(_)
+            | Event::Deliver(_)
+            | Event::DeliverQueue(_)
+            | Event::Settle { .. }
+            | Event::AckTimeout(_)
+            | Event::Requeue(_)
+            | Event::Expire(_)
+            | Event::Refetch { .. }
+            | Event::PollTimeout(_)
+            | Event::SessionTimeout { .. }
+            | Event::AutoCommit(_)
+            | Event::RelayTick(_)) => self.dispatch_broker(e, sched),
+        }
+    }
+
+    /// Keeps the time of the last real event: ticks, auto-commits and watchdogs that
+    /// find nothing to do are not activity, so a drained run ends with its last real
+    /// event. A background timer firing is one periodic event fewer pending.
+    #[inline]
+    fn note_activity(&mut self, event: &Event, now: SimTime) {
+        let background = matches!(
+            event,
+            Event::AckTimeout(_)
+                | Event::Expire(_)
+                | Event::ConfirmTimeout { .. }
+                | Event::PollTimeout(_)
+                | Event::SessionTimeout { .. }
+        );
+        if background {
+            self.asy.periodic -= 1;
+        }
+        if !matches!(event, Event::Tick | Event::AutoCommit(_))
+            && (!background || self.asy.timer_live(event, now, &self.spec))
+        {
+            self.last_activity = now;
+        }
+    }
+
+    /// A time-series bucket ends. Keep ticking only while something else (not
+    /// periodic) can happen, and a bucket can still make a row or sample a queue's depth.
+    fn on_tick(&mut self, sched: &mut Scheduler<Event>) {
+        self.close_bucket(sched.now());
+        self.asy.periodic -= 1;
+        let sampling = !self.metrics.series.full()
+            || !self.spec.queues.is_empty()
+            || !self.spec.consumers.is_empty();
+        if sched.pending() > self.asy.periodic && sampling {
+            self.asy.periodic += 1;
+            sched.after(self.spec.bucket, Event::Tick);
+        }
+    }
+
+    /// The brokers' events: publishing, delivery, settlement and their timers.
+    fn dispatch_broker(&mut self, event: Event, sched: &mut Scheduler<Event>) {
+        match event {
             Event::PublishArrive(t) => self.broker(sched, |a, cx| a.on_publish_arrive(t, cx)),
             Event::Confirm {
                 pending,
@@ -417,6 +434,7 @@ impl World {
             }
             Event::AutoCommit(c) => self.broker(sched, |a, cx| a.on_auto_commit(c, cx)),
             Event::RelayTick(p) => self.broker(sched, |a, cx| a.on_relay_tick(p, cx)),
+            other => unreachable!("not a broker event: {other:?}"),
         }
     }
 }
@@ -473,121 +491,129 @@ fn new_metrics(spec: &Spec, warmup_end: SimTime) -> Metrics {
         workloads: spec
             .workloads
             .iter()
-            .map(|w| WorkloadMetrics {
-                name: w.name.clone(),
-                target: spec.endpoints[spec.edges[w.edge.index()].target.index()]
-                    .name
-                    .clone(),
-                requests: 0,
-                ok: 0,
-                degraded: 0,
-                errors: StatusCounts::default(),
-                latency: Summary::default(),
-                in_flight: 0,
-            })
+            .map(|w| workload_metrics(spec, w))
             .collect(),
         endpoints: spec
             .endpoints
             .iter()
-            .map(|e| {
-                let svc = &spec.services[e.service.index()];
-                EndpointMetrics {
-                    name: e.name.clone(),
-                    service: svc.name.clone(),
-                    arrivals: 0,
-                    rejected: 0,
-                    admitted: 0,
-                    faulted: 0,
-                    completed: 0,
-                    ok: 0,
-                    errors: StatusCounts::default(),
-                    queue_wait: Summary::default(),
-                    latency: Summary::default(),
-                    queue_length: TimeWeighted::new(warmup_end),
-                    in_system: TimeWeighted::new(warmup_end),
-                    busy_ns: 0,
-                    workers: u64::from(svc.workers) * u64::from(svc.replicas),
-                    orphaned: 0,
-                    orphaned_work_ns: 0,
-                    expired: 0,
-                }
-            })
+            .map(|e| endpoint_metrics(spec, e, warmup_end))
             .collect(),
-        edges: spec
-            .edges
-            .iter()
-            .map(|e| EdgeMetrics {
-                name: e.name.clone(),
-                policy: spec.policies[e.policy.index()].name.clone(),
-                calls: 0,
-                attempts: 0,
-                retries: 0,
-                hedges: 0,
-                hedges_won: 0,
-                ok: 0,
-                errors: StatusCounts::default(),
-                fallbacks: 0,
-                timeouts: 0,
-                rejected_breaker: 0,
-                rejected_bulkhead: 0,
-                rejected_rate_limit: 0,
-                rejected_budget: 0,
-                expired: 0,
-                cached: spec.policies[e.policy.index()].cache.is_some(),
-                cache_hits: 0,
-                cache_misses: 0,
-                cache_stale: 0,
-                latency: Summary::default(),
-                breaker: None,
-                lost_requests: 0,
-                lost_replies: 0,
-                late_replies: 0,
-                cancelled: 0,
-            })
-            .collect(),
+        edges: spec.edges.iter().map(|e| edge_metrics(spec, e)).collect(),
         faults: Vec::new(),
         attribution: Vec::new(),
         windows: spec
             .windows
             .iter()
-            .map(|w| {
-                let (section, name) = match w.target {
-                    WindowTarget::Workload(i) => {
-                        ("workloads", spec.workloads[i.index()].name.clone())
-                    }
-                    WindowTarget::Endpoint(i) => {
-                        ("endpoints", spec.endpoints[i.index()].name.clone())
-                    }
-                };
-                crate::metrics::WindowMetrics {
-                    section,
-                    name,
-                    from: w.from,
-                    until: w.until,
-                    answers: 0,
-                    ok: 0,
-                    errors: StatusCounts::default(),
-                    latency: Summary::default(),
-                }
-            })
+            .map(|w| window_metrics(spec, w))
             .collect(),
         consistency: super::broker::new_consistency(spec),
-        series: Series::new(
-            spec.bucket,
-            spec.workloads
-                .iter()
-                .map(|w| (SeriesKind::Workload, w.name.clone()))
-                .chain(
-                    spec.endpoints
-                        .iter()
-                        .map(|e| (SeriesKind::Endpoint, e.name.clone())),
-                )
-                .chain(
-                    spec.edges
-                        .iter()
-                        .map(|e| (SeriesKind::Edge, e.name.clone())),
-                )
-                .collect(),
-        ),
+        series: new_series(spec),
     }
+}
+
+fn workload_metrics(spec: &Spec, w: &WorkloadSpec) -> WorkloadMetrics {
+    WorkloadMetrics {
+        name: w.name.clone(),
+        target: spec.endpoints[spec.edges[w.edge.index()].target.index()]
+            .name
+            .clone(),
+        requests: 0,
+        ok: 0,
+        degraded: 0,
+        errors: StatusCounts::default(),
+        latency: Summary::default(),
+        in_flight: 0,
+    }
+}
+
+fn endpoint_metrics(spec: &Spec, e: &EndpointSpec, warmup_end: SimTime) -> EndpointMetrics {
+    let svc = &spec.services[e.service.index()];
+    EndpointMetrics {
+        name: e.name.clone(),
+        service: svc.name.clone(),
+        arrivals: 0,
+        rejected: 0,
+        admitted: 0,
+        faulted: 0,
+        completed: 0,
+        ok: 0,
+        errors: StatusCounts::default(),
+        queue_wait: Summary::default(),
+        latency: Summary::default(),
+        queue_length: TimeWeighted::new(warmup_end),
+        in_system: TimeWeighted::new(warmup_end),
+        busy_ns: 0,
+        workers: u64::from(svc.workers) * u64::from(svc.replicas),
+        orphaned: 0,
+        orphaned_work_ns: 0,
+        expired: 0,
+    }
+}
+
+fn edge_metrics(spec: &Spec, e: &EdgeSpec) -> EdgeMetrics {
+    EdgeMetrics {
+        name: e.name.clone(),
+        policy: spec.policies[e.policy.index()].name.clone(),
+        calls: 0,
+        attempts: 0,
+        retries: 0,
+        hedges: 0,
+        hedges_won: 0,
+        ok: 0,
+        errors: StatusCounts::default(),
+        fallbacks: 0,
+        timeouts: 0,
+        rejected_breaker: 0,
+        rejected_bulkhead: 0,
+        rejected_rate_limit: 0,
+        rejected_budget: 0,
+        expired: 0,
+        cached: spec.policies[e.policy.index()].cache.is_some(),
+        cache_hits: 0,
+        cache_misses: 0,
+        cache_stale: 0,
+        latency: Summary::default(),
+        breaker: None,
+        lost_requests: 0,
+        lost_replies: 0,
+        late_replies: 0,
+        cancelled: 0,
+    }
+}
+
+fn window_metrics(spec: &Spec, w: &WindowSpec) -> crate::metrics::WindowMetrics {
+    let (section, name) = match w.target {
+        WindowTarget::Workload(i) => ("workloads", spec.workloads[i.index()].name.clone()),
+        WindowTarget::Endpoint(i) => ("endpoints", spec.endpoints[i.index()].name.clone()),
+    };
+    crate::metrics::WindowMetrics {
+        section,
+        name,
+        from: w.from,
+        until: w.until,
+        answers: 0,
+        ok: 0,
+        errors: StatusCounts::default(),
+        latency: Summary::default(),
+    }
+}
+
+/// One time series per workload, endpoint and edge, in that order (`edge_series`).
+fn new_series(spec: &Spec) -> Series {
+    let workloads = spec
+        .workloads
+        .iter()
+        .map(|w| (SeriesKind::Workload, w.name.clone()));
+    let endpoints = spec
+        .endpoints
+        .iter()
+        .map(|e| (SeriesKind::Endpoint, e.name.clone()));
+    let edges = spec
+        .edges
+        .iter()
+        .map(|e| (SeriesKind::Edge, e.name.clone()));
+    Series::new(
+        spec.bucket,
+        workloads.chain(endpoints).chain(edges).collect(),
+    )
 }

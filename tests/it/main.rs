@@ -8,6 +8,7 @@ mod budget;
 mod classroom;
 mod cli;
 mod determinism;
+mod function_length;
 mod fuzz;
 mod golden;
 mod invalid;

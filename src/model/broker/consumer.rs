@@ -5,9 +5,8 @@
 
 use super::{Async, Ctx};
 use crate::engine::SimTime;
-use crate::model::arena::Id;
 use crate::model::spec::*;
-use crate::model::world::{DeliveryId, Event, Settlement};
+use crate::model::world::{DeliveryId, Event, InvocationId, Settlement};
 
 /// A delivery its consumer instance is to handle.
 #[derive(Clone, Copy, Debug)]
@@ -52,7 +51,12 @@ impl Async {
 
     /// The consumer's invocation `handler` took the delivery (a handler that ended
     /// within its admission may have settled it already).
-    pub(in crate::model) fn note_handler(&mut self, d: DeliveryId, handler: Id, cx: &mut Ctx) {
+    pub(in crate::model) fn note_handler(
+        &mut self,
+        d: DeliveryId,
+        handler: InvocationId,
+        cx: &mut Ctx,
+    ) {
         let Some(del) = self.deliveries.get_mut(d) else {
             return;
         };

@@ -18,11 +18,13 @@ mod outage;
 mod publish;
 mod queue;
 
-use super::arena::{Arena, Id};
+use super::arena::Arena;
 use super::retention::ExpiringIds;
 use super::spec::*;
 use super::status::Status;
-use super::world::{DeliveryId, Event, MessageId, OutboxRowId, PendingId, TransitId};
+use super::world::{
+    DeliveryId, Event, FiberId, InvocationId, MessageId, OutboxRowId, PendingId, TransitId,
+};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
 use crate::metrics::consistency::Consistency;
 pub(super) use books::new_consistency;
@@ -51,12 +53,15 @@ impl Ctx<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in crate::model) enum Command {
     /// A confirmed publish was accepted: the fiber that waits for it continues.
-    Resume { fiber: Id },
+    Resume { fiber: FiberId },
     /// A confirmed publish failed after its retries: the fiber that waits for it fails.
-    Fail { fiber: Id, status: Status },
+    Fail { fiber: FiberId, status: Status },
     /// A queue took delivery back: the copy still waiting for a worker in its consumer
     /// (the invocation `handler`) leaves with its prefetch slot.
-    Discard { delivery: DeliveryId, handler: Id },
+    Discard {
+        delivery: DeliveryId,
+        handler: InvocationId,
+    },
     /// A publish reached broker `broker` while it was down (the fault's `affected`).
     Refused { broker: BrokerId },
 }
@@ -92,7 +97,7 @@ struct Delivery {
     pub number: u32,
     /// The consumer's invocation handling it, once it reached its instance: the
     /// consumer bridge's side of the delivery, which the broker never reads.
-    pub handler: Option<Id>,
+    pub handler: Option<InvocationId>,
 }
 
 #[derive(Default)]
@@ -183,7 +188,7 @@ struct Transit {
 #[derive(Clone, Copy)]
 enum Publisher {
     /// A handler's `publish` step: the fiber that waits for the confirm.
-    Step(Id),
+    Step(FiberId),
     Relay(OutboxRowId),
 }
 
@@ -395,7 +400,7 @@ impl Async {
     }
 
     /// The fiber waiting for a confirmed publish, if a fiber published it.
-    pub(in crate::model) fn publishing_fiber(&self, pending: PendingId) -> Option<Id> {
+    pub(in crate::model) fn publishing_fiber(&self, pending: PendingId) -> Option<FiberId> {
         match self.pending.get(pending)?.publisher {
             Publisher::Step(f) => Some(f),
             Publisher::Relay(_) => None,

@@ -5,11 +5,10 @@
 use super::{Async, Command, Ctx, Enqueued, LogEntry, OutboxRow, Pending, Publisher, Transit};
 use crate::engine::SimTime;
 use crate::metrics::consistency::*;
-use crate::model::arena::Id;
 use crate::model::routing;
 use crate::model::spec::*;
 use crate::model::status::Status;
-use crate::model::world::{Event, OutboxRowId, PendingId, TransitId};
+use crate::model::world::{Event, FiberId, OutboxRowId, PendingId, TransitId};
 use rand::RngExt;
 
 /// What became of a `publish` step.
@@ -29,7 +28,7 @@ impl Async {
     /// A `publish` step of fiber `fiber`, for operation `op` with key `key`.
     pub(in crate::model) fn publish_step(
         &mut self,
-        fiber: Id,
+        fiber: FiberId,
         p: PublishId,
         op: u64,
         key: u32,

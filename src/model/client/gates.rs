@@ -5,12 +5,12 @@
 
 use super::{ClientState, FOREVER};
 use crate::engine::{Scheduler, SimDuration, SimTime};
-use crate::model::arena::Id;
 use crate::model::breaker::Permit;
-use crate::model::policy::{HedgeRules, HedgeSpec, Pushback, RetryBudget, RetrySpec};
+use crate::model::policy::{HedgeRules, HedgeSpec, PolicySpec, Pushback, RetryBudget, RetrySpec};
 use crate::model::spec::EdgeId;
 use crate::model::status::Status;
-use crate::model::world::{Event, NO_DEADLINE, Outcome, World};
+use crate::model::world::{CallId, Event, NO_DEADLINE, Outcome, World};
+use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Refusal {
@@ -31,83 +31,145 @@ impl Refusal {
 
 impl World {
     /// Begins the next attempt of a logical call: rate limiter, breaker, bulkhead, send.
-    pub(in crate::model) fn launch(&mut self, l: Id, sched: &mut Scheduler<Event>) {
-        let now = sched.now();
+    pub(in crate::model) fn launch(&mut self, l: CallId, sched: &mut Scheduler<Event>) {
         let edge = self.logicals[l].edge;
         if self.clients[edge.index()].plain {
             self.logicals[l].tries += 1;
             return self.send_attempt(l, None, false, sched);
         }
-        let spec = self.spec.clone();
+        let spec = Rc::clone(&self.spec);
         let policy = spec.policy_of(edge);
-        let client = &mut self.clients[edge.index()];
         let lc = &mut self.logicals[l];
         if !lc.token_reserved && !lc.slot_granted && lc.permit.is_none() {
             lc.tries += 1;
         }
+        if !self.rate_limiter_passes(l, policy, sched) {
+            return;
+        }
+        self.logicals[l].token_reserved = false;
+        if !self.breaker_passes(l, policy, sched) {
+            return;
+        }
+        let Some(holds_slot) = self.gate_passes(l, policy, sched) else {
+            return;
+        };
+        let lc = &mut self.logicals[l];
+        lc.slot_granted = false;
+        let permit = lc.permit.take();
+        self.send_attempt(l, permit, holds_slot, sched);
+    }
+
+    /// The rate limiter: true when a token is there (or was reserved before); false when
+    /// the call waits for one (launched again then) or was refused.
+    fn rate_limiter_passes(
+        &mut self,
+        l: CallId,
+        policy: &PolicySpec,
+        sched: &mut Scheduler<Event>,
+    ) -> bool {
+        let lc = &mut self.logicals[l];
+        let client = &mut self.clients[lc.edge.index()];
         if let (Some(spec), Some(bucket)) = (&policy.rate_limit, &mut client.bucket)
             && !lc.token_reserved
             && !lc.slot_granted
             && lc.permit.is_none()
         {
-            match bucket.take(spec, now) {
+            match bucket.take(spec, sched.now()) {
                 Some(wait) if wait.is_zero() => {}
                 Some(wait) => {
                     lc.token_reserved = true;
                     sched.after(wait, Event::Launch(l));
-                    return;
+                    return false;
                 }
-                None => return self.refuse(l, Refusal::RateLimit, sched),
+                None => {
+                    self.refuse(l, Refusal::RateLimit, sched);
+                    return false;
+                }
             }
         }
-        lc.token_reserved = false;
-        if let (Some(spec), Some(breaker)) = (&policy.breaker, &mut client.breaker)
+        true
+    }
+
+    /// The circuit breaker: true with a permit held by the call (or no breaker); false
+    /// when it refused the call.
+    fn breaker_passes(
+        &mut self,
+        l: CallId,
+        policy: &PolicySpec,
+        sched: &mut Scheduler<Event>,
+    ) -> bool {
+        let lc = &mut self.logicals[l];
+        let edge = lc.edge;
+        if let (Some(spec), Some(breaker)) =
+            (&policy.breaker, &mut self.clients[edge.index()].breaker)
             && lc.permit.is_none()
         {
-            match breaker.try_acquire(spec, now) {
+            match breaker.try_acquire(spec, sched.now()) {
                 Some(p) => lc.permit = Some(p),
                 None => {
                     self.arm_breaker_timer(edge, sched);
-                    return self.refuse(l, Refusal::Breaker, sched);
+                    self.refuse(l, Refusal::Breaker, sched);
+                    return false;
                 }
             }
             self.arm_breaker_timer(edge, sched);
         }
-        let client = &mut self.clients[edge.index()];
+        true
+    }
+
+    /// The bulkhead or connection pool: `Some(holds a slot)` when the attempt may leave;
+    /// None when the call waits for a slot (launched again when one is handed over) or
+    /// was refused.
+    fn gate_passes(
+        &mut self,
+        l: CallId,
+        policy: &PolicySpec,
+        sched: &mut Scheduler<Event>,
+    ) -> Option<bool> {
         let lc = &mut self.logicals[l];
-        let holds_slot = client.gate.is_some();
-        if let Some(spec) = client.gate
-            && !lc.slot_granted
-        {
-            if client.bulkhead_active < spec.max_concurrent {
-                client.bulkhead_active += 1;
-            } else if !spec.max_wait.is_zero() {
-                lc.waiting = true;
-                client.bulkhead_queue.push_back(l);
-                let try_number = lc.tries;
-                if spec.max_wait != FOREVER {
-                    sched.after(
-                        spec.max_wait,
-                        Event::BulkheadTimeout {
-                            logical: l,
-                            try_number,
-                        },
-                    );
-                }
-                return;
-            } else {
-                // A full bulkhead is a failure for the breaker unless the policy says
-                // otherwise (see FailureFilter::rejections).
-                if let Some(p) = lc.permit.take() {
-                    let failure = policy.failure.rejections;
-                    self.breaker_record(edge, p, failure, SimDuration::ZERO, sched);
-                }
-                return self.refuse(l, Refusal::Bulkhead, sched);
-            }
+        let edge = lc.edge;
+        let client = &mut self.clients[edge.index()];
+        let Some(spec) = client.gate else {
+            return Some(false);
+        };
+        if lc.slot_granted {
+            return Some(true); // handed over by a finishing attempt
         }
-        lc.slot_granted = false;
-        let permit = lc.permit.take();
-        self.send_attempt(l, permit, holds_slot, sched);
+        if client.bulkhead_active < spec.max_concurrent {
+            client.bulkhead_active += 1;
+            return Some(true);
+        }
+        if !spec.max_wait.is_zero() {
+            lc.waiting = true;
+            client.bulkhead_queue.push_back(l);
+            let try_number = lc.tries;
+            if spec.max_wait != FOREVER {
+                sched.after(
+                    spec.max_wait,
+                    Event::BulkheadTimeout {
+                        call: l,
+                        try_number,
+                    },
+                );
+            }
+            return None;
+        }
+        // A full bulkhead is a failure for the breaker unless the policy says
+        // otherwise (see FailureFilter::rejections).
+        if let Some(p) = lc.permit.take() {
+            let failure = policy.failure.rejections;
+            self.breaker_record(edge, p, failure, SimDuration::ZERO, sched);
+        }
+        self.refuse(l, Refusal::Bulkhead, sched);
+        None
+    }
+
+    /// A call's next attempt is due (after a backoff, a token wait or a slot handed over),
+    /// unless the call is over.
+    pub(in crate::model) fn on_launch(&mut self, l: CallId, sched: &mut Scheduler<Event>) {
+        if self.logicals.contains(l) {
+            self.launch(l, sched);
+        }
     }
 
     /// A bulkhead slot (or pooled connection) is free: it goes straight to the first
@@ -198,15 +260,15 @@ impl World {
         }
     }
 
-    pub(in crate::model) fn on_hedge(&mut self, l: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn on_hedge(&mut self, l: CallId, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         let Some(lc) = self.logicals.get_mut(l) else {
             return;
         };
-        if lc.next_hedge_at != now {
+        if lc.next_hedge_at != Some(now) {
             return; // moved by a non-fatal failure or a pushback, or stopped
         }
-        lc.next_hedge_at = SimTime::MAX;
+        lc.next_hedge_at = None;
         let edge = lc.edge;
         let h = self
             .spec
@@ -230,12 +292,12 @@ impl World {
         // (RetriableStream.java:497-503).
         let frozen = h.follows == HedgeRules::GrpcJava && self.hedge_throttled(edge);
         if let Some(lc) = self.logicals.get_mut(l)
-            && lc.next_hedge_at == SimTime::MAX
+            && lc.next_hedge_at.is_none()
             && lc.tries < h.max_attempts
             && !frozen
             && let Some(at) = now.checked_add(h.delay)
         {
-            lc.next_hedge_at = at;
+            lc.next_hedge_at = Some(at);
             sched.at(at, Event::Hedge(l));
         }
     }
@@ -255,7 +317,7 @@ impl World {
 
     pub(in crate::model) fn on_bulkhead_timeout(
         &mut self,
-        l: Id,
+        l: CallId,
         try_number: u32,
         sched: &mut Scheduler<Event>,
     ) {
@@ -280,7 +342,7 @@ impl World {
 
     /// An attempt refused before leaving the caller fails like any other: the retry
     /// policy decides what happens next.
-    fn refuse(&mut self, l: Id, why: Refusal, sched: &mut Scheduler<Event>) {
+    fn refuse(&mut self, l: CallId, why: Refusal, sched: &mut Scheduler<Event>) {
         self.trace_refused(l, self.logicals[l].tries, why.name(), sched.now());
         let lc = &mut self.logicals[l];
         let hedge_refused = lc.next_is_hedge && lc.in_flight > 0;
@@ -312,7 +374,7 @@ impl World {
     /// After a failed attempt: hedge on, retry after a backoff, or give up.
     pub(super) fn after_failure(
         &mut self,
-        l: Id,
+        l: CallId,
         status: Status,
         pushback: Option<Pushback>,
         sched: &mut Scheduler<Event>,
@@ -334,7 +396,7 @@ impl World {
     /// hedge may come sooner (pushback), never (throttle, no attempts left), or on time.
     fn after_hedge_failure(
         &mut self,
-        l: Id,
+        l: CallId,
         h: HedgeSpec,
         status: Status,
         pushback: Option<Pushback>,
@@ -355,7 +417,7 @@ impl World {
         }
         if throttled || pushback == Some(Pushback::Stop) || lc.tries >= h.max_attempts {
             // gRFC A6: no further hedges; those sent carry on.
-            lc.next_hedge_at = SimTime::MAX;
+            lc.next_hedge_at = None;
         } else {
             let next = match (h.follows, pushback) {
                 (HedgeRules::A6, Some(Pushback::After(d))) => now.checked_add(d),
@@ -363,7 +425,7 @@ impl World {
                 (HedgeRules::GrpcJava, None) => None, // the timer stands
             };
             if let Some(at) = next {
-                lc.next_hedge_at = at;
+                lc.next_hedge_at = Some(at);
                 if at == now {
                     self.immediate.push_back(Event::Hedge(l));
                 } else {
@@ -372,7 +434,7 @@ impl World {
             }
         }
         let lc = &self.logicals[l];
-        if lc.next_hedge_at == SimTime::MAX && !lc.attempt_pending() {
+        if lc.next_hedge_at.is_none() && !lc.attempt_pending() {
             self.complete(l, Outcome::Failed(status), sched);
         }
         // else another attempt may still succeed
@@ -382,7 +444,7 @@ impl World {
     /// attempts left, the budget or throttle and the deadline allow it, else give up.
     fn after_try_failure(
         &mut self,
-        l: Id,
+        l: CallId,
         status: Status,
         pushback: Option<Pushback>,
         sched: &mut Scheduler<Event>,

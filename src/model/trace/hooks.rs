@@ -8,7 +8,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_call(
         &mut self,
-        l: Id,
+        l: CallId,
         origin: Origin,
         edge: EdgeId,
         now: crate::engine::SimTime,
@@ -23,7 +23,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_call_end(
         &mut self,
-        l: Id,
+        l: CallId,
         status: Option<Status>,
         now: crate::engine::SimTime,
     ) {
@@ -54,8 +54,8 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_attempt(
         &mut self,
-        a: Id,
-        l: Id,
+        a: AttemptId,
+        l: CallId,
         number: u32,
         hedge: bool,
         now: crate::engine::SimTime,
@@ -69,7 +69,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_refused(
         &mut self,
-        l: Id,
+        l: CallId,
         number: u32,
         why: &'static str,
         now: crate::engine::SimTime,
@@ -82,7 +82,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_attempt_end(
         &mut self,
-        a: Id,
+        a: AttemptId,
         how: AttemptEnd,
         now: crate::engine::SimTime,
     ) {
@@ -98,7 +98,7 @@ impl World {
 
     /// A failed attempt's call waits `delay` before its next attempt.
     #[inline]
-    pub(in crate::model) fn trace_backoff(&mut self, l: Id, delay: SimDuration) {
+    pub(in crate::model) fn trace_backoff(&mut self, l: CallId, delay: SimDuration) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, c)) = r.calls.get(l, &r.roots)
         {
@@ -116,7 +116,7 @@ impl World {
 
     /// An attempt's request reaches its callee.
     #[inline]
-    pub(in crate::model) fn trace_arrived(&mut self, a: Id, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_arrived(&mut self, a: AttemptId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { arrived, .. } = r.node(root, n)
@@ -127,7 +127,7 @@ impl World {
 
     /// The callee sends an attempt's reply.
     #[inline]
-    pub(in crate::model) fn trace_replied(&mut self, a: Id, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_replied(&mut self, a: AttemptId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { replied, .. } = r.node(root, n)
@@ -138,7 +138,11 @@ impl World {
 
     /// A request is admitted (on a worker now, or queued); `root` is its handler's fiber.
     #[inline]
-    pub(in crate::model) fn trace_admitted(&mut self, i: Id, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_admitted(
+        &mut self,
+        i: InvocationId,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut() {
             let inv = &self.invocations[i];
             let crate::model::world::AnswerTo::Attempt { attempt, .. } = inv.answer_to else {
@@ -182,7 +186,7 @@ impl World {
 
     /// A queued request gets its worker.
     #[inline]
-    pub(in crate::model) fn trace_started(&mut self, i: Id, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_started(&mut self, i: InvocationId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
             && let Node::Invocation { started, fiber, .. } = *r.node(root, n)
@@ -206,7 +210,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_answered(
         &mut self,
-        i: Id,
+        i: InvocationId,
         status: Option<Status>,
         now: crate::engine::SimTime,
     ) {
@@ -221,7 +225,7 @@ impl World {
 
     /// A fiber runs its next steps.
     #[inline]
-    pub(in crate::model) fn trace_runs(&mut self, f: Id, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_runs(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
@@ -231,7 +235,7 @@ impl World {
 
     /// A fiber ends (finished or cancelled).
     #[inline]
-    pub(in crate::model) fn trace_fiber_end(&mut self, f: Id, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_fiber_end(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
@@ -245,7 +249,7 @@ impl World {
 
     /// A fiber waits for a publisher confirm.
     #[inline]
-    pub(in crate::model) fn trace_publish_wait(&mut self, f: Id, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_publish_wait(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
@@ -257,9 +261,9 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_fork(
         &mut self,
-        f: Id,
-        join: Id,
-        children: &[Id],
+        f: FiberId,
+        join: JoinId,
+        children: &[FiberId],
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut()
@@ -287,7 +291,12 @@ impl World {
 
     /// A join is decided by the settling of `branch`.
     #[inline]
-    pub(in crate::model) fn trace_join(&mut self, j: Id, branch: u32, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_join(
+        &mut self,
+        j: JoinId,
+        branch: u32,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut()
             && let Some((root, n)) = r.joins.get(j, &r.roots)
             && let Node::Join { decided, decider } = r.node(root, n)

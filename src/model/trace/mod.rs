@@ -20,10 +20,11 @@ mod spans;
 mod tree;
 
 use super::World;
-use super::arena::Id;
+use super::arena::Key;
 use super::client::Origin;
 use super::spec::{EdgeId, EndpointId, Spec, WorkloadId};
 use super::status::Status;
+use super::world::{AttemptId, CallId, FiberId, InvocationId, JoinId};
 use crate::engine::SimDuration;
 use crate::metrics::attribution::{AttributionSums, Parts, What};
 use crate::metrics::trace::{MAX_TRACES, Traces};
@@ -143,26 +144,36 @@ struct Root {
     nodes: Vec<Node>,
 }
 
-/// Arena id -> (root, root generation, node), by the id's slot.
-#[derive(Default)]
-struct IdMap {
-    slots: Vec<(u32, u32, u32, u32)>,
+/// Arena id of kind `K` -> (root, root generation, node), by the id's slot.
+struct IdMap<K> {
+    /// Per slot: (id generation, root, root generation, node), once set.
+    slots: Vec<Option<(u32, u32, u32, u32)>>,
+    key: std::marker::PhantomData<K>,
 }
 
-impl IdMap {
-    fn set(&mut self, id: Id, root: u32, root_gen: u32, node: u32) {
-        let (slot, generation) = id.parts();
+impl<K> Default for IdMap<K> {
+    fn default() -> Self {
+        IdMap {
+            slots: Vec::new(),
+            key: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: Key> IdMap<K> {
+    fn set(&mut self, id: K, root: u32, root_gen: u32, node: u32) {
+        let (slot, generation) = id.id().parts();
         let slot = slot as usize;
         if self.slots.len() <= slot {
-            self.slots.resize(slot + 1, (u32::MAX, NONE, 0, NONE));
+            self.slots.resize(slot + 1, None);
         }
-        self.slots[slot] = (generation, root, root_gen, node);
+        self.slots[slot] = Some((generation, root, root_gen, node));
     }
 
     #[inline]
-    fn get(&self, id: Id, roots: &[Root]) -> Option<(u32, u32)> {
-        let (slot, generation) = id.parts();
-        let &(g, root, root_gen, node) = self.slots.get(slot as usize)?;
+    fn get(&self, id: K, roots: &[Root]) -> Option<(u32, u32)> {
+        let (slot, generation) = id.id().parts();
+        let &(g, root, root_gen, node) = self.slots.get(slot as usize)?.as_ref()?;
         let r = roots.get(root as usize)?;
         (g == generation && r.live && r.generation == root_gen).then_some((root, node))
     }
@@ -174,11 +185,11 @@ pub struct Recorder {
     attribution: Option<AttributionSums>,
     roots: Vec<Root>,
     free: Vec<u32>,
-    calls: IdMap,
-    attempts: IdMap,
-    invocations: IdMap,
-    fibers: IdMap,
-    joins: IdMap,
+    calls: IdMap<CallId>,
+    attempts: IdMap<AttemptId>,
+    invocations: IdMap<InvocationId>,
+    fibers: IdMap<FiberId>,
+    joins: IdMap<JoinId>,
     /// Requests started per workload (the trace numbers).
     started: Vec<u64>,
     parts: Parts,
@@ -269,7 +280,7 @@ impl Recorder {
     fn call_started(
         &mut self,
         spec: &Spec,
-        l: Id,
+        l: CallId,
         origin: Origin,
         edge: EdgeId,
         now: u64,
@@ -365,7 +376,7 @@ impl Recorder {
     fn new_fiber(
         &mut self,
         root: u32,
-        f: Id,
+        f: FiberId,
         invocation: u32,
         join: u32,
         branch: u32,
@@ -485,7 +496,15 @@ fn rate_threshold(rate: f64) -> u64 {
 
 /// One finished root's nodes, with their child lists.
 impl Recorder {
-    fn attempt(&mut self, a: Id, l: Id, number: u32, hedge: bool, now: u64, how: AttemptEnd) {
+    fn attempt(
+        &mut self,
+        a: AttemptId,
+        l: CallId,
+        number: u32,
+        hedge: bool,
+        now: u64,
+        how: AttemptEnd,
+    ) {
         let Some((root, call)) = self.calls.get(l, &self.roots) else {
             return;
         };
@@ -513,7 +532,7 @@ impl Recorder {
         self.attempts.set(a, root, generation, n);
     }
 
-    fn attempt_refused(&mut self, l: Id, number: u32, now: u64, why: &'static str) {
+    fn attempt_refused(&mut self, l: CallId, number: u32, now: u64, why: &'static str) {
         let Some((root, call)) = self.calls.get(l, &self.roots) else {
             return;
         };

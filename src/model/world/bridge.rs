@@ -4,11 +4,10 @@
 //! delivery becomes an invocation on its instance's replica, and the handler's end
 //! settles the delivery. The only code that builds an `Invocation` for a message.
 
-use super::event::{DeliveryId, Event, PendingId};
+use super::event::{DeliveryId, Event, FiberId, InvocationId, PendingId};
 use super::fiber::Wait;
 use super::{AnswerTo, Invocation, Outcome, World};
 use crate::engine::{Scheduler, SimDuration};
-use crate::model::arena::Id;
 use crate::model::broker::{Async, Command, Ctx, Published};
 use crate::model::spec::*;
 use crate::model::status::Status;
@@ -79,8 +78,8 @@ impl World {
     /// waits for a confirm.
     pub(in crate::model) fn publish_step(
         &mut self,
-        f: Id,
-        inv: Id,
+        f: FiberId,
+        inv: InvocationId,
         p: PublishId,
         sched: &mut Scheduler<Event>,
     ) -> bool {

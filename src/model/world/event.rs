@@ -2,7 +2,7 @@
 //! subsystem, so the heap holds plain values and `World::dispatch` is one match.
 
 use crate::engine::SimTime;
-use crate::model::arena::{Id, typed_id};
+use crate::model::arena::typed_id;
 use crate::model::spec::*;
 use crate::model::status::Status;
 
@@ -18,7 +18,7 @@ pub enum Event {
     /// An attempt's request reaches the callee's service. `measured`: sent after
     /// warmup; `deadline`: the caller's propagated deadline, or NO_DEADLINE.
     Request {
-        attempt: Id,
+        attempt: AttemptId,
         edge: EdgeId,
         measured: bool,
         deadline: SimTime,
@@ -26,7 +26,7 @@ pub enum Event {
     /// An attempt's answer reaches the caller. `retry_after_ms`: the callee's pushback
     /// hint (`Pushback::to_wire`; 0: none).
     Reply {
-        attempt: Id,
+        attempt: AttemptId,
         edge: EdgeId,
         status: Status,
         degraded: bool,
@@ -34,36 +34,36 @@ pub enum Event {
         retry_after_ms: u32,
     },
     /// A fiber's `work` step is over.
-    WorkDone(Id),
+    WorkDone(FiberId),
     /// An attempt's per-try timeout fires (ignored if it was answered).
-    AttemptTimeout(Id),
+    AttemptTimeout(AttemptId),
     /// A logical call's overall deadline passes.
-    Deadline(Id),
+    Deadline(CallId),
     /// Send a logical call's next attempt (after a backoff or a rate-limiter wait).
-    Launch(Id),
+    Launch(CallId),
     /// A logical call's hedging delay has passed.
-    Hedge(Id),
+    Hedge(CallId),
     /// A logical call has waited for a bulkhead slot as long as it may; `try_number`
     /// tells which of its waits.
     BulkheadTimeout {
-        logical: Id,
+        call: CallId,
         try_number: u32,
     },
     /// An open breaker's timer (opossum-style open -> half-open) on an edge.
     BreakerTimer(EdgeId),
     /// A deadline-aware server gives up on a request at its deadline.
-    Abort(Id),
+    Abort(InvocationId),
     /// A fault begins or ends.
     FaultStart(u32),
     FaultEnd(u32),
     /// A fiber's call is over (delivered through the immediate queue).
     CallDone {
-        fiber: Id,
+        fiber: FiberId,
         status: Status,
         degraded: bool,
     },
     /// Continue a fiber now.
-    Run(Id),
+    Run(FiberId),
     /// A publish reaches its broker.
     PublishArrive(TransitId),
     /// The broker's answer to a confirmed publish (try `try_number`).
@@ -142,4 +142,24 @@ typed_id!(
 typed_id!(
     /// A row of a transactional outbox.
     OutboxRowId
+);
+typed_id!(
+    /// A logical call: what a caller's code asked for, carried out by attempts.
+    CallId
+);
+typed_id!(
+    /// One attempt of a logical call (the first try, a retry or a hedge).
+    AttemptId
+);
+typed_id!(
+    /// One request (or delivery) being served by one replica.
+    InvocationId
+);
+typed_id!(
+    /// A fiber running a handler's steps (an invocation's root, or a branch).
+    FiberId
+);
+typed_id!(
+    /// The join a `parallel` step's parent waits on.
+    JoinId
 );

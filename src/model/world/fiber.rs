@@ -1,11 +1,10 @@
 //! The handler interpreter: fibers run an invocation's steps (work, calls, publishes,
 //! effects, parallel branches and their joins), wait, resume and are cancelled lazily.
 
-use super::event::{Event, PendingId};
+use super::event::{CallId, Event, FiberId, InvocationId, JoinId, PendingId};
 use super::server::Queued;
 use super::{Outcome, World};
 use crate::engine::{Scheduler, SimDuration, SimTime};
-use crate::model::arena::Id;
 use crate::model::client::Origin;
 use crate::model::spec::*;
 use crate::model::status::Status;
@@ -15,18 +14,18 @@ use rand::RngExt;
 pub(in crate::model) enum Wait {
     Ready,
     Work,
-    Call(Id),
-    Join(Id),
+    Call(CallId),
+    Join(JoinId),
     /// A publisher confirm.
     Publish(PendingId),
 }
 
 pub(in crate::model) struct Fiber {
-    pub invocation: Id,
+    pub invocation: InvocationId,
     pub seq: SeqId,
     pub pc: u32,
     /// (join, branch index) for branch fibers; None for the root.
-    pub join: Option<(Id, u32)>,
+    pub join: Option<(JoinId, u32)>,
     pub wait: Wait,
     /// Running a saga step.
     pub saga: Option<SagaRun>,
@@ -44,9 +43,9 @@ pub(in crate::model) struct SagaRun {
 }
 
 pub(in crate::model) struct JoinState {
-    pub(super) parent: Id,
+    pub(super) parent: FiberId,
     pub(super) parallel: ParallelId,
-    pub(super) children: Vec<Id>,
+    pub(super) children: Vec<FiberId>,
     pub(super) settled: u32,
     pub(super) ok: u32,
     pub(super) failed: u32,
@@ -57,7 +56,7 @@ pub(in crate::model) struct JoinState {
 
 impl World {
     /// Runs a fiber's steps until it blocks or ends.
-    pub(in crate::model) fn advance(&mut self, f: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn advance(&mut self, f: FiberId, sched: &mut Scheduler<Event>) {
         self.trace_runs(f, sched.now());
         loop {
             let fiber = &mut self.fibers[f];
@@ -120,6 +119,22 @@ impl World {
         }
     }
 
+    /// A fiber's work is over (unless it was cancelled meanwhile).
+    pub(super) fn on_work_done(&mut self, f: FiberId, sched: &mut Scheduler<Event>) {
+        if let Some(fiber) = self.fibers.get_mut(f) {
+            assert_eq!(fiber.wait, Wait::Work);
+            fiber.wait = Wait::Ready;
+            self.advance(f, sched);
+        }
+    }
+
+    /// A fiber continues now (unless it was cancelled meanwhile).
+    pub(super) fn on_run(&mut self, f: FiberId, sched: &mut Scheduler<Event>) {
+        if self.fibers.contains(f) {
+            self.advance(f, sched);
+        }
+    }
+
     /// A `work` step's duration on this replica: a draw, plus a fault's extra work.
     fn work_time(&mut self, replica: usize, d: DistId) -> SimDuration {
         let dur = self.spec.dists[d.index()].sample(&mut self.replicas[replica].rng);
@@ -145,7 +160,7 @@ impl World {
     }
 
     /// A `saga` step: its first action is called; the rest follows from its answers.
-    fn start_saga(&mut self, f: Id, s: SagaId, sched: &mut Scheduler<Event>) {
+    fn start_saga(&mut self, f: FiberId, s: SagaId, sched: &mut Scheduler<Event>) {
         self.metrics.consistency.sagas[s.index()].started += 1;
         self.fibers[f].saga = Some(SagaRun {
             saga: s,
@@ -158,7 +173,13 @@ impl World {
     }
 
     /// A `parallel` step: one fiber per branch and a join the parent waits on.
-    fn fork(&mut self, f: Id, invocation: Id, p: ParallelId, sched: &mut Scheduler<Event>) {
+    fn fork(
+        &mut self,
+        f: FiberId,
+        invocation: InvocationId,
+        p: ParallelId,
+        sched: &mut Scheduler<Event>,
+    ) {
         let mut children = self.spare_children.pop().unwrap_or_default();
         let join = self.joins.insert(JoinState {
             parent: f,
@@ -193,7 +214,7 @@ impl World {
     /// A fiber calls out and waits for the answer.
     pub(in crate::model) fn call_from(
         &mut self,
-        f: Id,
+        f: FiberId,
         site: CallSite,
         sched: &mut Scheduler<Event>,
     ) {
@@ -205,7 +226,7 @@ impl World {
     }
 
     /// An event-loop service lets the worker go while its handler waits.
-    pub(super) fn release_if_event_loop(&mut self, f: Id, sched: &mut Scheduler<Event>) {
+    pub(super) fn release_if_event_loop(&mut self, f: FiberId, sched: &mut Scheduler<Event>) {
         let fiber = &self.fibers[f];
         if fiber.join.is_some() {
             return;
@@ -223,7 +244,7 @@ impl World {
 
     /// Continues a fiber whose wait is over, first getting a worker back if it let its
     /// worker go (released mode, root fiber only).
-    pub(in crate::model) fn resume(&mut self, f: Id, now: SimTime) {
+    pub(in crate::model) fn resume(&mut self, f: FiberId, now: SimTime) {
         let fiber = &mut self.fibers[f];
         fiber.wait = Wait::Ready;
         let inv = &self.invocations[fiber.invocation];
@@ -242,7 +263,7 @@ impl World {
 
     pub(in crate::model) fn finish_fiber(
         &mut self,
-        f: Id,
+        f: FiberId,
         outcome: Outcome,
         sched: &mut Scheduler<Event>,
     ) {
@@ -257,7 +278,7 @@ impl World {
 
     pub(super) fn branch_settled(
         &mut self,
-        j: Id,
+        j: JoinId,
         branch: u32,
         outcome: Outcome,
         sched: &mut Scheduler<Event>,
@@ -328,7 +349,11 @@ impl World {
 
     /// Cancels the branches of a decided join (the settled ones are already gone) and
     /// keeps the list's allocation for the next join.
-    pub(super) fn cancel_children(&mut self, mut children: Vec<Id>, sched: &mut Scheduler<Event>) {
+    pub(super) fn cancel_children(
+        &mut self,
+        mut children: Vec<FiberId>,
+        sched: &mut Scheduler<Event>,
+    ) {
         for &child in &children {
             self.cancel_fiber(child, sched);
         }
@@ -338,7 +363,7 @@ impl World {
 
     /// Abandons a fiber: calls it is waiting on are given up (their servers carry on
     /// and answer late); nested joins are cancelled too.
-    pub(in crate::model) fn cancel_fiber(&mut self, f: Id, sched: &mut Scheduler<Event>) {
+    pub(in crate::model) fn cancel_fiber(&mut self, f: FiberId, sched: &mut Scheduler<Event>) {
         let Some(fiber) = self.fibers.remove(f) else {
             return; // already settled
         };

@@ -10,10 +10,9 @@
 //! that top is looked up when the answer is recorded (O(1)).
 
 use super::World;
-use super::event::DeliveryId;
+use super::event::{DeliveryId, FiberId, InvocationId};
 use super::fiber::Wait;
 use super::server::AnswerTo;
-use crate::model::arena::Id;
 use crate::model::client::Origin;
 
 /// What an invocation inherits from the chain above it (kept beside the invocations'
@@ -29,7 +28,7 @@ pub(super) struct Lineage {
 impl World {
     /// Records the lineage of invocation `i`, just admitted, and lets the attempt it
     /// serves know which invocation serves it.
-    pub(super) fn inherit_lineage(&mut self, i: Id, answer_to: AnswerTo) {
+    pub(super) fn inherit_lineage(&mut self, i: InvocationId, answer_to: AnswerTo) {
         let lineage = match answer_to {
             AnswerTo::Delivery(d) => Lineage {
                 cut: false,
@@ -59,14 +58,14 @@ impl World {
 
     /// Has anyone up the chain given up on this invocation? Its answer is then wasted
     /// work, even when the immediate caller (which set no timeout) still waits.
-    pub(super) fn abandoned(&self, i: Id) -> bool {
+    pub(super) fn abandoned(&self, i: InvocationId) -> bool {
         let lineage = self.lineage[i.slot()];
         lineage.cut || lineage.delivery.is_some_and(|d| !self.asy.delivery_live(d))
     }
 
     /// A caller gave up on an attempt (removed before its answer): the invocation
     /// serving it, if any is still running, and everything it called are cut off.
-    pub(in crate::model) fn orphan(&mut self, served_by: Option<Id>) {
+    pub(in crate::model) fn orphan(&mut self, served_by: Option<InvocationId>) {
         let Some(i) = served_by else {
             return;
         };
@@ -102,7 +101,7 @@ impl World {
 
     /// Marks one running invocation as cut off, once, and queues its root fiber for the
     /// walk down.
-    fn cut(&mut self, i: Id, fibers: &mut Vec<Id>) {
+    fn cut(&mut self, i: InvocationId, fibers: &mut Vec<FiberId>) {
         let Some(inv) = self.invocations.get(i) else {
             return;
         };

@@ -2,11 +2,10 @@
 //! it (or it waits in the replica's queue, or is rejected), and the invocation answers
 //! once: a reply over the link, or, for a consumer, a settlement of its delivery.
 
-use super::event::{DeliveryId, Event};
+use super::event::{AttemptId, DeliveryId, Event, FiberId, InvocationId};
 use super::fiber::{Fiber, Wait};
 use super::{NO_DEADLINE, Outcome, World, overlap_ns};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
-use crate::model::arena::Id;
 use crate::model::spec::*;
 use crate::model::status::Status;
 use rand::RngExt;
@@ -19,7 +18,7 @@ pub(in crate::model) enum AnswerTo {
     /// then the reply is late. `measured`: the attempt was sent after warmup (its late
     /// reply, if any, is counted).
     Attempt {
-        attempt: Id,
+        attempt: AttemptId,
         edge: EdgeId,
         measured: bool,
     },
@@ -53,7 +52,7 @@ pub(in crate::model) struct Invocation {
     /// A `fail` step's retry-after hint, sent with the answer.
     pub retry_after: Option<crate::model::policy::Pushback>,
     /// The root fiber (the handler's steps).
-    pub root: Id,
+    pub root: FiberId,
     pub degraded: bool,
     pub measured: bool,
     /// Fibers alive; zero when the answer is sent.
@@ -63,9 +62,9 @@ pub(in crate::model) struct Invocation {
 #[derive(Clone, Copy, Debug)]
 pub(in crate::model) enum Queued {
     /// A new request waiting for its first worker.
-    Start(Id),
+    Start(InvocationId),
     /// A released-mode handler waiting for a worker to continue.
-    Resume(Id),
+    Resume(FiberId),
 }
 
 pub(in crate::model) struct Replica {
@@ -164,7 +163,7 @@ impl World {
     /// Answers a request without serving it (refused, rejected, failed by a fault).
     pub(in crate::model) fn answer_unserved(
         &mut self,
-        attempt: Id,
+        attempt: AttemptId,
         edge: EdgeId,
         status: Status,
         measured: bool,
@@ -186,9 +185,11 @@ impl World {
         }
     }
 
+    /// An attempt's request reaches the callee's service: turned away, or admitted on
+    /// the replica the balancer picks.
     pub(super) fn on_request(
         &mut self,
-        attempt: Id,
+        attempt: AttemptId,
         edge: EdgeId,
         attempt_measured: bool,
         deadline: SimTime,
@@ -201,52 +202,11 @@ impl World {
         let r = self.pick_replica(service);
         let measured = now >= self.warmup_end;
         self.metrics.endpoints[endpoint.index()].arrivals += u64::from(measured);
-        let first = self.first_replica[service.index()];
-        if self.faults.service_faulted(service)
-            && let Some(status) = self.faults.on_arrival(&self.spec, first, service, r)
-        {
-            self.metrics.endpoints[endpoint.index()].faulted += u64::from(measured);
-            return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
-        }
-        let svc = &self.spec.services[service.index()];
-        if svc.drop_expired && deadline <= now {
-            self.metrics.endpoints[endpoint.index()].expired += u64::from(measured);
-            return self.answer_unserved(
-                attempt,
-                edge,
-                Status::DeadlineExceeded,
-                attempt_measured,
-                sched,
-            );
-        }
-        let capacity = svc.queue_capacity;
-        let drop_expired = svc.drop_expired;
-        let (key, op) = if self.keyed {
-            self.attempts
-                .get(attempt)
-                .and_then(|a| self.logicals.get(a.logical))
-                .map_or((0, 0), |l| (l.key, l.op))
-        } else {
-            (0, 0)
-        };
+        let (key, op) = self.request_key(attempt);
         let replica = &self.replicas[r as usize];
         assert_eq!(replica.service, service);
         let starts_now = replica.busy < replica.workers;
-        if !starts_now && replica.queued_new >= capacity {
-            self.metrics.endpoints[endpoint.index()].rejected += u64::from(measured);
-            return self.answer_unserved(
-                attempt,
-                edge,
-                Status::Unavailable,
-                attempt_measured,
-                sched,
-            );
-        }
-        if self.spec.endpoints[endpoint.index()].idempotency.is_some()
-            && let Some(status) =
-                self.ledger
-                    .idempotency_check(endpoint, op, now, &mut self.metrics.consistency)
-        {
+        if let Some(status) = self.turned_away(endpoint, r, starts_now, deadline, op, now) {
             return self.answer_unserved(attempt, edge, status, attempt_measured, sched);
         }
         let answer_to = AnswerTo::Attempt {
@@ -262,9 +222,59 @@ impl World {
         };
         let decode = self.edge_costs[edge.index()].server_decode;
         let inv = self.admit(inv, starts_now, decode, sched);
-        if drop_expired && deadline != NO_DEADLINE {
+        if self.spec.services[service.index()].drop_expired && deadline != NO_DEADLINE {
             sched.at(deadline, Event::Abort(inv));
         }
+    }
+
+    /// The (key, operation) a request carries down the chain, when something uses them.
+    fn request_key(&self, attempt: AttemptId) -> (u32, u64) {
+        if !self.keyed {
+            return (0, 0);
+        }
+        self.attempts
+            .get(attempt)
+            .and_then(|a| self.logicals.get(a.logical))
+            .map_or((0, 0), |l| (l.key, l.op))
+    }
+
+    /// Why a request arriving at replica `r` is answered without being served, in the
+    /// order checked: a fault, its deadline already past (deadline-aware services), a
+    /// full queue, a duplicate idempotency key. Counts it in the endpoint's books.
+    fn turned_away(
+        &mut self,
+        endpoint: EndpointId,
+        r: u32,
+        starts_now: bool,
+        deadline: SimTime,
+        op: u64,
+        now: SimTime,
+    ) -> Option<Status> {
+        let measured = u64::from(now >= self.warmup_end);
+        let service = self.spec.endpoints[endpoint.index()].service;
+        let first = self.first_replica[service.index()];
+        let em = &mut self.metrics.endpoints[endpoint.index()];
+        if self.faults.service_faulted(service)
+            && let Some(status) = self.faults.on_arrival(&self.spec, first, service, r)
+        {
+            em.faulted += measured;
+            return Some(status);
+        }
+        let svc = &self.spec.services[service.index()];
+        if svc.drop_expired && deadline <= now {
+            em.expired += measured;
+            return Some(Status::DeadlineExceeded);
+        }
+        if !starts_now && self.replicas[r as usize].queued_new >= svc.queue_capacity {
+            em.rejected += measured;
+            return Some(Status::Unavailable);
+        }
+        if self.spec.endpoints[endpoint.index()].idempotency.is_some() {
+            return self
+                .ledger
+                .idempotency_check(endpoint, op, now, &mut self.metrics.consistency);
+        }
+        None
     }
 
     /// Takes an invocation in: it starts on a worker now, or waits in the replica's
@@ -272,11 +282,11 @@ impl World {
     /// `make` builds the invocation around the id of its root fiber.
     pub(in crate::model) fn admit(
         &mut self,
-        make: impl FnOnce(Id) -> Invocation,
+        make: impl FnOnce(FiberId) -> Invocation,
         starts_now: bool,
         decode: SimDuration,
         sched: &mut Scheduler<Event>,
-    ) -> Id {
+    ) -> InvocationId {
         let now = sched.now();
         let root = self.fibers.next_id();
         let inv = make(root);
@@ -317,7 +327,12 @@ impl World {
     }
 
     /// Starts a request's handler on its worker, after the protocol's decode time.
-    pub(super) fn begin(&mut self, root: Id, decode: SimDuration, sched: &mut Scheduler<Event>) {
+    pub(super) fn begin(
+        &mut self,
+        root: FiberId,
+        decode: SimDuration,
+        sched: &mut Scheduler<Event>,
+    ) {
         if decode.is_zero() {
             self.advance(root, sched);
         } else {
@@ -391,7 +406,7 @@ impl World {
 
     pub(in crate::model) fn respond(
         &mut self,
-        i: Id,
+        i: InvocationId,
         outcome: Outcome,
         sched: &mut Scheduler<Event>,
     ) {
@@ -486,7 +501,7 @@ impl World {
     /// Drops an invocation still waiting for its first worker, unanswered (a consumer
     /// lets go of a delivery the broker took back). Returns whether it was waiting; its
     /// entry in the replica's queue stays and is skipped when a worker reaches it.
-    pub(in crate::model) fn discard_waiting(&mut self, i: Id, now: SimTime) -> bool {
+    pub(in crate::model) fn discard_waiting(&mut self, i: InvocationId, now: SimTime) -> bool {
         if !self.invocations.get(i).is_some_and(|inv| inv.queued) {
             return false;
         }
@@ -504,7 +519,7 @@ impl World {
     }
 
     /// A deadline-aware server stops working on a request whose deadline passed.
-    pub(super) fn on_abort(&mut self, i: Id, sched: &mut Scheduler<Event>) {
+    pub(super) fn on_abort(&mut self, i: InvocationId, sched: &mut Scheduler<Event>) {
         let Some(inv) = self.invocations.get(i) else {
             return;
         };
@@ -529,7 +544,7 @@ impl World {
     /// Crashes a replica: every request it holds is lost without an answer.
     pub(in crate::model) fn crash_replica(&mut self, r: u32, sched: &mut Scheduler<Event>) -> u64 {
         let now = sched.now();
-        let lost: Vec<Id> = self
+        let lost: Vec<InvocationId> = self
             .invocations
             .ids()
             .filter(|&i| self.invocations[i].replica == r)
@@ -594,7 +609,7 @@ impl Invocation {
         now: SimTime,
         starts_now: bool,
         measured: bool,
-        root: Id,
+        root: FiberId,
     ) -> Invocation {
         Invocation {
             endpoint,

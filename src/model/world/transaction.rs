@@ -3,9 +3,9 @@
 //! together with its store, or are dropped.
 
 use super::World;
+use super::event::InvocationId;
 use super::server::{AnswerTo, Invocation};
 use crate::engine::SimTime;
-use crate::model::arena::Id;
 use crate::model::spec::*;
 
 impl World {
@@ -14,7 +14,7 @@ impl World {
     /// handler's work back (the store's unique key).
     pub(in crate::model) fn end_transaction(
         &mut self,
-        i: Id,
+        i: InvocationId,
         inv: &Invocation,
         ok: bool,
         now: SimTime,
@@ -58,7 +58,7 @@ impl World {
     }
 
     /// An `effect` step: applied now, or held until the handler's transaction ends.
-    pub(in crate::model) fn effect_step(&mut self, inv: Id, e: EffectId) {
+    pub(in crate::model) fn effect_step(&mut self, inv: InvocationId, e: EffectId) {
         let i = &self.invocations[inv];
         if self.transactional(i) {
             self.ledger.txn_effects.push((inv, e));
