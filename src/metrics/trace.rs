@@ -2,11 +2,14 @@
 //! client, a service replica), their parent links, and the hops between them. Times are
 //! simulated nanoseconds; `report::trace` renders them as Chrome trace-event JSON.
 
-/// Where a span happens: one track per workload's client and per service replica.
+/// Where a span happens: one track per workload's client, per service replica (a
+/// consumer's instances are its replicas), and per broker queue or topic partition
+/// (and group).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Track {
     Client { workload: String },
     Replica { service: String, replica: u32 },
+    Broker { broker: String, place: String },
 }
 
 /// A value shown with a span (Perfetto's "Arguments").
@@ -26,14 +29,16 @@ pub struct Span {
     pub track: Track,
     pub name: String,
     /// "request", "call", "attempt", "backoff", "connection", "network", "invocation",
-    /// "queue_wait", "work", "parallel", "branch", "publish".
+    /// "queue_wait", "work", "parallel", "branch", "publish"; on a broker: "message",
+    /// "queued", "delivery", "backoff".
     pub cat: &'static str,
     pub start_ns: u64,
     pub end_ns: u64,
     pub args: Vec<(&'static str, Arg)>,
 }
 
-/// A hop from one span to another: a request or a reply crossing a link.
+/// A hop from one span to another: a request or a reply crossing a link; a publish, a
+/// delivery, a settlement or a dead-lettering crossing a broker hop.
 #[derive(Clone, Debug)]
 pub struct Flow {
     pub name: &'static str,

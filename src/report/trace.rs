@@ -1,6 +1,7 @@
 //! Traces as Chrome trace-event JSON (`{"traceEvents": [...]}`), which Perfetto
 //! (ui.perfetto.dev) and chrome://tracing open. One process per service, one thread per
-//! replica (and a "clients" process with a thread per workload); spans are complete
+//! replica (and a "clients" process with a thread per workload, a "broker NAME" process
+//! with a thread per queue or topic partition and group); spans are complete
 //! events ("X", microseconds, fractional), hops are flow events ("s" then "f" with
 //! `"bp": "e"`, bound to the enclosing spans). The format: docs/traces.md.
 //!
@@ -42,6 +43,7 @@ fn process_name(t: &Track) -> String {
     match t {
         Track::Client { .. } => "clients".to_owned(),
         Track::Replica { service, .. } => service.clone(),
+        Track::Broker { broker, .. } => format!("broker {broker}"),
     }
 }
 
@@ -49,6 +51,7 @@ fn thread_name(t: &Track) -> String {
     match t {
         Track::Client { workload } => workload.clone(),
         Track::Replica { service, replica } => format!("{service}/{replica}"),
+        Track::Broker { place, .. } => place.clone(),
     }
 }
 
@@ -98,9 +101,10 @@ fn layout(traces: &Traces) -> Layout {
         pids.entry(name).or_insert(next);
         let base = match track {
             Track::Replica { replica, .. } => *replica,
-            Track::Client { .. } => bases
+            // Rank among the process's tracks so far (tracks come sorted).
+            Track::Client { .. } | Track::Broker { .. } => bases
                 .keys()
-                .filter(|t| matches!(t, Track::Client { .. }))
+                .filter(|t| process_name(t) == process_name(track))
                 .count() as u32,
         };
         bases.insert(track.clone(), base);

@@ -30,6 +30,7 @@ const ALLOWED: &[(&str, &str)] = &[
     ("model/broker/log.rs", "log_handled"),
     ("model/broker/publish.rs", "route"),
     ("model/trace/spans.rs", "call"),
+    ("model/trace/spans.rs", "copy"),
     ("model/trace/spans.rs", "fiber"),
     ("report/html.rs", "page"),
     ("report/json.rs", "consistency"),

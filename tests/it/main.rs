@@ -24,4 +24,5 @@ mod sagas;
 mod series;
 mod support;
 mod trace;
+mod trace_messages;
 mod views;

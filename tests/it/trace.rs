@@ -10,7 +10,12 @@ use meshsim::scenario;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-fn observed(name: &str, text: &str, overrides: &[&str], select: TraceSelect) -> (String, Traces) {
+pub(crate) fn observed(
+    name: &str,
+    text: &str,
+    overrides: &[&str],
+    select: TraceSelect,
+) -> (String, Traces) {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let sc = scenario::from_source(name, name, text, &overrides).unwrap();
     let observe = Observe {
@@ -217,7 +222,7 @@ arrivals = "constant"
 rate = 1                       # the request leaves at 1 s
 "#;
 
-fn events(traces: &Traces) -> Vec<Value> {
+pub(crate) fn events(traces: &Traces) -> Vec<Value> {
     let text = meshsim::report::trace::chrome_json(traces);
     let doc: Value = serde_json::from_str(&text).expect("the trace is JSON");
     doc["traceEvents"].as_array().unwrap().clone()
@@ -225,7 +230,7 @@ fn events(traces: &Traces) -> Vec<Value> {
 
 /// Every span has what the Trace Event Format asks of a complete event, lies inside
 /// its parent, and spans of one thread nest properly.
-fn check_shape(events: &[Value]) {
+pub(crate) fn check_shape(events: &[Value]) {
     let mut spans: BTreeMap<u64, &Value> = BTreeMap::new();
     for e in events {
         match e["ph"].as_str().unwrap() {
@@ -299,6 +304,15 @@ fn check_shape(events: &[Value]) {
         }
     }
     assert!(flows.values().all(|&c| c == (1, 1)), "{flows:?}");
+    // ...and each end lies on a span of its thread (Perfetto binds it to that span).
+    for e in events.iter().filter(|e| e["ph"] == "s" || e["ph"] == "f") {
+        let ts = e["ts"].as_f64().unwrap();
+        let on = &threads[&(e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap())];
+        assert!(
+            on.iter().any(|&(a, b)| a <= ts + 1e-3 && ts <= b + 1e-3),
+            "flow {e} binds to no span"
+        );
+    }
 }
 
 #[test]

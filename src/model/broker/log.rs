@@ -79,6 +79,7 @@ impl Async {
             handler: None,
         });
         self.consumers[c.index()].parts[part as usize].in_flight = Some(d);
+        cx.trace_delivered(d, c, owner, e.msg, number, redelivered);
         let f = &mut cx.metrics.flows[flow];
         f.delivered += 1;
         f.redelivered += u64::from(redelivered);
@@ -88,6 +89,7 @@ impl Async {
 
     pub(super) fn log_handled(&mut self, d: DeliveryId, ok: bool, cx: &mut Ctx) {
         let now = cx.now();
+        cx.trace_log_handled(d, ok);
         let del = self.deliveries.remove(d).expect("live");
         let Source::Log { partition, offset } = del.source else {
             unreachable!()
@@ -129,6 +131,7 @@ impl Async {
         );
         gp.processed = offset + 1;
         let first_time = offset >= gp.high;
+        cx.trace_log_done(del.msg, c, ok, first_time);
         if first_time {
             gp.high = offset + 1;
             let f = &mut cx.metrics.flows[flow];
@@ -240,6 +243,7 @@ impl Async {
             let gp = &mut self.consumers[c.index()].parts[p];
             if let Some(d) = gp.in_flight.take() {
                 // Its handler runs on; its completion will find the delivery gone.
+                cx.trace_taken_back(d);
                 self.deliveries.remove(d);
             }
             gp.owner = next[p];

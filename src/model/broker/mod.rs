@@ -40,6 +40,8 @@ pub(in crate::model) struct Ctx<'a> {
     pub immediate: &'a mut VecDeque<Event>,
     pub metrics: &'a mut Consistency,
     pub commands: &'a mut Vec<Command>,
+    /// The span recorder, when a run traces requests (`cx.trace_*` hooks).
+    pub trace: Option<&'a mut crate::model::trace::Recorder>,
 }
 
 impl Ctx<'_> {

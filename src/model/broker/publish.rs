@@ -38,6 +38,7 @@ impl Async {
         let site = &all.publishes[p.index()];
         let msg = self.next_msg;
         self.next_msg += 1;
+        cx.trace_publish(fiber, p, msg);
         if site.outbox {
             // Published only if the handler's transaction commits.
             return Published::Outbox(msg);
@@ -96,6 +97,7 @@ impl Async {
             key,
             pending,
         });
+        cx.trace_publish_sent(msg);
         self.broker_hop(b, Event::PublishArrive(t), cx);
     }
 
@@ -158,6 +160,7 @@ impl Async {
                 cx,
             );
         }
+        cx.trace_publish_arrived(tr.msg);
     }
 
     /// The broker takes a publish: copies go to every bound queue, or to the topic's
@@ -218,6 +221,7 @@ impl Async {
                     key,
                     published_at: now,
                 });
+                cx.trace_appended(*t, part, log.end() - 1, msg);
                 let tm = &mut cx.metrics.topics[t.index()];
                 tm.published += 1;
                 tm.appended += 1;

@@ -59,6 +59,7 @@ impl Async {
             deliveries: 0,
             returns: 0,
         });
+        cx.trace_enqueued(q, msg);
         let qs = &mut self.queues[q.index()];
         qs.ready.push_back(m);
         let depth = qs.ready.len() as u64 + u64::from(qs.unacked) + u64::from(qs.delayed);
@@ -98,6 +99,7 @@ impl Async {
             }
             cx.immediate.push_back(Event::DeliverQueue(d));
         }
+        cx.trace_dead_lettered(msg.msg, msg.queue, reason);
     }
 
     // ---- queues: delivering and settling ----
@@ -241,6 +243,7 @@ impl Async {
                 handler: None,
             });
             let redelivered = message.deliveries > 1;
+            cx.trace_delivered(d, c, instance, message.msg, message.deliveries, redelivered);
             let inst = &mut self.consumers[c.index()].instances[instance as usize];
             inst.unacked += 1;
             let prefetch = cx.spec.consumers[c.index()].prefetch;
@@ -264,6 +267,7 @@ impl Async {
     /// Takes a delivery back from its consumer: the message returns to the head of its
     /// queue, or is dead-lettered once it reached the delivery limit.
     pub(super) fn take_back(&mut self, d: DeliveryId, counts: bool, cx: &mut Ctx) {
+        cx.trace_taken_back(d);
         let del = self.deliveries.remove(d).expect("a live delivery");
         let Source::Queue(m) = del.source else {
             unreachable!("only queue deliveries are taken back")
@@ -306,6 +310,7 @@ impl Async {
     /// An ack, nack or reject reaches the broker.
     pub(in crate::model) fn on_settle(&mut self, d: DeliveryId, how: Settlement, cx: &mut Ctx) {
         let now = cx.now();
+        cx.trace_settled(d, how);
         let Some(del) = self.deliveries.get(d) else {
             // The broker took it back already (timeout, lost connection): the message
             // was or will be handled again.
@@ -372,6 +377,7 @@ impl Async {
 
     pub(in crate::model) fn on_requeue(&mut self, m: MessageId, cx: &mut Ctx) {
         let q = self.messages[m].queue;
+        cx.trace_requeued(self.messages[m].msg, q);
         let qs = &mut self.queues[q.index()];
         qs.delayed -= 1;
         qs.ready.push_back(m);
@@ -386,6 +392,7 @@ impl Async {
             return;
         };
         let q = self.messages[m].queue;
+        cx.trace_ack_timeout(d);
         match cx.spec.queues[q.index()].on_ack_timeout {
             AckTimeout::Reappear => {
                 self.note_stale(d, q);

@@ -145,10 +145,16 @@ impl World {
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
             let inv = &self.invocations[i];
-            let crate::model::world::AnswerTo::Attempt { attempt, .. } = inv.answer_to else {
-                return;
+            // Its parent: the attempt it answers, or the delivery it handles.
+            let parent = match inv.answer_to {
+                crate::model::world::AnswerTo::Attempt { attempt, .. } => {
+                    r.attempts.get(attempt, &r.roots)
+                }
+                crate::model::world::AnswerTo::Delivery(d) => {
+                    r.deliveries.get(d, &r.roots)
+                }
             };
-            let Some((root, a)) = r.attempts.get(attempt, &r.roots) else {
+            let Some((root, a)) = parent else {
                 return;
             };
             let now = now.as_nanos();
@@ -178,8 +184,11 @@ impl World {
             if let Node::Invocation { fiber, .. } = r.node(root, n) {
                 *fiber = f;
             }
-            if let Node::Attempt { invocation, .. } = r.node(root, a) {
-                *invocation = n;
+            match r.node(root, a) {
+                Node::Attempt { invocation, .. } | Node::Delivery { invocation, .. } => {
+                    *invocation = n;
+                }
+                _ => {}
             }
         }
     }
@@ -308,9 +317,10 @@ impl World {
 
     /// Hands over the traces kept and every workload's attribution (empty when off).
     pub(in crate::model) fn take_recorded(&mut self) -> Traces {
-        let Some(r) = self.recorder.take() else {
+        let Some(mut r) = self.recorder.take() else {
             return Traces::default();
         };
+        r.finish_lingering(&self.spec);
         if let Some(sums) = &r.attribution {
             let names: Vec<String> = self.spec.endpoints.iter().map(|e| e.name.clone()).collect();
             self.metrics.attribution = (0..self.spec.workloads.len())

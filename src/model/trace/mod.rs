@@ -16,18 +16,20 @@
 //! in flight (plus the traces kept, at most `MAX_TRACES`).
 
 mod hooks;
+mod messages;
 mod spans;
 mod tree;
 
 use super::World;
 use super::arena::Key;
 use super::client::Origin;
-use super::spec::{EdgeId, EndpointId, Spec, WorkloadId};
+use super::spec::{ConsumerId, EdgeId, EndpointId, PublishId, QueueId, Spec, TopicId, WorkloadId};
 use super::status::Status;
-use super::world::{AttemptId, CallId, FiberId, InvocationId, JoinId};
+use super::world::{AttemptId, CallId, DeliveryId, FiberId, InvocationId, JoinId};
 use crate::engine::SimDuration;
 use crate::metrics::attribution::{AttributionSums, Parts, What};
 use crate::metrics::trace::{MAX_TRACES, Traces};
+use std::collections::BTreeMap;
 use tree::Tree;
 
 const NONE: u32 = u32::MAX;
@@ -120,6 +122,85 @@ enum Node {
         decided: u64,
         decider: u32,
     },
+    /// A message a fiber published (traced roots only, like the two below).
+    Publish {
+        fiber: u32,
+        site: PublishId,
+        msg: u64,
+        at: u64,
+        /// Tries on their way to the broker, and when the first one arrived.
+        in_flight: u32,
+        arrived: u64,
+    },
+    /// One copy of a message at its broker: in a queue, or at a topic partition's
+    /// offset for one consumer group.
+    Copy {
+        msg: u64,
+        /// The `Publish` that sent it, or the copy it was dead-lettered from.
+        publish: u32,
+        from: u32,
+        place: Place,
+        start: u64,
+        end: u64,
+        how: CopyEnd,
+    },
+    /// A copy handed to a consumer instance.
+    Delivery {
+        copy: u32,
+        consumer: ConsumerId,
+        instance: u32,
+        number: u32,
+        redelivered: bool,
+        sent: u64,
+        /// When a retry's backoff (after a `retry` settlement) was over.
+        requeued: u64,
+        end: u64,
+        how: DeliveryEnd,
+        invocation: u32,
+    },
+}
+
+/// Where a message copy waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Queue(QueueId),
+    Log {
+        topic: TopicId,
+        partition: u32,
+        offset: u64,
+        group: ConsumerId,
+    },
+}
+
+/// How a message copy left its broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CopyEnd {
+    Open,
+    Acked,
+    /// A topic group handled its offset (ok), or gave up on it.
+    Handled,
+    GaveUp,
+    /// Dead-lettered (or dropped without a dead-letter queue), and why.
+    Rejected,
+    Expired,
+    MaxLength,
+    DeliveryLimit,
+}
+
+/// How a delivery ended, as the broker saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeliveryEnd {
+    Open,
+    Ack,
+    Nack,
+    Reject,
+    Retry,
+    AckTimeout,
+    /// Taken back: the consumer's channel closed (a crash, another delivery's ack
+    /// timeout) or, for a topic, its partition moved in a rebalance.
+    TakenBack,
+    HandledOk,
+    HandledFailed,
 }
 
 impl Node {
@@ -129,6 +210,7 @@ impl Node {
             Node::Attempt { call, .. } => call,
             Node::Seg { fiber, .. } => fiber,
             Node::Fiber { join, .. } => join,
+            Node::Delivery { copy, .. } => copy,
             _ => NONE,
         }
     }
@@ -141,6 +223,8 @@ struct Root {
     number: u64,
     traced: bool,
     measured: bool,
+    /// Traced, its call over, kept until its messages are settled.
+    lingering: bool,
     nodes: Vec<Node>,
 }
 
@@ -190,6 +274,11 @@ pub struct Recorder {
     invocations: IdMap<InvocationId>,
     fibers: IdMap<FiberId>,
     joins: IdMap<JoinId>,
+    deliveries: IdMap<DeliveryId>,
+    /// The messages of traced roots: msg -> (root, root generation).
+    messages: BTreeMap<u64, (u32, u32)>,
+    /// Roots traced so far (kept or lingering), against `MAX_TRACES`.
+    traced: usize,
     /// Requests started per workload (the trace numbers).
     started: Vec<u64>,
     parts: Parts,
@@ -217,6 +306,9 @@ impl Recorder {
             invocations: IdMap::default(),
             fibers: IdMap::default(),
             joins: IdMap::default(),
+            deliveries: IdMap::default(),
+            messages: BTreeMap::new(),
+            traced: 0,
             started: vec![0; spec.workloads.len()],
             parts: Parts::default(),
             kid_start: Vec::new(),
@@ -259,6 +351,7 @@ impl Recorder {
                 root.number = number;
                 root.traced = traced;
                 root.measured = measured;
+                root.lingering = false;
                 root.nodes.clear();
                 r
             }
@@ -270,6 +363,7 @@ impl Recorder {
                     number,
                     traced,
                     measured,
+                    lingering: false,
                     nodes: Vec::new(),
                 });
                 (self.roots.len() - 1) as u32
@@ -291,8 +385,8 @@ impl Recorder {
                 let w = workload.index();
                 self.started[w] += 1;
                 let number = self.started[w];
-                let traced =
-                    self.selected(spec, workload, number) && self.traces.traces.len() < MAX_TRACES;
+                let traced = self.selected(spec, workload, number) && self.traced < MAX_TRACES;
+                self.traced += usize::from(traced);
                 if !traced && self.select.is_some() && self.selected(spec, workload, number) {
                     self.traces.dropped += 1;
                 }
@@ -403,30 +497,7 @@ impl Recorder {
     fn root_ended(&mut self, spec: &Spec, root: u32) {
         let r = root as usize;
         let nodes = std::mem::take(&mut self.roots[r].nodes);
-        // Child lists (attempts of a call, segments of a fiber, branches of a join),
-        // in creation order, which is time order: a counting sort by parent, where
-        // kid_start[p]..kid_start[p + 1] ends up as p's list.
-        self.kid_start.clear();
-        self.kid_start.resize(nodes.len() + 2, 0);
-        for n in &nodes {
-            let p = n.parent();
-            if p != NONE {
-                self.kid_start[p as usize + 2] += 1;
-            }
-        }
-        for i in 2..self.kid_start.len() {
-            self.kid_start[i] += self.kid_start[i - 1];
-        }
-        self.kids.clear();
-        self.kids.resize(nodes.len(), NONE);
-        for (i, n) in nodes.iter().enumerate() {
-            let p = n.parent();
-            if p != NONE {
-                let at = &mut self.kid_start[p as usize + 1];
-                self.kids[*at as usize] = i as u32;
-                *at += 1;
-            }
-        }
+        self.child_lists(&nodes);
         let Node::Call { start, end, .. } = nodes[0] else {
             unreachable!("a root starts with its call")
         };
@@ -446,7 +517,13 @@ impl Recorder {
             sums.fold(workload.index(), end - start, &self.parts);
         }
         if traced {
-            let trace = tree.spans(workload, number);
+            if messages::unsettled(&nodes) {
+                // Its messages live on: the trace ends when they are settled.
+                self.roots[r].nodes = nodes;
+                self.roots[r].lingering = true;
+                return;
+            }
+            let trace = tree.spans(workload, number, end, "cut_at_request_end");
             self.traces.traces.push(trace);
         }
         let root = &mut self.roots[r];
@@ -454,6 +531,35 @@ impl Recorder {
         root.nodes.clear();
         root.live = false;
         self.free.push(r as u32);
+    }
+}
+
+impl Recorder {
+    /// Child lists (attempts of a call, segments of a fiber, branches of a join,
+    /// deliveries of a message copy), in creation order, which is time order: a
+    /// counting sort by parent, where kid_start[p]..kid_start[p + 1] ends up as p's list.
+    fn child_lists(&mut self, nodes: &[Node]) {
+        self.kid_start.clear();
+        self.kid_start.resize(nodes.len() + 2, 0);
+        for n in nodes {
+            let p = n.parent();
+            if p != NONE {
+                self.kid_start[p as usize + 2] += 1;
+            }
+        }
+        for i in 2..self.kid_start.len() {
+            self.kid_start[i] += self.kid_start[i - 1];
+        }
+        self.kids.clear();
+        self.kids.resize(nodes.len(), NONE);
+        for (i, n) in nodes.iter().enumerate() {
+            let p = n.parent();
+            if p != NONE {
+                let at = &mut self.kid_start[p as usize + 1];
+                self.kids[*at as usize] = i as u32;
+                *at += 1;
+            }
+        }
     }
 }
 

@@ -5,22 +5,30 @@ use super::*;
 use crate::metrics::trace::{Arg, Flow, RequestTrace, Span, Track};
 
 impl Tree<'_> {
-    /// The spans and hops of a finished root, ends still open cut at the root's end.
-    pub(super) fn spans(&self, workload: WorkloadId, number: u64) -> RequestTrace {
-        let Node::Call { end, .. } = self.nodes[0] else {
-            unreachable!()
-        };
+    /// The spans and hops of a finished root, ends still open cut at `cut` (and
+    /// marked with the argument `cut_arg`).
+    pub(super) fn spans(
+        &self,
+        workload: WorkloadId,
+        number: u64,
+        cut: u64,
+        cut_arg: &'static str,
+    ) -> RequestTrace {
         let mut b = SpanBuilder {
             tree: self,
-            cut: end,
+            cut,
+            cut_arg,
             spans: Vec::new(),
             flows: Vec::new(),
+            span_of: vec![NONE; self.nodes.len()],
+            publish_waits: Vec::new(),
         };
         let name = self.spec.workloads[workload.index()].name.clone();
         let track = Track::Client {
             workload: name.clone(),
         };
         b.call(0, None, &track, Some(number));
+        b.messages();
         RequestTrace {
             workload: name,
             number,
@@ -30,11 +38,17 @@ impl Tree<'_> {
     }
 }
 
-struct SpanBuilder<'a, 'b> {
-    tree: &'b Tree<'a>,
-    cut: u64,
-    spans: Vec<Span>,
-    flows: Vec<Flow>,
+pub(super) struct SpanBuilder<'a, 'b> {
+    pub(super) tree: &'b Tree<'a>,
+    pub(super) cut: u64,
+    cut_arg: &'static str,
+    pub(super) spans: Vec<Span>,
+    pub(super) flows: Vec<Flow>,
+    /// Per node, its span: for a fiber, the span its steps go in (its invocation or
+    /// branch); for a publish, where its hop leaves from. NONE when not drawn.
+    pub(super) span_of: Vec<u32>,
+    /// Confirm waits drawn: (fiber node, start, span).
+    pub(super) publish_waits: Vec<(u32, u64, u32)>,
 }
 
 fn status_text(s: Option<Status>) -> Arg {
@@ -42,7 +56,8 @@ fn status_text(s: Option<Status>) -> Arg {
 }
 
 impl SpanBuilder<'_, '_> {
-    fn span(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn span(
         &mut self,
         parent: Option<u32>,
         track: &Track,
@@ -53,7 +68,7 @@ impl SpanBuilder<'_, '_> {
         mut args: Vec<(&'static str, Arg)>,
     ) -> u32 {
         let end = if end == OPEN || end > self.cut {
-            args.push(("cut_at_request_end", Arg::Flag(true)));
+            args.push((self.cut_arg, Arg::Flag(true)));
             self.cut.max(start)
         } else {
             end
@@ -233,7 +248,7 @@ impl SpanBuilder<'_, '_> {
         until.max(from)
     }
 
-    fn invocation(&mut self, i: u32) -> u32 {
+    pub(super) fn invocation(&mut self, i: u32) -> u32 {
         let t = self.tree;
         let Node::Invocation {
             endpoint,
@@ -258,18 +273,25 @@ impl SpanBuilder<'_, '_> {
             ("status", status_text(status)),
             ("replica", Arg::Int(u64::from(replica))),
         ];
-        if let Node::Attempt { number, .. } = t.nodes[attempt as usize] {
-            args.push(("attempt", Arg::Int(u64::from(number))));
+        let mut name = t.spec.endpoints[endpoint.index()].name.clone();
+        match t.nodes[attempt as usize] {
+            Node::Attempt { number, .. } => args.push(("attempt", Arg::Int(u64::from(number)))),
+            Node::Delivery {
+                number,
+                redelivered,
+                copy,
+                ..
+            } => {
+                if let Node::Copy { msg, .. } = t.nodes[copy as usize] {
+                    name = format!("{name} (msg #{msg}, delivery {number})");
+                    args.push(("message", Arg::Int(msg)));
+                }
+                args.push(("delivery", Arg::Int(u64::from(number))));
+                args.push(("redelivered", Arg::Flag(redelivered)));
+            }
+            _ => unreachable!("an invocation answers an attempt or a delivery"),
         }
-        let inv = self.span(
-            None,
-            &track,
-            t.spec.endpoints[endpoint.index()].name.clone(),
-            "invocation",
-            arrived,
-            end,
-            args,
-        );
+        let inv = self.span(None, &track, name, "invocation", arrived, end, args);
         let q_end = started.min(end);
         if q_end > arrived {
             self.span(
@@ -282,6 +304,8 @@ impl SpanBuilder<'_, '_> {
                 vec![],
             );
         }
+        self.span_of[i as usize] = inv;
+        self.span_of[fiber as usize] = inv;
         if started != OPEN && started <= self.cut {
             self.fiber(fiber, inv, &track);
         }
@@ -313,7 +337,7 @@ impl SpanBuilder<'_, '_> {
                     );
                 }
                 Seg::Publish => {
-                    self.span(
+                    let span = self.span(
                         Some(parent),
                         track,
                         "publish (waiting for the confirm)".to_owned(),
@@ -322,6 +346,7 @@ impl SpanBuilder<'_, '_> {
                         until,
                         vec![],
                     );
+                    self.publish_waits.push((f, start, span));
                 }
                 Seg::Call(c) => {
                     self.call(c, Some(parent), track, None);
@@ -372,10 +397,356 @@ impl SpanBuilder<'_, '_> {
                             b_end,
                             vec![("decided_the_join", Arg::Flag(decider == branch))],
                         );
+                        self.span_of[b as usize] = branch_span;
                         self.fiber(b, branch_span, track);
                     }
                 }
             }
+        }
+    }
+}
+
+impl CopyEnd {
+    fn text(self, dead_letter_queue: bool) -> String {
+        let gone = |why: &str| {
+            if dead_letter_queue {
+                format!("dead-lettered ({why})")
+            } else {
+                format!("dropped ({why})")
+            }
+        };
+        match self {
+            CopyEnd::Open => "still at the broker".to_owned(),
+            CopyEnd::Acked => "acked".to_owned(),
+            CopyEnd::Handled => "handled".to_owned(),
+            CopyEnd::GaveUp => "given up (the handler failed)".to_owned(),
+            CopyEnd::Rejected => gone("rejected"),
+            CopyEnd::Expired => gone("expired"),
+            CopyEnd::MaxLength => gone("max length"),
+            CopyEnd::DeliveryLimit => gone("delivery limit"),
+        }
+    }
+}
+
+impl DeliveryEnd {
+    fn text(self) -> &'static str {
+        match self {
+            DeliveryEnd::Open => "unsettled",
+            DeliveryEnd::Ack => "ack",
+            DeliveryEnd::Nack => "nack (requeue)",
+            DeliveryEnd::Reject => "reject",
+            DeliveryEnd::Retry => "retry after a backoff",
+            DeliveryEnd::AckTimeout => "ack timeout",
+            DeliveryEnd::TakenBack => "taken back",
+            DeliveryEnd::HandledOk => "handled",
+            DeliveryEnd::HandledFailed => "handler failed",
+        }
+    }
+
+    /// The name of the hop that carried the consumer's answer back, if one did.
+    fn settlement(self) -> Option<&'static str> {
+        match self {
+            DeliveryEnd::Ack => Some("ack"),
+            DeliveryEnd::Nack => Some("nack"),
+            DeliveryEnd::Reject => Some("reject"),
+            DeliveryEnd::Retry => Some("retry"),
+            DeliveryEnd::HandledOk => Some("handled"),
+            DeliveryEnd::HandledFailed => Some("failed"),
+            DeliveryEnd::Open | DeliveryEnd::AckTimeout | DeliveryEnd::TakenBack => None,
+        }
+    }
+}
+
+/// Where a publish site sends: its exchange, its queue(s) or its topic.
+fn publish_target(spec: &Spec, site: PublishId) -> String {
+    match &spec.publishes[site.index()].target {
+        crate::model::spec::PublishTarget::Queues { exchange, queues } => match exchange {
+            Some(e) => spec.exchanges[e.index()].name.clone(),
+            None => queues
+                .iter()
+                .map(|q| spec.queues[q.index()].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        crate::model::spec::PublishTarget::Topic(t) => spec.topics[t.index()].name.clone(),
+    }
+}
+
+impl SpanBuilder<'_, '_> {
+    /// The messages the root's handlers published: the publish on the publisher's
+    /// track, each copy's life on its broker's track (waiting, deliveries, retry
+    /// backoffs), each delivery's handler on its consumer's track, and the hops
+    /// between them. Nodes come in time order, so a publish is drawn before its
+    /// copies, and a consumer's handler before what it publishes.
+    fn messages(&mut self) {
+        let t = self.tree;
+        for n in 0..t.nodes.len() as u32 {
+            match t.nodes[n as usize] {
+                Node::Publish { .. } => self.publish(n),
+                Node::Copy { .. } => self.copy(n),
+                _ => {}
+            }
+        }
+    }
+
+    fn publish(&mut self, p: u32) {
+        let t = self.tree;
+        let Node::Publish {
+            fiber,
+            site,
+            msg,
+            at,
+            ..
+        } = t.nodes[p as usize]
+        else {
+            unreachable!()
+        };
+        let container = self.span_of[fiber as usize];
+        if container == NONE || at > self.cut {
+            return;
+        }
+        let target = publish_target(t.spec, site);
+        let args = vec![
+            ("message", Arg::Int(msg)),
+            ("to", Arg::Text(target.clone())),
+        ];
+        if let Some(&(_, _, wait)) = self
+            .publish_waits
+            .iter()
+            .find(|&&(f, start, _)| f == fiber && start == at)
+        {
+            let s = &mut self.spans[wait as usize];
+            s.name = format!("publish msg #{msg} -> {target} (waiting for the confirm)");
+            s.args.extend(args);
+            self.span_of[p as usize] = wait;
+        } else {
+            let track = self.spans[container as usize].track.clone();
+            self.span(
+                Some(container),
+                &track,
+                format!("publish msg #{msg} -> {target}"),
+                "publish",
+                at,
+                at,
+                args,
+            );
+            // The hop leaves from the handler (a zero-length span binds no flow).
+            self.span_of[p as usize] = container;
+        }
+    }
+
+    fn copy(&mut self, c: u32) {
+        let t = self.tree;
+        let Node::Copy {
+            msg,
+            publish,
+            from,
+            place,
+            start,
+            end,
+            how,
+        } = t.nodes[c as usize]
+        else {
+            unreachable!()
+        };
+        if start > self.cut {
+            return;
+        }
+        let spec = t.spec;
+        let (broker, thread, name, waiting, mut args) = match place {
+            Place::Queue(q) => {
+                let qs = &spec.queues[q.index()];
+                (
+                    qs.broker,
+                    qs.name.clone(),
+                    format!("msg #{msg} in {}", qs.name),
+                    "in queue",
+                    vec![
+                        ("queue", Arg::Text(qs.name.clone())),
+                        ("outcome", Arg::Text(how.text(qs.dead_letter.is_some()))),
+                    ],
+                )
+            }
+            Place::Log {
+                topic,
+                partition,
+                offset,
+                group,
+            } => {
+                let ts = &spec.topics[topic.index()];
+                let g = &spec.consumers[group.index()].name;
+                (
+                    ts.broker,
+                    format!("{}/p{partition} ({g})", ts.name),
+                    format!("msg #{msg} at offset {offset}"),
+                    "in partition",
+                    vec![
+                        ("topic", Arg::Text(ts.name.clone())),
+                        ("partition", Arg::Int(u64::from(partition))),
+                        ("offset", Arg::Int(offset)),
+                        ("group", Arg::Text(g.clone())),
+                        ("outcome", Arg::Text(how.text(false))),
+                    ],
+                )
+            }
+        };
+        args.insert(0, ("message", Arg::Int(msg)));
+        let deliveries = t.kids(c);
+        args.push(("deliveries", Arg::Int(deliveries.len() as u64)));
+        let track = Track::Broker {
+            broker: spec.brokers[broker.index()].name.clone(),
+            place: thread,
+        };
+        let span = self.span(None, &track, name, "message", start, end, args);
+        self.span_of[c as usize] = span;
+        // How the message came: published, or dead-lettered from another queue.
+        let (hop, source, at) = if from != NONE {
+            let Node::Copy { end, .. } = t.nodes[from as usize] else {
+                unreachable!()
+            };
+            ("dead-letter", from, end)
+        } else if publish != NONE {
+            let Node::Publish { at, .. } = t.nodes[publish as usize] else {
+                unreachable!()
+            };
+            ("publish", publish, at)
+        } else {
+            ("", NONE, 0)
+        };
+        if source != NONE && self.span_of[source as usize] != NONE {
+            self.flows.push(Flow {
+                name: hop,
+                from: self.span_of[source as usize],
+                from_ns: at,
+                to: span,
+                to_ns: start,
+            });
+        }
+        let copy_end = self.spans[span as usize].end_ns;
+        let mut ready_from = start;
+        for &d in deliveries {
+            let Node::Delivery {
+                consumer,
+                instance,
+                number,
+                redelivered,
+                sent,
+                requeued,
+                end: d_end,
+                how: d_how,
+                invocation,
+                ..
+            } = t.nodes[d as usize]
+            else {
+                unreachable!()
+            };
+            if sent > self.cut {
+                break;
+            }
+            // A topic group rewound to a record it had handled reads it again.
+            let inside = sent < copy_end || how == CopyEnd::Open;
+            let mut args = vec![
+                ("message", Arg::Int(msg)),
+                ("delivery", Arg::Int(u64::from(number))),
+                ("redelivered", Arg::Flag(redelivered)),
+                (
+                    "consumer",
+                    Arg::Text(spec.consumers[consumer.index()].name.clone()),
+                ),
+                ("instance", Arg::Int(u64::from(instance))),
+                ("outcome", Arg::Text(d_how.text().to_owned())),
+            ];
+            if inside {
+                if sent > ready_from {
+                    self.span(
+                        Some(span),
+                        &track,
+                        waiting.to_owned(),
+                        "queued",
+                        ready_from,
+                        sent,
+                        vec![],
+                    );
+                }
+                args.push(("waited_ms", Arg::Ms((sent - ready_from) as f64 / 1e6)));
+            }
+            let parent = inside.then_some(span);
+            let dspan = self.span(
+                parent,
+                &track,
+                format!("delivery {number}: {}", d_how.text()),
+                "delivery",
+                sent,
+                d_end,
+                args,
+            );
+            self.span_of[d as usize] = dspan;
+            let d_end = self.spans[dspan as usize].end_ns;
+            ready_from = d_end;
+            if requeued != OPEN && requeued <= self.cut {
+                if inside && requeued > d_end {
+                    self.span(
+                        Some(span),
+                        &track,
+                        "retry backoff".to_owned(),
+                        "backoff",
+                        d_end,
+                        requeued,
+                        vec![],
+                    );
+                }
+                ready_from = requeued;
+            }
+            if invocation != NONE {
+                self.consumer(d, dspan, invocation, d_how);
+            }
+        }
+        // Left the queue without a delivery ending it: expired, dropped, or cut.
+        if copy_end > ready_from && !matches!(how, CopyEnd::Acked | CopyEnd::Handled) {
+            self.span(
+                Some(span),
+                &track,
+                waiting.to_owned(),
+                "queued",
+                ready_from,
+                copy_end,
+                vec![],
+            );
+        }
+    }
+
+    /// A delivery's handler on its consumer's track, with the hop there and the
+    /// settlement's hop back.
+    fn consumer(&mut self, d: u32, dspan: u32, i: u32, how: DeliveryEnd) {
+        let Node::Invocation { arrived, end, .. } = self.tree.nodes[i as usize] else {
+            unreachable!()
+        };
+        if arrived > self.cut {
+            return;
+        }
+        let inv = self.invocation(i);
+        let Node::Delivery { sent, .. } = self.tree.nodes[d as usize] else {
+            unreachable!()
+        };
+        self.flows.push(Flow {
+            name: "deliver",
+            from: dspan,
+            from_ns: sent,
+            to: inv,
+            to_ns: arrived,
+        });
+        let d_end = self.spans[dspan as usize].end_ns;
+        if let Some(name) = how.settlement()
+            && end != OPEN
+            && end <= d_end
+        {
+            self.flows.push(Flow {
+                name,
+                from: inv,
+                from_ns: end,
+                to: dspan,
+                to_ns: d_end,
+            });
         }
     }
 }

@@ -26,6 +26,7 @@ impl World {
             immediate: &mut self.immediate,
             metrics: &mut self.metrics.consistency,
             commands: &mut self.broker_commands,
+            trace: self.recorder.as_deref_mut(),
         };
         let r = call(&mut self.asy, &mut cx);
         if !self.broker_commands.is_empty() {
@@ -51,6 +52,7 @@ impl World {
                 }
                 Command::Discard { delivery, handler } => {
                     if self.discard_waiting(handler, sched.now()) {
+                        self.trace_discarded(handler, sched.now());
                         self.asy.forget_stale(delivery);
                     }
                 }
