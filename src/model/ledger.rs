@@ -1,13 +1,13 @@
 //! The ledger: the effects ledger (applications per effect and operation), the
 //! transaction buffer of idempotent handlers, and the endpoints' idempotency-key stores.
 
-use super::retention::prune;
+use super::retention::{IdempotencyKeys, Key};
 use super::spec::*;
 use super::status::Status;
 use super::world::InvocationId;
 use crate::engine::{SimDuration, SimTime};
 use crate::metrics::consistency::Consistency;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 /// The effects ledger and the transaction buffer, owned by the `World` next to the
 /// brokers: what handlers did to the outside world, whether or not messages are involved.
@@ -22,7 +22,7 @@ pub(super) struct Ledger {
     pub op_flags: Vec<u8>,
     next_op: u64,
     key_base: Vec<u64>,
-    idem: Vec<IdemStore>,
+    idem: Vec<IdempotencyKeys>,
     /// Per endpoint, its row in `consistency.idempotency` (idempotent endpoints only).
     idem_slot: Vec<usize>,
     /// The scenario uses transactions (effects, idempotency, outboxes): the paths
@@ -54,7 +54,7 @@ impl Ledger {
             idem: spec
                 .endpoints
                 .iter()
-                .map(|_| IdemStore::default())
+                .map(|_| IdempotencyKeys::default())
                 .collect(),
             idem_slot: spec
                 .endpoints
@@ -236,18 +236,6 @@ impl EffectCounts {
     }
 }
 
-struct IdemEntry {
-    expires: SimTime,
-    /// None while the first request runs.
-    result: Option<Status>,
-}
-
-#[derive(Default)]
-struct IdemStore {
-    entries: BTreeMap<u64, IdemEntry>,
-    order: VecDeque<(SimTime, u64)>,
-}
-
 impl Ledger {
     /// Ends a handler's transaction: its effects are applied if it commits, and its
     /// outbox rows, in the order it wrote them, are returned to be relayed (none if it
@@ -315,28 +303,19 @@ impl Ledger {
         c: &mut Consistency,
     ) -> Option<Status> {
         let slot = self.idem_slot[e.index()];
-        let store = &mut self.idem[e.index()];
-        prune(&mut store.order, &mut store.entries, now, |x| x.expires);
-        match store.entries.get(&op) {
-            Some(IdemEntry {
-                result: Some(s), ..
-            }) => {
-                let s = *s;
+        let keys = &mut self.idem[e.index()];
+        keys.expire(now);
+        match keys.get(op) {
+            Key::Answered(s) => {
                 c.idempotency[slot].replayed += 1;
                 Some(s)
             }
-            Some(IdemEntry { result: None, .. }) => {
+            Key::Running => {
                 c.idempotency[slot].conflicts += 1;
                 Some(Status::Unavailable)
             }
-            None => {
-                store.entries.insert(
-                    op,
-                    IdemEntry {
-                        expires: SimTime::MAX,
-                        result: None,
-                    },
-                );
+            Key::Unknown => {
+                keys.start(op);
                 None
             }
         }
@@ -354,24 +333,13 @@ impl Ledger {
         c: &mut Consistency,
     ) {
         let until = now.checked_add(retention).unwrap_or(SimTime::MAX);
-        let store = &mut self.idem[e.index()];
-        store.entries.insert(
-            op,
-            IdemEntry {
-                expires: until,
-                result: Some(status),
-            },
-        );
-        store.order.push_back((until, op));
+        self.idem[e.index()].answer(op, status, until);
         c.idempotency[self.idem_slot[e.index()]].stored += 1;
     }
 
     /// The first request never finished (its replica crashed): the key is free again.
     pub fn idempotency_forget(&mut self, e: EndpointId, op: u64) {
-        let store = &mut self.idem[e.index()];
-        if store.entries.get(&op).is_some_and(|x| x.result.is_none()) {
-            store.entries.remove(&op);
-        }
+        self.idem[e.index()].forget(op);
     }
 }
 

@@ -110,9 +110,8 @@ struct QueueState {
     delayed: u32,
     /// FIFO: message groups with a message in flight.
     busy_groups: BTreeSet<u32>,
-    /// FIFO deduplication: operation -> end of its window, and the windows in order.
-    dedup: BTreeMap<u64, SimTime>,
-    dedup_order: VecDeque<(SimTime, u64)>,
+    /// FIFO deduplication: the operations published within the window.
+    dedup: ExpiringIds,
     next_instance: u32,
     /// Per key, the latest message id handled (ordering check).
     last_by_key: Vec<u64>,

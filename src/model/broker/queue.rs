@@ -4,7 +4,6 @@
 
 use super::{Async, Command, Ctx, Delivery, Enqueued, Message, Reason, Source, violates_order};
 use crate::engine::{SimDuration, SimTime};
-use crate::model::retention::prune;
 use crate::model::spec::*;
 use crate::model::world::{DeliveryId, Event, MessageId, NO_DEADLINE, Settlement};
 
@@ -24,14 +23,13 @@ impl Async {
         let spec = &all.queues[q.index()];
         let qs = &mut self.queues[q.index()];
         if let Some(window) = spec.dedup_window {
-            prune(&mut qs.dedup_order, &mut qs.dedup, now, |&t| t);
-            if qs.dedup.contains_key(&op) {
+            qs.dedup.expire(now);
+            if qs.dedup.contains(op) {
                 cx.metrics.flows[q.index()].deduplicated += 1;
                 return Enqueued::Duplicate;
             }
             let until = now.checked_add(window).unwrap_or(SimTime::MAX);
             qs.dedup.insert(op, until);
-            qs.dedup_order.push_back((until, op));
         }
         if let Some(max) = spec.max_length
             && qs.ready.len() as u64 >= u64::from(max)
