@@ -173,6 +173,17 @@ impl Summary {
         v as f64 * 1e-6
     }
 
+    /// `quantile_ms` of each of `qs` (in increasing order), in one pass: what a
+    /// report's row of p50, p90, p99, p99.9 needs, per endpoint and edge.
+    pub fn quantiles_ms<const N: usize>(&self, qs: [f64; N]) -> [f64; N] {
+        if self.count == 0 {
+            return [0.0; N];
+        }
+        self.hist
+            .quantiles(qs)
+            .map(|v| v.clamp(self.min_ns, self.max_ns) as f64 * 1e-6)
+    }
+
     /// The mean's 99% confidence interval, in milliseconds.
     pub fn mean_ci99_ms(&self) -> Option<MeanCi> {
         self.batches.ci99().map(|ci| MeanCi {
@@ -329,6 +340,8 @@ mod tests {
             let got = s.quantile_ms(q);
             assert!((got / want - 1.0).abs() < 0.005, "q{q}: {got} vs {want}");
         }
+        let qs = [0.5, 0.9, 0.99, 0.999];
+        assert_eq!(s.quantiles_ms(qs), qs.map(|q| s.quantile_ms(q)));
         assert_eq!((s.min_ms(), s.max_ms(), s.mean_ms()), (1.0, 1000.0, 500.5));
     }
 
@@ -340,6 +353,7 @@ mod tests {
         }
         assert_eq!(s.quantile_ms(0.5), 165.0);
         assert_eq!(s.quantile_ms(0.99), 165.0);
+        assert_eq!(s.quantiles_ms([0.001, 0.5, 1.0]), [165.0; 3]);
         assert_eq!(s.mean_ms(), 165.0);
     }
 

@@ -527,16 +527,17 @@ pub fn consistency(c: &Consistency) -> Option<ConsistencyReport> {
 }
 
 pub fn latency(s: &Summary) -> LatencyReport {
+    let [p50, p90, p99, p999] = s.quantiles_ms([0.5, 0.9, 0.99, 0.999]);
     LatencyReport {
         count: s.count(),
         mean: s.mean_ms(),
         mean_ci99: s
             .mean_ci99_ms()
             .map(|ci| [ci.mean - ci.half_width, ci.mean + ci.half_width]),
-        p50: s.quantile_ms(0.5),
-        p90: s.quantile_ms(0.9),
-        p99: s.quantile_ms(0.99),
-        p999: s.quantile_ms(0.999),
+        p50,
+        p90,
+        p99,
+        p999,
         max: s.max_ms(),
     }
 }
