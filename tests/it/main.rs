@@ -17,6 +17,7 @@ mod multi;
 mod orphans;
 mod policies;
 mod presets_boundaries;
+mod progress;
 mod properties;
 mod robust;
 mod sagas;
