@@ -84,6 +84,13 @@ pub enum Command {
         seed: Option<u64>,
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<String>,
+        /// Print nothing but errors.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Refuse, or stop, a run that needs more memory than this, e.g. 4GB, as `run`
+        /// does [default: three quarters of the machine's memory].
+        #[arg(long, value_name = "SIZE", value_parser = scenario::memory::parse_size)]
+        max_memory: Option<u64>,
     },
     /// Compare two designs at the same seeds (common random numbers): per metric the
     /// paired difference B - A with its 95% interval.
@@ -192,6 +199,8 @@ pub fn main() -> ExitCode {
             out,
             seed,
             set,
+            quiet,
+            max_memory,
         } => trace::trace(trace::TraceArgs {
             scenario,
             request,
@@ -199,6 +208,8 @@ pub fn main() -> ExitCode {
             out,
             set,
             seed,
+            quiet,
+            max_memory,
         }),
         Command::Graph {
             scenario,

@@ -1,11 +1,12 @@
 //! `meshsim trace S --request N`: one request's whole life as a Chrome trace (Perfetto),
 //! and `run --trace-sample RATE`'s trace file. The format: docs/traces.md.
 
-use super::{invalid, load};
+use super::{interrupt, invalid, load, memory_within, views};
 use crate::metrics::trace::Traces;
 use crate::model::spec::WorkloadId;
 use crate::model::trace::{Observe, TraceSelect};
 use crate::report;
+use crate::scenario::memory::{estimate, human, machine_budget};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,6 +17,9 @@ pub struct TraceArgs {
     pub out: Option<PathBuf>,
     pub set: Vec<String>,
     pub seed: Option<u64>,
+    pub quiet: bool,
+    /// As `run`'s: refused before the run above it, stopped during it past it.
+    pub max_memory: Option<u64>,
 }
 
 /// A sample rate: a probability in [0, 1].
@@ -54,7 +58,7 @@ pub fn trace(args: TraceArgs) -> ExitCode {
     if let Some(seed) = args.seed {
         set.push(format!("simulation.seed={seed}"));
     }
-    let scenario = match load(&args.scenario, &set) {
+    let mut scenario = match load(&args.scenario, &set) {
         Ok(s) => s,
         Err(e) => return invalid(&e),
     };
@@ -83,14 +87,53 @@ pub fn trace(args: TraceArgs) -> ExitCode {
             .join(format!("trace-{workload}-{}.json", args.request))
     });
     let (path, text) = (scenario.path.clone(), scenario.text.clone());
+    // The same memory budget as `run`: the estimate refuses before the run, the
+    // counting allocator stops it at a progress pause; nothing is written then.
+    let budget = args.max_memory.or_else(machine_budget);
+    if let Some(given) = args.max_memory {
+        scenario.spec.holds.memory_budget = given;
+    }
+    if let Some(budget) = budget {
+        let need = estimate(&scenario.spec);
+        if need.bytes > budget {
+            return invalid(&format!(
+                "{path}: this scenario needs about {} of memory before it runs (the most: {}), \
+                 above the budget of {}; make it smaller, or raise the budget with --max-memory",
+                human(need.bytes),
+                need.largest,
+                human(budget)
+            ));
+        }
+    }
     let observe = Observe {
         trace: Some(TraceSelect::Request {
             workload: WorkloadId(w as u32),
             number: args.request,
         }),
     };
-    let (_, traces) = match crate::simulate_observed(scenario, &observe, &mut |_| Ok(()), None) {
+    let mut bar = views::Bar::run(
+        args.quiet,
+        scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000),
+        scenario.spec.max_requests,
+    );
+    interrupt::watch();
+    let outcome = crate::simulate_observed(
+        scenario,
+        &observe,
+        &mut |p| {
+            bar.progress(p);
+            interrupt::check(p)?;
+            budget.map_or(Ok(()), |b| memory_within(b, p))
+        },
+        None,
+    );
+    bar.finish();
+    let (_, traces) = match outcome {
         Ok(o) => o,
+        Err(e @ crate::engine::RunError::Interrupted { .. }) => {
+            eprintln!("{path}: {e}");
+            return ExitCode::from(interrupt::EXIT_CODE);
+        }
         Err(e) => {
             return invalid(&crate::scenario::run_error::locate(&path, &text, &e));
         }
@@ -108,6 +151,9 @@ pub fn trace(args: TraceArgs) -> ExitCode {
     if let Err(e) = write_trace(&out, &traces) {
         eprintln!("cannot write {}: {e}", out.display());
         return ExitCode::from(2);
+    }
+    if args.quiet {
+        return ExitCode::SUCCESS;
     }
     let status = root
         .args

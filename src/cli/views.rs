@@ -33,6 +33,35 @@ pub fn graph_command(arg: &str, set: &[String], format: GraphFormat) -> ExitCode
     ExitCode::SUCCESS
 }
 
+/// Where the bar of a run stands after `elapsed_s` wall seconds, and what it says: over
+/// simulated time (milliseconds), or, for a run limited by `requests` alone, over the
+/// requests answered (the run is done once the last one is answered, so indicatif's ETA
+/// is from the answers per wall second; the requests sent run ahead by those in flight).
+fn bar_line(p: &crate::model::Progress, elapsed_s: f64) -> (u64, String) {
+    let rate = p.events as f64 / elapsed_s.max(1e-9) / 1e6;
+    let now_s = p.now.as_secs_f64();
+    let (answered, events) = (p.requests_answered, p.events);
+    match (p.end, p.max_requests) {
+        (None, Some(max)) => (
+            answered.min(max),
+            format!(
+                "{answered} of {max} requests answered · simulated {now_s:.1} s · \
+                 {events} events · {rate:.2}M events/s"
+            ),
+        ),
+        (end, _) => {
+            let of = end.map_or(String::new(), |e| format!(" of {:.1} s", e.as_secs_f64()));
+            (
+                (now_s * 1000.0) as u64,
+                format!(
+                    "simulated {now_s:.1} s{of} · {answered} requests answered · \
+                     {events} events · {rate:.2}M events/s"
+                ),
+            )
+        }
+    }
+}
+
 /// A progress bar on stderr for a run or an explore that lasts longer than about a
 /// second: only on a terminal and without `-q`. It is fed from the CLI side (the run
 /// reports every `model::PROGRESS_EVERY` events, an explore after each seed), reads the
@@ -77,37 +106,9 @@ impl Bar {
 
     pub fn progress(&mut self, p: crate::model::Progress) {
         let Some(bar) = &self.bar else { return };
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let rate = p.events as f64 / elapsed.max(1e-9);
-        let now_s = p.now.as_secs_f64();
-        if let (None, Some(max)) = (p.end, p.max_requests) {
-            // The ETA is indicatif's, from the requests sent per wall second; the run
-            // still drains after the last one.
-            bar.set_position(p.requests_sent.min(max));
-            bar.set_message(format!(
-                "{} of {max} requests · simulated {now_s:.1} s · {} events · {:.2}M events/s",
-                p.requests_sent,
-                p.events,
-                rate / 1e6
-            ));
-            self.reveal();
-            return;
-        }
-        let msg = match p.end {
-            Some(end) => format!(
-                "simulated {now_s:.1} s of {:.1} s · {} events · {:.2}M events/s",
-                end.as_secs_f64(),
-                p.events,
-                rate / 1e6
-            ),
-            None => format!(
-                "simulated {now_s:.1} s · {} events · {:.2}M events/s",
-                p.events,
-                rate / 1e6
-            ),
-        };
-        bar.set_position((now_s * 1000.0) as u64);
-        bar.set_message(msg);
+        let (position, message) = bar_line(&p, self.started.elapsed().as_secs_f64());
+        bar.set_position(position);
+        bar.set_message(message);
         self.reveal();
     }
 
@@ -135,5 +136,50 @@ impl Bar {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar_line;
+    use crate::engine::SimTime;
+    use crate::model::Progress;
+
+    fn at(now_ms: u64, end_s: Option<u64>, max: Option<u64>) -> Progress {
+        Progress {
+            now: SimTime::from_nanos(now_ms * 1_000_000),
+            end: end_s.map(|s| SimTime::from_nanos(s * 1_000_000_000)),
+            events: 3_000_000,
+            requests_sent: 1_200,
+            requests_answered: 1_150,
+            max_requests: max,
+        }
+    }
+
+    #[test]
+    fn a_request_limited_run_counts_the_requests_answered() {
+        let (position, message) = bar_line(&at(12_500, None, Some(5_000)), 2.0);
+        assert_eq!(position, 1_150, "answered, not the 1,200 sent");
+        assert_eq!(
+            message,
+            "1150 of 5000 requests answered · simulated 12.5 s · 3000000 events · 1.50M events/s"
+        );
+        // Never past the bar's end.
+        let mut p = at(12_500, None, Some(1_000));
+        p.requests_answered = 1_001;
+        assert_eq!(bar_line(&p, 1.0).0, 1_000);
+    }
+
+    #[test]
+    fn a_run_with_a_duration_moves_with_simulated_time() {
+        let (position, message) = bar_line(&at(12_500, Some(60), Some(5_000)), 4.0);
+        assert_eq!(position, 12_500);
+        assert_eq!(
+            message,
+            "simulated 12.5 s of 60.0 s · 1150 requests answered · 3000000 events · 0.75M events/s"
+        );
+        let (position, message) = bar_line(&at(12_500, None, None), 4.0);
+        assert_eq!(position, 12_500);
+        assert!(message.starts_with("simulated 12.5 s · 1150 requests answered"));
     }
 }

@@ -45,8 +45,10 @@ pub struct Progress {
     /// The run's end, when it has a duration.
     pub end: Option<SimTime>,
     pub events: u64,
-    /// Requests sent so far, and the run's request limit, when it has one.
+    /// Requests sent so far, those whose answer reached their client, and the run's
+    /// request limit, when it has one.
     pub requests_sent: u64,
+    pub requests_answered: u64,
     pub max_requests: Option<u64>,
 }
 
@@ -121,6 +123,7 @@ pub fn run_observed(
             end,
             events: stats.events,
             requests_sent: world.requests_sent(),
+            requests_answered: world.requests_answered(),
             max_requests,
         })?;
         limits.pause_at_events = stats.events.saturating_add(PROGRESS_EVERY);

@@ -92,6 +92,8 @@ pub struct World {
     pub(super) ledger: Ledger,
     bucket_start: SimTime,
     requests_sent: u64,
+    /// Workload requests whose answer reached their client (the progress bar's count).
+    requests_answered: u64,
     last_activity: SimTime,
     pub(super) metrics: Metrics,
     /// Traces and attribution (`model::trace`); None costs one branch per hook.
@@ -153,6 +155,7 @@ impl World {
             ledger,
             bucket_start: SimTime::ZERO,
             requests_sent: 0,
+            requests_answered: 0,
             last_activity: SimTime::ZERO,
             metrics,
             recorder: None,
@@ -253,6 +256,10 @@ impl World {
 
     pub fn requests_sent(&self) -> u64 {
         self.requests_sent
+    }
+
+    pub fn requests_answered(&self) -> u64 {
+        self.requests_answered
     }
 
     fn close_bucket(&mut self, now: SimTime) {

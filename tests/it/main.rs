@@ -18,6 +18,7 @@ mod multi;
 mod orphans;
 mod policies;
 mod presets_boundaries;
+mod progress;
 mod properties;
 mod robust;
 mod sagas;

@@ -443,3 +443,51 @@ fn every_bundled_scenario_traces_into_a_well_formed_file() {
         check_shape(&events(&traces));
     }
 }
+
+/// Requests pile up without bound (a million a second into a 1 ms endpoint with one
+/// worker): the counting allocator stops the run at the budget.
+const FLOOD: &str = r#"[simulation]
+duration = "1h"
+max_requests_in_flight = 1000000000
+max_pending_events = 1000000000
+[services.api]
+queue = 10000000
+[services.api.endpoints.get]
+steps = [{ work = "1ms" }]
+[workloads.w]
+target = "api/get"
+rate = 1000000
+"#;
+
+#[test]
+fn trace_stops_at_the_memory_budget_as_run_does_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flood.toml");
+    std::fs::write(&path, FLOOD).unwrap();
+    let out = dir.path().join("t.json");
+    assert_cmd::Command::cargo_bin("meshsim")
+        .unwrap()
+        .arg("trace")
+        .arg(&path)
+        .args(["--request", "1", "-q", "--max-memory", "64MB", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "above the memory budget of 61 MiB; nothing was written",
+        ))
+        .stderr(predicates::str::contains("flood.toml:1:1"));
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // A budget the estimate refuses stops it before it runs.
+    assert_cmd::Command::cargo_bin("meshsim")
+        .unwrap()
+        .arg("trace")
+        .arg(&path)
+        .args(["--request", "1", "--max-memory", "1MB", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("before it runs"));
+    assert!(!out.exists());
+}

@@ -145,6 +145,7 @@ impl World {
         user: u32,
         sched: &mut Scheduler<Event>,
     ) {
+        self.requests_answered += 1;
         if let Load::Closed { think, .. } = &self.spec.workloads[workload.index()].load {
             let delay = think.sample(&mut self.workloads[workload.index()].rng);
             // Through the heap even when zero, so a loop that never advances time still
