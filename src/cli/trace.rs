@@ -88,6 +88,7 @@ pub fn trace(args: TraceArgs) -> ExitCode {
             workload: WorkloadId(w as u32),
             number: args.request,
         }),
+        check_attribution: false,
     };
     let (_, traces) = match crate::simulate_observed(scenario, &observe, &mut |_| Ok(()), None) {
         Ok(o) => o,

@@ -28,10 +28,11 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
+            let now = now.as_nanos();
+            r.path_call_end(l, now);
             let Some((root, n)) = r.calls.get(l, &r.roots) else {
                 return;
             };
-            let now = now.as_nanos();
             if let Node::Call {
                 end,
                 status: s,
@@ -61,6 +62,9 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
+            if let Some(p) = r.path.as_deref_mut() {
+                p.attempt(a, l, now.as_nanos());
+            }
             r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
         }
     }
@@ -75,6 +79,9 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
+            if let Some(p) = r.path.as_deref_mut() {
+                p.refused(l, now.as_nanos());
+            }
             r.attempt_refused(l, number, now.as_nanos(), why);
         }
     }
@@ -87,6 +94,7 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_attempt_end(a, now.as_nanos())
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { end, how: h, .. } = r.node(root, n)
             && *end == OPEN
@@ -100,6 +108,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_backoff(&mut self, l: Id, delay: SimDuration) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_backoff(l, delay.as_nanos())
             && let Some((root, c)) = r.calls.get(l, &r.roots)
         {
             let last = r.roots[root as usize]
@@ -118,6 +127,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_arrived(&mut self, a: Id, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_attempt_moves(a, What::WaitingOnCallee, now.as_nanos())
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { arrived, .. } = r.node(root, n)
         {
@@ -129,6 +139,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_replied(&mut self, a: Id, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_attempt_moves(a, What::Network, now.as_nanos())
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { replied, .. } = r.node(root, n)
         {
@@ -144,6 +155,20 @@ impl World {
             let crate::model::world::AnswerTo::Attempt { attempt, .. } = inv.answer_to else {
                 return;
             };
+            if let Some(p) = r.path.as_deref_mut() {
+                let on_worker = inv.worker_since.is_some();
+                p.admitted(
+                    attempt,
+                    i,
+                    inv.root,
+                    inv.endpoint.index(),
+                    on_worker,
+                    now.as_nanos(),
+                );
+                if !r.tree_records() {
+                    return;
+                }
+            }
             let Some((root, a)) = r.attempts.get(attempt, &r.roots) else {
                 return;
             };
@@ -184,6 +209,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_started(&mut self, i: Id, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_started(i, now.as_nanos())
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
             && let Node::Invocation { started, fiber, .. } = *r.node(root, n)
             && started == OPEN
@@ -211,6 +237,7 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_answered(i, now.as_nanos())
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
             && let Node::Invocation { end, status: s, .. } = r.node(root, n)
         {
@@ -223,6 +250,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_runs(&mut self, f: Id, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_fiber_moves(f, What::Work, now.as_nanos())
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             r.close_seg(root, n, now.as_nanos());
@@ -233,6 +261,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_fiber_end(&mut self, f: Id, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_fiber_end(f, now.as_nanos())
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             let now = now.as_nanos();
@@ -247,6 +276,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_publish_wait(&mut self, f: Id, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_fiber_moves(f, What::WaitingOnCallee, now.as_nanos())
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             r.open_seg(root, n, Seg::Publish, now.as_nanos());
