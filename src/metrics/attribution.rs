@@ -61,6 +61,7 @@ impl Parts {
         self.items.clear();
     }
 
+    #[inline]
     pub fn add(&mut self, endpoint: usize, what: What, ns: u64) {
         if ns == 0 {
             return;

@@ -127,7 +127,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_arrived(&mut self, a: Id, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_attempt_moves(a, What::WaitingOnCallee, now.as_nanos())
+            && r.tree_records()
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { arrived, .. } = r.node(root, n)
         {
@@ -139,7 +139,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_replied(&mut self, a: Id, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_attempt_moves(a, What::Network, now.as_nanos())
+            && r.tree_records()
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { replied, .. } = r.node(root, n)
         {
@@ -237,7 +237,7 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_answered(i, now.as_nanos())
+            && r.path_answered(i, status.is_some(), now.as_nanos())
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
             && let Node::Invocation { end, status: s, .. } = r.node(root, n)
         {

@@ -439,14 +439,6 @@ impl Recorder {
     }
 
     #[inline]
-    fn path_attempt_moves(&mut self, a: Id, what: What, now: u64) -> bool {
-        if let Some(p) = self.path.as_deref_mut() {
-            p.attempt_moves(a, what, now);
-        }
-        self.tree_records()
-    }
-
-    #[inline]
     fn path_started(&mut self, i: Id, now: u64) -> bool {
         if let Some(p) = self.path.as_deref_mut() {
             p.started(i, now);
@@ -455,9 +447,9 @@ impl Recorder {
     }
 
     #[inline]
-    fn path_answered(&mut self, i: Id, now: u64) -> bool {
+    fn path_answered(&mut self, i: Id, replied: bool, now: u64) -> bool {
         if let Some(p) = self.path.as_deref_mut() {
-            p.answered(i, now);
+            p.answered(i, replied, now);
         }
         self.tree_records()
     }

@@ -8,6 +8,11 @@
 //! on the path and is ignored. When the root call ends, the parts are complete: no
 //! nodes, no walk, nothing allocated once the pool is warm.
 //!
+//! An attempt's arrival and its reply need no hook here: a request that arrives is
+//! admitted or answered (refused, rejected, faulted) at the same instant, and an
+//! invocation's reply leaves when it answers, so the attempt's `WaitingOnCallee` between
+//! them takes no time; only a lost invocation leaves its caller waiting on it.
+//!
 //! It cuts a request exactly as `tree.rs` cuts the same request's nodes (the tree
 //! follows, backwards, the only path there is); `Observe::check_attribution` runs both
 //! and asserts they agree on every request (`tests/it/trace.rs`, over every bundled
@@ -71,9 +76,16 @@ struct Request {
 }
 
 impl Request {
-    /// Charges [charged, now] to the top frame.
-    #[inline]
+    /// Charges [charged, now] to the top frame (most moves take no time: inlined).
+    #[inline(always)]
     fn charge(&mut self, now: u64) {
+        if now != self.charged {
+            self.charge_since(now);
+        }
+    }
+
+    #[inline(never)]
+    fn charge_since(&mut self, now: u64) {
         let top = self
             .frames
             .last()
@@ -297,15 +309,6 @@ impl Paths {
         }
     }
 
-    /// An attempt's request reaches its callee, or its reply leaves the callee.
-    pub(super) fn attempt_moves(&mut self, a: Id, what: What, now: u64) {
-        if let Some(r) = self.top(Of::Attempt, a) {
-            let q = &mut self.requests[r];
-            q.charge(now);
-            q.top().what = what;
-        }
-    }
-
     /// The callee takes the attempt in: on a worker now (`started`) or queued.
     pub(super) fn admitted(
         &mut self,
@@ -346,10 +349,10 @@ impl Paths {
     pub(super) fn fiber_moves(&mut self, f: Id, what: What, now: u64) {
         if let Some(r) = self.top(Of::Fiber, f) {
             let q = &mut self.requests[r];
-            q.charge(now);
             let top = q.top();
-            if top.started {
-                top.what = what;
+            if top.started && top.what != what {
+                q.charge(now);
+                q.top().what = what;
             }
         }
     }
@@ -360,24 +363,27 @@ impl Paths {
         if let Some((r, n)) = self.find(Of::Fiber, f) {
             let q = &mut self.requests[r];
             let top = n + 1 == q.frames.len();
-            if top {
+            let frame = q.frames[n];
+            if top && frame.started && frame.what != What::Work {
                 q.charge(now);
+                q.frames[n].what = What::Work;
             }
-            let frame = &mut q.frames[n];
-            frame.ended = true;
-            if top && frame.started {
-                frame.what = What::Work;
-            }
+            q.frames[n].ended = true;
         }
     }
 
-    /// An invocation answers (or is lost): its attempt waits for the reply.
-    pub(super) fn answered(&mut self, i: Id, now: u64) {
+    /// An invocation answers (`replied`: its reply leaves now) or is lost (its attempt
+    /// waits on it until the attempt ends).
+    pub(super) fn answered(&mut self, i: Id, replied: bool, now: u64) {
         if let Some((r, n)) = self.find(Of::Invocation, i) {
             let q = &mut self.requests[r];
             q.charge(now);
             q.frames.truncate(n);
-            q.top().what = What::WaitingOnCallee;
+            q.top().what = if replied {
+                What::Network
+            } else {
+                What::WaitingOnCallee
+            };
         }
     }
 }
