@@ -376,6 +376,7 @@ fn run(
     let stream = report::csv::TimeseriesStream::new(file, &staged.scratch("flows"));
     let observe = crate::model::trace::Observe {
         trace: trace_sample.map(crate::model::trace::TraceSelect::Sample),
+        check_attribution: false,
     };
     let outcome = crate::simulate_observed(
         scenario,

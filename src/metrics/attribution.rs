@@ -51,7 +51,7 @@ impl What {
 
 /// One request's parts: (endpoint x what) -> nanoseconds, a short list (a request
 /// touches few endpoints); reused from request to request.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct Parts {
     items: Vec<(u32, u64)>,
 }
@@ -61,6 +61,7 @@ impl Parts {
         self.items.clear();
     }
 
+    #[inline]
     pub fn add(&mut self, endpoint: usize, what: What, ns: u64) {
         if ns == 0 {
             return;
@@ -70,6 +71,16 @@ impl Parts {
             Some((_, v)) => *v += ns,
             None => self.items.push((key, ns)),
         }
+    }
+
+    /// The same parts, whatever the order they were added in.
+    pub fn same_as(&self, other: &Parts) -> bool {
+        let sorted = |p: &Parts| {
+            let mut v = p.items.clone();
+            v.sort_unstable();
+            v
+        };
+        sorted(self) == sorted(other)
     }
 
     pub fn total_ns(&self) -> u64 {

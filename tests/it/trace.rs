@@ -20,6 +20,7 @@ pub(crate) fn observed(
     let sc = scenario::from_source(name, name, text, &overrides).unwrap();
     let observe = Observe {
         trace: Some(select),
+        check_attribution: false,
     };
     let (outcome, traces) =
         meshsim::simulate_observed(sc, &observe, &mut |_| Ok(()), None).unwrap();
@@ -490,4 +491,39 @@ fn trace_stops_at_the_memory_budget_as_run_does_and_writes_nothing() {
         .code(2)
         .stderr(predicates::str::contains("before it runs"));
     assert!(!out.exists());
+}
+
+/// The path recorder (sequential scenarios) and the tree cut every request alike: the
+/// run asserts it request by request, over every bundled scenario (tree-only ones run
+/// too: the check is then the tree's own sums).
+#[test]
+fn the_path_and_the_tree_cut_every_request_alike() {
+    let mut by_path = Vec::new();
+    for (name, text) in bundled_scenarios() {
+        let overrides: Vec<String> = match name.as_str() {
+            "mm1" | "mmc" | "explore_payments" => vec!["simulation.requests=20000".into()],
+            _ => Vec::new(),
+        };
+        let mut overrides = overrides;
+        overrides.push("report.attribution=true".into());
+        let sc = scenario::from_source(&name, &name, &text, &overrides).unwrap();
+        if meshsim::model::trace::attributes_by_path(&sc.spec) {
+            by_path.push(name.clone());
+        }
+        let observe = Observe {
+            trace: None,
+            check_attribution: true,
+        };
+        let (outcome, _) =
+            meshsim::simulate_observed(sc, &observe, &mut |_| Ok(()), None).unwrap();
+        let r = json(&outcome.report);
+        for (w, v) in r["workloads"].as_object().unwrap() {
+            if v["requests"].as_u64().unwrap_or(0) > 0 && v["latency_ms"].is_object() {
+                assert!(v.get("attribution").is_some(), "{name}: {w} has no attribution");
+            }
+        }
+    }
+    for name in ["chain_165ms", "retry_storm", "cascading_failure", "trace_retries", "mmc"] {
+        assert!(by_path.contains(&name.to_string()), "{name} is cut along its path: {by_path:?}");
+    }
 }

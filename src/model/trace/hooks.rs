@@ -28,10 +28,11 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
+            let now = now.as_nanos();
+            r.path_call_end(l, now);
             let Some((root, n)) = r.calls.get(l, &r.roots) else {
                 return;
             };
-            let now = now.as_nanos();
             if let Node::Call {
                 end,
                 status: s,
@@ -61,6 +62,9 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
+            if let Some(p) = r.path.as_deref_mut() {
+                p.attempt(a, l, now.as_nanos());
+            }
             r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
         }
     }
@@ -75,6 +79,9 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
+            if let Some(p) = r.path.as_deref_mut() {
+                p.refused(l, now.as_nanos());
+            }
             r.attempt_refused(l, number, now.as_nanos(), why);
         }
     }
@@ -87,6 +94,7 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_attempt_end(a, now.as_nanos())
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { end, how: h, .. } = r.node(root, n)
             && *end == OPEN
@@ -100,6 +108,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_backoff(&mut self, l: CallId, delay: SimDuration) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_backoff(l, delay.as_nanos())
             && let Some((root, c)) = r.calls.get(l, &r.roots)
         {
             let last = r.roots[root as usize]
@@ -118,6 +127,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_arrived(&mut self, a: AttemptId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.tree_records()
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { arrived, .. } = r.node(root, n)
         {
@@ -129,6 +139,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_replied(&mut self, a: AttemptId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.tree_records()
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { replied, .. } = r.node(root, n)
         {
@@ -145,6 +156,9 @@ impl World {
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
             let inv = &self.invocations[i];
+            if !r.path_admitted(inv, i, now.as_nanos()) {
+                return;
+            }
             // Its parent: the attempt it answers, or the delivery it handles.
             let parent = match inv.answer_to {
                 crate::model::world::AnswerTo::Attempt { attempt, .. } => {
@@ -197,6 +211,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_started(&mut self, i: InvocationId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_started(i, now.as_nanos())
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
             && let Node::Invocation { started, fiber, .. } = *r.node(root, n)
             && started == OPEN
@@ -224,6 +239,7 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_answered(i, status.is_some(), now.as_nanos())
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
             && let Node::Invocation { end, status: s, .. } = r.node(root, n)
         {
@@ -236,6 +252,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_runs(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_fiber_moves(f, What::Work, now.as_nanos())
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             r.close_seg(root, n, now.as_nanos());
@@ -246,6 +263,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_fiber_end(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_fiber_end(f, now.as_nanos())
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             let now = now.as_nanos();
@@ -260,6 +278,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_publish_wait(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
+            && r.path_fiber_moves(f, What::WaitingOnCallee, now.as_nanos())
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             r.open_seg(root, n, Seg::Publish, now.as_nanos());

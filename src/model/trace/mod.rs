@@ -17,6 +17,7 @@
 
 mod hooks;
 mod messages;
+mod path;
 mod spans;
 mod tree;
 
@@ -30,6 +31,7 @@ use crate::engine::SimDuration;
 use crate::metrics::attribution::{AttributionSums, Parts, What};
 use crate::metrics::trace::{MAX_TRACES, Traces};
 use std::collections::BTreeMap;
+use path::Paths;
 use tree::Tree;
 
 const NONE: u32 = u32::MAX;
@@ -49,6 +51,10 @@ pub enum TraceSelect {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observe {
     pub trace: Option<TraceSelect>,
+    /// Cut every attributed request both ways, along its recorded tree and along its
+    /// path as it goes (`path.rs`, where the scenario allows), and assert they agree
+    /// (tests).
+    pub check_attribution: bool,
 }
 
 /// How an attempt ended.
@@ -267,6 +273,13 @@ pub struct Recorder {
     seed: u64,
     select: Option<TraceSelect>,
     attribution: Option<AttributionSums>,
+    /// Attribution as requests go, for scenarios whose requests are sequential; the
+    /// tree then records traced requests only.
+    path: Option<Box<Paths>>,
+    /// The tree cuts attributed requests (no `path`, or checking it).
+    tree_attributes: bool,
+    /// The path's parts of the root that just ended, while checking.
+    path_parts: Parts,
     roots: Vec<Root>,
     free: Vec<u32>,
     calls: IdMap<CallId>,
@@ -294,11 +307,15 @@ impl Recorder {
         if observe.trace.is_none() && !attribution {
             return None;
         }
+        let by_path = attribution && Paths::fit(spec);
         Some(Box::new(Recorder {
             seed: spec.seed,
             select: observe.trace.clone(),
             attribution: attribution
                 .then(|| AttributionSums::new(spec.workloads.len(), spec.endpoints.len())),
+            path: by_path.then(Box::default),
+            tree_attributes: attribution && (!by_path || observe.check_attribution),
+            path_parts: Parts::default(),
             roots: Vec::new(),
             free: Vec::new(),
             calls: IdMap::default(),
@@ -380,9 +397,13 @@ impl Recorder {
         now: u64,
         measured: bool,
     ) {
+        let target = spec.edges[edge.index()].target.index();
         let (root, fiber) = match origin {
             Origin::Workload { workload, .. } => {
                 let w = workload.index();
+                if measured && let Some(p) = &mut self.path {
+                    p.root_call(l, w, target, now);
+                }
                 self.started[w] += 1;
                 let number = self.started[w];
                 let traced = self.selected(spec, workload, number) && self.traced < MAX_TRACES;
@@ -390,16 +411,21 @@ impl Recorder {
                 if !traced && self.select.is_some() && self.selected(spec, workload, number) {
                     self.traces.dropped += 1;
                 }
-                let attributed = measured && self.attribution.is_some();
+                let attributed = measured && self.tree_attributes;
                 if !traced && !attributed {
                     return;
                 }
                 (self.new_root(workload, number, traced, measured), NONE)
             }
-            Origin::Fiber(f) => match self.fibers.get(f, &self.roots) {
-                Some(x) => x,
-                None => return,
-            },
+            Origin::Fiber(f) => {
+                if let Some(p) = &mut self.path {
+                    p.call(l, f, target, now);
+                }
+                match self.fibers.get(f, &self.roots) {
+                    Some(x) => x,
+                    None => return,
+                }
+            }
         };
         let call = self.push(
             root,
@@ -493,6 +519,90 @@ impl Recorder {
         n
     }
 
+    /// Whether the tree records anything beyond the path: traced requests, or every
+    /// attributed one. The `path_*` methods move the path and return this, so that a
+    /// hook goes on to the tree's nodes only when they exist.
+    #[inline]
+    fn tree_records(&self) -> bool {
+        self.tree_attributes || self.select.is_some()
+    }
+
+    #[inline]
+    fn path_attempt_end(&mut self, a: AttemptId, now: u64) -> bool {
+        if let Some(p) = self.path.as_deref_mut() {
+            p.attempt_end(a, now);
+        }
+        self.tree_records()
+    }
+
+    #[inline]
+    fn path_backoff(&mut self, l: CallId, delay_ns: u64) -> bool {
+        if let Some(p) = self.path.as_deref_mut() {
+            p.backoff(l, delay_ns);
+        }
+        self.tree_records()
+    }
+
+    /// The path follows requests; a delivery's handler is not on one.
+    #[inline]
+    fn path_admitted(&mut self, inv: &super::world::Invocation, i: InvocationId, now: u64) -> bool {
+        if let Some(p) = self.path.as_deref_mut()
+            && let super::world::AnswerTo::Attempt { attempt, .. } = inv.answer_to
+        {
+            let on_worker = inv.worker_since.is_some();
+            p.admitted(attempt, i, inv.root, inv.endpoint.index(), on_worker, now);
+        }
+        self.tree_records()
+    }
+
+    #[inline]
+    fn path_started(&mut self, i: InvocationId, now: u64) -> bool {
+        if let Some(p) = self.path.as_deref_mut() {
+            p.started(i, now);
+        }
+        self.tree_records()
+    }
+
+    #[inline]
+    fn path_answered(&mut self, i: InvocationId, replied: bool, now: u64) -> bool {
+        if let Some(p) = self.path.as_deref_mut() {
+            p.answered(i, replied, now);
+        }
+        self.tree_records()
+    }
+
+    #[inline]
+    fn path_fiber_moves(&mut self, f: FiberId, what: What, now: u64) -> bool {
+        if let Some(p) = self.path.as_deref_mut() {
+            p.fiber_moves(f, what, now);
+        }
+        self.tree_records()
+    }
+
+    #[inline]
+    fn path_fiber_end(&mut self, f: FiberId, now: u64) -> bool {
+        if let Some(p) = self.path.as_deref_mut() {
+            p.fiber_end(f, now);
+        }
+        self.tree_records()
+    }
+
+    /// A call is over, on the path: a root's parts are folded (or kept, to be checked
+    /// against the tree's).
+    fn path_call_end(&mut self, l: CallId, now: u64) {
+        let Some(p) = self.path.as_deref_mut() else {
+            return;
+        };
+        let Some(done) = p.call_end(l, now) else {
+            return;
+        };
+        if self.tree_attributes {
+            self.path_parts.clone_from(done.parts);
+        } else if let Some(sums) = &mut self.attribution {
+            sums.fold(done.workload, done.latency_ns, done.parts);
+        }
+    }
+
     /// The root call is over: fold its parts, keep its trace, free its buffer.
     fn root_ended(&mut self, spec: &Spec, root: u32) {
         let r = root as usize;
@@ -511,9 +621,22 @@ impl Recorder {
             kids: &self.kids,
             spec,
         };
-        if measured && let Some(sums) = &mut self.attribution {
+        if measured
+            && self.tree_attributes
+            && let Some(sums) = &mut self.attribution
+        {
             self.parts.clear();
             tree.call(&mut self.parts, 0, start, end);
+            if self.path.is_some() {
+                assert!(
+                    self.parts.same_as(&self.path_parts),
+                    "request {number} of workload {}: the tree cut it into {:?}, the path into {:?}",
+                    workload.index(),
+                    self.parts,
+                    self.path_parts
+                );
+                self.path_parts.clear();
+            }
             sums.fold(workload.index(), end - start, &self.parts);
         }
         if traced {
@@ -561,6 +684,12 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Whether `spec`'s attribution is cut along each request's path as it goes (its
+/// requests are sequential) rather than from a recorded tree.
+pub fn attributes_by_path(spec: &Spec) -> bool {
+    Paths::fit(spec)
 }
 
 /// FNV-1a of (seed, workload, number), mixed: the same requests are traced on every
