@@ -1,103 +1,70 @@
-//! The future event list: a 4-ary min-heap ordered by (time, insertion sequence).
+//! The future event list: a binary heap ordered by (time, insertion sequence).
 //!
 //! The sequence number only goes up, so events scheduled for the same instant come
-//! out in the order they were scheduled, on every run and every platform. Keys are
-//! unique, so any correct heap pops the same order; four children per node halve the
-//! heap's depth against a binary heap, and events are plain values moved once per
-//! level (a hole slides down or up, as in `std`'s heap, without `unsafe`).
+//! out in the order they were scheduled, on every run and every platform.
 
 use super::time::SimTime;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
-const ARITY: usize = 4;
-
-#[derive(Clone, Copy)]
 struct Entry<E> {
     time: SimTime,
     seq: u64,
     event: E,
 }
 
-impl<E> Entry<E> {
-    /// Earlier in (time, seq) order.
-    #[inline(always)]
-    fn before(&self, other: &Self) -> bool {
-        self.time < other.time || (self.time == other.time && self.seq < other.seq)
+impl<E> PartialEq for Entry<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.time == other.time && self.seq == other.seq
+    }
+}
+impl<E> Eq for Entry<E> {}
+impl<E> PartialOrd for Entry<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<E> Ord for Entry<E> {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest (time, seq) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .cmp(&self.time)
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
 pub struct EventQueue<E> {
-    heap: Vec<Entry<E>>,
+    heap: BinaryHeap<Entry<E>>,
     next_seq: u64,
 }
 
-impl<E: Copy> Default for EventQueue<E> {
+impl<E> Default for EventQueue<E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<E: Copy> EventQueue<E> {
+impl<E> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
-            heap: Vec::with_capacity(1024),
+            heap: BinaryHeap::with_capacity(1024),
             next_seq: 0,
         }
     }
 
-    #[inline]
     pub fn push(&mut self, time: SimTime, event: E) {
-        let entry = Entry {
-            time,
-            seq: self.next_seq,
-            event,
-        };
+        let seq = self.next_seq;
         self.next_seq += 1;
-        let mut hole = self.heap.len();
-        self.heap.push(entry);
-        while hole > 0 {
-            let parent = (hole - 1) / ARITY;
-            if !entry.before(&self.heap[parent]) {
-                break;
-            }
-            self.heap[hole] = self.heap[parent];
-            hole = parent;
-        }
-        self.heap[hole] = entry;
+        self.heap.push(Entry { time, seq, event });
     }
 
-    #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let last = self.heap.pop()?;
-        let Some(&top) = self.heap.first() else {
-            return Some((last.time, last.event));
-        };
-        // `last` goes where the root was and sinks below its earliest child until none
-        // is earlier.
-        let n = self.heap.len();
-        let mut hole = 0;
-        loop {
-            let first = hole * ARITY + 1;
-            if first >= n {
-                break;
-            }
-            let mut earliest = first;
-            for c in first + 1..(first + ARITY).min(n) {
-                if self.heap[c].before(&self.heap[earliest]) {
-                    earliest = c;
-                }
-            }
-            if !self.heap[earliest].before(&last) {
-                break;
-            }
-            self.heap[hole] = self.heap[earliest];
-            hole = earliest;
-        }
-        self.heap[hole] = last;
-        Some((top.time, top.event))
+        self.heap.pop().map(|e| (e.time, e.event))
     }
 
     pub fn peek_time(&self) -> Option<SimTime> {
-        self.heap.first().map(|e| e.time)
+        self.heap.peek().map(|e| e.time)
     }
 
     pub fn len(&self) -> usize {
@@ -136,7 +103,7 @@ mod tests {
         let mut pushed = 0u32;
         let mut popped = 0;
         for _ in 0..20_000 {
-            if rng.random_range(0..3) < 2 || reference.is_empty() {
+            if rng.random_range(0..2) == 0 || reference.is_empty() {
                 // Few distinct times, so ties are common.
                 let t = rng.random_range(0..50u64);
                 q.push(SimTime::from_nanos(t), pushed);

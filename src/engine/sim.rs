@@ -7,8 +7,7 @@ use super::time::{SimDuration, SimTime};
 
 /// A simulation model: a state machine driven by its own closed event type.
 pub trait Model {
-    /// A plain value (`Copy`): the event list moves events, never clones or drops them.
-    type Event: Copy;
+    type Event;
     fn handle(&mut self, event: Self::Event, sched: &mut Scheduler<Self::Event>);
 }
 
@@ -30,7 +29,7 @@ pub struct Scheduler<E> {
     max_at_instant: u64,
 }
 
-impl<E: Copy> Scheduler<E> {
+impl<E> Scheduler<E> {
     pub fn now(&self) -> SimTime {
         self.now
     }

@@ -447,8 +447,9 @@ impl World {
 }
 
 impl World {
-    /// Adds an answer to the windows watching its workload or endpoint.
-    #[inline]
+    /// Adds an answer to the windows watching its workload or endpoint. Most scenarios
+    /// have none: that test is inlined at every answer, the loop is not.
+    #[inline(always)]
     pub(super) fn record_windows(
         &mut self,
         target: WindowTarget,
@@ -456,9 +457,19 @@ impl World {
         latency: SimDuration,
         status: Status,
     ) {
-        if self.spec.windows.is_empty() {
-            return;
+        if !self.spec.windows.is_empty() {
+            self.record_in_windows(target, now, latency, status);
         }
+    }
+
+    #[inline(never)]
+    fn record_in_windows(
+        &mut self,
+        target: WindowTarget,
+        now: SimTime,
+        latency: SimDuration,
+        status: Status,
+    ) {
         for (w, m) in self.spec.windows.iter().zip(&mut self.metrics.windows) {
             if w.target == target {
                 m.record(now, latency, status);

@@ -130,7 +130,7 @@ fn tidy_no_function_runs_over_70_lines_unless_listed() {
             }
         }
     }
-    assert!(seen > 1000, "read only {seen} functions");
+    assert!(seen > 500, "read only {seen} functions");
     let new: Vec<_> = long
         .iter()
         .filter(|(f, n, _, _)| !ALLOWED.contains(&(f.as_str(), n.as_str())))
