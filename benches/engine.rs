@@ -6,12 +6,18 @@
 //!
 //!   cargo bench --bench engine
 //!   cargo bench --bench engine -- topology
+//!   cargo bench --bench engine -- 'payment_worker|sqs_fifo'   # the broker scenarios
 //!   MESHSIM_BENCH_DUMP=/tmp/topo cargo bench --bench engine -- topology   # and the TOML files
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshsim::scenario;
 
 const MMC: &str = include_str!("../scenarios/mmc.toml");
+
+/// Brokers: a RabbitMQ fanout to two worker queues (nack-requeue, a crash, a
+/// processed-messages store), and SQS FIFO deduplication with idempotency keys.
+const PAYMENT_WORKER: &str = include_str!("../scenarios/payment_worker_rabbitmq.toml");
+const SQS_FIFO: &str = include_str!("../scenarios/sqs_fifo_orders.toml");
 
 /// The SimPy chain's full twin (timeouts and retries with backoff, work not cancelled);
 /// scripts/compare_simpy.py runs it beside ../shared/peers/chain_simpy.py.
@@ -129,5 +135,21 @@ fn topology(c: &mut Criterion) {
     bench_model(c, "topology_fanout_1000", &fan_out(1000, 40), &[]);
 }
 
-criterion_group!(benches, engine, topology);
+/// The broker scenarios (goal: 5 M events/s), about 300k events per run each.
+fn brokers(c: &mut Criterion) {
+    bench_model(
+        c,
+        "payment_worker_rabbitmq",
+        PAYMENT_WORKER,
+        &["simulation.requests=20000"],
+    );
+    bench_model(
+        c,
+        "sqs_fifo_orders",
+        SQS_FIFO,
+        &["simulation.requests=20000"],
+    );
+}
+
+criterion_group!(benches, engine, topology, brokers);
 criterion_main!(benches);

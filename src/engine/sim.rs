@@ -54,6 +54,17 @@ impl<E> Scheduler<E> {
         }
     }
 
+    /// Schedules `event` after `delay` on lane `lane`, every event of which the model
+    /// schedules the same delay after the present (so they come in time order): a long
+    /// timer that is mostly stale by the time it fires, kept out of the heap (see
+    /// `queue`). Events come out in the same order as with `after`.
+    pub fn after_in_lane(&mut self, lane: usize, delay: SimDuration, event: E) {
+        match self.now.checked_add(delay) {
+            Some(time) => self.queue.push_lane(lane, time, event),
+            None => self.overflow = Some(delay),
+        }
+    }
+
     /// Events still waiting, the one being handled excluded.
     pub fn pending(&self) -> usize {
         self.queue.len()

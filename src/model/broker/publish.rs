@@ -2,7 +2,9 @@
 //! fiber waits and a failed try is published again under the same id; the broker routes
 //! what arrives to queues and topic partitions; the outbox relay publishes committed rows.
 
-use super::{Async, Command, Ctx, Enqueued, LogEntry, OutboxRow, Pending, Publisher, Transit};
+use super::{
+    Async, Command, Ctx, Enqueued, Lane, LogEntry, OutboxRow, Pending, Publisher, Transit,
+};
 use crate::engine::SimTime;
 use crate::metrics::consistency::*;
 use crate::model::routing;
@@ -76,7 +78,8 @@ impl Async {
         if let Some((pid, try_number)) = pending {
             let timeout = site.confirm_timeout;
             self.periodic += 1;
-            cx.sched.after(
+            cx.watchdog(
+                Lane::Confirm(p),
                 timeout,
                 Event::ConfirmTimeout {
                     pending: pid,

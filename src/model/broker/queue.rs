@@ -2,7 +2,9 @@
 //! their prefetch, settlement (ack, nack, reject, delayed retry), ack timeouts, take-backs
 //! and dead-lettering.
 
-use super::{Async, Command, Ctx, Delivery, Enqueued, Message, Reason, Source, violates_order};
+use super::{
+    Async, Command, Ctx, Delivery, Enqueued, Lane, Message, Reason, Source, violates_order,
+};
 use crate::engine::{SimDuration, SimTime};
 use crate::model::spec::*;
 use crate::model::world::{DeliveryId, Event, MessageId, NO_DEADLINE, Settlement};
@@ -256,7 +258,7 @@ impl Async {
             cx.metrics.consumers[c.index()].deliveries += 1;
             if let Some(t) = cx.spec.queues[q.index()].ack_timeout {
                 self.periodic += 1;
-                cx.sched.after(t, Event::AckTimeout(d));
+                cx.watchdog(Lane::Ack(q), t, Event::AckTimeout(d));
             }
             self.broker_hop(b, Event::Deliver(d), cx);
         }
