@@ -401,6 +401,9 @@ fn tracing_changes_no_byte_of_the_report() {
         "call_chain_parallel",
         "payment_worker_rabbitmq",
         "saga_orchestrated",
+        "saga_choreography",
+        "email_dlq",
+        "kafka_consumer_group",
     ] {
         let text = bundled(name);
         let plain = run_file(&format!("{name}.toml"), &[]).report.to_json();

@@ -182,7 +182,7 @@ impl Ctx<'_> {
     /// A handler's `publish` step made message `msg`.
     #[inline]
     pub(in crate::model) fn trace_publish(&mut self, fiber: FiberId, site: PublishId, msg: u64) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut()
             && let Some((root, f)) = r.fibers.get(fiber, &r.roots)
             && r.roots[root as usize].traced
@@ -218,7 +218,7 @@ impl Ctx<'_> {
     /// A try of publishing `msg` reached the broker, which routed it (or refused it).
     #[inline]
     pub(in crate::model) fn trace_publish_arrived(&mut self, msg: u64) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut()
             && let Some(root) = r.message_root(msg)
             && let Some(p) = r.publish_node(root, msg)
@@ -237,7 +237,7 @@ impl Ctx<'_> {
     /// A copy of `msg` joins queue `q` (published, or dead-lettered there).
     #[inline]
     pub(in crate::model) fn trace_enqueued(&mut self, q: QueueId, msg: u64) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut()
             && let Some(root) = r.message_root(msg)
         {
@@ -266,7 +266,7 @@ impl Ctx<'_> {
         offset: u64,
         msg: u64,
     ) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut()
             && let Some(root) = r.message_root(msg)
         {
@@ -305,7 +305,7 @@ impl Ctx<'_> {
         number: u32,
         redelivered: bool,
     ) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut()
             && let Some(root) = r.message_root(msg)
             && let Some(copy) = r.copy_for(self.spec, root, msg, c)
@@ -333,7 +333,7 @@ impl Ctx<'_> {
     /// An ack, nack, reject or retry of delivery `d` reaches the broker.
     #[inline]
     pub(in crate::model) fn trace_settled(&mut self, d: DeliveryId, how: Settlement) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut() {
             let why = match how {
                 Settlement::Ack => DeliveryEnd::Ack,
@@ -355,7 +355,7 @@ impl Ctx<'_> {
     /// Delivery `d`'s ack (visibility) timeout passed.
     #[inline]
     pub(in crate::model) fn trace_ack_timeout(&mut self, d: DeliveryId) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut() {
             r.end_delivery(d, DeliveryEnd::AckTimeout, now);
         }
@@ -364,7 +364,7 @@ impl Ctx<'_> {
     /// The broker takes delivery `d` back (unless it ended already: a nack, a timeout).
     #[inline]
     pub(in crate::model) fn trace_taken_back(&mut self, d: DeliveryId) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut() {
             r.end_delivery(d, DeliveryEnd::TakenBack, now);
         }
@@ -373,7 +373,7 @@ impl Ctx<'_> {
     /// `msg`'s retry backoff in queue `q` is over: it is ready again.
     #[inline]
     pub(in crate::model) fn trace_requeued(&mut self, msg: u64, q: QueueId) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut()
             && let Some(root) = r.message_root(msg)
             && let Some(copy) = r.open_copy(root, msg, q)
@@ -396,7 +396,7 @@ impl Ctx<'_> {
         q: QueueId,
         reason: impl std::fmt::Debug,
     ) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut()
             && let Some(root) = r.message_root(msg)
             && let Some(old) = r.open_copy(root, msg, q)
@@ -425,7 +425,7 @@ impl Ctx<'_> {
     /// A topic delivery's handler ended (`ok`): the group moves on, or retries in place.
     #[inline]
     pub(in crate::model) fn trace_log_handled(&mut self, d: DeliveryId, ok: bool) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if let Some(r) = self.trace.as_deref_mut() {
             let why = if ok {
                 DeliveryEnd::HandledOk
@@ -445,7 +445,7 @@ impl Ctx<'_> {
         ok: bool,
         first_time: bool,
     ) {
-        let now = self.now().as_nanos();
+        let now = self.sched.now().as_nanos();
         if first_time
             && let Some(r) = self.trace.as_deref_mut()
             && let Some(root) = r.message_root(msg)

@@ -648,6 +648,7 @@ impl Recorder {
             }
             let trace = tree.spans(workload, number, end, "cut_at_request_end");
             self.traces.traces.push(trace);
+            self.forget_messages(&nodes);
         }
         let root = &mut self.roots[r];
         root.nodes = nodes;

@@ -38,17 +38,17 @@ impl Tree<'_> {
     }
 }
 
-pub(super) struct SpanBuilder<'a, 'b> {
-    pub(super) tree: &'b Tree<'a>,
-    pub(super) cut: u64,
+struct SpanBuilder<'a, 'b> {
+    tree: &'b Tree<'a>,
+    cut: u64,
     cut_arg: &'static str,
-    pub(super) spans: Vec<Span>,
-    pub(super) flows: Vec<Flow>,
+    spans: Vec<Span>,
+    flows: Vec<Flow>,
     /// Per node, its span: for a fiber, the span its steps go in (its invocation or
     /// branch); for a publish, where its hop leaves from. NONE when not drawn.
-    pub(super) span_of: Vec<u32>,
+    span_of: Vec<u32>,
     /// Confirm waits drawn: (fiber node, start, span).
-    pub(super) publish_waits: Vec<(u32, u64, u32)>,
+    publish_waits: Vec<(u32, u64, u32)>,
 }
 
 fn status_text(s: Option<Status>) -> Arg {
@@ -57,7 +57,7 @@ fn status_text(s: Option<Status>) -> Arg {
 
 impl SpanBuilder<'_, '_> {
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn span(
+    fn span(
         &mut self,
         parent: Option<u32>,
         track: &Track,
@@ -248,7 +248,7 @@ impl SpanBuilder<'_, '_> {
         until.max(from)
     }
 
-    pub(super) fn invocation(&mut self, i: u32) -> u32 {
+    fn invocation(&mut self, i: u32) -> u32 {
         let t = self.tree;
         let Node::Invocation {
             endpoint,
