@@ -16,7 +16,7 @@
 
 use crate::engine::{SimDuration, stream};
 use crate::scenario::diag::{self, Diagnostic};
-use crate::scenario::raw::{RawExplore, RawScenario};
+use crate::scenario::raw::{RawExplore, RawExploreFault, RawScenario};
 use crate::scenario::{self, ScenarioError, duration};
 use rand::RngExt;
 use toml::Spanned;
@@ -149,114 +149,11 @@ fn check(ex: &Spanned<RawExplore>, raw: &RawScenario, diags: &mut Vec<Diagnostic
         Some(w) => pair(w, diags).unwrap_or((SimDuration::ZERO, SimDuration::from_secs(60))),
         None => (SimDuration::ZERO, SimDuration::from_secs(60)),
     };
-    let mut templates = Vec::new();
-    for f in &v.faults {
-        let fv = f.get_ref();
-        let kind = fv.kind.get_ref().clone();
-        let target = match kind.as_str() {
-            "crash" | "down" => fv.service.as_ref().map(|s| {
-                if !raw.services.keys().any(|k| k.get_ref() == s.get_ref())
-                    && !raw.consumers.keys().any(|k| k.get_ref() == s.get_ref())
-                {
-                    diags.push(Diagnostic::new(
-                        s.span(),
-                        format!("unknown service `{}`", s.get_ref()),
-                        "a service or consumer of this scenario",
-                    ));
-                }
-                format!("service = {:?}", s.get_ref())
-            }),
-            "broker_down" => fv.broker.as_ref().map(|b| {
-                if !raw.brokers.keys().any(|k| k.get_ref() == b.get_ref()) {
-                    diags.push(Diagnostic::new(
-                        b.span(),
-                        format!("unknown broker `{}`", b.get_ref()),
-                        "a broker of this scenario",
-                    ));
-                }
-                format!("broker = {:?}", b.get_ref())
-            }),
-            "partition" | "link_loss" => fv.between.as_ref().map(|b| {
-                let names: Vec<String> = b
-                    .get_ref()
-                    .iter()
-                    .map(|x| format!("{:?}", x.get_ref()))
-                    .collect();
-                format!("between = [{}]", names.join(", "))
-            }),
-            other => {
-                diags.push(Diagnostic::new(
-                    fv.kind.span(),
-                    format!("`{other}` cannot be explored"),
-                    "one of: crash, down, broker_down, partition, link_loss",
-                ));
-                continue;
-            }
-        };
-        let Some(target) = target else {
-            diags.push(Diagnostic::new(
-                f.span(),
-                format!("a `{kind}` template needs its target"),
-                "service = \"NAME\" (crash, down), broker = \"NAME\" (broker_down) or between = [\"a\", \"b\"]",
-            ));
-            continue;
-        };
-        let loss = match (&fv.loss, kind.as_str()) {
-            (Some(l), "link_loss") if (0.0..=1.0).contains(l.get_ref()) => Some(*l.get_ref()),
-            (Some(l), "link_loss") => {
-                diags.push(Diagnostic::new(
-                    l.span(),
-                    format!("a loss of {}", l.get_ref()),
-                    "a probability from 0 to 1",
-                ));
-                None
-            }
-            (None, "link_loss") => Some(0.5),
-            (Some(l), _) => {
-                diags.push(Diagnostic::new(
-                    l.span(),
-                    "`loss` applies to link_loss templates",
-                    "kind = \"link_loss\"",
-                ));
-                None
-            }
-            (None, _) => None,
-        };
-        let max = match &fv.max {
-            Some(m) if *m.get_ref() < 1 || *m.get_ref() > 100 => {
-                diags.push(Diagnostic::new(
-                    m.span(),
-                    format!("max = {}", m.get_ref()),
-                    "1 to 100 faults per schedule",
-                ));
-                1
-            }
-            Some(m) => *m.get_ref() as u32,
-            None => 1,
-        };
-        let (shortest, longest) = match &fv.length {
-            Some(l) => {
-                pair(l, diags).unwrap_or((SimDuration::from_secs(1), SimDuration::from_secs(10)))
-            }
-            None => (SimDuration::from_secs(1), SimDuration::from_secs(10)),
-        };
-        if shortest.is_zero()
-            && let Some(l) = &fv.length {
-                diags.push(Diagnostic::new(
-                    l.span(),
-                    "a fault of zero length",
-                    "a shortest length above 0",
-                ));
-            }
-        templates.push(Template {
-            kind,
-            target,
-            loss,
-            max,
-            shortest,
-            longest,
-        });
-    }
+    let templates = v
+        .faults
+        .iter()
+        .filter_map(|f| template(f, raw, diags))
+        .collect();
     let mut exactly_once = Vec::new();
     if let Some(list) = &v.exactly_once {
         for e in list.get_ref() {
@@ -270,6 +167,140 @@ fn check(ex: &Spanned<RawExplore>, raw: &RawScenario, diags: &mut Vec<Diagnostic
         templates,
         exactly_once,
     })
+}
+
+/// One fault template, checked: its kind and target, the loss of a link_loss, how many
+/// faults a schedule may hold and their lengths.
+fn template(
+    f: &Spanned<RawExploreFault>,
+    raw: &RawScenario,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Template> {
+    let fv = f.get_ref();
+    let kind = fv.kind.get_ref().clone();
+    let target = target(fv, &kind, raw, diags)?;
+    let Some(target) = target else {
+        diags.push(Diagnostic::new(
+            f.span(),
+            format!("a `{kind}` template needs its target"),
+            "service = \"NAME\" (crash, down), broker = \"NAME\" (broker_down) or between = [\"a\", \"b\"]",
+        ));
+        return None;
+    };
+    let loss = loss(fv, &kind, diags);
+    let max = match &fv.max {
+        Some(m) if *m.get_ref() < 1 || *m.get_ref() > 100 => {
+            diags.push(Diagnostic::new(
+                m.span(),
+                format!("max = {}", m.get_ref()),
+                "1 to 100 faults per schedule",
+            ));
+            1
+        }
+        Some(m) => *m.get_ref() as u32,
+        None => 1,
+    };
+    let (shortest, longest) = match &fv.length {
+        Some(l) => {
+            pair(l, diags).unwrap_or((SimDuration::from_secs(1), SimDuration::from_secs(10)))
+        }
+        None => (SimDuration::from_secs(1), SimDuration::from_secs(10)),
+    };
+    if shortest.is_zero()
+        && let Some(l) = &fv.length
+    {
+        diags.push(Diagnostic::new(
+            l.span(),
+            "a fault of zero length",
+            "a shortest length above 0",
+        ));
+    }
+    Some(Template {
+        kind,
+        target,
+        loss,
+        max,
+        shortest,
+        longest,
+    })
+}
+
+/// A link_loss template's probability of losing a message (0.5 unless given); `loss`
+/// on any other kind is reported.
+fn loss(fv: &RawExploreFault, kind: &str, diags: &mut Vec<Diagnostic>) -> Option<f64> {
+    match (&fv.loss, kind) {
+        (Some(l), "link_loss") if (0.0..=1.0).contains(l.get_ref()) => Some(*l.get_ref()),
+        (Some(l), "link_loss") => {
+            diags.push(Diagnostic::new(
+                l.span(),
+                format!("a loss of {}", l.get_ref()),
+                "a probability from 0 to 1",
+            ));
+            None
+        }
+        (None, "link_loss") => Some(0.5),
+        (Some(l), _) => {
+            diags.push(Diagnostic::new(
+                l.span(),
+                "`loss` applies to link_loss templates",
+                "kind = \"link_loss\"",
+            ));
+            None
+        }
+        (None, _) => None,
+    }
+}
+
+/// What a template's fault strikes, as the fault's TOML line (`service = "api"`); None
+/// inside when the template names no target, None outside when its kind cannot be
+/// explored (both reported).
+fn target(
+    fv: &RawExploreFault,
+    kind: &str,
+    raw: &RawScenario,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Option<String>> {
+    let target = match kind {
+        "crash" | "down" => fv.service.as_ref().map(|s| {
+            if !raw.services.keys().any(|k| k.get_ref() == s.get_ref())
+                && !raw.consumers.keys().any(|k| k.get_ref() == s.get_ref())
+            {
+                diags.push(Diagnostic::new(
+                    s.span(),
+                    format!("unknown service `{}`", s.get_ref()),
+                    "a service or consumer of this scenario",
+                ));
+            }
+            format!("service = {:?}", s.get_ref())
+        }),
+        "broker_down" => fv.broker.as_ref().map(|b| {
+            if !raw.brokers.keys().any(|k| k.get_ref() == b.get_ref()) {
+                diags.push(Diagnostic::new(
+                    b.span(),
+                    format!("unknown broker `{}`", b.get_ref()),
+                    "a broker of this scenario",
+                ));
+            }
+            format!("broker = {:?}", b.get_ref())
+        }),
+        "partition" | "link_loss" => fv.between.as_ref().map(|b| {
+            let names: Vec<String> = b
+                .get_ref()
+                .iter()
+                .map(|x| format!("{:?}", x.get_ref()))
+                .collect();
+            format!("between = [{}]", names.join(", "))
+        }),
+        other => {
+            diags.push(Diagnostic::new(
+                fv.kind.span(),
+                format!("`{other}` cannot be explored"),
+                "one of: crash, down, broker_down, partition, link_loss",
+            ));
+            return None;
+        }
+    };
+    Some(target)
 }
 
 /// The fault schedule of one seed: for each template 0..=max faults, each with a

@@ -2,7 +2,7 @@
 //! whatever the thread count) shrunk and written as a replay that fails.
 
 use super::{invalid, source};
-use crate::explore::{self, Plan};
+use crate::explore::{self, Drawn, Plan, Problem};
 use crate::multi::runner::{self, default_out};
 use crate::report;
 use crate::scenario;
@@ -61,37 +61,14 @@ pub fn merge(parts: Vec<(PathBuf, Found)>, out: &std::path::Path) -> ExitCode {
             parts[0].0.display()
         ));
     };
-    let same = |f: &Found| Found {
-        shard: None,
-        failing_seed: None,
-        replay: None,
-        ..f.clone()
-    };
-    let mut seen = vec![false; n];
-    for (dir, f) in &parts {
-        match f.shard {
-            Some([i, m]) if m == n && same(f) == same(first) => {
-                if std::mem::replace(&mut seen[i - 1], true) {
-                    return invalid(&format!("{}: shard {i}/{n} given twice", dir.display()));
-                }
-            }
-            _ => {
-                return invalid(&format!(
-                    "{}: not a shard of the same exploration as {}",
-                    dir.display(),
-                    parts[0].0.display()
-                ));
-            }
-        }
-    }
-    if let Some(i) = seen.iter().position(|s| !s) {
-        return invalid(&format!("merge: shard {}/{n} is missing", i + 1));
+    if let Err(e) = every_shard_once(&parts, n) {
+        return invalid(&e);
     }
     let lowest = parts
         .iter()
         .filter_map(|(d, f)| Some((f.failing_seed?, d, f)))
         .min_by_key(|x| x.0);
-    let mut whole = same(first);
+    let mut whole = exploration(first);
     let mut files = Vec::new();
     if let Some((seed, dir, f)) = lowest {
         let name = f.replay.clone().unwrap_or_default();
@@ -125,6 +102,43 @@ pub fn merge(parts: Vec<(PathBuf, Found)>, out: &std::path::Path) -> ExitCode {
     }
 }
 
+/// What every shard of one exploration shares: all but which shard it is and what it
+/// found.
+fn exploration(f: &Found) -> Found {
+    Found {
+        shard: None,
+        failing_seed: None,
+        replay: None,
+        ..f.clone()
+    }
+}
+
+/// Checks that `parts` are the shards 1..=n of one exploration, each given once.
+fn every_shard_once(parts: &[(PathBuf, Found)], n: usize) -> Result<(), String> {
+    let first = exploration(&parts[0].1);
+    let mut seen = vec![false; n];
+    for (dir, f) in parts {
+        match f.shard {
+            Some([i, m]) if m == n && exploration(f) == first => {
+                if std::mem::replace(&mut seen[i - 1], true) {
+                    return Err(format!("{}: shard {i}/{n} given twice", dir.display()));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{}: not a shard of the same exploration as {}",
+                    dir.display(),
+                    parts[0].0.display()
+                ));
+            }
+        }
+    }
+    match seen.iter().position(|s| !s) {
+        Some(i) => Err(format!("merge: shard {}/{n} is missing", i + 1)),
+        None => Ok(()),
+    }
+}
+
 fn found_json(f: &Found) -> Vec<u8> {
     let mut s = serde_json::to_string_pretty(f).expect("serializes");
     s.push('\n');
@@ -152,21 +166,9 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
         return invalid(&e);
     }
     let n = a.seeds.unwrap_or(plan.seeds);
-    // Seeds are TOML integers: the last one must fit in 2^63 - 1.
-    let last = match a
-        .first_seed
-        .checked_add(n - 1)
-        .filter(|&l| l <= i64::MAX as u64)
-    {
-        Some(l) => l,
-        None => {
-            return invalid(&format!(
-                "--first-seed {} with {n} seeds goes past the largest seed, 2^63 - 1 = {}; start at {} at most",
-                a.first_seed,
-                i64::MAX,
-                (i64::MAX as u64) - (n - 1)
-            ));
-        }
+    let last = match last_seed(a.first_seed, n) {
+        Ok(l) => l,
+        Err(e) => return invalid(&e),
     };
     let shard = match a
         .shard
@@ -178,7 +180,7 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
         Err(e) => return invalid(&e),
     };
     let [shard_i, shard_n] = shard.unwrap_or([1, 1]);
-    let mut found_file = Found {
+    let found_file = Found {
         schema: SCHEMA.to_owned(),
         scenario: path.clone(),
         scenario_hash: format!("{:016x}", crate::engine::rng::stable_hash(text.as_bytes())),
@@ -196,13 +198,67 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return invalid(&e),
     };
+    let subject = Subject {
+        path: &path,
+        name: &name,
+        text: &text,
+        plan: &plan,
+    };
+    let found = match search(&subject, &pool, a.first_seed, last, [shard_i, shard_n]) {
+        Ok(f) => f,
+        Err(e) => return invalid(&e),
+    };
+    let Some((seed, drawn, problems)) = found else {
+        return none_failed(&plan, &dir, &found_file);
+    };
+    shrink_and_replay(&subject, &dir, found_file, seed, drawn, problems)
+}
+
+/// Seeds are TOML integers: the last one of `n` from `first` must fit in 2^63 - 1.
+fn last_seed(first: u64, n: u64) -> Result<u64, String> {
+    first
+        .checked_add(n - 1)
+        .filter(|&l| l <= i64::MAX as u64)
+        .ok_or_else(|| {
+            format!(
+                "--first-seed {first} with {n} seeds goes past the largest seed, 2^63 - 1 = {}; start at {} at most",
+                i64::MAX,
+                (i64::MAX as u64) - (n - 1)
+            )
+        })
+}
+
+/// The scenario an exploration runs and its plan: what every trial needs.
+struct Subject<'a> {
+    path: &'a str,
+    name: &'a str,
+    text: &'a str,
+    plan: &'a Plan,
+}
+
+impl Subject<'_> {
+    /// What goes wrong when seed `seed` runs with `faults`.
+    fn trial(&self, seed: u64, faults: &[Drawn]) -> Result<Vec<Problem>, String> {
+        explore::trial(self.path, self.name, self.text, self.plan, seed, faults)
+    }
+}
+
+/// The first failing seed of this shard's seeds from `first` to `last`, with its
+/// drawn faults and what went wrong; None when every seed passed.
+fn search(
+    s: &Subject,
+    pool: &rayon::ThreadPool,
+    first: u64,
+    last: u64,
+    [shard_i, shard_n]: [usize; 2],
+) -> Result<Option<(u64, Vec<Drawn>, Vec<Problem>)>, String> {
     // Seeds go in batches so a failure early on stops the search soon; the first
     // failing seed of a batch, in seed order, is the one reported.
     let batch = (pool.current_num_threads() * 4) as u64;
-    let mut next = a.first_seed;
+    let mut next = first;
     let mut bar = super::views::Bar::new(
         false,
-        Some(last.saturating_sub(a.first_seed).saturating_add(1)),
+        Some(last.saturating_sub(first).saturating_add(1)),
         "{bar:40} seed {pos}/{len} · ETA {eta}",
     );
     let found = loop {
@@ -212,11 +268,11 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
         let end = last.min(next.saturating_add(batch - 1));
         // A shard takes the seeds i-1 modulo N places after the first.
         let seeds: Vec<u64> = (next..=end)
-            .filter(|s| (s - a.first_seed) % shard_n as u64 == shard_i as u64 - 1)
+            .filter(|s| (s - first) % shard_n as u64 == shard_i as u64 - 1)
             .collect();
-        let results = runner::map_ordered(&pool, &seeds, "explore", |&seed| {
-            let drawn = explore::draw(&plan, seed);
-            explore::trial(&path, &name, &text, &plan, seed, &drawn).map(|p| (seed, drawn, p))
+        let results = runner::map_ordered(pool, &seeds, "explore", |&seed| {
+            let drawn = explore::draw(s.plan, seed);
+            s.trial(seed, &drawn).map(|p| (seed, drawn, p))
         });
         let mut hit = None;
         for r in results {
@@ -228,7 +284,7 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
                 }
                 Err(e) => {
                     bar.finish();
-                    return invalid(&e);
+                    return Err(e);
                 }
             }
         }
@@ -239,37 +295,49 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
         next = end + 1;
     };
     bar.finish();
-    let Some((seed, drawn, problems)) = found else {
-        let what = if plan.templates.is_empty() {
-            "no fault templates: every seed ran as written"
-        } else {
-            "each with a drawn fault schedule"
-        };
-        if let Err(e) = report::write_all(&dir, &[("explore.json", found_json(&found_file))]) {
-            eprintln!("cannot write to {}: {e}", dir.display());
-            return ExitCode::from(2);
-        }
-        let slice = match shard {
-            Some([i, n]) => format!(" (shard {i}/{n})"),
-            None => String::new(),
-        };
-        println!(
-            "{n} seeds from {}{slice} ({what}): every run met its expectations and the consistency invariants",
-            a.first_seed
-        );
-        return ExitCode::SUCCESS;
+    Ok(found)
+}
+
+/// Writes explore.json for a search in which every seed passed, and says so.
+fn none_failed(plan: &Plan, dir: &std::path::Path, found_file: &Found) -> ExitCode {
+    let what = if plan.templates.is_empty() {
+        "no fault templates: every seed ran as written"
+    } else {
+        "each with a drawn fault schedule"
     };
+    if let Err(e) = report::write_all(dir, &[("explore.json", found_json(found_file))]) {
+        eprintln!("cannot write to {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let slice = match found_file.shard {
+        Some([i, n]) => format!(" (shard {i}/{n})"),
+        None => String::new(),
+    };
+    println!(
+        "{} seeds from {}{slice} ({what}): every run met its expectations and the consistency invariants",
+        found_file.seeds, found_file.first_seed
+    );
+    ExitCode::SUCCESS
+}
+
+/// Shrinks a failing seed's fault schedule to one that still fails, writes it as a
+/// replay scenario beside explore.json, and says how to run it.
+fn shrink_and_replay(
+    s: &Subject,
+    dir: &std::path::Path,
+    mut found_file: Found,
+    seed: u64,
+    drawn: Vec<Drawn>,
+    problems: Vec<Problem>,
+) -> ExitCode {
     println!("seed {seed} fails with {} drawn faults:", drawn.len());
     for p in &problems {
         println!("  {p}");
     }
-    let minimal = explore::shrink(
-        |fs| explore::trial(&path, &name, &text, &plan, seed, fs).is_ok_and(|p| !p.is_empty()),
-        drawn,
-    );
-    let problems = explore::trial(&path, &name, &text, &plan, seed, &minimal).unwrap_or(problems);
-    let file_name = format!("{name}-seed-{seed}.toml");
-    let replay = explore::replay(&text, &plan, seed, &minimal, &problems);
+    let minimal = explore::shrink(|fs| s.trial(seed, fs).is_ok_and(|p| !p.is_empty()), drawn);
+    let problems = s.trial(seed, &minimal).unwrap_or(problems);
+    let file_name = format!("{}-seed-{seed}.toml", s.name);
+    let replay = explore::replay(s.text, s.plan, seed, &minimal, &problems);
     found_file.failing_seed = Some(seed);
     found_file.replay = Some(file_name.clone());
     let files = [
@@ -283,7 +351,7 @@ pub fn explore(a: ExploreArgs) -> ExitCode {
     println!(
         "\nminimal fault schedule ({} faults):{}",
         minimal.len(),
-        explore::faults_toml(&plan, &minimal)
+        explore::faults_toml(s.plan, &minimal)
     );
     println!("it still fails with:");
     for p in &problems {

@@ -152,6 +152,33 @@ fn ranks(t: &Topology) -> Vec<usize> {
 
 /// The diagram as a standalone SVG element (ids prefixed `meshsim-`).
 pub fn svg(t: &Topology) -> String {
+    let layout = layout(t);
+    let (width, height) = (layout.width, layout.height);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"meshsim-diagram\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"DejaVu Sans, sans-serif\">\n\
+         <defs><marker id=\"meshsim-arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/></marker></defs>\n<title>system diagram</title>\n"
+    );
+    links(&mut out, t, &layout);
+    nodes(&mut out, t, &layout);
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Where each node's box is drawn, and how big it and the whole diagram are.
+struct Layout {
+    /// Each node's top-left corner.
+    pos: Vec<(f64, f64)>,
+    box_w: Vec<f64>,
+    box_h: Vec<f64>,
+    width: f64,
+    height: f64,
+}
+
+/// Nodes in columns by rank, left to right, each column as wide as its widest box
+/// plus room for the labels of the links that leave it.
+fn layout(t: &Topology) -> Layout {
     let rank = ranks(t);
     let columns = rank.iter().copied().max().map_or(0, |m| m + 1);
     let mut col_nodes: Vec<Vec<usize>> = vec![Vec::new(); columns];
@@ -205,12 +232,21 @@ pub fn svg(t: &Topology) -> String {
         .map(|i| pos[i].0 + box_w[i])
         .fold(0.0, f64::max)
         + 20.0;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"meshsim-diagram\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"DejaVu Sans, sans-serif\">\n\
-         <defs><marker id=\"meshsim-arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/></marker></defs>\n<title>system diagram</title>\n"
-    );
+    Layout {
+        pos,
+        box_w,
+        box_h,
+        width,
+        height,
+    }
+}
+
+/// Each link as a curve from its source's right side to its target's left side, with
+/// its label.
+fn links(out: &mut String, t: &Topology, layout: &Layout) {
+    let Layout {
+        pos, box_w, box_h, ..
+    } = layout;
     let mut seen_pairs: Vec<(usize, usize)> = Vec::new();
     for l in &t.links {
         let (fx, fy) = pos[l.from];
@@ -243,6 +279,13 @@ pub fn svg(t: &Topology) -> String {
             );
         }
     }
+}
+
+/// Each node as a box, its name in bold over its details.
+fn nodes(out: &mut String, t: &Topology, layout: &Layout) {
+    let Layout {
+        pos, box_w, box_h, ..
+    } = layout;
     for (i, n) in t.nodes.iter().enumerate() {
         let (x, y) = pos[i];
         let (fill, rx) = match n.kind {
@@ -272,6 +315,4 @@ pub fn svg(t: &Topology) -> String {
         }
         out.push_str("</g>\n");
     }
-    out.push_str("</svg>\n");
-    out
 }

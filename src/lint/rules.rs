@@ -3,7 +3,7 @@
 //! worst case, because under widespread failure (the case these lints are about) it is
 //! what limits retries.
 
-use super::system::{Node, System, Wait};
+use super::system::{Node, Service, System, Wait};
 use super::{Finding, Severity};
 use crate::report::numbers::number;
 
@@ -133,79 +133,6 @@ pub fn holding_times(s: &System) -> Vec<f64> {
 /// (nominal: one attempt per call, worst case: every retry fires, capped by budgets).
 pub fn offered_load(s: &System) -> Vec<(f64, f64)> {
     let mut load = vec![(0.0, 0.0); s.endpoints.len()];
-    fn arrive(
-        s: &System,
-        ep: usize,
-        rate: (f64, f64),
-        load: &mut [(f64, f64)],
-        depth: usize,
-        visits: &mut usize,
-    ) {
-        *visits += 1;
-        if *visits > MAX_VISITS {
-            return;
-        }
-        load[ep].0 += rate.0;
-        load[ep].1 += rate.1;
-        if depth >= MAX_DEPTH {
-            return;
-        }
-        send(s, &s.endpoints[ep].steps, rate, load, depth, visits);
-    }
-    fn send(
-        s: &System,
-        nodes: &[Node],
-        rate: (f64, f64),
-        load: &mut [(f64, f64)],
-        depth: usize,
-        visits: &mut usize,
-    ) {
-        for n in nodes {
-            match n {
-                Node::Call { edge, .. } => {
-                    let (_, capped) = attempts(s, *edge);
-                    let target = s.edges[*edge].target;
-                    arrive(
-                        s,
-                        target,
-                        (rate.0, rate.1 * capped),
-                        load,
-                        depth + 1,
-                        visits,
-                    );
-                }
-                Node::Parallel { branches, .. } => {
-                    for b in branches {
-                        send(s, b, rate, load, depth, visits);
-                    }
-                }
-                Node::Publish(p) => {
-                    let p = &s.publishes[*p];
-                    for &q in &p.queues {
-                        // Competing consumers share a queue's messages.
-                        let consumers = &s.queues[q].consumers;
-                        let share = 1.0 / consumers.len().max(1) as f64;
-                        for &c in consumers {
-                            let to = s.consumers[c].endpoint;
-                            arrive(
-                                s,
-                                to,
-                                (rate.0 * share, rate.1 * share),
-                                load,
-                                depth + 1,
-                                visits,
-                            );
-                        }
-                    }
-                    // Every consumer group reads every message of a topic.
-                    for &g in p.topic.map(|t| &s.topic_groups[t]).into_iter().flatten() {
-                        arrive(s, s.consumers[g].endpoint, rate, load, depth + 1, visits);
-                    }
-                }
-                Node::Work(_) | Node::Effect(_) | Node::Fail => {}
-            }
-        }
-    }
     let mut visits = 0;
     for w in &s.workloads {
         let (_, capped) = attempts(s, w.edge);
@@ -220,6 +147,96 @@ pub fn offered_load(s: &System) -> Vec<(f64, f64)> {
         );
     }
     load
+}
+
+/// Adds `rate` to an endpoint's load and sends on what its steps call or publish,
+/// up to MAX_DEPTH hops and MAX_VISITS in all (a cycle must not loop forever).
+fn arrive(
+    s: &System,
+    ep: usize,
+    rate: (f64, f64),
+    load: &mut [(f64, f64)],
+    depth: usize,
+    visits: &mut usize,
+) {
+    *visits += 1;
+    if *visits > MAX_VISITS {
+        return;
+    }
+    load[ep].0 += rate.0;
+    load[ep].1 += rate.1;
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    send(s, &s.endpoints[ep].steps, rate, load, depth, visits);
+}
+
+/// Sends `rate` along a sequence of steps: each call's target, capped retries
+/// multiplying the worst case; each publish's consumers.
+fn send(
+    s: &System,
+    nodes: &[Node],
+    rate: (f64, f64),
+    load: &mut [(f64, f64)],
+    depth: usize,
+    visits: &mut usize,
+) {
+    for n in nodes {
+        match n {
+            Node::Call { edge, .. } => {
+                let (_, capped) = attempts(s, *edge);
+                let target = s.edges[*edge].target;
+                arrive(
+                    s,
+                    target,
+                    (rate.0, rate.1 * capped),
+                    load,
+                    depth + 1,
+                    visits,
+                );
+            }
+            Node::Parallel { branches, .. } => {
+                for b in branches {
+                    send(s, b, rate, load, depth, visits);
+                }
+            }
+            Node::Publish(p) => publish(s, *p, rate, load, depth, visits),
+            Node::Work(_) | Node::Effect(_) | Node::Fail => {}
+        }
+    }
+}
+
+/// A publish at `rate`: competing consumers share a queue's messages, and every
+/// consumer group reads every message of a topic.
+fn publish(
+    s: &System,
+    p: usize,
+    rate: (f64, f64),
+    load: &mut [(f64, f64)],
+    depth: usize,
+    visits: &mut usize,
+) {
+    let p = &s.publishes[p];
+    for &q in &p.queues {
+        // Competing consumers share a queue's messages.
+        let consumers = &s.queues[q].consumers;
+        let share = 1.0 / consumers.len().max(1) as f64;
+        for &c in consumers {
+            let to = s.consumers[c].endpoint;
+            arrive(
+                s,
+                to,
+                (rate.0 * share, rate.1 * share),
+                load,
+                depth + 1,
+                visits,
+            );
+        }
+    }
+    // Every consumer group reads every message of a topic.
+    for &g in p.topic.map(|t| &s.topic_groups[t]).into_iter().flatten() {
+        arrive(s, s.consumers[g].endpoint, rate, load, depth + 1, visits);
+    }
 }
 
 /// Per service: (nominal utilization, worst-case utilization).
@@ -296,25 +313,44 @@ fn overload(s: &System, out: &mut Vec<Finding>) {
                 measure: Some(nominal),
             });
         } else if worst >= 1.0 {
-            out.push(Finding {
-                code: "overload",
-                severity: Severity::Warning,
-                span: svc.span.clone(),
-                message: format!(
-                    "`{}` is at {:.0}% of its capacity, but {:.0}% when every retry fires ({}/s offered at worst)",
-                    svc.name,
-                    nominal * 100.0,
-                    worst * 100.0,
-                    number(svc.endpoints.iter().map(|&e| load[e].1).sum::<f64>())
-                ),
-                label: format!("utilization {} (worst case {})", number(nominal), number(worst)),
-                explanation: format!(
-                    "retries multiply the load exactly when the service is in trouble: a brief slowdown makes callers retry, the retries keep it overloaded after the slowdown ends (a metastable failure){explain_hold}"
-                ),
-                fix: "cap retries with a retry budget (`retry.budget`) or gRPC throttling, retry at one layer only, or add capacity".to_owned(),
-                measure: Some(worst),
-            });
+            let worst_rps = svc.endpoints.iter().map(|&e| load[e].1).sum::<f64>();
+            out.push(overload_by_retries(
+                svc,
+                nominal,
+                worst,
+                worst_rps,
+                explain_hold,
+            ));
         }
+    }
+}
+
+/// A service under capacity that retries can push over it: `worst` is its utilization
+/// when every retry fires, at `worst_rps` offered.
+fn overload_by_retries(
+    svc: &Service,
+    nominal: f64,
+    worst: f64,
+    worst_rps: f64,
+    explain_hold: &str,
+) -> Finding {
+    Finding {
+        code: "overload",
+        severity: Severity::Warning,
+        span: svc.span.clone(),
+        message: format!(
+            "`{}` is at {:.0}% of its capacity, but {:.0}% when every retry fires ({}/s offered at worst)",
+            svc.name,
+            nominal * 100.0,
+            worst * 100.0,
+            number(worst_rps)
+        ),
+        label: format!("utilization {} (worst case {})", number(nominal), number(worst)),
+        explanation: format!(
+            "retries multiply the load exactly when the service is in trouble: a brief slowdown makes callers retry, the retries keep it overloaded after the slowdown ends (a metastable failure){explain_hold}"
+        ),
+        fix: "cap retries with a retry budget (`retry.budget`) or gRPC throttling, retry at one layer only, or add capacity".to_owned(),
+        measure: Some(worst),
     }
 }
 
@@ -755,7 +791,15 @@ fn replayed_failure(s: &System, out: &mut Vec<Finding>) {
     }
 }
 
+/// What the scenario declares and never uses: services and endpoints nothing calls,
+/// policies on no call, queues nothing publishes to or nothing drains.
 fn unused(s: &System, out: &mut Vec<Finding>) {
+    unused_services(s, out);
+    unused_policies(s, out);
+    unused_queues(s, out);
+}
+
+fn unused_services(s: &System, out: &mut Vec<Finding>) {
     let called: Vec<bool> = (0..s.endpoints.len())
         .map(|ep| s.edges.iter().any(|e| e.target == ep))
         .collect();
@@ -789,6 +833,9 @@ fn unused(s: &System, out: &mut Vec<Finding>) {
             });
         }
     }
+}
+
+fn unused_policies(s: &System, out: &mut Vec<Finding>) {
     for (i, p) in s.policies.iter().enumerate() {
         let Some(span) = &p.span else { continue };
         if s.edges.iter().any(|e| e.policy == i) {
@@ -805,6 +852,9 @@ fn unused(s: &System, out: &mut Vec<Finding>) {
             measure: None,
         });
     }
+}
+
+fn unused_queues(s: &System, out: &mut Vec<Finding>) {
     let published: Vec<bool> = (0..s.queues.len())
         .map(|q| s.publishes.iter().any(|p| p.queues.contains(&q)))
         .collect();

@@ -4,7 +4,9 @@
 
 use crate::model::Spec;
 use crate::model::policy::{PolicySpec, RetryBudget};
-use crate::model::spec::{Load, PublishTarget, Step, Subscription, WorkerHold};
+use crate::model::spec::{
+    ConsumerSpec, EndpointSpec, Load, PublishTarget, ServiceSpec, Step, Subscription, WorkerHold,
+};
 use crate::scenario::raw::{RawScenario, RawStep};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -175,6 +177,137 @@ fn policy(p: &PolicySpec, span: Option<Range<usize>>) -> Policy {
     }
 }
 
+/// Where `name` is written, by the spans of one kind of entity (0..0: not found).
+fn at(spans: &BTreeMap<String, Range<usize>>, name: &str) -> Range<usize> {
+    spans.get(name).cloned().unwrap_or(0..0)
+}
+
+fn service(s: &ServiceSpec, span: Range<usize>) -> Service {
+    Service {
+        name: s.name.clone(),
+        replicas: s.replicas,
+        workers: s.workers,
+        held: s.hold == WorkerHold::Held,
+        endpoints: s.endpoints.iter().map(|e| e.index()).collect(),
+        consumer: s.consumer.map(|c| c.index()),
+        span,
+    }
+}
+
+fn endpoint(spec: &Spec, e: &EndpointSpec, span: Range<usize>) -> Endpoint {
+    Endpoint {
+        name: e.name.clone(),
+        service: e.service.index(),
+        steps: nodes(spec, e.handler.index()),
+        idempotent: e.idempotency.is_some(),
+        span,
+    }
+}
+
+/// Every edge, with the service that calls along it (read from the endpoints' steps).
+fn edges(spec: &Spec, endpoints: &[Endpoint], spans: &BTreeMap<String, Range<usize>>) -> Vec<Edge> {
+    let caller_of = callers(endpoints);
+    spec.edges
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Edge {
+            name: e.name.clone(),
+            caller: caller_of.get(&i).copied(),
+            target: e.target.index(),
+            policy: e.policy.index(),
+            link_one_way_s: mean_s(&spec.links[e.link.index()].latency),
+            span: at(spans, &e.name),
+        })
+        .collect()
+}
+
+/// Every queue, marking those another queue dead-letters into.
+fn queues(spec: &Spec, spans: &BTreeMap<String, Range<usize>>) -> Vec<Queue> {
+    let dlq: Vec<usize> = spec
+        .queues
+        .iter()
+        .filter_map(|q| q.dead_letter.map(|d| d.index()))
+        .collect();
+    spec.queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| Queue {
+            name: q.name.clone(),
+            consumers: q.consumers.iter().map(|c| c.index()).collect(),
+            ttl: q.ttl.is_some(),
+            dead_letter_target: dlq.contains(&i),
+            span: at(spans, &q.name),
+        })
+        .collect()
+}
+
+/// Which service makes the calls of each edge (by edge index): the one whose handler
+/// holds it.
+fn callers(endpoints: &[Endpoint]) -> BTreeMap<usize, usize> {
+    fn note_calls(nodes: &[Node], service: usize, caller_of: &mut BTreeMap<usize, usize>) {
+        for n in nodes {
+            match n {
+                Node::Call { edge, .. } => {
+                    caller_of.insert(*edge, service);
+                }
+                Node::Parallel { branches, .. } => {
+                    for b in branches {
+                        note_calls(b, service, caller_of);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut caller_of = BTreeMap::new();
+    for e in endpoints {
+        note_calls(&e.steps, e.service, &mut caller_of);
+    }
+    caller_of
+}
+
+/// Requests per second at a load's busiest point; a closed loop's users over their
+/// mean think time (0 without one: the lint cannot bound it).
+fn peak_rate(load: &Load) -> f64 {
+    match load {
+        Load::Open { segments, .. } => segments.iter().map(|s| s.rate_per_s).fold(0.0, f64::max),
+        Load::Closed { users, think } => {
+            let t = mean_s(think);
+            if t > 0.0 { f64::from(*users) / t } else { 0.0 }
+        }
+    }
+}
+
+fn consumer(c: &ConsumerSpec, span: Range<usize>) -> Consumer {
+    Consumer {
+        name: c.name.clone(),
+        endpoint: c.endpoint.index(),
+        queue: match c.subscription {
+            Subscription::Queue(q) => Some(q.index()),
+            Subscription::Topic(_) => None,
+        },
+        topic: match c.subscription {
+            Subscription::Topic(t) => Some(t.index()),
+            Subscription::Queue(_) => None,
+        },
+        dedupe: c.dedupe.is_some(),
+        span,
+    }
+}
+
+fn publish(target: &PublishTarget) -> Publish {
+    match target {
+        PublishTarget::Queues { queues, .. } => Publish {
+            queues: queues.iter().map(|q| q.index()).collect(),
+            topic: None,
+        },
+        PublishTarget::Topic(t) => Publish {
+            queues: vec![],
+            topic: Some(t.index()),
+        },
+    }
+}
+
 fn nodes(spec: &Spec, seq: usize) -> Vec<Node> {
     spec.seqs[seq]
         .iter()
@@ -319,64 +452,17 @@ impl System {
         let spans = toml::from_str::<RawScenario>(text)
             .map(|r| spans(&r))
             .unwrap_or_default();
-        let at = |m: &BTreeMap<String, Range<usize>>, k: &str| m.get(k).cloned().unwrap_or(0..0);
         let mut services: Vec<Service> = spec
             .services
             .iter()
-            .map(|s| Service {
-                name: s.name.clone(),
-                replicas: s.replicas,
-                workers: s.workers,
-                held: s.hold == WorkerHold::Held,
-                endpoints: s.endpoints.iter().map(|e| e.index()).collect(),
-                consumer: s.consumer.map(|c| c.index()),
-                span: at(&spans.services, &s.name),
-            })
+            .map(|s| service(s, at(&spans.services, &s.name)))
             .collect();
         let endpoints: Vec<Endpoint> = spec
             .endpoints
             .iter()
-            .map(|e| Endpoint {
-                name: e.name.clone(),
-                service: e.service.index(),
-                steps: nodes(spec, e.handler.index()),
-                idempotent: e.idempotency.is_some(),
-                span: at(&spans.endpoints, &e.name),
-            })
+            .map(|e| endpoint(spec, e, at(&spans.endpoints, &e.name)))
             .collect();
-        // Which service makes the calls of each edge: the one whose handler holds it.
-        let mut caller_of: BTreeMap<usize, usize> = BTreeMap::new();
-        fn note_calls(nodes: &[Node], service: usize, caller_of: &mut BTreeMap<usize, usize>) {
-            for n in nodes {
-                match n {
-                    Node::Call { edge, .. } => {
-                        caller_of.insert(*edge, service);
-                    }
-                    Node::Parallel { branches, .. } => {
-                        for b in branches {
-                            note_calls(b, service, caller_of);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        for e in &endpoints {
-            note_calls(&e.steps, e.service, &mut caller_of);
-        }
-        let edges = spec
-            .edges
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Edge {
-                name: e.name.clone(),
-                caller: caller_of.get(&i).copied(),
-                target: e.target.index(),
-                policy: e.policy.index(),
-                link_one_way_s: mean_s(&spec.links[e.link.index()].latency),
-                span: at(&spans.calls, &e.name),
-            })
-            .collect();
+        let edges = edges(spec, &endpoints, &spans.calls);
         let policies = spec
             .policies
             .iter()
@@ -388,71 +474,21 @@ impl System {
             .map(|w| Workload {
                 name: w.name.clone(),
                 edge: w.edge.index(),
-                peak_rate: match &w.load {
-                    Load::Open { segments, .. } => {
-                        segments.iter().map(|s| s.rate_per_s).fold(0.0, f64::max)
-                    }
-                    Load::Closed { users, think } => {
-                        let t = mean_s(think);
-                        if t > 0.0 { f64::from(*users) / t } else { 0.0 }
-                    }
-                },
+                peak_rate: peak_rate(&w.load),
                 timeout_s: w.timeout.map(secs),
             })
             .collect();
-        let dlq: Vec<usize> = spec
-            .queues
-            .iter()
-            .filter_map(|q| q.dead_letter.map(|d| d.index()))
-            .collect();
-        let queues = spec
-            .queues
-            .iter()
-            .enumerate()
-            .map(|(i, q)| Queue {
-                name: q.name.clone(),
-                consumers: q.consumers.iter().map(|c| c.index()).collect(),
-                ttl: q.ttl.is_some(),
-                dead_letter_target: dlq.contains(&i),
-                span: at(&spans.queues, &q.name),
-            })
-            .collect();
+        let queues = queues(spec, &spans.queues);
         let consumers: Vec<Consumer> = spec
             .consumers
             .iter()
-            .map(|c| Consumer {
-                name: c.name.clone(),
-                endpoint: c.endpoint.index(),
-                queue: match c.subscription {
-                    Subscription::Queue(q) => Some(q.index()),
-                    Subscription::Topic(_) => None,
-                },
-                topic: match c.subscription {
-                    Subscription::Topic(t) => Some(t.index()),
-                    Subscription::Queue(_) => None,
-                },
-                dedupe: c.dedupe.is_some(),
-                span: at(&spans.consumers, &c.name),
-            })
+            .map(|c| consumer(c, at(&spans.consumers, &c.name)))
             .collect();
         for c in &consumers {
             let svc = endpoints[c.endpoint].service;
             services[svc].span = c.span.clone();
         }
-        let publishes = spec
-            .publishes
-            .iter()
-            .map(|p| match &p.target {
-                PublishTarget::Queues { queues, .. } => Publish {
-                    queues: queues.iter().map(|q| q.index()).collect(),
-                    topic: None,
-                },
-                PublishTarget::Topic(t) => Publish {
-                    queues: vec![],
-                    topic: Some(t.index()),
-                },
-            })
-            .collect();
+        let publishes = spec.publishes.iter().map(|p| publish(&p.target)).collect();
         let effects: Vec<String> = spec.effects.iter().map(|e| e.name.clone()).collect();
         let effect_spans = effects
             .iter()

@@ -137,6 +137,25 @@ pub fn page(p: &Page) -> String {
     let r = p.report;
     let json = r.json_value();
     let mut out = String::new();
+    head(&mut out, p);
+    expectations(&mut out, r);
+    diagram(&mut out, p);
+    plots(&mut out, p);
+    tables(&mut out, &json);
+    super::attribution::html(&mut out, r);
+    consistency(&mut out, &json);
+    let _ = write!(
+        out,
+        "<section id=\"summary\"><h2>Text summary</h2>\n<pre>{}</pre>\n</section>\n</body>\n</html>\n",
+        esc(p.summary)
+    );
+    out
+}
+
+/// The document's head, the run's header (seed, hash, the verdict, how to reproduce
+/// it) and the navigation.
+fn head(out: &mut String, p: &Page) {
+    let r = p.report;
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>meshsim: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
@@ -175,7 +194,9 @@ pub fn page(p: &Page) -> String {
         out.push_str("<a href=\"#consistency\">Consistency</a>");
     }
     out.push_str("<a href=\"#summary\">Text summary</a></nav>\n");
+}
 
+fn expectations(out: &mut String, r: &Report) {
     out.push_str("<section id=\"expectations\"><h2>Expectations</h2>\n");
     if r.expectations.is_empty() {
         out.push_str("<p>This scenario states no expectations.</p>\n");
@@ -203,7 +224,9 @@ pub fn page(p: &Page) -> String {
         out.push_str("</table>\n");
     }
     out.push_str("</section>\n");
+}
 
+fn diagram(out: &mut String, p: &Page) {
     out.push_str("<section id=\"diagram\"><h2>The system</h2>\n");
     match p.diagram {
         Some(svg) => {
@@ -214,7 +237,9 @@ pub fn page(p: &Page) -> String {
         None => out.push_str("<p>No diagram.</p>\n"),
     }
     out.push_str("</section>\n");
+}
 
+fn plots(out: &mut String, p: &Page) {
     out.push_str("<section id=\"plots\"><h2>Plots</h2>\n");
     for (title, svg) in p.plots {
         // The title is drawn in the picture; the figure names it for screen readers.
@@ -223,10 +248,13 @@ pub fn page(p: &Page) -> String {
         out.push_str("\n</figure>\n");
     }
     out.push_str("</section>\n");
+}
 
+/// The workloads, endpoints, edges and faults tables, read from report.json.
+fn tables(out: &mut String, json: &Value) {
     out.push_str("<section id=\"tables\"><h2>Tables</h2>\n<h3>Workloads (latency in ms, at the client)</h3>\n");
     table(
-        &mut out,
+        out,
         "workload",
         &json["workloads"],
         Some(&[
@@ -246,7 +274,7 @@ pub fn page(p: &Page) -> String {
     );
     out.push_str("<h3>Endpoints (at the server)</h3>\n");
     table(
-        &mut out,
+        out,
         "endpoint",
         &json["endpoints"],
         Some(&[
@@ -266,7 +294,7 @@ pub fn page(p: &Page) -> String {
     );
     out.push_str("<h3>Edges (at the caller)</h3>\n");
     table(
-        &mut out,
+        out,
         "edge",
         &json["edges"],
         Some(&[
@@ -287,6 +315,11 @@ pub fn page(p: &Page) -> String {
             "latency_ms.p99",
         ]),
     );
+    faults(out, json);
+    out.push_str("</section>\n");
+}
+
+fn faults(out: &mut String, json: &Value) {
     if let Value::Array(faults) = &json["faults"]
         && !faults.is_empty()
     {
@@ -301,10 +334,11 @@ pub fn page(p: &Page) -> String {
         }
         out.push_str("</table>\n");
     }
-    out.push_str("</section>\n");
+}
 
-    super::attribution::html(&mut out, r);
-
+/// Each part of report.json's `consistency`: a table per kind of entity, a one-row
+/// table per object, a line per number.
+fn consistency(out: &mut String, json: &Value) {
     if let Value::Object(c) = &json["consistency"] {
         out.push_str("<section id=\"consistency\"><h2>Consistency</h2>\n");
         for (k, v) in c {
@@ -314,12 +348,12 @@ pub fn page(p: &Page) -> String {
                         continue;
                     }
                     let _ = writeln!(out, "<h3>{}</h3>", esc(k));
-                    table(&mut out, k.trim_end_matches('s'), v, None);
+                    table(out, k.trim_end_matches('s'), v, None);
                 }
                 Value::Object(_) => {
                     let _ = writeln!(out, "<h3>{}</h3>", esc(k));
                     let wrapped = serde_json::json!({ k.clone(): v });
-                    table(&mut out, "", &wrapped, None);
+                    table(out, "", &wrapped, None);
                 }
                 other => {
                     let _ = writeln!(out, "<p>{}: <b>{}</b></p>", esc(k), cell(other));
@@ -328,11 +362,4 @@ pub fn page(p: &Page) -> String {
         }
         out.push_str("</section>\n");
     }
-
-    let _ = write!(
-        out,
-        "<section id=\"summary\"><h2>Text summary</h2>\n<pre>{}</pre>\n</section>\n</body>\n</html>\n",
-        esc(p.summary)
-    );
-    out
 }

@@ -2,8 +2,13 @@
 //! and CI pipelines read: add fields, never rename or remove them.
 
 use super::RunInfo;
-use crate::metrics::consistency::{Consistency, FlowMetrics};
-use crate::metrics::{EndpointMetrics, Metrics, StatusCounts, Summary};
+use crate::metrics::consistency::{
+    Consistency, ConsumerMetrics, EffectMetrics, ExchangeMetrics, FlowMetrics, IdempotencyMetrics,
+    SagaMetrics, TopicMetrics,
+};
+use crate::metrics::{
+    BreakerMetrics, EdgeMetrics, EndpointMetrics, Metrics, StatusCounts, Summary, WorkloadMetrics,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -412,111 +417,28 @@ pub fn consistency(c: &Consistency) -> Option<ConsistencyReport> {
         exchanges: c
             .exchanges
             .iter()
-            .map(|e| {
-                (
-                    e.name.clone(),
-                    ExchangeReport {
-                        kind: e.kind,
-                        published: e.published,
-                        unroutable: e.unroutable,
-                    },
-                )
-            })
+            .map(|e| (e.name.clone(), exchange(e)))
             .collect(),
         topics: c
             .topics
             .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    TopicReport {
-                        partitions: t.partitions,
-                        published: t.published,
-                        appended: t.appended,
-                        appended_per_partition: t.appended_per_partition.clone(),
-                        lost: t.lost,
-                        publish_failed: t.publish_failed,
-                        retention_removed: t.retention_removed,
-                    },
-                )
-            })
+            .map(|t| (t.name.clone(), topic(t)))
             .collect(),
         consumers: c
             .consumers
             .iter()
-            .map(|k| {
-                (
-                    k.name.clone(),
-                    ConsumerReport {
-                        subscription: k.subscription.clone(),
-                        deliveries: k.deliveries,
-                        handled_ok: k.handled_ok,
-                        handled_failed: k.handled_failed,
-                        duplicates_skipped: k.duplicates_skipped,
-                        rolled_back: k.rolled_back,
-                        rebalances: k.rebalances,
-                        partitions_moved: k.partitions_moved,
-                    },
-                )
-            })
+            .map(|k| (k.name.clone(), consumer(k)))
             .collect(),
         effects: c
             .effects
             .iter()
-            .map(|e| {
-                (
-                    e.name.clone(),
-                    EffectReport {
-                        applied: e.applied,
-                        operations: e.operations,
-                        exactly_once: e.exactly_once,
-                        never: e.never,
-                        duplicated: e.duplicated,
-                        max_count: e.max_count,
-                        despite_failure: e.despite_failure,
-                    },
-                )
-            })
+            .map(|e| (e.name.clone(), effect(e)))
             .collect(),
-        sagas: c
-            .sagas
-            .iter()
-            .map(|s| {
-                let in_flight = if s.in_flight > 0 {
-                    s.in_flight
-                } else {
-                    s.started
-                        .saturating_sub(s.completed)
-                        .saturating_sub(s.compensated)
-                        .saturating_sub(s.compensation_failed)
-                };
-                (
-                    s.name.clone(),
-                    SagaReport {
-                        kind: s.kind,
-                        started: s.started,
-                        completed: s.completed,
-                        compensated: s.compensated,
-                        compensation_failed: s.compensation_failed,
-                        in_flight,
-                        uncompensated: s.uncompensated.clone(),
-                    },
-                )
-            })
-            .collect(),
+        sagas: c.sagas.iter().map(|s| (s.name.clone(), saga(s))).collect(),
         idempotency: c
             .idempotency
             .iter()
-            .map(|i| {
-                (
-                    i.endpoint.clone(),
-                    IdempotencyReport {
-                        stored: i.stored,
-                        replayed: i.replayed,
-                        conflicts: i.conflicts,
-                    },
-                )
-            })
+            .map(|i| (i.endpoint.clone(), idempotency(i)))
             .collect(),
         propagation: PropagationReport {
             latency_ms: latency(&c.propagation),
@@ -524,6 +446,81 @@ pub fn consistency(c: &Consistency) -> Option<ConsistencyReport> {
         },
         conserved: c.conserved(),
     })
+}
+
+fn exchange(e: &ExchangeMetrics) -> ExchangeReport {
+    ExchangeReport {
+        kind: e.kind,
+        published: e.published,
+        unroutable: e.unroutable,
+    }
+}
+
+fn topic(t: &TopicMetrics) -> TopicReport {
+    TopicReport {
+        partitions: t.partitions,
+        published: t.published,
+        appended: t.appended,
+        appended_per_partition: t.appended_per_partition.clone(),
+        lost: t.lost,
+        publish_failed: t.publish_failed,
+        retention_removed: t.retention_removed,
+    }
+}
+
+fn consumer(k: &ConsumerMetrics) -> ConsumerReport {
+    ConsumerReport {
+        subscription: k.subscription.clone(),
+        deliveries: k.deliveries,
+        handled_ok: k.handled_ok,
+        handled_failed: k.handled_failed,
+        duplicates_skipped: k.duplicates_skipped,
+        rolled_back: k.rolled_back,
+        rebalances: k.rebalances,
+        partitions_moved: k.partitions_moved,
+    }
+}
+
+fn effect(e: &EffectMetrics) -> EffectReport {
+    EffectReport {
+        applied: e.applied,
+        operations: e.operations,
+        exactly_once: e.exactly_once,
+        never: e.never,
+        duplicated: e.duplicated,
+        max_count: e.max_count,
+        despite_failure: e.despite_failure,
+    }
+}
+
+/// A saga's counts. Its in-flight count, when the metrics hold none, is what started
+/// and has not ended either way.
+fn saga(s: &SagaMetrics) -> SagaReport {
+    let in_flight = if s.in_flight > 0 {
+        s.in_flight
+    } else {
+        s.started
+            .saturating_sub(s.completed)
+            .saturating_sub(s.compensated)
+            .saturating_sub(s.compensation_failed)
+    };
+    SagaReport {
+        kind: s.kind,
+        started: s.started,
+        completed: s.completed,
+        compensated: s.compensated,
+        compensation_failed: s.compensation_failed,
+        in_flight,
+        uncompensated: s.uncompensated.clone(),
+    }
+}
+
+fn idempotency(i: &IdempotencyMetrics) -> IdempotencyReport {
+    IdempotencyReport {
+        stored: i.stored,
+        replayed: i.replayed,
+        conflicts: i.conflicts,
+    }
 }
 
 pub fn latency(s: &Summary) -> LatencyReport {
@@ -629,6 +626,77 @@ fn endpoint(e: &EndpointMetrics, window_s: f64) -> EndpointReport {
     }
 }
 
+fn workload(
+    w: &WorkloadMetrics,
+    attribution: Option<AttributionReport>,
+    window_s: f64,
+) -> WorkloadReport {
+    let answered = w.ok + w.errors.total();
+    WorkloadReport {
+        target: w.target.clone(),
+        requests: w.requests,
+        ok: w.ok,
+        degraded: w.degraded,
+        errors: errors(&w.errors),
+        error_rate: ratio(w.errors.total(), answered),
+        in_flight: w.in_flight,
+        throughput_rps: per_second(answered, window_s),
+        latency_ms: latency(&w.latency),
+        attribution,
+    }
+}
+
+fn edge(e: &EdgeMetrics) -> EdgeReport {
+    EdgeReport {
+        policy: e.policy.clone(),
+        calls: e.calls,
+        attempts: e.attempts,
+        retries: e.retries,
+        amplification: ratio(e.attempts, e.calls),
+        hedges: e.hedges,
+        hedges_won: e.hedges_won,
+        ok: e.ok,
+        errors: errors(&e.errors),
+        fallbacks: e.fallbacks,
+        timeouts: e.timeouts,
+        expired: e.expired,
+        rejected: RejectedReport {
+            breaker: e.rejected_breaker,
+            bulkhead: e.rejected_bulkhead,
+            rate_limit: e.rejected_rate_limit,
+            budget: e.rejected_budget,
+        },
+        breaker: e.breaker.as_ref().map(breaker),
+        cache: e.cached.then(|| CacheReport {
+            hits: e.cache_hits,
+            misses: e.cache_misses,
+            stale: e.cache_stale,
+            hit_ratio: ratio(e.cache_hits, e.cache_hits + e.cache_misses),
+        }),
+        lost_requests: e.lost_requests,
+        lost_replies: e.lost_replies,
+        late_replies: e.late_replies,
+        cancelled: e.cancelled,
+        latency_ms: latency(&e.latency),
+    }
+}
+
+fn breaker(b: &BreakerMetrics) -> BreakerReport {
+    BreakerReport {
+        transitions: b
+            .changes
+            .iter()
+            .map(|&(t, from, to)| TransitionReport {
+                t_s: t.as_secs_f64(),
+                from,
+                to,
+            })
+            .collect(),
+        time_open_s: b.time_open.as_secs_f64(),
+        state_at_end: b.state_at_end,
+    }
+}
+
 impl Report {
     pub fn new(info: &RunInfo, m: &Metrics) -> Report {
         let window_s = m.window_s();
@@ -648,22 +716,8 @@ impl Report {
                 .iter()
                 .enumerate()
                 .map(|(i, w)| {
-                    let answered = w.ok + w.errors.total();
-                    (
-                        w.name.clone(),
-                        WorkloadReport {
-                            target: w.target.clone(),
-                            requests: w.requests,
-                            ok: w.ok,
-                            degraded: w.degraded,
-                            errors: errors(&w.errors),
-                            error_rate: ratio(w.errors.total(), answered),
-                            in_flight: w.in_flight,
-                            throughput_rps: per_second(answered, window_s),
-                            latency_ms: latency(&w.latency),
-                            attribution: m.attribution.get(i).map(attribution),
-                        },
-                    )
+                    let blame = m.attribution.get(i).map(attribution);
+                    (w.name.clone(), workload(w, blame, window_s))
                 })
                 .collect(),
             endpoints: m
@@ -671,59 +725,7 @@ impl Report {
                 .iter()
                 .map(|e| (e.name.clone(), endpoint(e, window_s)))
                 .collect(),
-            edges: m
-                .edges
-                .iter()
-                .map(|e| {
-                    (
-                        e.name.clone(),
-                        EdgeReport {
-                            policy: e.policy.clone(),
-                            calls: e.calls,
-                            attempts: e.attempts,
-                            retries: e.retries,
-                            amplification: ratio(e.attempts, e.calls),
-                            hedges: e.hedges,
-                            hedges_won: e.hedges_won,
-                            ok: e.ok,
-                            errors: errors(&e.errors),
-                            fallbacks: e.fallbacks,
-                            timeouts: e.timeouts,
-                            expired: e.expired,
-                            rejected: RejectedReport {
-                                breaker: e.rejected_breaker,
-                                bulkhead: e.rejected_bulkhead,
-                                rate_limit: e.rejected_rate_limit,
-                                budget: e.rejected_budget,
-                            },
-                            breaker: e.breaker.as_ref().map(|b| BreakerReport {
-                                transitions: b
-                                    .changes
-                                    .iter()
-                                    .map(|&(t, from, to)| TransitionReport {
-                                        t_s: t.as_secs_f64(),
-                                        from,
-                                        to,
-                                    })
-                                    .collect(),
-                                time_open_s: b.time_open.as_secs_f64(),
-                                state_at_end: b.state_at_end,
-                            }),
-                            cache: e.cached.then(|| CacheReport {
-                                hits: e.cache_hits,
-                                misses: e.cache_misses,
-                                stale: e.cache_stale,
-                                hit_ratio: ratio(e.cache_hits, e.cache_hits + e.cache_misses),
-                            }),
-                            lost_requests: e.lost_requests,
-                            lost_replies: e.lost_replies,
-                            late_replies: e.late_replies,
-                            cancelled: e.cancelled,
-                            latency_ms: latency(&e.latency),
-                        },
-                    )
-                })
-                .collect(),
+            edges: m.edges.iter().map(|e| (e.name.clone(), edge(e))).collect(),
             consistency: consistency(&m.consistency),
             faults: m
                 .faults

@@ -85,6 +85,26 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         plural(r.events, "event"),
         r.stop
     );
+    workloads(&mut out, r);
+    super::attribution::text(&mut out, r);
+    endpoints(&mut out, r);
+    edges(&mut out, r);
+    breakers(&mut out, r);
+    for (name, e) in &r.edges {
+        if let Some(line) = policy_counters(e) {
+            let _ = writeln!(out, "policy {} on {name}: {line}", e.policy);
+        }
+    }
+    if let Some(c) = &r.consistency {
+        consistency(&mut out, c);
+    }
+    faults(&mut out, r);
+    expectations(&mut out, r);
+    out
+}
+
+/// The workloads table: what each client saw.
+fn workloads(out: &mut String, r: &Report) {
     let rows: Vec<Vec<String>> = r
         .workloads
         .iter()
@@ -109,7 +129,7 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         .collect();
     out.push_str("workloads (latency in ms, at the client; mean ± 99% CI half-width)\n");
     table(
-        &mut out,
+        out,
         &[
             "workload",
             "target",
@@ -128,7 +148,10 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         ],
         &rows,
     );
-    super::attribution::text(&mut out, r);
+}
+
+/// The endpoints table: what each server saw.
+fn endpoints(out: &mut String, r: &Report) {
     let rows: Vec<Vec<String>> = r
         .endpoints
         .iter()
@@ -149,7 +172,7 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         .collect();
     out.push_str("\nendpoints (at the server)\n");
     table(
-        &mut out,
+        out,
         &[
             "endpoint",
             "arrivals",
@@ -164,6 +187,10 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         ],
         &rows,
     );
+}
+
+/// The edges table: each caller-to-endpoint edge and what its policy turned away.
+fn edges(out: &mut String, r: &Report) {
     let rows: Vec<Vec<String>> = r
         .edges
         .iter()
@@ -192,7 +219,7 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         .collect();
     out.push_str("\nedges (at the caller; rejected = breaker/bulkhead/rate limit/retry budget)\n");
     table(
-        &mut out,
+        out,
         &[
             "edge",
             "policy",
@@ -211,6 +238,10 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
         ],
         &rows,
     );
+}
+
+/// One line per circuit breaker: its transitions (the first eight) and time open.
+fn breakers(out: &mut String, r: &Report) {
     for (name, e) in &r.edges {
         if let Some(b) = &e.breaker {
             let changes: Vec<String> = b
@@ -235,20 +266,19 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
             );
         }
     }
-    for (name, e) in &r.edges {
-        if let Some(line) = policy_counters(e) {
-            let _ = writeln!(out, "policy {} on {name}: {line}", e.policy);
-        }
-    }
-    if let Some(c) = &r.consistency {
-        consistency(&mut out, c);
-    }
+}
+
+fn faults(out: &mut String, r: &Report) {
     if !r.faults.is_empty() {
         out.push_str("\nfaults\n");
         for f in &r.faults {
             let _ = writeln!(out, "  {:<40} affected {}", f.fault, f.affected);
         }
     }
+}
+
+/// Each `[[expect]]` check, PASS or FAIL, with the value it read.
+fn expectations(out: &mut String, r: &Report) {
     if !r.expectations.is_empty() {
         out.push_str("\nexpectations\n");
         for e in &r.expectations {
@@ -265,7 +295,6 @@ pub fn summary(r: &Report, reproduce: &str) -> String {
             );
         }
     }
-    out
 }
 
 /// What an edge's policy did beyond the edges table's columns: retries, hedges,
@@ -306,6 +335,55 @@ fn policy_counters(e: &EdgeReport) -> Option<String> {
 /// Queues and groups as a table, then one line per exchange that dropped messages, per
 /// effect, per saga, the propagation delay and the idempotency stores.
 fn consistency(out: &mut String, c: &ConsistencyReport) {
+    flows(out, c);
+    for (name, e) in c.exchanges.iter().filter(|(_, e)| e.unroutable > 0) {
+        let _ = writeln!(
+            out,
+            "exchange {name} ({}): {} published, {} unroutable (dropped)",
+            e.kind, e.published, e.unroutable
+        );
+    }
+    let w = label_width(c.effects.keys());
+    for (name, e) in &c.effects {
+        let label = format!("{name}:");
+        let _ = writeln!(
+            out,
+            "effect {label:<w$} {}, {} exactly once, {} never, {} duplicated (max {}), {} despite failure",
+            plural(e.operations, "operation"),
+            e.exactly_once,
+            e.never,
+            e.duplicated,
+            e.max_count,
+            e.despite_failure
+        );
+    }
+    sagas(out, c);
+    let p = &c.propagation;
+    if p.latency_ms.count > 0 || p.not_propagated > 0 {
+        let _ = writeln!(
+            out,
+            "propagation to every subscriber: p50 {} ms, p99 {} ms over {}, {} not propagated",
+            ms(p.latency_ms.p50),
+            ms(p.latency_ms.p99),
+            plural(p.latency_ms.count, "message"),
+            p.not_propagated
+        );
+    }
+    let w = label_width(c.idempotency.keys());
+    for (endpoint, i) in &c.idempotency {
+        let label = format!("{endpoint}:");
+        let _ = writeln!(
+            out,
+            "idempotency {label:<w$} {} stored, {} replayed, {}",
+            i.stored,
+            i.replayed,
+            plural(i.conflicts, "conflict")
+        );
+    }
+}
+
+/// Queues and groups as one table, under the section's heading.
+fn flows(out: &mut String, c: &ConsistencyReport) {
     let flows = c
         .queues
         .iter()
@@ -361,31 +439,11 @@ fn consistency(out: &mut String, c: &ConsistencyReport) {
             &rows,
         );
     }
-    for (name, e) in c.exchanges.iter().filter(|(_, e)| e.unroutable > 0) {
-        let _ = writeln!(
-            out,
-            "exchange {name} ({}): {} published, {} unroutable (dropped)",
-            e.kind, e.published, e.unroutable
-        );
-    }
-    let width = |names: &mut dyn Iterator<Item = &String>| {
-        names.map(|n| n.chars().count() + 1).max().unwrap_or(0)
-    };
-    let w = width(&mut c.effects.keys());
-    for (name, e) in &c.effects {
-        let label = format!("{name}:");
-        let _ = writeln!(
-            out,
-            "effect {label:<w$} {}, {} exactly once, {} never, {} duplicated (max {}), {} despite failure",
-            plural(e.operations, "operation"),
-            e.exactly_once,
-            e.never,
-            e.duplicated,
-            e.max_count,
-            e.despite_failure
-        );
-    }
-    let w = width(&mut c.sagas.keys());
+}
+
+/// One line per saga, and a second naming the actions it left uncompensated.
+fn sagas(out: &mut String, c: &ConsistencyReport) {
+    let w = label_width(c.sagas.keys());
     for (name, s) in &c.sagas {
         let label = format!("{name}:");
         let _ = writeln!(
@@ -408,28 +466,11 @@ fn consistency(out: &mut String, c: &ConsistencyReport) {
             );
         }
     }
-    let p = &c.propagation;
-    if p.latency_ms.count > 0 || p.not_propagated > 0 {
-        let _ = writeln!(
-            out,
-            "propagation to every subscriber: p50 {} ms, p99 {} ms over {}, {} not propagated",
-            ms(p.latency_ms.p50),
-            ms(p.latency_ms.p99),
-            plural(p.latency_ms.count, "message"),
-            p.not_propagated
-        );
-    }
-    let w = width(&mut c.idempotency.keys());
-    for (endpoint, i) in &c.idempotency {
-        let label = format!("{endpoint}:");
-        let _ = writeln!(
-            out,
-            "idempotency {label:<w$} {} stored, {} replayed, {}",
-            i.stored,
-            i.replayed,
-            plural(i.conflicts, "conflict")
-        );
-    }
+}
+
+/// The width of `NAME:` labels, so that the lines after them align.
+fn label_width<'a>(names: impl Iterator<Item = &'a String>) -> usize {
+    names.map(|n| n.chars().count() + 1).max().unwrap_or(0)
 }
 
 #[cfg(test)]

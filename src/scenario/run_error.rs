@@ -42,10 +42,7 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
     let whole_simulation = simulation.map_or(0..0, |s| s.span());
     let diags = match error {
         RunError::BudgetExhausted { .. } => {
-            let at = simulation
-                .and_then(|s| s.get_ref().as_table())
-                .and_then(|s| lookup(s, "max_events"))
-                .map_or(whole_simulation, |v| v.span());
+            let at = simulation_setting(simulation, "max_events");
             vec![Diagnostic::new(
                 at,
                 error.to_string(),
@@ -53,10 +50,7 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
             )]
         }
         RunError::ZeroTimeLoop { .. } => {
-            let at = simulation
-                .and_then(|s| s.get_ref().as_table())
-                .and_then(|s| lookup(s, "max_events_at_one_instant"))
-                .map_or(whole_simulation, |v| v.span());
+            let at = simulation_setting(simulation, "max_events_at_one_instant");
             vec![Diagnostic::new(
                 at,
                 error.to_string(),
@@ -64,10 +58,7 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
             )]
         }
         RunError::Runaway { setting, .. } => {
-            let at = simulation
-                .and_then(|s| s.get_ref().as_table())
-                .and_then(|s| lookup(s, setting))
-                .map_or(whole_simulation, |v| v.span());
+            let at = simulation_setting(simulation, setting);
             vec![Diagnostic::new(
                 at,
                 error.to_string(),
@@ -85,40 +76,11 @@ pub fn locate(path: &str, text: &str, error: &RunError) -> RunRefusal {
             "the run to finish (it was stopped from outside, not by the scenario)",
         )],
         RunError::ClockOverflow { at, delay } => {
-            let left = SimDuration::from_nanos(SimTime::MAX.as_nanos() - at.as_nanos());
-            let mut sites = Vec::new();
-            if let Some(root) = root {
-                collect(root, &mut sites);
-            }
-            let mut culprits: Vec<&Site> = sites
-                .iter()
-                .filter(|s| s.reach.is_none_or(|r| r.as_nanos() >= left.as_nanos() / 4))
-                .collect();
-            culprits.sort_by_key(|s| (s.reach.is_some(), s.tail_rank, std::cmp::Reverse(s.reach)));
-            let mut diags: Vec<Diagnostic> = culprits
-                .iter()
-                .take(SHOWN)
-                .map(|s| {
-                    Diagnostic::new(
-                        s.span.clone(),
-                        error.to_string(),
-                        match s.reach {
-                            None => {
-                                format!("a {} distribution: its draws have no upper bound", s.kind)
-                            }
-                            Some(r) => format!("this can take {r}"),
-                        },
-                    )
-                })
-                .collect();
+            let mut diags = overflow_sites(root, *at, error);
             if diags.is_empty() {
                 // Nothing drew it alone: the run itself reached the end of the clock.
-                let duration = simulation
-                    .and_then(|s| s.get_ref().as_table())
-                    .and_then(|s| lookup(s, "duration"))
-                    .map_or(whole_simulation, |v| v.span());
                 diags.push(Diagnostic::new(
-                    duration,
+                    simulation_setting(simulation, "duration"),
                     error.to_string(),
                     format!("the run reached {at}, {delay} short of the end of the clock"),
                 ));
@@ -137,6 +99,44 @@ fn lookup<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<&'a Spanned<DeVal
         .iter()
         .find(|(k, _)| k.get_ref() == key)
         .map(|(_, v)| v)
+}
+
+/// The span of `[simulation]`'s setting `key`, or of the whole table when it is unset.
+fn simulation_setting(simulation: Option<&Spanned<DeValue>>, key: &str) -> Range<usize> {
+    let whole_simulation = simulation.map_or(0..0, |s| s.span());
+    simulation
+        .and_then(|s| s.get_ref().as_table())
+        .and_then(|s| lookup(s, key))
+        .map_or(whole_simulation, |v| v.span())
+}
+
+/// The sites (at most SHOWN) that could have drawn a delay past the end of the clock
+/// from `at`: unbounded ones, and bounded ones reaching a quarter of the clock left.
+fn overflow_sites(root: Option<&DeTable>, at: SimTime, error: &RunError) -> Vec<Diagnostic> {
+    let left = SimDuration::from_nanos(SimTime::MAX.as_nanos() - at.as_nanos());
+    let mut sites = Vec::new();
+    if let Some(root) = root {
+        collect(root, &mut sites);
+    }
+    let mut culprits: Vec<&Site> = sites
+        .iter()
+        .filter(|s| s.reach.is_none_or(|r| r.as_nanos() >= left.as_nanos() / 4))
+        .collect();
+    culprits.sort_by_key(|s| (s.reach.is_some(), s.tail_rank, std::cmp::Reverse(s.reach)));
+    culprits
+        .iter()
+        .take(SHOWN)
+        .map(|s| {
+            Diagnostic::new(
+                s.span.clone(),
+                error.to_string(),
+                match s.reach {
+                    None => format!("a {} distribution: its draws have no upper bound", s.kind),
+                    Some(r) => format!("this can take {r}"),
+                },
+            )
+        })
+        .collect()
 }
 
 /// A place in the scenario that can make a delay.

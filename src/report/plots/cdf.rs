@@ -1,7 +1,7 @@
 //! `latency_cdf.svg`: every workload's latency distribution on one chart, latency on a
 //! log axis, p50/p90/p99/p99.9 marked and labelled.
 
-use super::{FONT, PlotInput, color, err, ms_label};
+use super::{Curve, FONT, PlotInput, color, err, ms_label};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -9,21 +9,7 @@ pub(super) fn draw<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     input: &PlotInput,
 ) -> Result<(), String> {
-    // Log axis: keep it away from zero (an instant refusal answers in 0 ms).
-    const FLOOR_MS: f64 = 1e-3;
-    let xs = || {
-        input
-            .curves
-            .iter()
-            .flat_map(|c| c.points.iter().map(|p| p.0))
-    };
-    let lo = xs().fold(f64::INFINITY, f64::min).max(FLOOR_MS);
-    let hi = xs().fold(0.0, f64::max).max(lo);
-    let (lo, hi) = if input.curves.is_empty() {
-        (1.0, 1000.0)
-    } else {
-        (lo / 1.5, hi * 1.5)
-    };
+    let (lo, hi) = latency_range(input);
     let mut chart = ChartBuilder::on(area)
         .margin(16)
         .x_label_area_size(48)
@@ -53,27 +39,10 @@ pub(super) fn draw<DB: DrawingBackend>(
     }
     for (i, c) in input.curves.iter().enumerate() {
         let col = color(i);
-        // A step function: each sampled quantile holds until the next one.
-        let mut path = Vec::with_capacity(c.points.len() * 2);
-        let mut prev_q = 0.0;
-        for &(ms, q) in &c.points {
-            let x = ms.max(lo);
-            path.push((x, prev_q));
-            path.push((x, q));
-            prev_q = q;
-        }
         chart
-            .draw_series(LineSeries::new(path, col.stroke_width(2)))
+            .draw_series(LineSeries::new(steps(c, lo), col.stroke_width(2)))
             .map_err(err)?
-            .label(format!(
-                "{}: {}",
-                c.name,
-                c.marks
-                    .iter()
-                    .map(|(l, ms, _)| format!("{l} {}", ms_label(*ms)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            .label(legend(c))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
         // Each mark a dot; p50 and p99 named beside it (below and right of a CDF
         // point is empty); the values are in the legend.
@@ -102,4 +71,49 @@ pub(super) fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+/// The latency axis's range: the curves' with room either side, never down to zero
+/// (a log axis; an instant refusal answers in 0 ms).
+fn latency_range(input: &PlotInput) -> (f64, f64) {
+    const FLOOR_MS: f64 = 1e-3;
+    let xs = || {
+        input
+            .curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.0))
+    };
+    let lo = xs().fold(f64::INFINITY, f64::min).max(FLOOR_MS);
+    let hi = xs().fold(0.0, f64::max).max(lo);
+    if input.curves.is_empty() {
+        (1.0, 1000.0)
+    } else {
+        (lo / 1.5, hi * 1.5)
+    }
+}
+
+/// A curve as a step function: each sampled quantile holds until the next one.
+fn steps(c: &Curve, lo: f64) -> Vec<(f64, f64)> {
+    let mut path = Vec::with_capacity(c.points.len() * 2);
+    let mut prev_q = 0.0;
+    for &(ms, q) in &c.points {
+        let x = ms.max(lo);
+        path.push((x, prev_q));
+        path.push((x, q));
+        prev_q = q;
+    }
+    path
+}
+
+/// A workload's legend entry, with its marked quantiles' values.
+fn legend(c: &Curve) -> String {
+    format!(
+        "{}: {}",
+        c.name,
+        c.marks
+            .iter()
+            .map(|(l, ms, _)| format!("{l} {}", ms_label(*ms)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }

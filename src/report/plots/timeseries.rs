@@ -7,6 +7,7 @@
 use super::{FONT, PlotInput, axis_label, color, err};
 use crate::metrics::ERROR_CLASSES;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -285,66 +286,16 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
     let mut panels = Vec::new();
     let workloads = series(rows, "workload");
     if !workloads.is_empty() {
-        let mut lines = Vec::new();
-        for (i, (name, rs)) in workloads.iter().enumerate() {
-            lines.push(Line {
-                name: format!("{name} answers/s"),
-                color: color(i),
-                light: false,
-                points: rs.iter().map(|r| (mid(r), per_s(r, r.completed))).collect(),
-            });
-            let by_class = rs
-                .iter()
-                .any(|r| r.errors_by_class.iter().any(Option::is_some));
-            if by_class {
-                // One thin line per class of error that occurred, in the class's colour.
-                for (k, class) in ERROR_CLASSES.iter().enumerate() {
-                    if rs.iter().any(|r| r.errors_by_class[k].unwrap_or(0.0) > 0.0) {
-                        lines.push(Line {
-                            name: format!("{name} errors/s: {class}"),
-                            color: CLASS_COLORS[k],
-                            light: true,
-                            points: rs
-                                .iter()
-                                .map(|r| (mid(r), per_s(r, r.errors_by_class[k])))
-                                .collect(),
-                        });
-                    }
-                }
-            } else if rs.iter().any(|r| r.errors.unwrap_or(0.0) > 0.0) {
-                lines.push(Line {
-                    name: format!("{name} errors/s"),
-                    color: color(i),
-                    light: true,
-                    points: rs.iter().map(|r| (mid(r), per_s(r, r.errors))).collect(),
-                });
-            }
-        }
         panels.push(Panel {
             title: "Throughput and errors by status per workload".into(),
             y_desc: "per second",
-            lines,
+            lines: throughput_lines(&workloads),
             bands: Vec::new(),
         });
-        let mut lines = Vec::new();
-        for (i, (name, rs)) in workloads.iter().enumerate() {
-            lines.push(Line {
-                name: format!("{name} p99"),
-                color: color(i),
-                light: false,
-                points: rs.iter().map(|r| (mid(r), r.p99_ms)).collect(),
-            });
-            lines.push(Line {
-                name: format!("{name} p50"),
-                color: color(i),
-                light: true,
-                points: rs.iter().map(|r| (mid(r), r.p50_ms)).collect(),
-            });
-        }
         panels.push(Panel {
             title: "Latency per workload (gaps: nothing answered)".into(),
             y_desc: "ms",
-            lines,
+            lines: latency_lines(&workloads),
             bands: Vec::new(),
         });
     }
@@ -364,19 +315,6 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
     }
     let (edges, hidden) = busiest(series(rows, "edge"), |r| r.attempts.unwrap_or(0.0));
     if !edges.is_empty() {
-        let mut bands = Vec::new();
-        for (i, (name, rs)) in edges.iter().enumerate() {
-            for r in rs {
-                let state = match r.breaker.as_str() {
-                    "open" => "open",
-                    "half_open" => "half-open",
-                    _ => continue,
-                };
-                let label = format!("breaker {state}: {name}");
-                let c = color(i);
-                bands.push((r.start_s, r.end_s, label, c));
-            }
-        }
         panels.push(Panel {
             title: more(
                 "Attempts per edge (shaded: its breaker open or half-open at the bucket's end)",
@@ -384,7 +322,7 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
             ),
             y_desc: "attempts/s",
             lines: one_line_each(&edges, |r| (mid(r), per_s(r, r.attempts))),
-            bands,
+            bands: breaker_bands(&edges),
         });
     }
     let mut flows = series(rows, "queue");
@@ -399,6 +337,85 @@ pub(super) fn panels(input: &PlotInput) -> Vec<Panel> {
         });
     }
     panels
+}
+
+/// Each workload's answers per second, and its errors per second: one thin line per
+/// class of error that occurred when the file has them by class, else one for all.
+fn throughput_lines(workloads: &[(&str, Vec<&Row>)]) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for (i, (name, rs)) in workloads.iter().enumerate() {
+        lines.push(Line {
+            name: format!("{name} answers/s"),
+            color: color(i),
+            light: false,
+            points: rs.iter().map(|r| (mid(r), per_s(r, r.completed))).collect(),
+        });
+        let by_class = rs
+            .iter()
+            .any(|r| r.errors_by_class.iter().any(Option::is_some));
+        if by_class {
+            // One thin line per class of error that occurred, in the class's colour.
+            for (k, class) in ERROR_CLASSES.iter().enumerate() {
+                if rs.iter().any(|r| r.errors_by_class[k].unwrap_or(0.0) > 0.0) {
+                    lines.push(Line {
+                        name: format!("{name} errors/s: {class}"),
+                        color: CLASS_COLORS[k],
+                        light: true,
+                        points: rs
+                            .iter()
+                            .map(|r| (mid(r), per_s(r, r.errors_by_class[k])))
+                            .collect(),
+                    });
+                }
+            }
+        } else if rs.iter().any(|r| r.errors.unwrap_or(0.0) > 0.0) {
+            lines.push(Line {
+                name: format!("{name} errors/s"),
+                color: color(i),
+                light: true,
+                points: rs.iter().map(|r| (mid(r), per_s(r, r.errors))).collect(),
+            });
+        }
+    }
+    lines
+}
+
+/// Each workload's p99 and, lighter, its p50.
+fn latency_lines(workloads: &[(&str, Vec<&Row>)]) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for (i, (name, rs)) in workloads.iter().enumerate() {
+        lines.push(Line {
+            name: format!("{name} p99"),
+            color: color(i),
+            light: false,
+            points: rs.iter().map(|r| (mid(r), r.p99_ms)).collect(),
+        });
+        lines.push(Line {
+            name: format!("{name} p50"),
+            color: color(i),
+            light: true,
+            points: rs.iter().map(|r| (mid(r), r.p50_ms)).collect(),
+        });
+    }
+    lines
+}
+
+/// A shaded band for each bucket that ends with an edge's breaker open or half-open.
+fn breaker_bands(edges: &[(&str, Vec<&Row>)]) -> Vec<(f64, f64, String, RGBColor)> {
+    let mut bands = Vec::new();
+    for (i, (name, rs)) in edges.iter().enumerate() {
+        for r in rs {
+            let state = match r.breaker.as_str() {
+                "open" => "open",
+                "half_open" => "half-open",
+                _ => continue,
+            };
+            let label = format!("breaker {state}: {name}");
+            let c = color(i);
+            bands.push((r.start_s, r.end_s, label, c));
+        }
+    }
+    bands
 }
 
 pub(super) fn draw<DB: DrawingBackend>(
@@ -430,12 +447,7 @@ fn draw_panel<DB: DrawingBackend>(
     x_end: f64,
     input: &PlotInput,
 ) -> Result<(), String> {
-    let y_max = panel
-        .lines
-        .iter()
-        .flat_map(|l| l.points.iter().filter_map(|p| p.1))
-        .fold(0.0, f64::max);
-    let y_top = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
+    let y_top = y_top(panel);
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FONT, 15))
         .margin(8)
@@ -456,28 +468,7 @@ fn draw_panel<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     // Fault windows first, so lines stay on top.
-    for (k, f) in input.faults.iter().enumerate() {
-        let (a, b) = (f.from_s.clamp(0.0, x_end), f.until_s.clamp(0.0, x_end));
-        if b <= a {
-            continue;
-        }
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(a, 0.0), (b, y_top)],
-                RGBColor(214, 39, 40).mix(0.10).filled(),
-            )))
-            .map_err(err)?;
-        chart
-            .draw_series(std::iter::once(
-                EmptyElement::at((a, y_top))
-                    + Text::new(
-                        format!("fault: {}", f.label),
-                        (4, 3 + 13 * (k % 3) as i32),
-                        (FONT, 12).into_font().color(&RGBColor(160, 20, 20)),
-                    ),
-            ))
-            .map_err(err)?;
-    }
+    fault_windows(&mut chart, input, x_end, y_top)?;
     // The legend is drawn beside the chart, in the panel's right margin.
     let mut legend: Vec<(String, ShapeStyle, bool)> = Vec::new();
     for (a, b, label, c) in &panel.bands {
@@ -510,6 +501,59 @@ fn draw_panel<DB: DrawingBackend>(
         }
         legend.push((line.name.clone(), style, false));
     }
+    draw_legend(area, &legend)?;
+    Ok(())
+}
+
+/// The top of a panel's y axis: room above its highest point (1 when all are zero).
+fn y_top(panel: &Panel) -> f64 {
+    let y_max = panel
+        .lines
+        .iter()
+        .flat_map(|l| l.points.iter().filter_map(|p| p.1))
+        .fold(0.0, f64::max);
+    if y_max > 0.0 { y_max * 1.15 } else { 1.0 }
+}
+
+/// Every fault window shaded over the whole height, its label at the top (staggered
+/// over three rows, so that adjacent windows' labels do not overlap).
+fn fault_windows<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    input: &PlotInput,
+    x_end: f64,
+    y_top: f64,
+) -> Result<(), String> {
+    for (k, f) in input.faults.iter().enumerate() {
+        let (a, b) = (f.from_s.clamp(0.0, x_end), f.until_s.clamp(0.0, x_end));
+        if b <= a {
+            continue;
+        }
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(a, 0.0), (b, y_top)],
+                RGBColor(214, 39, 40).mix(0.10).filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((a, y_top))
+                    + Text::new(
+                        format!("fault: {}", f.label),
+                        (4, 3 + 13 * (k % 3) as i32),
+                        (FONT, 12).into_font().color(&RGBColor(160, 20, 20)),
+                    ),
+            ))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The legend beside the chart, in the panel's right margin: a swatch for a band, a
+/// stroke for a line.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    legend: &[(String, ShapeStyle, bool)],
+) -> Result<(), String> {
     let x0 = area.dim_in_pixel().0 as i32 - 220;
     for (k, (label, style, band)) in legend.iter().enumerate() {
         let y = 34 + 15 * k as i32;

@@ -62,84 +62,94 @@ pub(super) const DEDUPE_RETENTION: SimDuration = SimDuration::from_secs(24 * 360
 /// How often an outbox relay polls its table.
 const RELAY_INTERVAL: SimDuration = SimDuration::from_millis(100);
 
+/// The defaults of the broker library a scenario names.
 pub(super) fn preset(flavor: Flavor) -> Preset {
-    use crate::model::backoff::{Backoff, BackoffKind, Jitter, UNCAPPED};
-    let none = Backoff {
-        kind: BackoffKind::Fixed,
-        base: SimDuration::ZERO,
-        multiplier: 1.0,
-        cap: UNCAPPED,
-        jitter: Jitter::None,
-    };
     match flavor {
-        // RabbitMQ 4.x quorum queue: consumer_timeout 30 min closes the channel,
-        // delivery-limit 20, nack(requeue) not counted (4.3), prefetch unlimited.
-        Flavor::RabbitMq => Preset {
-            ack_timeout: Some(SimDuration::from_secs(30 * 60)),
-            on_ack_timeout: AckTimeout::CloseChannel,
-            requeue_on_crash: true,
-            delivery_limit: Some(20),
-            nack_counts: false,
-            prefetch: Some(0),
-            on_failure: OnFailure::Requeue,
-            confirms: false,
-            retries: 0,
-            confirm_timeout: SimDuration::from_secs(5),
-            retry_backoff: SimDuration::from_millis(100),
-            dedup_window: None,
-        },
-        // SQS: visibility timeout 30 s; a failed message simply reappears then;
-        // ReceiveMessage takes up to 10; SendMessage answers (a confirm).
-        Flavor::Sqs => Preset {
-            ack_timeout: Some(SimDuration::from_secs(30)),
-            on_ack_timeout: AckTimeout::Reappear,
-            requeue_on_crash: false,
-            delivery_limit: None,
-            nack_counts: true,
-            prefetch: Some(10),
-            on_failure: OnFailure::Abandon,
-            confirms: true,
-            retries: 0,
-            confirm_timeout: SimDuration::from_secs(5),
-            retry_backoff: SimDuration::from_millis(100),
-            // FIFO queues drop a repeated deduplication id for 5 minutes.
-            dedup_window: Some(SimDuration::from_secs(5 * 60)),
-        },
-        // BullMQ: lock 30 s (stalled jobs return), attempts 1, concurrency 1.
-        Flavor::BullMq => Preset {
-            ack_timeout: Some(SimDuration::from_secs(30)),
-            on_ack_timeout: AckTimeout::Reappear,
-            requeue_on_crash: false,
-            delivery_limit: None,
-            nack_counts: true,
-            prefetch: None,
-            on_failure: OnFailure::Retry {
-                attempts: 1,
-                backoff: none,
-            },
-            confirms: true,
-            retries: 0,
-            confirm_timeout: SimDuration::from_secs(5),
-            retry_backoff: SimDuration::from_millis(100),
-            dedup_window: None,
-        },
-        // Kafka: acks=all with retries (idempotent producer), request timeout 30 s.
-        Flavor::Kafka => Preset {
-            ack_timeout: None,
-            on_ack_timeout: AckTimeout::Reappear,
-            requeue_on_crash: false,
-            delivery_limit: None,
-            nack_counts: true,
-            prefetch: Some(0),
-            on_failure: OnFailure::Skip,
-            confirms: true,
-            retries: 10,
-            confirm_timeout: SimDuration::from_secs(30),
-            retry_backoff: SimDuration::from_millis(100),
-            dedup_window: None,
-        },
+        Flavor::RabbitMq => RABBITMQ,
+        Flavor::Sqs => SQS,
+        Flavor::BullMq => BULLMQ,
+        Flavor::Kafka => KAFKA,
     }
 }
+
+/// RabbitMQ 4.x quorum queue: consumer_timeout 30 min closes the channel,
+/// delivery-limit 20, nack(requeue) not counted (4.3), prefetch unlimited.
+const RABBITMQ: Preset = Preset {
+    ack_timeout: Some(SimDuration::from_secs(30 * 60)),
+    on_ack_timeout: AckTimeout::CloseChannel,
+    requeue_on_crash: true,
+    delivery_limit: Some(20),
+    nack_counts: false,
+    prefetch: Some(0),
+    on_failure: OnFailure::Requeue,
+    confirms: false,
+    retries: 0,
+    confirm_timeout: SimDuration::from_secs(5),
+    retry_backoff: SimDuration::from_millis(100),
+    dedup_window: None,
+};
+
+/// SQS: visibility timeout 30 s; a failed message simply reappears then;
+/// ReceiveMessage takes up to 10; SendMessage answers (a confirm).
+const SQS: Preset = Preset {
+    ack_timeout: Some(SimDuration::from_secs(30)),
+    on_ack_timeout: AckTimeout::Reappear,
+    requeue_on_crash: false,
+    delivery_limit: None,
+    nack_counts: true,
+    prefetch: Some(10),
+    on_failure: OnFailure::Abandon,
+    confirms: true,
+    retries: 0,
+    confirm_timeout: SimDuration::from_secs(5),
+    retry_backoff: SimDuration::from_millis(100),
+    // FIFO queues drop a repeated deduplication id for 5 minutes.
+    dedup_window: Some(SimDuration::from_secs(5 * 60)),
+};
+
+/// BullMQ: lock 30 s (stalled jobs return), attempts 1 (no backoff), concurrency 1.
+const BULLMQ: Preset = {
+    use crate::model::backoff::{Backoff, BackoffKind, Jitter, UNCAPPED};
+    Preset {
+        ack_timeout: Some(SimDuration::from_secs(30)),
+        on_ack_timeout: AckTimeout::Reappear,
+        requeue_on_crash: false,
+        delivery_limit: None,
+        nack_counts: true,
+        prefetch: None,
+        on_failure: OnFailure::Retry {
+            attempts: 1,
+            backoff: Backoff {
+                kind: BackoffKind::Fixed,
+                base: SimDuration::ZERO,
+                multiplier: 1.0,
+                cap: UNCAPPED,
+                jitter: Jitter::None,
+            },
+        },
+        confirms: true,
+        retries: 0,
+        confirm_timeout: SimDuration::from_secs(5),
+        retry_backoff: SimDuration::from_millis(100),
+        dedup_window: None,
+    }
+};
+
+/// Kafka: acks=all with retries (idempotent producer), request timeout 30 s.
+const KAFKA: Preset = Preset {
+    ack_timeout: None,
+    on_ack_timeout: AckTimeout::Reappear,
+    requeue_on_crash: false,
+    delivery_limit: None,
+    nack_counts: true,
+    prefetch: Some(0),
+    on_failure: OnFailure::Skip,
+    confirms: true,
+    retries: 10,
+    confirm_timeout: SimDuration::from_secs(30),
+    retry_backoff: SimDuration::from_millis(100),
+    dedup_window: None,
+};
 
 impl Builder {
     pub(super) fn flavor_of(&self, b: BrokerId) -> Flavor {
@@ -467,64 +477,7 @@ impl Builder {
         s: &RawStep,
         out: &mut Vec<Step>,
     ) {
-        let t = target.get_ref();
-        let (target_spec, broker) = if let Some(&e) = self.exchange_ids.get(t) {
-            let ex = &self.exchanges[e.index()];
-            let (kind, broker) = (ex.kind, ex.broker);
-            let Some(key) = &s.key else {
-                if kind != ExchangeKind::Fanout {
-                    self.error(
-                        span(target),
-                        "publishing to a direct or topic exchange needs a routing key",
-                        "key = \"order.created\"",
-                    );
-                    return;
-                }
-                let queues = self.bindings[e.index()].iter().map(|&(_, q)| q).collect();
-                return self.push_publish(
-                    ctx,
-                    s,
-                    PublishTarget::Queues {
-                        exchange: Some(e),
-                        queues,
-                    },
-                    broker,
-                    String::new(),
-                    out,
-                );
-            };
-            let queues = self.route(e, kind, key.get_ref());
-            (
-                PublishTarget::Queues {
-                    exchange: Some(e),
-                    queues,
-                },
-                broker,
-            )
-        } else if let Some(&q) = self.queue_ids.get(t) {
-            (
-                PublishTarget::Queues {
-                    exchange: None,
-                    queues: vec![q],
-                },
-                self.queues[q.index()].broker,
-            )
-        } else if let Some(&tp) = self.topic_ids.get(t) {
-            (PublishTarget::Topic(tp), self.topics[tp.index()].broker)
-        } else {
-            let mut known: Vec<&str> = self
-                .exchange_ids
-                .keys()
-                .chain(self.queue_ids.keys())
-                .chain(self.topic_ids.keys())
-                .map(String::as_str)
-                .collect();
-            known.sort();
-            self.error(
-                span(target),
-                format!("`{t}` is no exchange, queue or topic"),
-                format!("BROKER/NAME, one of: {}", known.join(", ")),
-            );
+        let Some((target_spec, broker)) = self.publish_target(target, s.key.as_ref()) else {
             return;
         };
         let rk = s
@@ -550,6 +503,68 @@ impl Builder {
         queues.sort();
         queues.dedup();
         queues
+    }
+
+    /// What a publish step's `to` names, and its broker: an exchange (with the queues
+    /// its key routes to), a queue, or a topic. None after reporting an error.
+    fn publish_target(
+        &mut self,
+        target: &Spanned<String>,
+        key: Option<&Spanned<String>>,
+    ) -> Option<(PublishTarget, BrokerId)> {
+        let t = target.get_ref();
+        if let Some(&e) = self.exchange_ids.get(t) {
+            let ex = &self.exchanges[e.index()];
+            let (kind, broker) = (ex.kind, ex.broker);
+            let queues = match key {
+                Some(key) => self.route(e, kind, key.get_ref()),
+                None if kind == ExchangeKind::Fanout => {
+                    self.bindings[e.index()].iter().map(|&(_, q)| q).collect()
+                }
+                None => {
+                    self.error(
+                        span(target),
+                        "publishing to a direct or topic exchange needs a routing key",
+                        "key = \"order.created\"",
+                    );
+                    return None;
+                }
+            };
+            let target = PublishTarget::Queues {
+                exchange: Some(e),
+                queues,
+            };
+            Some((target, broker))
+        } else if let Some(&q) = self.queue_ids.get(t) {
+            let target = PublishTarget::Queues {
+                exchange: None,
+                queues: vec![q],
+            };
+            Some((target, self.queues[q.index()].broker))
+        } else if let Some(&tp) = self.topic_ids.get(t) {
+            Some((PublishTarget::Topic(tp), self.topics[tp.index()].broker))
+        } else {
+            self.no_such_target(target);
+            None
+        }
+    }
+
+    /// Reports a publish to a name that is no exchange, queue or topic, listing those
+    /// that are.
+    fn no_such_target(&mut self, target: &Spanned<String>) {
+        let mut known: Vec<&str> = self
+            .exchange_ids
+            .keys()
+            .chain(self.queue_ids.keys())
+            .chain(self.topic_ids.keys())
+            .map(String::as_str)
+            .collect();
+        known.sort();
+        self.error(
+            span(target),
+            format!("`{}` is no exchange, queue or topic", target.get_ref()),
+            format!("BROKER/NAME, one of: {}", known.join(", ")),
+        );
     }
 
     fn push_publish(
@@ -587,25 +602,7 @@ impl Builder {
             None => p.retries,
         };
         // Reachability for effects' expectations: published messages reach consumers.
-        let mut targets = Vec::new();
-        match &target {
-            PublishTarget::Queues { queues, .. } => {
-                for q in queues {
-                    targets.extend(
-                        self.queues[q.index()]
-                            .consumers
-                            .iter()
-                            .map(|c| self.consumers[c.index()].endpoint),
-                    );
-                }
-            }
-            PublishTarget::Topic(t) => targets.extend(
-                self.topics[t.index()]
-                    .groups
-                    .iter()
-                    .map(|c| self.consumers[c.index()].endpoint),
-            ),
-        }
+        let targets = self.consumers_reached(&target);
         self.reach.entry(ctx.endpoint).or_default().extend(targets);
         let partition = match (&target, &s.key) {
             (PublishTarget::Topic(t), Some(_)) => Some(crate::model::routing::kafka_partition(
@@ -627,5 +624,30 @@ impl Builder {
             relay_interval: RELAY_INTERVAL,
         });
         out.push(Step::Publish(PublishId(self.publishes.len() as u32 - 1)));
+    }
+
+    /// The handler endpoints of the consumers a publish reaches: those of every queue
+    /// it routes to, or every group reading its topic.
+    fn consumers_reached(&self, target: &PublishTarget) -> Vec<EndpointId> {
+        let mut targets = Vec::new();
+        match target {
+            PublishTarget::Queues { queues, .. } => {
+                for q in queues {
+                    targets.extend(
+                        self.queues[q.index()]
+                            .consumers
+                            .iter()
+                            .map(|c| self.consumers[c.index()].endpoint),
+                    );
+                }
+            }
+            PublishTarget::Topic(t) => targets.extend(
+                self.topics[t.index()]
+                    .groups
+                    .iter()
+                    .map(|c| self.consumers[c.index()].endpoint),
+            ),
+        }
+        targets
     }
 }

@@ -37,43 +37,7 @@ impl Builder {
                 Subscription::Topic(t) => self.topics[t.index()].broker,
             };
             let p = preset(self.flavor_of(broker));
-            let instances = v
-                .instances
-                .as_ref()
-                .and_then(|n| {
-                    self.bounded(
-                        n,
-                        1,
-                        bounds::MAX_INSTANCES,
-                        "instances",
-                        "at least 1 instance",
-                    )
-                })
-                .unwrap_or(1);
-            let concurrency = v
-                .concurrency
-                .as_ref()
-                .and_then(|n| {
-                    self.bounded(
-                        n,
-                        1,
-                        bounds::MAX_CONCURRENCY,
-                        "concurrency",
-                        "at least 1 handler at a time",
-                    )
-                })
-                .unwrap_or(1);
-            let prefetch = match &v.prefetch {
-                Some(n) => self
-                    .int_u32(
-                        n,
-                        0,
-                        "prefetch",
-                        "unacked deliveries per instance, 0 = unlimited",
-                    )
-                    .unwrap_or(0),
-                None => p.prefetch.unwrap_or(concurrency),
-            };
+            let (instances, concurrency, prefetch) = self.capacity(v, p.prefetch);
             let is_topic = matches!(subscription, Subscription::Topic(_));
             let on_failure = self.on_failure(v, p.on_failure, is_topic);
             let on_failure = self.retry_settings(v, on_failure);
@@ -101,6 +65,50 @@ impl Builder {
                 max_poll_interval: group.max_poll_interval,
             });
         }
+    }
+
+    /// A consumer's (instances, handlers per instance, prefetch). Prefetch defaults to
+    /// the library's, or where it has none (BullMQ) to the concurrency: an instance
+    /// then fetches only what it can run.
+    fn capacity(&mut self, v: &RawConsumer, preset_prefetch: Option<u32>) -> (u32, u32, u32) {
+        let instances = v
+            .instances
+            .as_ref()
+            .and_then(|n| {
+                self.bounded(
+                    n,
+                    1,
+                    bounds::MAX_INSTANCES,
+                    "instances",
+                    "at least 1 instance",
+                )
+            })
+            .unwrap_or(1);
+        let concurrency = v
+            .concurrency
+            .as_ref()
+            .and_then(|n| {
+                self.bounded(
+                    n,
+                    1,
+                    bounds::MAX_CONCURRENCY,
+                    "concurrency",
+                    "at least 1 handler at a time",
+                )
+            })
+            .unwrap_or(1);
+        let prefetch = match &v.prefetch {
+            Some(n) => self
+                .int_u32(
+                    n,
+                    0,
+                    "prefetch",
+                    "unacked deliveries per instance, 0 = unlimited",
+                )
+                .unwrap_or(0),
+            None => preset_prefetch.unwrap_or(concurrency),
+        };
+        (instances, concurrency, prefetch)
     }
 
     /// The one queue or topic a consumer reads.

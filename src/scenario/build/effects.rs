@@ -60,34 +60,9 @@ impl Builder {
         let mut steps = Vec::new();
         for st in list.get_ref() {
             let v = st.get_ref();
-            let site = |b: &mut Builder,
-                        target: &Spanned<String>,
-                        policy: Option<&Spanned<String>>,
-                        action: bool|
-             -> Option<CallSite> {
-                let eid = b.resolve_endpoint(target)?;
-                let pid = b.policy_ref(policy);
-                let at = policy.map_or_else(|| span(target), span);
-                let edge = b.edge(&caller, eid, pid, at);
-                b.graph
-                    .entry(ctx.endpoint)
-                    .or_default()
-                    .push((eid, span(target)));
-                if action {
-                    b.reach.entry(ctx.endpoint).or_default().push(eid);
-                } else {
-                    let at = span(target);
-                    b.compensation_sites.insert((at.start, at.end));
-                }
-                Some(CallSite {
-                    edge,
-                    timeout: None,
-                    translate: ctx.translate,
-                })
-            };
-            let action = site(self, &v.action, v.policy.as_ref(), true);
+            let action = self.saga_site(ctx, &caller, &v.action, v.policy.as_ref(), true);
             let comp = match &v.compensation {
-                Some(c) => site(self, c, v.compensation_policy.as_ref(), false),
+                Some(c) => self.saga_site(ctx, &caller, c, v.compensation_policy.as_ref(), false),
                 None => {
                     if let Some(p) = &v.compensation_policy {
                         self.error(
@@ -108,6 +83,38 @@ impl Builder {
         }
         self.sagas.push(SagaSpec { name, steps });
         out.push(Step::Saga(SagaId(self.sagas.len() as u32 - 1)));
+    }
+
+    /// The call a saga step makes to its action or its compensation. Actions count as
+    /// reached for effects' expectations; compensations are remembered so that a lint
+    /// does not take their endpoints for unused.
+    fn saga_site(
+        &mut self,
+        ctx: &Ctx,
+        caller: &str,
+        target: &Spanned<String>,
+        policy: Option<&Spanned<String>>,
+        action: bool,
+    ) -> Option<CallSite> {
+        let eid = self.resolve_endpoint(target)?;
+        let pid = self.policy_ref(policy);
+        let at = policy.map_or_else(|| span(target), span);
+        let edge = self.edge(caller, eid, pid, at);
+        self.graph
+            .entry(ctx.endpoint)
+            .or_default()
+            .push((eid, span(target)));
+        if action {
+            self.reach.entry(ctx.endpoint).or_default().push(eid);
+        } else {
+            let at = span(target);
+            self.compensation_sites.insert((at.start, at.end));
+        }
+        Some(CallSite {
+            edge,
+            timeout: None,
+            translate: ctx.translate,
+        })
     }
 
     /// `[effects.NAME]` and `[sagas.NAME]`, after every handler is compiled; effects'

@@ -12,59 +12,8 @@ impl Builder {
                 return;
             }
         };
-        let window = match (&e.from, &e.until) {
-            (None, None) => None,
-            (from, until) => {
-                let from = match from {
-                    Some(f) => match self.duration(f) {
-                        Some(d) => d,
-                        None => return,
-                    },
-                    None => SimDuration::ZERO,
-                };
-                let until = match until {
-                    Some(u) => match self.duration(u) {
-                        Some(d) => Some(d),
-                        None => return,
-                    },
-                    None => None,
-                };
-                let until = until.map_or(SimTime::MAX, |u| SimTime::ZERO + u);
-                if until <= SimTime::ZERO + from {
-                    self.error(
-                        span(raw),
-                        "the window ends before it starts",
-                        "until > from",
-                    );
-                    return;
-                }
-                let name = check.path.get(1).cloned().unwrap_or_default();
-                let target = match check.path.first().map(String::as_str) {
-                    Some("workloads") => workloads
-                        .iter()
-                        .position(|w| w.name == name)
-                        .map(|i| WindowTarget::Workload(WorkloadId(i as u32))),
-                    Some("endpoints") => self
-                        .endpoint_ids
-                        .get(&name)
-                        .map(|&e| WindowTarget::Endpoint(e)),
-                    _ => None,
-                };
-                let Some(target) = target else {
-                    self.error(
-                        span(&e.check),
-                        "a windowed check reads one workload or endpoint",
-                        "workloads.NAME.FIELD or endpoints.SERVICE/ENDPOINT.FIELD (fields: answers, ok, errors, error_rate, throughput_rps, latency_ms)",
-                    );
-                    return;
-                };
-                self.windows.push(WindowSpec {
-                    target,
-                    from: SimTime::ZERO + from,
-                    until,
-                });
-                Some(self.windows.len() - 1)
-            }
+        let Some(window) = self.window(raw, &check, workloads) else {
+            return;
         };
         let over = match &e.over {
             None => crate::report::expect::Over::Mean,
@@ -87,5 +36,71 @@ impl Builder {
             span: span(&e.check),
             over,
         });
+    }
+
+    /// The window a check reads (`from`, `until`), as an index into the windows; None
+    /// inside when the check reads the whole run, None outside after an error.
+    fn window(
+        &mut self,
+        raw: &Spanned<RawExpect>,
+        check: &crate::report::expect::Check,
+        workloads: &[WorkloadSpec],
+    ) -> Option<Option<usize>> {
+        let e = raw.get_ref();
+        if e.from.is_none() && e.until.is_none() {
+            return Some(None);
+        }
+        let from = match &e.from {
+            Some(f) => self.duration(f)?,
+            None => SimDuration::ZERO,
+        };
+        let until = match &e.until {
+            Some(u) => Some(self.duration(u)?),
+            None => None,
+        };
+        let until = until.map_or(SimTime::MAX, |u| SimTime::ZERO + u);
+        if until <= SimTime::ZERO + from {
+            self.error(
+                span(raw),
+                "the window ends before it starts",
+                "until > from",
+            );
+            return None;
+        }
+        let Some(target) = self.window_target(check, workloads) else {
+            self.error(
+                span(&e.check),
+                "a windowed check reads one workload or endpoint",
+                "workloads.NAME.FIELD or endpoints.SERVICE/ENDPOINT.FIELD (fields: answers, ok, errors, error_rate, throughput_rps, latency_ms)",
+            );
+            return None;
+        };
+        self.windows.push(WindowSpec {
+            target,
+            from: SimTime::ZERO + from,
+            until,
+        });
+        Some(Some(self.windows.len() - 1))
+    }
+
+    /// The one workload or endpoint a windowed check names (`workloads.NAME.FIELD`,
+    /// `endpoints.SERVICE/ENDPOINT.FIELD`).
+    fn window_target(
+        &self,
+        check: &crate::report::expect::Check,
+        workloads: &[WorkloadSpec],
+    ) -> Option<WindowTarget> {
+        let name = check.path.get(1).cloned().unwrap_or_default();
+        match check.path.first().map(String::as_str) {
+            Some("workloads") => workloads
+                .iter()
+                .position(|w| w.name == name)
+                .map(|i| WindowTarget::Workload(WorkloadId(i as u32))),
+            Some("endpoints") => self
+                .endpoint_ids
+                .get(&name)
+                .map(|&e| WindowTarget::Endpoint(e)),
+            _ => None,
+        }
     }
 }

@@ -267,22 +267,7 @@ impl Builder {
                 "`duration = \"...\"` or `requests = N` (or both) in [simulation]",
             );
         }
-        let warmup = match &sim.warmup {
-            Some(w) => {
-                let d = self.duration(w);
-                if let (Some(d), Some(Some(len))) = (d, run_length)
-                    && d >= len
-                {
-                    self.error(
-                        span(w),
-                        format!("the warmup ({d}) covers the whole run ({len})"),
-                        "a warmup shorter than `duration`",
-                    );
-                }
-                d
-            }
-            None => Some(SimDuration::ZERO),
-        };
+        let warmup = self.warmup(sim, run_length);
         let max_events = match &sim.max_events {
             Some(m) => self.int(m, 1, i64::MAX, "the event budget", "a positive integer"),
             None => Some(DEFAULT_MAX_EVENTS),
@@ -315,6 +300,28 @@ impl Builder {
             holds,
             bucket,
         }
+    }
+
+    /// The warmup (zero when unset), which must end before the run does.
+    fn warmup(
+        &mut self,
+        sim: &RawSimulation,
+        run_length: Option<Option<SimDuration>>,
+    ) -> Option<SimDuration> {
+        let Some(w) = &sim.warmup else {
+            return Some(SimDuration::ZERO);
+        };
+        let d = self.duration(w);
+        if let (Some(d), Some(Some(len))) = (d, run_length)
+            && d >= len
+        {
+            self.error(
+                span(w),
+                format!("the warmup ({d}) covers the whole run ({len})"),
+                "a warmup shorter than `duration`",
+            );
+        }
+        d
     }
 
     /// `max_requests_in_flight`, `max_messages_in_flight`, `max_pending_events`: each
