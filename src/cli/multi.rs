@@ -97,24 +97,26 @@ pub fn run_seeds(a: SeedsArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return invalid(&e),
     };
-    let runs = match runner::run_seeds(&pool, &d, &seed_list) {
-        Ok(r) => r,
-        Err(e) => return invalid(&e),
-    };
-    let judged = judge_all(&sc, &runs);
-    let agg = seeds::report(&runs, &judged);
     let mut distinct = a.set.clone();
     distinct.push(format!("seeds={}", a.seeds));
     let dir = a
         .out
         .unwrap_or_else(|| default_out(&format!("{}-seeds", sc.name), &distinct));
-    for r in &runs {
-        let files = [
-            ("report.json", r.report_text.clone().into_bytes()),
-            ("timeseries.csv", r.timeseries.clone()),
-        ];
-        if let Err(c) = write(&dir.join("seeds").join(r.seed.to_string()), &files) {
-            return c;
+    // Each seed's time series streams to its folder as the run goes (staged: a failed
+    // run leaves none of them); only the reports stay in memory for the aggregate.
+    let seed_dir = |seed: u64| dir.join("seeds").join(seed.to_string());
+    let mut runs = match runner::run_seeds(&pool, &d, &seed_list, |_, seed| {
+        runner::Rows::Files(seed_dir(seed))
+    }) {
+        Ok(r) => r,
+        Err(e) => return invalid(&e),
+    };
+    let judged = judge_all(&sc, &runs);
+    let agg = seeds::report(&runs, &judged);
+    for r in &mut runs {
+        if let Err(e) = r.commit() {
+            eprintln!("{e}");
+            return ExitCode::from(2);
         }
     }
     let mut text = serde_json::to_string_pretty(&agg).expect("serializes");
@@ -263,9 +265,18 @@ pub fn compare(a: CompareArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return invalid(&e),
     };
+    // Only the first seed's rows are drawn (the overlay below); the others' are dropped
+    // as their buckets close.
+    let rows = |k: usize, _| {
+        if k == 0 {
+            runner::Rows::Kept
+        } else {
+            runner::Rows::Dropped
+        }
+    };
     let (ra, rb) = match (
-        runner::run_seeds(&pool, &da, &seed_list),
-        runner::run_seeds(&pool, &db, &seeds_b),
+        runner::run_seeds(&pool, &da, &seed_list, rows),
+        runner::run_seeds(&pool, &db, &seeds_b, rows),
     ) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => return invalid(&e),
@@ -690,7 +701,7 @@ pub fn check(a: CheckArgs) -> ExitCode {
     let mut suites = Vec::new();
     for (d, sc) in &designs {
         let seeds = seed_list.clone().unwrap_or_else(|| vec![sc.spec.seed]);
-        let runs = match runner::run_seeds(&pool, d, &seeds) {
+        let runs = match runner::run_seeds(&pool, d, &seeds, |_, _| runner::Rows::Dropped) {
             Ok(r) => r,
             Err(e) => return invalid(&e),
         };

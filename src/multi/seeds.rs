@@ -264,11 +264,11 @@ mod tests {
             .map(|(i, &v)| SeedRun {
                 seed: 10 + i as u64,
                 report: json!({}),
-                report_text: String::new(),
                 timeseries: Vec::new(),
                 checks: vec![(v, bound, v < bound)],
                 events: 0,
                 curves: Vec::new(),
+                files: None,
             })
             .collect()
     }
