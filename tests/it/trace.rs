@@ -179,10 +179,13 @@ fn queueing_goes_to_queue_wait() {
 }
 
 #[test]
-fn attribution_is_off_unless_asked_and_changes_nothing_else() {
-    let off = json(&run(QUEUE, &["report.attribution=false"]).report);
+fn attribution_is_on_unless_turned_off_and_changes_nothing_else() {
+    let plain = QUEUE.replace("[report]\nattribution = true\n", "");
+    assert_ne!(plain, QUEUE);
+    let off = json(&run(&plain, &["report.attribution=false"]).report);
     assert!(off["workloads"]["w"].get("attribution").is_none());
-    let mut on = json(&run(QUEUE, &[]).report);
+    let mut on = json(&run(&plain, &[]).report);
+    assert_eq!(on["workloads"]["w"]["attribution"]["p99_requests"], 1);
     on["workloads"]["w"]
         .as_object_mut()
         .unwrap()
@@ -190,6 +193,80 @@ fn attribution_is_off_unless_asked_and_changes_nothing_else() {
     // The scenario hash differs (the override), nothing else.
     on["scenario_hash"] = off["scenario_hash"].clone();
     assert_eq!(on, off);
+}
+
+/// Two workloads on different paths, constant times, workers to spare: `direct` is
+/// 5 + 10 + 5 = 20 ms at a; `deep` is 5 + 30 (b) + 5 + 20 (c) + 5 + 5 = 70 ms.
+const TWO_PATHS: &str = r#"
+[simulation]
+requests = 400
+[network]
+latency = "5ms"
+[services.a]
+workers = 64
+[services.a.endpoints.get]
+steps = [{ work = "10ms" }]
+[services.b]
+workers = 64
+[services.b.endpoints.get]
+steps = [{ work = "30ms" }, { call = "c/get" }]
+[services.c]
+workers = 64
+[services.c.endpoints.get]
+steps = [{ work = "20ms" }]
+[workloads.direct]
+target = "a/get"
+rate = 50
+[workloads.deep]
+target = "b/get"
+rate = 50
+"#;
+
+#[test]
+fn each_workload_has_its_own_attribution_in_the_report_the_summary_and_the_page() {
+    let finished = run(TWO_PATHS, &[]);
+    let r = json(&finished.report);
+    let direct = [
+        ("a/get", "work", 10.0 / 20.0),
+        ("a/get", "network", 10.0 / 20.0),
+    ];
+    let deep = [
+        ("b/get", "work", 30.0 / 70.0),
+        ("c/get", "work", 20.0 / 70.0),
+        ("b/get", "network", 10.0 / 70.0),
+        ("c/get", "network", 10.0 / 70.0),
+    ];
+    for set in ["p99", "p50"] {
+        assert_shares(&shares(&r, "direct", set), &direct);
+        assert_shares(&shares(&r, "deep", set), &deep);
+    }
+    for w in ["direct", "deep"] {
+        let a = &r["workloads"][w]["attribution"];
+        let requests = r["workloads"][w]["requests"].as_u64().unwrap();
+        // Every request takes the same time: one bucket holds them all.
+        assert_eq!(a["p99_requests"].as_u64(), Some(requests), "{w}");
+        assert_eq!(a["p50_requests"].as_u64(), Some(requests), "{w}");
+    }
+    assert_eq!(
+        r["workloads"]["deep"]["attribution"]["p99"][0]["mean_ms"],
+        30.0
+    );
+    let summary = meshsim::report::text::summary(&finished.report, "");
+    assert!(
+        summary.contains("direct: 50% of p99 is a/get work, 50% a/get network"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("deep: 43% of p99 is b/get work, 29% c/get work, 14% b/get network"),
+        "{summary}"
+    );
+    let mut html = String::new();
+    meshsim::report::attribution::html(&mut html, &finished.report);
+    for w in ["direct", "deep"] {
+        for set in ["p99", "p50"] {
+            assert!(html.contains(&format!("<h3>{w}: {set} (")), "{html}");
+        }
+    }
 }
 
 /// api calls slow with a 30 ms per-try timeout, 3 attempts, 10 ms fixed backoff; slow
@@ -517,16 +594,27 @@ fn the_path_and_the_tree_cut_every_request_alike() {
             trace: None,
             check_attribution: true,
         };
-        let (outcome, _) =
-            meshsim::simulate_observed(sc, &observe, &mut |_| Ok(()), None).unwrap();
+        let (outcome, _) = meshsim::simulate_observed(sc, &observe, &mut |_| Ok(()), None).unwrap();
         let r = json(&outcome.report);
         for (w, v) in r["workloads"].as_object().unwrap() {
             if v["requests"].as_u64().unwrap_or(0) > 0 && v["latency_ms"].is_object() {
-                assert!(v.get("attribution").is_some(), "{name}: {w} has no attribution");
+                assert!(
+                    v.get("attribution").is_some(),
+                    "{name}: {w} has no attribution"
+                );
             }
         }
     }
-    for name in ["chain_165ms", "retry_storm", "cascading_failure", "trace_retries", "mmc"] {
-        assert!(by_path.contains(&name.to_string()), "{name} is cut along its path: {by_path:?}");
+    for name in [
+        "chain_165ms",
+        "retry_storm",
+        "cascading_failure",
+        "trace_retries",
+        "mmc",
+    ] {
+        assert!(
+            by_path.contains(&name.to_string()),
+            "{name} is cut along its path: {by_path:?}"
+        );
     }
 }

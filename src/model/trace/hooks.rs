@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// The hooks the model calls. Each is one test of the recorder when it is off.
+/// The hooks the model calls. Each is one test of the recorder when it is off (the
+/// larger ones keep their bodies out of line, in `*_recorded`, so that test stays inlined).
 impl World {
     #[inline]
     pub(in crate::model) fn trace_call(
@@ -22,6 +23,18 @@ impl World {
     /// A logical call is over (`None`: abandoned by its caller).
     #[inline]
     pub(in crate::model) fn trace_call_end(
+        &mut self,
+        l: CallId,
+        status: Option<Status>,
+        now: crate::engine::SimTime,
+    ) {
+        if self.recorder.is_some() {
+            self.trace_call_end_recorded(l, status, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_call_end_recorded(
         &mut self,
         l: CallId,
         status: Option<Status>,
@@ -93,6 +106,13 @@ impl World {
         how: AttemptEnd,
         now: crate::engine::SimTime,
     ) {
+        if self.recorder.is_some() {
+            self.trace_attempt_end_recorded(a, how, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_attempt_end_recorded(&mut self, a: AttemptId, how: AttemptEnd, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.path_attempt_end(a, now.as_nanos())
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
@@ -149,11 +169,14 @@ impl World {
 
     /// A request is admitted (on a worker now, or queued); `root` is its handler's fiber.
     #[inline]
-    pub(in crate::model) fn trace_admitted(
-        &mut self,
-        i: InvocationId,
-        now: crate::engine::SimTime,
-    ) {
+    pub(in crate::model) fn trace_admitted(&mut self, i: InvocationId, now: crate::engine::SimTime) {
+        if self.recorder.is_some() {
+            self.trace_admitted_recorded(i, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_admitted_recorded(&mut self, i: InvocationId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut() {
             let inv = &self.invocations[i];
             if !r.path_admitted(inv, i, now.as_nanos()) {
@@ -238,6 +261,18 @@ impl World {
         status: Option<Status>,
         now: crate::engine::SimTime,
     ) {
+        if self.recorder.is_some() {
+            self.trace_answered_recorded(i, status, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_answered_recorded(
+        &mut self,
+        i: InvocationId,
+        status: Option<Status>,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.path_answered(i, status.is_some(), now.as_nanos())
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
@@ -262,6 +297,13 @@ impl World {
     /// A fiber ends (finished or cancelled).
     #[inline]
     pub(in crate::model) fn trace_fiber_end(&mut self, f: FiberId, now: crate::engine::SimTime) {
+        if self.recorder.is_some() {
+            self.trace_fiber_end_recorded(f, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_fiber_end_recorded(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.path_fiber_end(f, now.as_nanos())
             && let Some((root, n)) = r.fibers.get(f, &r.roots)

@@ -42,8 +42,8 @@ pub const DEFAULT_MAX_EVENTS_AT_ONE_INSTANT: u64 = 10_000_000;
 /// gives its `--max-memory`, or three quarters of the machine's memory).
 pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
 pub const DEFAULT_QUEUE: u32 = 1000;
-/// `[report] attribution` unless set (see docs/traces.md for why).
-pub const DEFAULT_ATTRIBUTION: bool = false;
+/// `[report] attribution` unless set: on, it costs little (see docs/traces.md).
+pub const DEFAULT_ATTRIBUTION: bool = true;
 
 /// What the scenario layer adds to the model's spec: names and descriptions for people.
 pub struct Built {
