@@ -243,6 +243,9 @@ impl Subject<'_> {
     }
 }
 
+/// The first failing seed: its draws and what went wrong.
+type Failure = (u64, Vec<Drawn>, Vec<Problem>);
+
 /// The first failing seed of this shard's seeds from `first` to `last`, with its
 /// drawn faults and what went wrong; None when every seed passed.
 fn search(
@@ -251,7 +254,7 @@ fn search(
     first: u64,
     last: u64,
     [shard_i, shard_n]: [usize; 2],
-) -> Result<Option<(u64, Vec<Drawn>, Vec<Problem>)>, String> {
+) -> Result<Option<Failure>, String> {
     // Seeds go in batches so a failure early on stops the search soon; the first
     // failing seed of a batch, in seed order, is the one reported.
     let batch = (pool.current_num_threads() * 4) as u64;
@@ -344,8 +347,8 @@ fn shrink_and_replay(
         (file_name.as_str(), replay.into_bytes()),
         ("explore.json", found_json(&found_file)),
     ];
-    if let Err(e) = report::write_all(&dir, &files) {
-        eprintln!("cannot write {}: {e}", dir.join(&file_name).display());
+    if let Err(e) = report::write_all(dir, &files) {
+        eprintln!("cannot write {}: {e}", dir.join(file_name).display());
         return ExitCode::from(2);
     }
     println!(

@@ -235,9 +235,8 @@ mod tests {
             let mut mixed = EventQueue::new();
             let mut heap = EventQueue::new();
             let mut now = 0;
-            let mut id = 0u32;
             let mut popped = (Vec::new(), Vec::new());
-            for (what, x) in steps {
+            for (id, (what, x)) in (0u32..).zip(steps) {
                 match what {
                     0 | 1 => {
                         let a = mixed.pop();
@@ -260,7 +259,6 @@ mod tests {
                         heap.push(t, id);
                     }
                 }
-                id += 1;
                 prop_assert_eq!(mixed.len(), heap.len());
                 prop_assert_eq!(mixed.peek_time(), heap.peek_time());
             }

@@ -130,7 +130,7 @@ impl fmt::Display for SimDuration {
             return write!(f, "0s");
         }
         for (unit, name) in UNITS {
-            if ns % unit == 0 {
+            if ns.is_multiple_of(unit) {
                 return write!(f, "{}{}", ns / unit, name);
             }
         }

@@ -321,7 +321,7 @@ impl World {
                     }
                     Outcome::Failed(_) => join.degraded = true,
                 }
-                (join.settled == n).then(|| match join.required_failure {
+                (join.settled == n).then_some(match join.required_failure {
                     Some(s) => Outcome::Failed(s),
                     None => Outcome::Ok {
                         degraded: join.degraded,
