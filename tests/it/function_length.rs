@@ -20,9 +20,6 @@ const ALLOWED: &[(&str, &str)] = &[
     ("model/broker/books.rs", "new_consistency"),
     ("model/broker/log.rs", "log_handled"),
     ("model/broker/publish.rs", "route"),
-    ("model/trace/spans.rs", "call"),
-    ("model/trace/spans.rs", "copy"),
-    ("model/trace/spans.rs", "fiber"),
     ("multi/runner.rs", "run"),
     ("report/trace.rs", "chrome_json"),
 ];
