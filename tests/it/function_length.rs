@@ -21,7 +21,6 @@ const ALLOWED: &[(&str, &str)] = &[
     ("model/broker/log.rs", "log_handled"),
     ("model/broker/publish.rs", "route"),
     ("multi/runner.rs", "run"),
-    ("report/trace.rs", "chrome_json"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
