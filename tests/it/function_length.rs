@@ -18,7 +18,6 @@ const ALLOWED: &[(&str, &str)] = &[
     ("cli/trace.rs", "trace"),
     ("metrics/series.rs", "close_bucket"),
     ("model/broker/books.rs", "new_consistency"),
-    ("model/broker/log.rs", "log_handled"),
     ("model/broker/publish.rs", "route"),
     ("multi/runner.rs", "run"),
 ];
