@@ -17,7 +17,6 @@ const ALLOWED: &[(&str, &str)] = &[
     ("cli/multi.rs", "sweep"),
     ("cli/trace.rs", "trace"),
     ("metrics/series.rs", "close_bucket"),
-    ("model/broker/publish.rs", "route"),
     ("multi/runner.rs", "run"),
 ];
 
