@@ -16,7 +16,6 @@ const ALLOWED: &[(&str, &str)] = &[
     ("cli/multi.rs", "run_seeds"),
     ("cli/multi.rs", "sweep"),
     ("cli/trace.rs", "trace"),
-    ("metrics/series.rs", "close_bucket"),
     ("multi/runner.rs", "run"),
 ];
 
