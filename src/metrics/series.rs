@@ -282,6 +282,23 @@ impl Series {
         }
     }
 
+    /// Past the bound: the bucket closes at `end` without a row, its counts start again.
+    #[cold]
+    fn drop_bucket(&mut self, end: SimTime) {
+        for b in &mut self.buckets {
+            b.completed = 0;
+            b.errors = 0;
+            b.by_class = [0; ERROR_CLASSES.len()];
+            b.attempts = 0;
+            b.hist.reset_within(b.min_ns, b.max_ns);
+            b.min_ns = u64::MAX;
+            b.max_ns = 0;
+        }
+        self.truncated = true;
+        self.start = end;
+        self.closed += 1;
+    }
+
     /// Closes the current bucket at `end`; `extras` adds what only the world knows.
     pub fn close_bucket(&mut self, end: SimTime, mut extras: impl FnMut(usize) -> BucketExtras) {
         let span_ns = end.saturating_since(self.start).as_nanos();
@@ -289,19 +306,7 @@ impl Series {
             return;
         }
         if self.closed >= MAX_BUCKETS {
-            // Past the bound: the counts start again, no row is made.
-            for b in &mut self.buckets {
-                b.completed = 0;
-                b.errors = 0;
-                b.by_class = [0; ERROR_CLASSES.len()];
-                b.attempts = 0;
-                b.hist.reset_within(b.min_ns, b.max_ns);
-                b.min_ns = u64::MAX;
-                b.max_ns = 0;
-            }
-            self.truncated = true;
-            self.start = end;
-            self.closed += 1;
+            self.drop_bucket(end);
             return;
         }
         self.closing.clear();

@@ -139,9 +139,8 @@ fn args(s: &Span, trace: &RequestTrace, first_id: u64) -> Value {
     Value::Object(m)
 }
 
-/// The traces as one Chrome trace-event JSON document.
-pub fn chrome_json(traces: &Traces) -> String {
-    let layout = layout(traces);
+/// The metadata events that name and order the processes and threads.
+fn metadata_events(traces: &Traces, layout: &Layout) -> Vec<Value> {
     let mut events = Vec::new();
     // Names of processes and threads, sorted so the clients come first.
     let mut threads: BTreeMap<(u32, u64), String> = BTreeMap::new();
@@ -154,7 +153,7 @@ pub fn chrome_json(traces: &Traces) -> String {
             } else {
                 format!("{name} ({})", lane + 1)
             };
-            threads.insert((pid, tid(&layout, &s.track, lane)), name);
+            threads.insert((pid, tid(layout, &s.track, lane)), name);
         }
     }
     for (name, &pid) in &layout.pids {
@@ -177,6 +176,13 @@ pub fn chrome_json(traces: &Traces) -> String {
             "args": {"sort_index": tid}}),
         );
     }
+    events
+}
+
+/// The traces as one Chrome trace-event JSON document.
+pub fn chrome_json(traces: &Traces) -> String {
+    let layout = layout(traces);
+    let mut events = metadata_events(traces, &layout);
     let mut flow_id = 0u64;
     let mut first_id = 1u64;
     for (t, lanes) in traces.traces.iter().zip(&layout.lanes) {

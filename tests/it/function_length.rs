@@ -16,15 +16,7 @@ const ALLOWED: &[(&str, &str)] = &[
     ("cli/multi.rs", "run_seeds"),
     ("cli/multi.rs", "sweep"),
     ("cli/trace.rs", "trace"),
-    ("metrics/series.rs", "close_bucket"),
-    ("model/broker/books.rs", "new_consistency"),
-    ("model/broker/log.rs", "log_handled"),
-    ("model/broker/publish.rs", "route"),
-    ("model/trace/spans.rs", "call"),
-    ("model/trace/spans.rs", "copy"),
-    ("model/trace/spans.rs", "fiber"),
     ("multi/runner.rs", "run"),
-    ("report/trace.rs", "chrome_json"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -12,6 +12,13 @@ use std::collections::BTreeMap;
 /// The flows (queues, then one per consumer group on a topic), effects, sagas.
 pub(in crate::model) fn new_consistency(spec: &Spec) -> Consistency {
     let mut c = Consistency::default();
+    messaging_rows(spec, &mut c);
+    ledger_rows(spec, &mut c);
+    c
+}
+
+/// A row per queue, consumer group, topic, exchange and consumer.
+fn messaging_rows(spec: &Spec, c: &mut Consistency) {
     for q in &spec.queues {
         c.flows.push(FlowMetrics {
             name: q.name.clone(),
@@ -55,6 +62,10 @@ pub(in crate::model) fn new_consistency(spec: &Spec) -> Consistency {
             ..Default::default()
         });
     }
+}
+
+/// A row per effect, saga, choreography and idempotent endpoint.
+fn ledger_rows(spec: &Spec, c: &mut Consistency) {
     for e in &spec.effects {
         c.effects.push(EffectMetrics {
             name: e.name.clone(),
@@ -83,7 +94,6 @@ pub(in crate::model) fn new_consistency(spec: &Spec) -> Consistency {
             });
         }
     }
-    c
 }
 
 impl Async {

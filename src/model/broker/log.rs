@@ -104,22 +104,7 @@ impl Async {
             && let OnFailure::Retry { attempts, backoff } = spec.on_failure
             && del.number < attempts
         {
-            // Retried in place: the partition waits (order is kept).
-            gp.position = offset;
-            gp.waiting_retry = true;
-            let wait = backoff.delay(
-                del.number,
-                SimDuration::ZERO,
-                &mut self.consumer_rngs[c.index()],
-            );
-            gp.retry_number = del.number + 1;
-            cx.sched.after(
-                wait,
-                Event::Refetch {
-                    consumer: c,
-                    partition,
-                },
-            );
+            self.retry_in_place(c, partition, offset, del.number, backoff, cx);
             return;
         }
         assert!(
@@ -166,6 +151,36 @@ impl Async {
             Commit::Auto(_) => {}
         }
         self.try_fetch(c, partition, cx);
+    }
+
+    /// A failed record retried in place: the partition waits for its backoff
+    /// (order is kept), then fetches the record again.
+    #[cold]
+    fn retry_in_place(
+        &mut self,
+        c: ConsumerId,
+        partition: u32,
+        offset: u64,
+        number: u32,
+        backoff: crate::model::backoff::Backoff,
+        cx: &mut Ctx,
+    ) {
+        let gp = &mut self.consumers[c.index()].parts[partition as usize];
+        gp.position = offset;
+        gp.waiting_retry = true;
+        let wait = backoff.delay(
+            number,
+            SimDuration::ZERO,
+            &mut self.consumer_rngs[c.index()],
+        );
+        gp.retry_number = number + 1;
+        cx.sched.after(
+            wait,
+            Event::Refetch {
+                consumer: c,
+                partition,
+            },
+        );
     }
 
     pub(super) fn commit_partition(&mut self, c: ConsumerId, part: u32, spec: &Spec) {

@@ -24,6 +24,17 @@ pub(in crate::model) enum Published {
     Outbox(u64),
 }
 
+/// A copy a queue refused: a failed publish the publisher hears of (with confirms),
+/// else a silent drop.
+#[cold]
+fn count_refused(f: &mut FlowMetrics, confirms: bool) {
+    if confirms {
+        f.publish_failed += 1;
+    } else {
+        f.dropped += 1;
+    }
+}
+
 impl Async {
     // ---- publishing ----
 
@@ -195,12 +206,7 @@ impl Async {
                         Enqueued::Yes => copies += 1,
                         Enqueued::Duplicate => {}
                         Enqueued::Refused => {
-                            let f = &mut cx.metrics.flows[q.index()];
-                            if confirms {
-                                f.publish_failed += 1;
-                            } else {
-                                f.dropped += 1;
-                            }
+                            count_refused(&mut cx.metrics.flows[q.index()], confirms);
                             accepted = false;
                         }
                     }

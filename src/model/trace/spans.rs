@@ -3,6 +3,7 @@
 use super::tree::Tree;
 use super::*;
 use crate::metrics::trace::{Arg, Flow, RequestTrace, Span, Track};
+use crate::model::spec::BrokerId;
 
 impl Tree<'_> {
     /// The spans and hops of a finished root, ends still open cut at `cut` (and
@@ -112,114 +113,130 @@ impl SpanBuilder<'_, '_> {
         let call = self.span(parent, track, name, cat, start, end, args);
         let mut free_from = start;
         for &a in t.kids(c) {
-            let Node::Attempt {
-                number,
-                hedge,
-                sent,
-                arrived,
-                replied,
-                end: a_end,
-                how,
-                backoff,
-                invocation,
-                ..
-            } = t.nodes[a as usize]
-            else {
-                unreachable!()
-            };
-            if sent > free_from && !hedge {
-                self.span(
-                    Some(call),
-                    track,
-                    "waiting to send".to_owned(),
-                    "connection",
-                    free_from,
-                    sent,
-                    vec![],
-                );
-            }
-            let outcome = match how {
-                AttemptEnd::InFlight => "in flight".to_owned(),
-                AttemptEnd::Answered(s) if s.is_ok() => "ok".to_owned(),
-                AttemptEnd::Answered(s) => format!("error {}", s.name()),
-                AttemptEnd::Timeout => "timeout".to_owned(),
-                AttemptEnd::Cancelled => "cancelled".to_owned(),
-                AttemptEnd::Refused(why) => format!("rejected by {why}"),
-            };
-            let mut args = vec![
-                ("attempt", Arg::Int(u64::from(number))),
-                ("outcome", Arg::Text(outcome.clone())),
-                ("hedge", Arg::Flag(hedge)),
-            ];
-            if let AttemptEnd::Answered(s) = how {
-                args.push(("status", Arg::Text(s.name().to_owned())));
-            }
-            if backoff > 0 {
-                args.push(("backoff_before_next_ms", Arg::Ms(backoff as f64 / 1e6)));
-            }
-            let kind = if hedge { "hedge" } else { "attempt" };
-            let span = self.span(
+            free_from = self.attempt(a, call, end, track, target, free_from);
+        }
+    }
+
+    /// One attempt of a call (with the wait for a connection before it, its hops,
+    /// and the backoff after it); returns when the next attempt may leave.
+    fn attempt(
+        &mut self,
+        a: u32,
+        call: u32,
+        call_end: u64,
+        track: &Track,
+        target: &str,
+        free_from: u64,
+    ) -> u64 {
+        let Node::Attempt {
+            number,
+            hedge,
+            sent,
+            end: a_end,
+            how,
+            backoff,
+            ..
+        } = self.tree.nodes[a as usize]
+        else {
+            unreachable!()
+        };
+        if sent > free_from && !hedge {
+            self.span(
                 Some(call),
                 track,
-                format!("{kind} {number}: {outcome}"),
-                "attempt",
+                "waiting to send".to_owned(),
+                "connection",
+                free_from,
                 sent,
-                a_end,
-                args,
-            );
-            let a_end = self.spans[span as usize].end_ns;
-            if let AttemptEnd::Refused(_) = how {
-                // Never left the caller.
-                free_from = a_end;
-                if backoff > 0 {
-                    free_from = self.backoff_span(call, track, a_end, backoff, end);
-                }
-                continue;
-            }
-            let out_end = arrived.min(a_end);
-            let out = self.span(
-                Some(span),
-                track,
-                format!("-> {target}"),
-                "network",
-                sent,
-                out_end,
                 vec![],
             );
-            let mut back = None;
-            if replied != OPEN && replied <= a_end {
-                back = Some(self.span(
-                    Some(span),
-                    track,
-                    format!("<- {target}"),
-                    "network",
-                    replied,
-                    a_end,
-                    vec![],
-                ));
-            }
-            if invocation != NONE && arrived <= self.cut {
-                let inv = self.invocation(invocation);
+        }
+        let outcome = attempt_outcome(how);
+        let mut args = vec![
+            ("attempt", Arg::Int(u64::from(number))),
+            ("outcome", Arg::Text(outcome.clone())),
+            ("hedge", Arg::Flag(hedge)),
+        ];
+        if let AttemptEnd::Answered(s) = how {
+            args.push(("status", Arg::Text(s.name().to_owned())));
+        }
+        if backoff > 0 {
+            args.push(("backoff_before_next_ms", Arg::Ms(backoff as f64 / 1e6)));
+        }
+        let kind = if hedge { "hedge" } else { "attempt" };
+        let span = self.span(
+            Some(call),
+            track,
+            format!("{kind} {number}: {outcome}"),
+            "attempt",
+            sent,
+            a_end,
+            args,
+        );
+        let a_end = self.spans[span as usize].end_ns;
+        // A refused attempt never left the caller.
+        if !matches!(how, AttemptEnd::Refused(_)) {
+            self.attempt_hops(a, span, a_end, track, target);
+        }
+        if backoff > 0 {
+            self.backoff_span(call, track, a_end, backoff, call_end)
+        } else {
+            a_end
+        }
+    }
+
+    /// An attempt's hop to its target and back, and the flows to and from the
+    /// invocation it made there.
+    fn attempt_hops(&mut self, a: u32, span: u32, a_end: u64, track: &Track, target: &str) {
+        let Node::Attempt {
+            sent,
+            arrived,
+            replied,
+            invocation,
+            ..
+        } = self.tree.nodes[a as usize]
+        else {
+            unreachable!()
+        };
+        let out_end = arrived.min(a_end);
+        let out = self.span(
+            Some(span),
+            track,
+            format!("-> {target}"),
+            "network",
+            sent,
+            out_end,
+            vec![],
+        );
+        let mut back = None;
+        if replied != OPEN && replied <= a_end {
+            back = Some(self.span(
+                Some(span),
+                track,
+                format!("<- {target}"),
+                "network",
+                replied,
+                a_end,
+                vec![],
+            ));
+        }
+        if invocation != NONE && arrived <= self.cut {
+            let inv = self.invocation(invocation);
+            self.flows.push(Flow {
+                name: "request",
+                from: out,
+                from_ns: sent,
+                to: inv,
+                to_ns: arrived,
+            });
+            if let Some(back) = back {
                 self.flows.push(Flow {
-                    name: "request",
-                    from: out,
-                    from_ns: sent,
-                    to: inv,
-                    to_ns: arrived,
+                    name: "reply",
+                    from: inv,
+                    from_ns: replied,
+                    to: back,
+                    to_ns: replied,
                 });
-                if let Some(back) = back {
-                    self.flows.push(Flow {
-                        name: "reply",
-                        from: inv,
-                        from_ns: replied,
-                        to: back,
-                        to_ns: replied,
-                    });
-                }
-            }
-            free_from = a_end;
-            if backoff > 0 {
-                free_from = self.backoff_span(call, track, a_end, backoff, end);
             }
         }
     }
@@ -365,43 +382,47 @@ impl SpanBuilder<'_, '_> {
                         );
                     }
                 }
-                Seg::Join(j) => {
-                    let Node::Join { decider, .. } = t.nodes[j as usize] else {
-                        unreachable!()
-                    };
-                    let join = self.span(
-                        Some(parent),
-                        track,
-                        "parallel".to_owned(),
-                        "parallel",
-                        start,
-                        until,
-                        vec![],
-                    );
-                    for &b in t.kids(j) {
-                        let Node::Fiber {
-                            branch,
-                            start: b_start,
-                            end: b_end,
-                            ..
-                        } = t.nodes[b as usize]
-                        else {
-                            unreachable!()
-                        };
-                        let branch_span = self.span(
-                            Some(join),
-                            track,
-                            format!("branch {}", branch + 1),
-                            "branch",
-                            b_start,
-                            b_end,
-                            vec![("decided_the_join", Arg::Flag(decider == branch))],
-                        );
-                        self.span_of[b as usize] = branch_span;
-                        self.fiber(b, branch_span, track);
-                    }
-                }
+                Seg::Join(j) => self.join(j, parent, track, start, until),
             }
+        }
+    }
+
+    /// A parallel step: its span, and a span per branch holding the branch's steps.
+    fn join(&mut self, j: u32, parent: u32, track: &Track, start: u64, until: u64) {
+        let t = self.tree;
+        let Node::Join { decider, .. } = t.nodes[j as usize] else {
+            unreachable!()
+        };
+        let join = self.span(
+            Some(parent),
+            track,
+            "parallel".to_owned(),
+            "parallel",
+            start,
+            until,
+            vec![],
+        );
+        for &b in t.kids(j) {
+            let Node::Fiber {
+                branch,
+                start: b_start,
+                end: b_end,
+                ..
+            } = t.nodes[b as usize]
+            else {
+                unreachable!()
+            };
+            let branch_span = self.span(
+                Some(join),
+                track,
+                format!("branch {}", branch + 1),
+                "branch",
+                b_start,
+                b_end,
+                vec![("decided_the_join", Arg::Flag(decider == branch))],
+            );
+            self.span_of[b as usize] = branch_span;
+            self.fiber(b, branch_span, track);
         }
     }
 }
@@ -539,12 +560,11 @@ impl SpanBuilder<'_, '_> {
         let t = self.tree;
         let Node::Copy {
             msg,
-            publish,
-            from,
             place,
             start,
             end,
             how,
+            ..
         } = t.nodes[c as usize]
         else {
             unreachable!()
@@ -553,43 +573,7 @@ impl SpanBuilder<'_, '_> {
             return;
         }
         let spec = t.spec;
-        let (broker, thread, name, waiting, mut args) = match place {
-            Place::Queue(q) => {
-                let qs = &spec.queues[q.index()];
-                (
-                    qs.broker,
-                    qs.name.clone(),
-                    format!("msg #{msg} in {}", qs.name),
-                    "in queue",
-                    vec![
-                        ("queue", Arg::Text(qs.name.clone())),
-                        ("outcome", Arg::Text(how.text(qs.dead_letter.is_some()))),
-                    ],
-                )
-            }
-            Place::Log {
-                topic,
-                partition,
-                offset,
-                group,
-            } => {
-                let ts = &spec.topics[topic.index()];
-                let g = &spec.consumers[group.index()].name;
-                (
-                    ts.broker,
-                    format!("{}/p{partition} ({g})", ts.name),
-                    format!("msg #{msg} at offset {offset}"),
-                    "in partition",
-                    vec![
-                        ("topic", Arg::Text(ts.name.clone())),
-                        ("partition", Arg::Int(u64::from(partition))),
-                        ("offset", Arg::Int(offset)),
-                        ("group", Arg::Text(g.clone())),
-                        ("outcome", Arg::Text(how.text(false))),
-                    ],
-                )
-            }
-        };
+        let (broker, thread, name, waiting, mut args) = copy_place(spec, place, msg, how);
         args.insert(0, ("message", Arg::Int(msg)));
         let deliveries = t.kids(c);
         args.push(("deliveries", Arg::Int(deliveries.len() as u64)));
@@ -599,7 +583,47 @@ impl SpanBuilder<'_, '_> {
         };
         let span = self.span(None, &track, name, "message", start, end, args);
         self.span_of[c as usize] = span;
-        // How the message came: published, or dead-lettered from another queue.
+        self.copy_arrival(c, span);
+        let copy_end = self.spans[span as usize].end_ns;
+        let mut ready_from = start;
+        for &d in deliveries {
+            let Node::Delivery { sent, .. } = t.nodes[d as usize] else {
+                unreachable!()
+            };
+            if sent > self.cut {
+                break;
+            }
+            // A topic group rewound to a record it had handled reads it again.
+            let inside = sent < copy_end || how == CopyEnd::Open;
+            let parent = inside.then_some(span);
+            ready_from = self.delivery(d, msg, parent, &track, waiting, ready_from);
+        }
+        // Left the queue without a delivery ending it: expired, dropped, or cut.
+        if copy_end > ready_from && !matches!(how, CopyEnd::Acked | CopyEnd::Handled) {
+            self.span(
+                Some(span),
+                &track,
+                waiting.to_owned(),
+                "queued",
+                ready_from,
+                copy_end,
+                vec![],
+            );
+        }
+    }
+
+    /// The hop a message copy came by: published, or dead-lettered from another queue.
+    fn copy_arrival(&mut self, c: u32, span: u32) {
+        let t = self.tree;
+        let Node::Copy {
+            publish,
+            from,
+            start,
+            ..
+        } = t.nodes[c as usize]
+        else {
+            unreachable!()
+        };
         let (hop, source, at) = if from != NONE {
             let Node::Copy { end, .. } = t.nodes[from as usize] else {
                 unreachable!()
@@ -622,97 +646,104 @@ impl SpanBuilder<'_, '_> {
                 to_ns: start,
             });
         }
-        let copy_end = self.spans[span as usize].end_ns;
-        let mut ready_from = start;
-        for &d in deliveries {
-            let Node::Delivery {
-                consumer,
-                instance,
-                number,
-                redelivered,
-                sent,
-                requeued,
-                end: d_end,
-                how: d_how,
-                invocation,
-                ..
-            } = t.nodes[d as usize]
-            else {
-                unreachable!()
-            };
-            if sent > self.cut {
-                break;
+    }
+
+    /// One delivery of a message copy: its span (inside the copy's span when
+    /// `parent` is set, with the wait before it and the retry backoff after it) and
+    /// its consumer's handler. Returns when the copy is next ready for delivery.
+    fn delivery(
+        &mut self,
+        d: u32,
+        msg: u64,
+        parent: Option<u32>,
+        track: &Track,
+        waiting: &'static str,
+        ready_from: u64,
+    ) -> u64 {
+        let t = self.tree;
+        let Node::Delivery {
+            number,
+            sent,
+            requeued,
+            end: d_end,
+            how: d_how,
+            invocation,
+            ..
+        } = t.nodes[d as usize]
+        else {
+            unreachable!()
+        };
+        let mut args = self.delivery_args(d, msg);
+        if parent.is_some() {
+            if sent > ready_from {
+                self.span(
+                    parent,
+                    track,
+                    waiting.to_owned(),
+                    "queued",
+                    ready_from,
+                    sent,
+                    vec![],
+                );
             }
-            // A topic group rewound to a record it had handled reads it again.
-            let inside = sent < copy_end || how == CopyEnd::Open;
-            let mut args = vec![
-                ("message", Arg::Int(msg)),
-                ("delivery", Arg::Int(u64::from(number))),
-                ("redelivered", Arg::Flag(redelivered)),
-                (
-                    "consumer",
-                    Arg::Text(spec.consumers[consumer.index()].name.clone()),
-                ),
-                ("instance", Arg::Int(u64::from(instance))),
-                ("outcome", Arg::Text(d_how.text().to_owned())),
-            ];
-            if inside {
-                if sent > ready_from {
-                    self.span(
-                        Some(span),
-                        &track,
-                        waiting.to_owned(),
-                        "queued",
-                        ready_from,
-                        sent,
-                        vec![],
-                    );
-                }
-                args.push(("waited_ms", Arg::Ms((sent - ready_from) as f64 / 1e6)));
-            }
-            let parent = inside.then_some(span);
-            let dspan = self.span(
-                parent,
-                &track,
-                format!("delivery {number}: {}", d_how.text()),
-                "delivery",
-                sent,
-                d_end,
-                args,
-            );
-            self.span_of[d as usize] = dspan;
-            let d_end = self.spans[dspan as usize].end_ns;
-            ready_from = d_end;
-            if requeued != OPEN && requeued <= self.cut {
-                if inside && requeued > d_end {
-                    self.span(
-                        Some(span),
-                        &track,
-                        "retry backoff".to_owned(),
-                        "backoff",
-                        d_end,
-                        requeued,
-                        vec![],
-                    );
-                }
-                ready_from = requeued;
-            }
-            if invocation != NONE {
-                self.consumer(d, dspan, invocation, d_how);
-            }
+            args.push(("waited_ms", Arg::Ms((sent - ready_from) as f64 / 1e6)));
         }
-        // Left the queue without a delivery ending it: expired, dropped, or cut.
-        if copy_end > ready_from && !matches!(how, CopyEnd::Acked | CopyEnd::Handled) {
-            self.span(
-                Some(span),
-                &track,
-                waiting.to_owned(),
-                "queued",
-                ready_from,
-                copy_end,
-                vec![],
-            );
+        let dspan = self.span(
+            parent,
+            track,
+            format!("delivery {number}: {}", d_how.text()),
+            "delivery",
+            sent,
+            d_end,
+            args,
+        );
+        self.span_of[d as usize] = dspan;
+        let d_end = self.spans[dspan as usize].end_ns;
+        let mut ready_from = d_end;
+        if requeued != OPEN && requeued <= self.cut {
+            if parent.is_some() && requeued > d_end {
+                self.span(
+                    parent,
+                    track,
+                    "retry backoff".to_owned(),
+                    "backoff",
+                    d_end,
+                    requeued,
+                    vec![],
+                );
+            }
+            ready_from = requeued;
         }
+        if invocation != NONE {
+            self.consumer(d, dspan, invocation, d_how);
+        }
+        ready_from
+    }
+
+    /// A delivery span's arguments: which message, which try, who took it, how it ended.
+    fn delivery_args(&self, d: u32, msg: u64) -> Vec<(&'static str, Arg)> {
+        let Node::Delivery {
+            consumer,
+            instance,
+            number,
+            redelivered,
+            how,
+            ..
+        } = self.tree.nodes[d as usize]
+        else {
+            unreachable!()
+        };
+        vec![
+            ("message", Arg::Int(msg)),
+            ("delivery", Arg::Int(u64::from(number))),
+            ("redelivered", Arg::Flag(redelivered)),
+            (
+                "consumer",
+                Arg::Text(self.tree.spec.consumers[consumer.index()].name.clone()),
+            ),
+            ("instance", Arg::Int(u64::from(instance))),
+            ("outcome", Arg::Text(how.text().to_owned())),
+        ]
     }
 
     /// A delivery's handler on its consumer's track, with the hop there and the
@@ -748,5 +779,70 @@ impl SpanBuilder<'_, '_> {
                 to_ns: d_end,
             });
         }
+    }
+}
+
+/// Where a message copy waits: (broker, its place on the broker's track, the copy's
+/// span name, the name of its waiting spans, the place's arguments).
+fn copy_place(
+    spec: &Spec,
+    place: Place,
+    msg: u64,
+    how: CopyEnd,
+) -> (
+    BrokerId,
+    String,
+    String,
+    &'static str,
+    Vec<(&'static str, Arg)>,
+) {
+    match place {
+        Place::Queue(q) => {
+            let qs = &spec.queues[q.index()];
+            (
+                qs.broker,
+                qs.name.clone(),
+                format!("msg #{msg} in {}", qs.name),
+                "in queue",
+                vec![
+                    ("queue", Arg::Text(qs.name.clone())),
+                    ("outcome", Arg::Text(how.text(qs.dead_letter.is_some()))),
+                ],
+            )
+        }
+        Place::Log {
+            topic,
+            partition,
+            offset,
+            group,
+        } => {
+            let ts = &spec.topics[topic.index()];
+            let g = &spec.consumers[group.index()].name;
+            (
+                ts.broker,
+                format!("{}/p{partition} ({g})", ts.name),
+                format!("msg #{msg} at offset {offset}"),
+                "in partition",
+                vec![
+                    ("topic", Arg::Text(ts.name.clone())),
+                    ("partition", Arg::Int(u64::from(partition))),
+                    ("offset", Arg::Int(offset)),
+                    ("group", Arg::Text(g.clone())),
+                    ("outcome", Arg::Text(how.text(false))),
+                ],
+            )
+        }
+    }
+}
+
+/// How an attempt ended, as its span names it.
+fn attempt_outcome(how: AttemptEnd) -> String {
+    match how {
+        AttemptEnd::InFlight => "in flight".to_owned(),
+        AttemptEnd::Answered(s) if s.is_ok() => "ok".to_owned(),
+        AttemptEnd::Answered(s) => format!("error {}", s.name()),
+        AttemptEnd::Timeout => "timeout".to_owned(),
+        AttemptEnd::Cancelled => "cancelled".to_owned(),
+        AttemptEnd::Refused(why) => format!("rejected by {why}"),
     }
 }
