@@ -20,7 +20,6 @@ const ALLOWED: &[(&str, &str)] = &[
     ("model/trace/spans.rs", "call"),
     ("model/trace/spans.rs", "copy"),
     ("model/trace/spans.rs", "fiber"),
-    ("multi/runner.rs", "run"),
     ("report/trace.rs", "chrome_json"),
 ];
 
