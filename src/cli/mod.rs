@@ -156,42 +156,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run {
-            scenario,
-            seeds: Some(seeds),
-            out,
-            set,
-            quiet,
-            threads,
-            ..
-        } => multi::run_seeds(multi::SeedsArgs {
-            scenario,
-            seeds,
-            out,
-            set,
-            quiet,
-            threads,
-        }),
-        Command::Run {
-            scenario,
-            seed,
-            out,
-            set,
-            quiet,
-            max_memory,
-            png,
-            trace_sample,
-            ..
-        } => run(
-            &scenario,
-            seed,
-            out,
-            set,
-            quiet,
-            max_memory,
-            png,
-            trace_sample,
-        ),
+        command @ Command::Run { .. } => run_command(command),
         Command::Trace {
             scenario,
             request,
@@ -230,14 +195,56 @@ pub fn main() -> ExitCode {
         Command::Show { name } => classroom::show(&name),
         Command::New { template, file } => classroom::new(template, &file),
         Command::Exercise { action } => classroom::exercise(action),
-        Command::List => {
-            for (file, text) in BUNDLED {
-                let name = file.trim_end_matches(".toml");
-                println!("{name:<28} {}", first_line(&description(text)));
-            }
-            ExitCode::SUCCESS
-        }
+        Command::List => list(),
     }
+}
+
+/// `run`: one seed, or many with --seeds.
+fn run_command(command: Command) -> ExitCode {
+    let Command::Run {
+        scenario,
+        seed,
+        out,
+        set,
+        quiet,
+        max_memory,
+        png,
+        seeds,
+        threads,
+        trace_sample,
+    } = command
+    else {
+        unreachable!("main passes only `run` here");
+    };
+    match seeds {
+        Some(seeds) => multi::run_seeds(multi::SeedsArgs {
+            scenario,
+            seeds,
+            out,
+            set,
+            quiet,
+            threads,
+        }),
+        None => run(
+            &scenario,
+            seed,
+            out,
+            set,
+            quiet,
+            max_memory,
+            png,
+            trace_sample,
+        ),
+    }
+}
+
+/// `list`: each bundled scenario with the first line of its description.
+fn list() -> ExitCode {
+    for (file, text) in BUNDLED {
+        let name = file.trim_end_matches(".toml");
+        println!("{name:<28} {}", first_line(&description(text)));
+    }
+    ExitCode::SUCCESS
 }
 
 fn description(text: &str) -> String {
@@ -302,6 +309,14 @@ fn load(arg: &str, set: &[String]) -> Result<Scenario, ScenarioError> {
     })
 }
 
+/// `load`, with --seed as one more override (so it shows in the run's folder name).
+fn load_seeded(arg: &str, seed: Option<u64>, set: &mut Vec<String>) -> Result<Scenario, ExitCode> {
+    if let Some(seed) = seed {
+        set.push(format!("simulation.seed={seed}"));
+    }
+    load(arg, set).map_err(|e| invalid(&e))
+}
+
 fn invalid(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("{e}");
     ExitCode::from(2)
@@ -317,25 +332,132 @@ fn run(
     png: bool,
     trace_sample: Option<f64>,
 ) -> ExitCode {
-    if let Some(seed) = seed {
-        set.push(format!("simulation.seed={seed}"));
-    }
-    let mut scenario = match load(arg, &set) {
+    let mut scenario = match load_seeded(arg, seed, &mut set) {
         Ok(s) => s,
-        Err(e) => return invalid(&e),
+        Err(code) => return code,
     };
     let seed = scenario.spec.seed;
     let diagram = crate::graph::svg(&crate::graph::Topology::from_spec(&scenario.spec));
-    let name = scenario.name.clone();
-    // A run with overrides gets its own default folder: it must not overwrite the
-    // report of the scenario as written (or of another variant).
-    let dir = out.unwrap_or_else(|| crate::multi::runner::default_out(&name, &set));
-    // Before the run, not after it: a long run must not end in "cannot write".
-    if let Err(e) = report::check_writable(&dir, report::RUN_OUTPUTS) {
-        eprintln!("cannot write the reports to {}: {e}", dir.display());
-        return ExitCode::from(2);
-    }
+    let dir = match out_dir(out, &scenario.name, &set) {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
     let (path, text) = (scenario.path.clone(), scenario.text.clone());
+    let budget = match memory_budget(&mut scenario, max_memory) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let mut bar = run_bar(quiet, &scenario);
+    // Before the temporary exists: a signal from now on removes it.
+    interrupt::watch();
+    // The time series streams to its temporary as the run goes (memory stays bounded
+    // whatever the run's length); it joins the set, all or nothing, at the end.
+    let (staged, stream) = match stage_timeseries(&dir) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let observe = crate::model::trace::Observe {
+        trace: trace_sample.map(crate::model::trace::TraceSelect::Sample),
+        check_attribution: false,
+    };
+    let ran = simulate(scenario, &observe, &mut bar, budget, Some(Box::new(stream)));
+    let (finished, traces) = match ran {
+        Ok(o) => o,
+        Err(e) => return run_failed(&path, &text, &e),
+    };
+    let crate::FinishedRun {
+        report,
+        mut metrics,
+    } = finished;
+    if let Some(Err(e)) = metrics.series.take_sink().map(|s| s.finish()) {
+        return cannot_write(&dir, &e);
+    }
+    let reproduce = reproduce_command(arg, seed, &set);
+    let summary = report::text::summary(&report, &reproduce);
+    let views = report::views::Views {
+        report: &report,
+        metrics: &metrics,
+        timeseries_csv: &[],
+        summary: &summary,
+        reproduce: &reproduce,
+        diagram: Some(&diagram),
+        png,
+    };
+    let traces = trace_sample.map(|_| &traces);
+    if let Err(code) = write_reports(&dir, &path, staged, &views, traces) {
+        return code;
+    }
+    if !quiet {
+        print_run(&summary, &dir, traces.is_some());
+    }
+    expectations_verdict(&report, seed)
+}
+
+/// The run's output folder, refused before the run, not after it: a long run must not
+/// end in "cannot write". A run with overrides gets its own default folder: it must
+/// not overwrite the report of the scenario as written (or of another variant).
+fn out_dir(out: Option<PathBuf>, name: &str, set: &[String]) -> Result<PathBuf, ExitCode> {
+    let dir = out.unwrap_or_else(|| crate::multi::runner::default_out(name, set));
+    match report::check_writable(&dir, report::RUN_OUTPUTS) {
+        Ok(()) => Ok(dir),
+        Err(e) => Err(cannot_write(&dir, &e)),
+    }
+}
+
+fn cannot_write(dir: &Path, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("cannot write the reports to {}: {e}", dir.display());
+    ExitCode::from(2)
+}
+
+/// The time series' temporary in the output folder, and the stream that writes it.
+fn stage_timeseries(
+    dir: &Path,
+) -> Result<(report::Staged, report::csv::TimeseriesStream), ExitCode> {
+    let (staged, file) =
+        report::Staged::create(dir, "timeseries.csv").map_err(|e| cannot_write(dir, &e))?;
+    let stream = report::csv::TimeseriesStream::new(file, &staged.scratch("flows"));
+    Ok((staged, stream))
+}
+
+/// The summary, and what was written where.
+fn print_run(summary: &str, dir: &Path, traced: bool) {
+    print!("{summary}");
+    let trace = if traced { ", trace.json" } else { "" };
+    println!(
+        "\nwrote {}/report.json, timeseries.csv{trace}, report.html and plots/",
+        dir.display()
+    );
+}
+
+/// Draws the views from the staged time series and writes the whole output set.
+fn write_reports(
+    dir: &Path,
+    path: &str,
+    staged: report::Staged,
+    views: &report::views::Views,
+    traces: Option<&crate::metrics::trace::Traces>,
+) -> Result<(), ExitCode> {
+    let csv = match std::fs::File::open(staged.path()) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => return Err(cannot_write(dir, &e)),
+    };
+    let drawn = match report::views::files_reading(views, csv) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("cannot draw the views of {path}: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let files = output_files(views.report, &drawn, traces);
+    report::write_all_staged(dir, &files, staged).map_err(|e| cannot_write(dir, &e))
+}
+
+/// The memory budget a run keeps to (the given one, else the machine's), after
+/// refusing a scenario whose estimate is already above it. `Err` is the exit code.
+fn memory_budget(
+    scenario: &mut Scenario,
+    max_memory: Option<u64>,
+) -> Result<Option<u64>, ExitCode> {
     let budget = max_memory.or_else(scenario::memory::machine_budget);
     // The hold limits follow only a budget the user gave: unset, they are sized to the
     // same fixed budget as in `check`, `sweep` and the library, so a scenario trips at
@@ -347,93 +469,79 @@ fn run(
         use scenario::memory::{estimate, human};
         let need = estimate(&scenario.spec);
         if need.bytes > budget {
-            return invalid(&format!(
-                "{path}: this scenario needs about {} of memory before it runs (the most: {}), \
+            return Err(invalid(&format!(
+                "{}: this scenario needs about {} of memory before it runs (the most: {}), \
                  above the budget of {}; make it smaller, or raise the budget with --max-memory",
+                scenario.path,
                 human(need.bytes),
                 need.largest,
                 human(budget)
-            ));
+            )));
         }
     }
-    let mut bar = views::Bar::run(
+    Ok(budget)
+}
+
+/// The progress bar of one run, as long as its duration or request count.
+fn run_bar(quiet: bool, scenario: &Scenario) -> views::Bar {
+    views::Bar::run(
         quiet,
         scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000),
         scenario.spec.max_requests,
-    );
-    // The time series streams to its temporary as the run goes (memory stays bounded
-    // whatever the run's length); it joins the set, all or nothing, at the end.
-    let cannot_write = |e: &dyn std::fmt::Display| {
-        eprintln!("cannot write the reports to {}: {e}", dir.display());
-        ExitCode::from(2)
-    };
-    // Before the temporary exists: a signal from now on removes it.
-    interrupt::watch();
-    let (staged, file) = match report::Staged::create(&dir, "timeseries.csv") {
-        Ok(s) => s,
-        Err(e) => return cannot_write(&e),
-    };
-    let stream = report::csv::TimeseriesStream::new(file, &staged.scratch("flows"));
-    let observe = crate::model::trace::Observe {
-        trace: trace_sample.map(crate::model::trace::TraceSelect::Sample),
-        check_attribution: false,
-    };
+    )
+}
+
+/// Runs the scenario with its progress bar, stopping at a signal or past the memory
+/// budget.
+fn simulate(
+    scenario: Scenario,
+    observe: &crate::model::trace::Observe,
+    bar: &mut views::Bar,
+    budget: Option<u64>,
+    rows: Option<Box<dyn crate::metrics::RowSink>>,
+) -> Result<(crate::FinishedRun, crate::metrics::trace::Traces), crate::engine::RunError> {
     let outcome = crate::simulate_observed(
         scenario,
-        &observe,
+        observe,
         &mut |p| {
             bar.progress(p);
             interrupt::check(p)?;
             budget.map_or(Ok(()), |b| memory_within(b, p))
         },
-        Some(Box::new(stream)),
+        rows,
     );
     bar.finish();
-    let (
-        crate::FinishedRun {
-            report,
-            mut metrics,
-        },
-        traces,
-    ) = match outcome {
-        Ok(o) => o,
-        Err(e @ crate::engine::RunError::Interrupted { .. }) => {
+    outcome
+}
+
+/// Says why a run stopped, and exits with the code that tells why.
+fn run_failed(path: &str, text: &str, e: &crate::engine::RunError) -> ExitCode {
+    match e {
+        crate::engine::RunError::Interrupted { .. } => {
             eprintln!("{path}: {e}");
-            return ExitCode::from(interrupt::EXIT_CODE);
+            ExitCode::from(interrupt::EXIT_CODE)
         }
-        Err(e) => return invalid(&scenario::run_error::locate(&path, &text, &e)),
-    };
-    if let Some(Err(e)) = metrics.series.take_sink().map(|s| s.finish()) {
-        return cannot_write(&e);
+        e => invalid(&scenario::run_error::locate(path, text, e)),
     }
+}
+
+/// The command line that makes this run again.
+fn reproduce_command(arg: &str, seed: u64, set: &[String]) -> String {
     let quote = crate::multi::runner::shell_quote;
     let mut reproduce = format!("meshsim run {} --seed {seed}", quote(arg));
     for s in set.iter().filter(|s| !s.starts_with("simulation.seed=")) {
         reproduce.push_str(&format!(" --set {}", quote(s)));
     }
-    let summary = report::text::summary(&report, &reproduce);
-    let csv = match std::fs::File::open(staged.path()) {
-        Ok(f) => std::io::BufReader::new(f),
-        Err(e) => return cannot_write(&e),
-    };
-    let views = match report::views::files_reading(
-        &report::views::Views {
-            report: &report,
-            metrics: &metrics,
-            timeseries_csv: &[],
-            summary: &summary,
-            reproduce: &reproduce,
-            diagram: Some(&diagram),
-            png,
-        },
-        csv,
-    ) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("cannot draw the views of {path}: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    reproduce
+}
+
+/// The run's output set, written all or nothing: the report, the time series (already
+/// in the staging folder), the views, and the sampled traces if asked.
+fn output_files<'a>(
+    report: &report::Report,
+    views: &'a [(String, Vec<u8>)],
+    traces: Option<&crate::metrics::trace::Traces>,
+) -> Vec<(&'a str, Vec<u8>)> {
     let mut files = vec![
         ("report.json", report.to_json().into_bytes()),
         // Already written, in `staged`.
@@ -447,42 +555,31 @@ fn run(
             .filter(|n| !n.starts_with("plots/"))
             .eq(report::RUN_OUTPUTS.iter().copied())
     );
-    // The sampled traces join the same all-or-nothing set.
-    if trace_sample.is_some() {
+    if let Some(traces) = traces {
         files.push((
             "trace.json",
-            report::trace::chrome_json(&traces).into_bytes(),
+            report::trace::chrome_json(traces).into_bytes(),
         ));
     }
-    if let Err(e) = report::write_all_staged(&dir, &files, staged) {
-        return cannot_write(&e);
-    }
-    if !quiet {
-        print!("{summary}");
-        let trace = if trace_sample.is_some() {
-            ", trace.json"
-        } else {
-            ""
-        };
-        println!(
-            "\nwrote {}/report.json, timeseries.csv{trace}, report.html and plots/",
-            dir.display()
-        );
-    }
+    files
+}
+
+/// Exit 0 when every expectation held; else each failure on stderr (also with
+/// --quiet: a CI log must say what failed) and exit 1.
+fn expectations_verdict(report: &report::Report, seed: u64) -> ExitCode {
     let failed = report.expectations.iter().filter(|e| !e.passed).count();
-    if failed > 0 {
-        // Also with --quiet: a CI log must say what failed.
-        for e in report.expectations.iter().filter(|e| !e.passed) {
-            eprintln!("FAIL {}: value {}", e.check, e.value);
-        }
-        eprintln!(
-            "{failed} of {} expectations failed (seed {seed}, scenario hash {})",
-            report.expectations.len(),
-            report.scenario_hash
-        );
-        return ExitCode::from(1);
+    if failed == 0 {
+        return ExitCode::SUCCESS;
     }
-    ExitCode::SUCCESS
+    for e in report.expectations.iter().filter(|e| !e.passed) {
+        eprintln!("FAIL {}: value {}", e.check, e.value);
+    }
+    eprintln!(
+        "{failed} of {} expectations failed (seed {seed}, scenario hash {})",
+        report.expectations.len(),
+        report.scenario_hash
+    );
+    ExitCode::from(1)
 }
 
 /// The run's memory, read between two events from the counting allocator: past the

@@ -1,12 +1,12 @@
 //! `meshsim trace S --request N`: one request's whole life as a Chrome trace (Perfetto),
 //! and `run --trace-sample RATE`'s trace file. The format: docs/traces.md.
 
-use super::{interrupt, invalid, load, memory_within, views};
-use crate::metrics::trace::Traces;
+use super::{interrupt, invalid, load_seeded, memory_budget, run_bar, run_failed, simulate};
+use crate::metrics::trace::{RequestTrace, Traces};
 use crate::model::spec::WorkloadId;
 use crate::model::trace::{Observe, TraceSelect};
 use crate::report;
-use crate::scenario::memory::{estimate, human, machine_budget};
+use crate::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -55,32 +55,18 @@ pub fn write_trace(path: &Path, traces: &Traces) -> std::io::Result<()> {
 
 pub fn trace(args: TraceArgs) -> ExitCode {
     let mut set = args.set.clone();
-    if let Some(seed) = args.seed {
-        set.push(format!("simulation.seed={seed}"));
-    }
-    let mut scenario = match load(&args.scenario, &set) {
+    let mut scenario = match load_seeded(&args.scenario, args.seed, &mut set) {
         Ok(s) => s,
-        Err(e) => return invalid(&e),
+        Err(code) => return code,
     };
-    let workloads = &scenario.spec.workloads;
-    let w = match &args.workload {
-        Some(name) => match workloads.iter().position(|w| &w.name == name) {
-            Some(i) => i,
-            None => {
-                let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
-                return invalid(&format!(
-                    "--workload {name}: {} has no such workload (it has: {})",
-                    scenario.path,
-                    names.join(", ")
-                ));
-            }
-        },
-        None => 0,
+    let w = match workload_index(&scenario, args.workload.as_deref()) {
+        Ok(w) => w,
+        Err(code) => return code,
     };
     if args.request == 0 {
         return invalid(&"--request counts from 1 (the workload's first request)");
     }
-    let workload = workloads[w].name.clone();
+    let workload = scenario.spec.workloads[w].name.clone();
     let name = scenario.name.clone();
     let out = args.out.unwrap_or_else(|| {
         crate::multi::runner::default_out(&name, &set)
@@ -89,22 +75,10 @@ pub fn trace(args: TraceArgs) -> ExitCode {
     let (path, text) = (scenario.path.clone(), scenario.text.clone());
     // The same memory budget as `run`: the estimate refuses before the run, the
     // counting allocator stops it at a progress pause; nothing is written then.
-    let budget = args.max_memory.or_else(machine_budget);
-    if let Some(given) = args.max_memory {
-        scenario.spec.holds.memory_budget = given;
-    }
-    if let Some(budget) = budget {
-        let need = estimate(&scenario.spec);
-        if need.bytes > budget {
-            return invalid(&format!(
-                "{path}: this scenario needs about {} of memory before it runs (the most: {}), \
-                 above the budget of {}; make it smaller, or raise the budget with --max-memory",
-                human(need.bytes),
-                need.largest,
-                human(budget)
-            ));
-        }
-    }
+    let budget = match memory_budget(&mut scenario, args.max_memory) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     let observe = Observe {
         trace: Some(TraceSelect::Request {
             workload: WorkloadId(w as u32),
@@ -112,32 +86,11 @@ pub fn trace(args: TraceArgs) -> ExitCode {
         }),
         check_attribution: false,
     };
-    let mut bar = views::Bar::run(
-        args.quiet,
-        scenario.spec.duration.map(|d| d.as_nanos() / 1_000_000),
-        scenario.spec.max_requests,
-    );
+    let mut bar = run_bar(args.quiet, &scenario);
     interrupt::watch();
-    let outcome = crate::simulate_observed(
-        scenario,
-        &observe,
-        &mut |p| {
-            bar.progress(p);
-            interrupt::check(p)?;
-            budget.map_or(Ok(()), |b| memory_within(b, p))
-        },
-        None,
-    );
-    bar.finish();
-    let (_, traces) = match outcome {
-        Ok(o) => o,
-        Err(e @ crate::engine::RunError::Interrupted { .. }) => {
-            eprintln!("{path}: {e}");
-            return ExitCode::from(interrupt::EXIT_CODE);
-        }
-        Err(e) => {
-            return invalid(&crate::scenario::run_error::locate(&path, &text, &e));
-        }
+    let traces = match simulate(scenario, &observe, &mut bar, budget, None) {
+        Ok((_, traces)) => traces,
+        Err(e) => return run_failed(&path, &text, &e),
     };
     let Some(t) = traces.traces.first() else {
         return invalid(&format!(
@@ -146,16 +99,41 @@ pub fn trace(args: TraceArgs) -> ExitCode {
             args.request
         ));
     };
-    let root = &t.spans[0];
-    let attempts = t.spans.iter().filter(|s| s.cat == "attempt").count();
-    let invocations = t.spans.iter().filter(|s| s.cat == "invocation").count();
     if let Err(e) = write_trace(&out, &traces) {
         eprintln!("cannot write {}: {e}", out.display());
         return ExitCode::from(2);
     }
-    if args.quiet {
-        return ExitCode::SUCCESS;
+    if !args.quiet {
+        print_traced(t, &workload, args.request, &out);
     }
+    ExitCode::SUCCESS
+}
+
+/// The index of the workload --workload names (the first one without it).
+fn workload_index(scenario: &Scenario, name: Option<&str>) -> Result<usize, ExitCode> {
+    let workloads = &scenario.spec.workloads;
+    let Some(name) = name else {
+        return Ok(0);
+    };
+    match workloads.iter().position(|w| w.name == name) {
+        Some(i) => Ok(i),
+        None => {
+            let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
+            Err(invalid(&format!(
+                "--workload {name}: {} has no such workload (it has: {})",
+                scenario.path,
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// One line on the traced request (when, how long, its status and size), and where
+/// its trace went.
+fn print_traced(t: &RequestTrace, workload: &str, request: u64, out: &Path) {
+    let root = &t.spans[0];
+    let attempts = t.spans.iter().filter(|s| s.cat == "attempt").count();
+    let invocations = t.spans.iter().filter(|s| s.cat == "invocation").count();
     let status = root
         .args
         .iter()
@@ -166,9 +144,8 @@ pub fn trace(args: TraceArgs) -> ExitCode {
         })
         .unwrap_or_default();
     println!(
-        "request {} of {workload}: sent at {:.6} s, {:.3} ms, status {status}; \
+        "request {request} of {workload}: sent at {:.6} s, {:.3} ms, status {status}; \
          {attempts} attempts, {invocations} invocations, {} spans",
-        args.request,
         root.start_ns as f64 / 1e9,
         (root.end_ns - root.start_ns) as f64 / 1e6,
         t.spans.len()
@@ -177,5 +154,4 @@ pub fn trace(args: TraceArgs) -> ExitCode {
         "wrote {} (open it at https://ui.perfetto.dev: Open trace file; or chrome://tracing: Load)",
         out.display()
     );
-    ExitCode::SUCCESS
 }

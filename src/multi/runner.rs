@@ -109,16 +109,7 @@ impl Design {
     /// refused by its budget, or a file that cannot be written.
     pub fn run(&self, seed: u64, rows: &Rows) -> Result<SeedRun, String> {
         let sc = self.scenario(Some(seed)).map_err(|e| e.to_string())?;
-        let (staged, sink): (_, Option<Box<dyn RowSink>>) = match rows {
-            Rows::Dropped => (None, Some(Box::new(DroppedRows))),
-            Rows::Kept => (None, None),
-            Rows::Files(dir) => {
-                let (staged, file) = crate::report::Staged::create(dir, "timeseries.csv")
-                    .map_err(|e| format!("cannot write to {}: {e}", dir.display()))?;
-                let stream = TimeseriesStream::new(file, &staged.scratch("flows"));
-                (Some(staged), Some(Box::new(stream)))
-            }
-        };
+        let (staged, sink) = row_sink(rows)?;
         let expectations = sc.expectations.clone();
         let path = sc.path.clone();
         let streamed = sink.is_some();
@@ -185,6 +176,23 @@ impl Design {
             files,
         })
     }
+}
+
+/// Where a run's time-series rows go, as `rows` says: dropped, kept in memory, or
+/// streamed to a staged `timeseries.csv` (returned with its stream).
+fn row_sink(
+    rows: &Rows,
+) -> Result<(Option<crate::report::Staged>, Option<Box<dyn RowSink>>), String> {
+    Ok(match rows {
+        Rows::Dropped => (None, Some(Box::new(DroppedRows))),
+        Rows::Kept => (None, None),
+        Rows::Files(dir) => {
+            let (staged, file) = crate::report::Staged::create(dir, "timeseries.csv")
+                .map_err(|e| format!("cannot write to {}: {e}", dir.display()))?;
+            let stream = TimeseriesStream::new(file, &staged.scratch("flows"));
+            (Some(staged), Some(Box::new(stream)))
+        }
+    })
 }
 
 /// A sink that drops every row: a run whose time series nobody reads.
