@@ -139,8 +139,8 @@ impl<E> EventQueue<E> {
 mod tests {
     use super::*;
     use crate::engine::stream;
-    use rand::RngExt;
     use proptest::prelude::*;
+    use rand::RngExt;
 
     #[test]
     fn ties_come_out_in_insertion_order() {

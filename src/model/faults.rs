@@ -65,11 +65,10 @@ impl FaultState {
                     self.affected[f] += 1;
                     return Some(Status::Unavailable);
                 }
-                FaultKind::Error { status, p }
-                    if self.rngs[f].random::<f64>() < p => {
-                        self.affected[f] += 1;
-                        return Some(status);
-                    }
+                FaultKind::Error { status, p } if self.rngs[f].random::<f64>() < p => {
+                    self.affected[f] += 1;
+                    return Some(status);
+                }
                 _ => {}
             }
         }
@@ -116,11 +115,10 @@ impl FaultState {
                     self.affected[f] += 1;
                     return None;
                 }
-                FaultKind::LinkLoss(p)
-                    if self.rngs[f].random::<f64>() < *p => {
-                        self.affected[f] += 1;
-                        return None;
-                    }
+                FaultKind::LinkLoss(p) if self.rngs[f].random::<f64>() < *p => {
+                    self.affected[f] += 1;
+                    return None;
+                }
                 FaultKind::LinkLatency(d) => {
                     extra = extra + d.sample(&mut self.rngs[f]);
                     self.affected[f] += 1;

@@ -112,7 +112,12 @@ impl World {
     }
 
     #[inline(never)]
-    fn trace_attempt_end_recorded(&mut self, a: AttemptId, how: AttemptEnd, now: crate::engine::SimTime) {
+    fn trace_attempt_end_recorded(
+        &mut self,
+        a: AttemptId,
+        how: AttemptEnd,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.path_attempt_end(a, now.as_nanos())
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
@@ -169,7 +174,11 @@ impl World {
 
     /// A request is admitted (on a worker now, or queued); `root` is its handler's fiber.
     #[inline]
-    pub(in crate::model) fn trace_admitted(&mut self, i: InvocationId, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_admitted(
+        &mut self,
+        i: InvocationId,
+        now: crate::engine::SimTime,
+    ) {
         if self.recorder.is_some() {
             self.trace_admitted_recorded(i, now);
         }
@@ -187,9 +196,7 @@ impl World {
                 crate::model::world::AnswerTo::Attempt { attempt, .. } => {
                     r.attempts.get(attempt, &r.roots)
                 }
-                crate::model::world::AnswerTo::Delivery(d) => {
-                    r.deliveries.get(d, &r.roots)
-                }
+                crate::model::world::AnswerTo::Delivery(d) => r.deliveries.get(d, &r.roots),
             };
             let Some((root, a)) = parent else {
                 return;

@@ -465,7 +465,11 @@ impl Ctx<'_> {
 impl World {
     /// A consumer's handler waiting for a worker is discarded with its delivery.
     #[inline]
-    pub(in crate::model) fn trace_discarded(&mut self, i: InvocationId, now: crate::engine::SimTime) {
+    pub(in crate::model) fn trace_discarded(
+        &mut self,
+        i: InvocationId,
+        now: crate::engine::SimTime,
+    ) {
         self.trace_answered(i, None, now);
     }
 }

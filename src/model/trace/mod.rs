@@ -30,8 +30,8 @@ use super::world::{AttemptId, CallId, DeliveryId, FiberId, InvocationId, JoinId}
 use crate::engine::SimDuration;
 use crate::metrics::attribution::{AttributionSums, Parts, What};
 use crate::metrics::trace::{MAX_TRACES, Traces};
-use std::collections::BTreeMap;
 use path::Paths;
+use std::collections::BTreeMap;
 use tree::Tree;
 
 const NONE: u32 = u32::MAX;
