@@ -101,6 +101,7 @@ pub fn run_seeds(a: SeedsArgs) -> ExitCode {
     distinct.push(format!("seeds={}", a.seeds));
     let dir = a
         .out
+        .clone()
         .unwrap_or_else(|| default_out(&format!("{}-seeds", sc.name), &distinct));
     // Each seed's time series streams to its folder as the run goes (staged: a failed
     // run leaves none of them); only the reports stay in memory for the aggregate.
@@ -125,40 +126,58 @@ pub fn run_seeds(a: SeedsArgs) -> ExitCode {
         return c;
     }
     if !a.quiet {
-        let mut args = vec![
-            "run".to_owned(),
-            a.scenario.clone(),
-            "--seeds".into(),
-            a.seeds.clone(),
-        ];
-        for s in &a.set {
-            args.extend(["--set".to_owned(), s.clone()]);
-        }
-        println!(
-            "meshsim {}  {}  scenario hash {}",
-            sc.name,
-            seeds_label(&seed_list),
-            agg["scenario_hash"].as_str().unwrap_or("(differs by seed)")
-        );
-        println!("reproduce: {}", reproduce(&args[0], &args[1..]));
-        println!("every number: the mean over seeds (95% interval)\n");
-        if let Some(w) = agg["workloads"].as_object() {
-            for (name, v) in w {
-                println!(
-                    "workload {name}: requests {}  p50 ms {}  p99 ms {}  error rate {}",
-                    interval_text(&v["requests"]),
-                    interval_text(&v["latency_ms"]["p50"]),
-                    interval_text(&v["latency_ms"]["p99"]),
-                    interval_text(&v["error_rate"]),
-                );
-            }
-        }
-        print_judged(&judged);
-        println!(
-            "\nwrote {}/report.json and seeds/SEED/{{report.json,timeseries.csv}}",
-            dir.display()
-        );
+        print_seeds(&a, &sc.name, &seed_list, &agg, &judged, &dir);
     }
+    seeds_verdict(&judged, &seed_list)
+}
+
+/// The terminal summary of `run --seeds`: the command that repeats it, each workload's
+/// means over seeds, the checks.
+fn print_seeds(
+    a: &SeedsArgs,
+    name: &str,
+    seed_list: &[u64],
+    agg: &serde_json::Value,
+    judged: &[Judged],
+    dir: &Path,
+) {
+    let mut args = vec![
+        "run".to_owned(),
+        a.scenario.clone(),
+        "--seeds".into(),
+        a.seeds.clone(),
+    ];
+    for s in &a.set {
+        args.extend(["--set".to_owned(), s.clone()]);
+    }
+    println!(
+        "meshsim {}  {}  scenario hash {}",
+        name,
+        seeds_label(seed_list),
+        agg["scenario_hash"].as_str().unwrap_or("(differs by seed)")
+    );
+    println!("reproduce: {}", reproduce(&args[0], &args[1..]));
+    println!("every number: the mean over seeds (95% interval)\n");
+    if let Some(w) = agg["workloads"].as_object() {
+        for (name, v) in w {
+            println!(
+                "workload {name}: requests {}  p50 ms {}  p99 ms {}  error rate {}",
+                interval_text(&v["requests"]),
+                interval_text(&v["latency_ms"]["p50"]),
+                interval_text(&v["latency_ms"]["p99"]),
+                interval_text(&v["error_rate"]),
+            );
+        }
+    }
+    print_judged(judged);
+    println!(
+        "\nwrote {}/report.json and seeds/SEED/{{report.json,timeseries.csv}}",
+        dir.display()
+    );
+}
+
+/// Exit 1 with a line per check that failed over the seeds, else 0.
+fn seeds_verdict(judged: &[Judged], seed_list: &[u64]) -> ExitCode {
     let failed: Vec<&Judged> = judged.iter().filter(|j| !j.passed).collect();
     if !failed.is_empty() {
         for j in &failed {
@@ -174,7 +193,7 @@ pub fn run_seeds(a: SeedsArgs) -> ExitCode {
             "{} of {} expectations failed over {}",
             failed.len(),
             judged.len(),
-            seeds_label(&seed_list)
+            seeds_label(seed_list)
         );
         return ExitCode::from(1);
     }

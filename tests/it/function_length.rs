@@ -11,7 +11,6 @@ const LIMIT: usize = 70;
 const ALLOWED: &[(&str, &str)] = &[
     ("cli/multi.rs", "check"),
     ("cli/multi.rs", "compare"),
-    ("cli/multi.rs", "run_seeds"),
     ("cli/multi.rs", "sweep"),
 ];
 
