@@ -119,7 +119,7 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_attempt_end(a, now.as_nanos())
+            && r.on_path(|p| p.attempt_end(a, now.as_nanos()))
             && let Some((root, n)) = r.attempts.get(a, &r.roots)
             && let Node::Attempt { end, how: h, .. } = r.node(root, n)
             && *end == OPEN
@@ -133,7 +133,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_backoff(&mut self, l: CallId, delay: SimDuration) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_backoff(l, delay.as_nanos())
+            && r.on_path(|p| p.backoff(l, delay.as_nanos()))
             && let Some((root, c)) = r.calls.get(l, &r.roots)
         {
             let last = r.roots[root as usize]
@@ -241,7 +241,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_started(&mut self, i: InvocationId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_started(i, now.as_nanos())
+            && r.on_path(|p| p.started(i, now.as_nanos()))
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
             && let Node::Invocation { started, fiber, .. } = *r.node(root, n)
             && started == OPEN
@@ -281,7 +281,7 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_answered(i, status.is_some(), now.as_nanos())
+            && r.on_path(|p| p.answered(i, status.is_some(), now.as_nanos()))
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
             && let Node::Invocation { end, status: s, .. } = r.node(root, n)
         {
@@ -294,7 +294,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_runs(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_fiber_moves(f, What::Work, now.as_nanos())
+            && r.on_path(|p| p.fiber_moves(f, What::Work, now.as_nanos()))
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             r.close_seg(root, n, now.as_nanos());
@@ -312,7 +312,7 @@ impl World {
     #[inline(never)]
     fn trace_fiber_end_recorded(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_fiber_end(f, now.as_nanos())
+            && r.on_path(|p| p.fiber_end(f, now.as_nanos()))
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             let now = now.as_nanos();
@@ -327,7 +327,7 @@ impl World {
     #[inline]
     pub(in crate::model) fn trace_publish_wait(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
-            && r.path_fiber_moves(f, What::WaitingOnCallee, now.as_nanos())
+            && r.on_path(|p| p.fiber_moves(f, What::WaitingOnCallee, now.as_nanos()))
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
         {
             r.open_seg(root, n, Seg::Publish, now.as_nanos());

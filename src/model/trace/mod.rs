@@ -527,18 +527,11 @@ impl Recorder {
         self.tree_attributes || self.select.is_some()
     }
 
+    /// A step of the path recorder, when there is one; whether the tree records too.
     #[inline]
-    fn path_attempt_end(&mut self, a: AttemptId, now: u64) -> bool {
+    fn on_path(&mut self, step: impl FnOnce(&mut Paths)) -> bool {
         if let Some(p) = self.path.as_deref_mut() {
-            p.attempt_end(a, now);
-        }
-        self.tree_records()
-    }
-
-    #[inline]
-    fn path_backoff(&mut self, l: CallId, delay_ns: u64) -> bool {
-        if let Some(p) = self.path.as_deref_mut() {
-            p.backoff(l, delay_ns);
+            step(p);
         }
         self.tree_records()
     }
@@ -551,38 +544,6 @@ impl Recorder {
         {
             let on_worker = inv.worker_since.is_some();
             p.admitted(attempt, i, inv.root, inv.endpoint.index(), on_worker, now);
-        }
-        self.tree_records()
-    }
-
-    #[inline]
-    fn path_started(&mut self, i: InvocationId, now: u64) -> bool {
-        if let Some(p) = self.path.as_deref_mut() {
-            p.started(i, now);
-        }
-        self.tree_records()
-    }
-
-    #[inline]
-    fn path_answered(&mut self, i: InvocationId, replied: bool, now: u64) -> bool {
-        if let Some(p) = self.path.as_deref_mut() {
-            p.answered(i, replied, now);
-        }
-        self.tree_records()
-    }
-
-    #[inline]
-    fn path_fiber_moves(&mut self, f: FiberId, what: What, now: u64) -> bool {
-        if let Some(p) = self.path.as_deref_mut() {
-            p.fiber_moves(f, what, now);
-        }
-        self.tree_records()
-    }
-
-    #[inline]
-    fn path_fiber_end(&mut self, f: FiberId, now: u64) -> bool {
-        if let Some(p) = self.path.as_deref_mut() {
-            p.fiber_end(f, now);
         }
         self.tree_records()
     }
