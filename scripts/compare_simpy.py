@@ -9,6 +9,11 @@ engine's error on the mean response time W against Erlang-C, and the chain's
 statistics side by side (p50, p99, attempts per request and per hop), so the two
 are seen to simulate the same system.
 
+Beside M/M/c it also times the floor (examples/mmc_floor.rs): the same queue
+written directly on meshsim's engine, random streams and latency summaries,
+with nothing of the service model. No model on this engine could take less,
+so its ratio to SimPy is the ceiling for meshsim's.
+
     python3 scripts/compare_simpy.py            # N=1e6, 3 runs each (a few minutes)
     python3 scripts/compare_simpy.py --quick    # N=1e5, 1 run (smoke test)
 
@@ -38,6 +43,7 @@ CHAIN_EDGES = ["client->gateway/get", "gateway->a/get", "a->b/get", "b->c/get"]
 VENV = ROOT / ".venv-peers"
 VENV_PY = VENV / "bin" / "python"
 MESHSIM = ROOT / "target" / "release" / "meshsim"
+FLOOR = ROOT / "target" / "release" / "examples" / "mmc_floor"
 
 # name, lam, mu, c, meshsim scenario (which must encode the same lam, mu, c)
 MODELS = [
@@ -141,6 +147,14 @@ def run_meshsim(n, scenario):
     return wall, r["events"], ep["latency_ms"]["mean"] / 1000.0, (hi - lo) / 2000.0, load
 
 
+def run_floor(n, lam, mu, c):
+    """The floor's run loop (it times itself, like SimPy's event loop)."""
+    out, _, load = timed([str(FLOOR), str(n), "--lam", str(lam), "--mu", str(mu), "--c", str(c)])
+    r = json.loads(out)
+    assert r["customers"] == n, f"the floor served {r['customers']} of {n}"
+    return r["loop_s"], r["events"], r["mean_w_s"], load
+
+
 def run_simpy_chain(n):
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     out, _, load = timed([str(VENV_PY), str(PEERS / "chain_simpy.py"), str(n), "--rate", "40",
@@ -234,45 +248,61 @@ def main():
         MESHSIM, a.no_build = a.meshsim.resolve(), True
     ensure_venv()
     if not a.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "meshsim",
+                        "--example", "mmc_floor"], cwd=ROOT, check=True)
+    floor = FLOOR.exists()
+    if not floor and a.only != "chain":
+        print(f"  note: no floor binary at {FLOOR} (cargo build --release --example mmc_floor); "
+              "its column is left out", file=sys.stderr)
 
     # Both engines share one noisy box: record the load so readers can judge.
     load_before = loadavg()
     print(f"load average before: {load_before}", file=sys.stderr)
     rows, errs, cw = [], [], []
     for name, lam, mu, c, scenario in (MODELS if a.only != "chain" else []):
-        sp, ms = [], []
+        sp, ms, fl = [], [], []
         # Alternate engines so a burst of background load hits both, not just one.
         for i in range(a.runs):
             sp.append(clean_run(lambda: run_simpy(a.n, lam, mu, c), a.max_wait))
             ms.append(clean_run(lambda: run_meshsim(a.n, scenario), a.max_wait))
+            if floor:
+                fl.append(clean_run(lambda: run_floor(a.n, lam, mu, c), a.max_wait))
             print(f"{name} run {i + 1}/{a.runs}: simpy loop {sp[-1][0]:.3f} s (other load {sp[-1][4]:.2f}), "
-                  f"meshsim process {ms[-1][0]:.3f} s (other load {ms[-1][4]:.2f})", file=sys.stderr)
+                  f"meshsim process {ms[-1][0]:.3f} s (other load {ms[-1][4]:.2f})"
+                  + (f", floor loop {fl[-1][0]:.3f} s (other load {fl[-1][3]:.2f})" if fl else ""),
+                  file=sys.stderr)
         cw.append(f"{name}: SimPy {max(r[4] for r in sp):.2f}, meshsim {max(r[4] for r in ms):.2f}")
         sp_cps = a.n / statistics.median(r[0] for r in sp)
         ms_wall = statistics.median(r[0] for r in ms)
+        fl_cps = a.n / statistics.median(r[0] for r in fl) if fl else None
+        floor_cells = (f"{fl_cps:,.0f} | {fl_cps / sp_cps:.1f}x | {fl_cps * ms_wall / a.n:.2f}x |"
+                       if fl else "- | - | - |")
         rows.append(f"| {name} (lam={lam:g}, mu={mu:g}) | {a.n:,} | {sp_cps:,.0f} | "
-                    f"{a.n / ms_wall:,.0f} | {ms[0][1] / ms_wall:,.0f} | {a.n / ms_wall / sp_cps:.1f}x |")
+                    f"{a.n / ms_wall:,.0f} | {ms[0][1] / ms_wall:,.0f} | {a.n / ms_wall / sp_cps:.1f}x | "
+                    + floor_cells)
         # Both engines are seeded (42), so W is the same in every run: take the first.
         w_ref = erlang_c(lam, mu, c)["W"]
         # Show the CI half-width too: at rho=0.9 one run is off by a few % by chance alone.
         errs.append(f"| {name} | {w_ref:.6f} | {sp[0][2]:.6f} ({(sp[0][2] - w_ref) / w_ref:+.2%}, "
                     f"CI95 ±{sp[0][3] / w_ref:.2%}) | {ms[0][2]:.6f} ({(ms[0][2] - w_ref) / w_ref:+.2%}, "
-                    f"CI99 ±{ms[0][3] / w_ref:.2%}) |")
+                    f"CI99 ±{ms[0][3] / w_ref:.2%}) | "
+                    + (f"{fl[0][2]:.6f} ({(fl[0][2] - w_ref) / w_ref:+.2%}) |" if fl else "- |"))
     chain = chain_section(a.chain_n or max(a.n // 10, 1000), a.runs, a.max_wait) if a.only != "mmc" else []
     load_after = loadavg()
     print(f"load average after:  {load_after}", file=sys.stderr)
 
     if rows:
         print(f"Medians of {a.runs} alternating run(s). SimPy: event-loop wall time; "
-              "meshsim: whole-process wall time.\n")
-        print("| model | N | SimPy customers/s | meshsim customers/s | meshsim events/s | ratio (meshsim/SimPy) |")
-        print("|---|---:|---:|---:|---:|---:|")
+              "meshsim: whole-process wall time; floor (examples/mmc_floor.rs: the queue written "
+              "directly on meshsim's engine, no service model): run-loop wall time.\n")
+        print("| model | N | SimPy customers/s | meshsim customers/s | meshsim events/s | ratio (meshsim/SimPy) "
+              "| floor customers/s | floor/SimPy | floor/meshsim |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         print("\n".join(rows))
         print("\nHighest load from other processes during a run, in cores (want < 0.35): " + "; ".join(cw))
         print("\nMean response time W (s), seed 42, vs Erlang-C:\n")
-        print("| model | Erlang-C W | SimPy W (rel. err) | meshsim W (rel. err) |")
-        print("|---|---:|---:|---:|")
+        print("| model | Erlang-C W | SimPy W (rel. err) | meshsim W (rel. err) | floor W (rel. err) |")
+        print("|---|---:|---:|---:|---:|")
         print("\n".join(errs))
     print("\n".join(chain))
     print(f"\nMachine load while it ran (/proc/loadavg: 1, 5, 15 min, running/tasks; "
