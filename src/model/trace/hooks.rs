@@ -14,6 +14,19 @@ impl World {
         edge: EdgeId,
         now: crate::engine::SimTime,
     ) {
+        if self.recorder.is_some() {
+            self.trace_call_recorded(l, origin, edge, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_call_recorded(
+        &mut self,
+        l: CallId,
+        origin: Origin,
+        edge: EdgeId,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut() {
             let measured = now >= self.warmup_end;
             r.call_started(&self.spec, l, origin, edge, now.as_nanos(), measured);
@@ -74,11 +87,24 @@ impl World {
         hedge: bool,
         now: crate::engine::SimTime,
     ) {
+        if self.recorder.is_some() {
+            self.trace_attempt_recorded(a, l, number, hedge, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_attempt_recorded(
+        &mut self,
+        a: AttemptId,
+        l: CallId,
+        number: u32,
+        hedge: bool,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut() {
-            if let Some(p) = r.path.as_deref_mut() {
-                p.attempt(a, l, now.as_nanos());
+            if r.on_path(|p| p.attempt(a, l, now.as_nanos())) {
+                r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
             }
-            r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
         }
     }
 
@@ -92,10 +118,9 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
-            if let Some(p) = r.path.as_deref_mut() {
-                p.refused(l, now.as_nanos());
+            if r.on_path(|p| p.refused(l, now.as_nanos())) {
+                r.attempt_refused(l, number, now.as_nanos(), why);
             }
-            r.attempt_refused(l, number, now.as_nanos(), why);
         }
     }
 
@@ -240,6 +265,13 @@ impl World {
     /// A queued request gets its worker.
     #[inline]
     pub(in crate::model) fn trace_started(&mut self, i: InvocationId, now: crate::engine::SimTime) {
+        if self.recorder.is_some() {
+            self.trace_started_recorded(i, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_started_recorded(&mut self, i: InvocationId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.on_path(|p| p.started(i, now.as_nanos()))
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
@@ -293,6 +325,15 @@ impl World {
     /// A fiber runs its next steps.
     #[inline]
     pub(in crate::model) fn trace_runs(&mut self, f: FiberId, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref()
+            && r.runs_matter
+        {
+            self.trace_runs_recorded(f, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_runs_recorded(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.on_path(|p| p.fiber_moves(f, What::Work, now.as_nanos()))
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
