@@ -397,6 +397,7 @@ impl Recorder {
         }
     }
 
+    /// A logical call starts.
     fn call_started(
         &mut self,
         spec: &Spec,
@@ -406,16 +407,49 @@ impl Recorder {
         now: u64,
         measured: bool,
     ) {
-        let target = spec.edges[edge.index()].target.index();
+        self.path_call(spec, l, origin, edge, now, measured);
+        if self.tree {
+            self.tree_call_started(spec, l, origin, edge, now, measured);
+        }
+    }
+
+    /// A logical call starts, on the path.
+    #[inline(never)]
+    fn path_call(
+        &mut self,
+        spec: &Spec,
+        l: CallId,
+        origin: Origin,
+        edge: EdgeId,
+        now: u64,
+        measured: bool,
+    ) {
+        if let Some(p) = &mut self.path {
+            let target = spec.edges[edge.index()].target.index();
+            match origin {
+                Origin::Workload { workload, .. } => {
+                    if measured {
+                        p.root_call(l, workload.index(), target, now);
+                    }
+                }
+                Origin::Fiber(f) => p.call(l, f, target, now),
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn tree_call_started(
+        &mut self,
+        spec: &Spec,
+        l: CallId,
+        origin: Origin,
+        edge: EdgeId,
+        now: u64,
+        measured: bool,
+    ) {
         let (root, fiber) = match origin {
             Origin::Workload { workload, .. } => {
                 let w = workload.index();
-                if measured && let Some(p) = &mut self.path {
-                    p.root_call(l, w, target, now);
-                }
-                if !self.tree {
-                    return;
-                }
                 self.started[w] += 1;
                 let number = self.started[w];
                 let traced = self.selected(spec, workload, number) && self.traced < MAX_TRACES;
@@ -429,18 +463,10 @@ impl Recorder {
                 }
                 (self.new_root(workload, number, traced, measured), NONE)
             }
-            Origin::Fiber(f) => {
-                if let Some(p) = &mut self.path {
-                    p.call(l, f, target, now);
-                }
-                if !self.tree {
-                    return;
-                }
-                match self.fibers.get(f, &self.roots) {
-                    Some(x) => x,
-                    None => return,
-                }
-            }
+            Origin::Fiber(f) => match self.fibers.get(f, &self.roots) {
+                Some(x) => x,
+                None => return,
+            },
         };
         let call = self.push(
             root,
@@ -552,7 +578,7 @@ impl Recorder {
     }
 
     /// The path follows requests; a delivery's handler is not on one.
-    #[inline(always)]
+    #[inline(never)]
     fn path_admitted(&mut self, inv: &super::world::Invocation, i: InvocationId, now: u64) -> bool {
         if let Some(p) = &mut self.path
             && let super::world::AnswerTo::Attempt { attempt, .. } = inv.answer_to
@@ -565,7 +591,7 @@ impl Recorder {
 
     /// A call is over, on the path: a root's parts are folded (or kept, to be checked
     /// against the tree's).
-    #[inline(always)]
+    #[inline(never)]
     fn path_call_end(&mut self, l: CallId, now: u64) {
         let Some(p) = &mut self.path else {
             return;

@@ -113,23 +113,25 @@ impl Request {
         if now == self.charged {
             return;
         }
-        let top = *self
+        let top = self
             .frames
             .last()
             .expect("a live request has its root call");
         if top.backoff > 0 {
-            return self.charge_backoff(top, now);
+            return self.charge_backoff(now);
         }
-        self.parts.push(
-            part_key(top.endpoint as usize, top.what),
-            now - self.charged,
-        );
+        let key = part_key(top.endpoint as usize, top.what);
+        self.parts.push(key, now - self.charged);
         self.charged = now;
     }
 
     /// A call waiting out its retry's backoff: backoff first, then `Connection`.
     #[inline(never)]
-    fn charge_backoff(&mut self, top: Frame, now: u64) {
+    fn charge_backoff(&mut self, now: u64) {
+        let top = *self
+            .frames
+            .last()
+            .expect("a live request has its root call");
         let ep = top.endpoint as usize;
         let mut t = self.charged;
         let until = top.attempt_end.saturating_add(top.backoff).min(now);
@@ -275,13 +277,11 @@ impl Paths {
     }
 
     /// A measured root call of `workload` starts.
+    #[inline(always)]
     pub(super) fn root_call(&mut self, l: CallId, workload: usize, endpoint: usize, now: u64) {
         let r = match self.free.pop() {
             Some(r) => r as usize,
-            None => {
-                self.requests.push(Request::default());
-                self.requests.len() - 1
-            }
+            None => self.new_request(),
         };
         let (slot, key) = packed(l);
         let q = &mut self.requests[r];
@@ -295,7 +295,15 @@ impl Paths {
         self.calls.set(slot, r, 0);
     }
 
+    #[cold]
+    #[inline(never)]
+    fn new_request(&mut self) -> usize {
+        self.requests.push(Request::default());
+        self.requests.len() - 1
+    }
+
     /// A fiber calls `endpoint`.
+    #[inline(always)]
     pub(super) fn call(&mut self, l: CallId, f: FiberId, endpoint: usize, now: u64) {
         let Some(r) = self.on_top(self.find_fiber(f)) else {
             return;
@@ -337,6 +345,7 @@ impl Paths {
     }
 
     /// An attempt leaves.
+    #[inline(never)]
     pub(super) fn attempt(&mut self, a: AttemptId, l: CallId, now: u64) {
         let Some((r, n)) = self.find_call(l) else {
             return;
@@ -368,7 +377,7 @@ impl Paths {
 
     /// An attempt is over (answered, timed out, cancelled): whatever its callee still
     /// does is off the path.
-    #[inline(always)]
+    #[inline(never)]
     pub(super) fn attempt_end(&mut self, a: AttemptId, now: u64) {
         if let Some((r, n)) = self.find_attempt(a) {
             let q = &mut self.requests[r];
@@ -418,7 +427,7 @@ impl Paths {
     }
 
     /// A queued invocation gets its first worker.
-    #[inline(always)]
+    #[inline(never)]
     pub(super) fn started(&mut self, i: InvocationId, now: u64) {
         if let Some(r) = self.on_top(self.find_invocation(i)) {
             let q = &mut self.requests[r];
@@ -432,14 +441,14 @@ impl Paths {
     }
 
     /// The fiber runs (`Work`) or waits for a publisher confirm (`WaitingOnCallee`).
-    #[inline(always)]
+    #[inline(never)]
     pub(super) fn fiber_moves(&mut self, f: FiberId, what: What, now: u64) {
         if what == What::Work && !self.runs_move {
             return;
         }
         if let Some(r) = self.on_top(self.find_fiber(f)) {
             let q = &mut self.requests[r];
-            let top = *q.top();
+            let top = q.top();
             if top.started && top.what != what {
                 q.charge(now);
                 q.top().what = what;
@@ -449,7 +458,7 @@ impl Paths {
 
     /// The fiber ends (finished or cancelled): its invocation works until it answers,
     /// if it ever had a worker.
-    #[inline(always)]
+    #[inline(never)]
     pub(super) fn fiber_end(&mut self, f: FiberId, now: u64) {
         if let Some((r, n)) = self.find_fiber(f) {
             let q = &mut self.requests[r];
@@ -465,7 +474,7 @@ impl Paths {
 
     /// An invocation answers (`replied`: its reply leaves now) or is lost (its attempt
     /// waits on it until the attempt ends).
-    #[inline(always)]
+    #[inline(never)]
     pub(super) fn answered(&mut self, i: InvocationId, replied: bool, now: u64) {
         if let Some((r, n)) = self.find_invocation(i) {
             let q = &mut self.requests[r];
