@@ -49,50 +49,62 @@ impl What {
     }
 }
 
-/// One request's parts: (endpoint x what) -> nanoseconds, a short list (a request
-/// touches few endpoints); reused from request to request.
+/// The index of (endpoint, what) in a bucket's sums.
+#[inline(always)]
+pub fn part_key(endpoint: usize, what: What) -> u32 {
+    (endpoint * What::COUNT + what as usize) as u32
+}
+
+/// One request's parts: a short list of ((endpoint x what), nanoseconds), reused from
+/// request to request. A key may appear more than once (`push` appends: the path
+/// recorder charges each stretch as it ends, and folding adds them all the same).
 #[derive(Clone, Default, Debug)]
 pub struct Parts {
     items: Vec<(u32, u64)>,
 }
 
 impl Parts {
+    #[inline]
     pub fn clear(&mut self) {
         self.items.clear();
     }
 
+    /// Adds `ns` to (endpoint, what), keeping one entry per key.
     #[inline]
     pub fn add(&mut self, endpoint: usize, what: What, ns: u64) {
         if ns == 0 {
             return;
         }
-        let key = (endpoint * What::COUNT + what as usize) as u32;
+        let key = part_key(endpoint, what);
         match self.items.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v += ns,
             None => self.items.push((key, ns)),
         }
     }
 
+    /// Appends `ns` (not zero) for `key` (`part_key`).
+    #[inline(always)]
+    pub fn push(&mut self, key: u32, ns: u64) {
+        self.items.push((key, ns));
+    }
+
+    /// One entry per key, sorted.
+    fn merged(&self) -> Vec<(u32, u64)> {
+        let mut v = self.items.clone();
+        v.sort_unstable();
+        v.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 += later.1;
+            }
+            same
+        });
+        v
+    }
+
     /// The same parts, whatever the order they were added in.
     pub fn same_as(&self, other: &Parts) -> bool {
-        let sorted = |p: &Parts| {
-            let mut v = p.items.clone();
-            v.sort_unstable();
-            v
-        };
-        sorted(self) == sorted(other)
-    }
-
-    pub fn total_ns(&self) -> u64 {
-        self.items.iter().map(|&(_, v)| v).sum()
-    }
-
-    /// (endpoint, what, ns) for every non-zero part.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, What, u64)> + '_ {
-        self.items.iter().map(|&(k, v)| {
-            let k = k as usize;
-            (k / What::COUNT, What::ALL[k % What::COUNT], v)
-        })
+        self.merged() == other.merged()
     }
 }
 
@@ -120,28 +132,27 @@ impl AttributionSums {
     }
 
     /// Adds a measured request of `workload` that took `latency_ns`, cut into `parts`.
+    #[inline]
     pub fn fold(&mut self, workload: usize, latency_ns: u64, parts: &Parts) {
-        assert_eq!(
-            parts.total_ns(),
-            latency_ns,
-            "a request's parts add up to its latency"
-        );
-        let width = self.endpoints * What::COUNT;
-        let index = bucket_of(latency_ns);
-        let buckets = &mut self.workloads[workload];
-        if buckets.len() <= index {
-            buckets.resize_with(index + 1, || None);
-        }
-        let bucket = buckets[index].get_or_insert_with(|| {
-            Box::new(Bucket {
-                requests: 0,
-                ns: vec![0; width],
-            })
-        });
+        let bucket = self.bucket(workload, bucket_of(latency_ns));
         bucket.requests += 1;
+        let mut total = 0u64;
         for &(k, v) in &parts.items {
             bucket.ns[k as usize] += u128::from(v);
+            total += v;
         }
+        assert_eq!(total, latency_ns, "a request's parts add up to its latency");
+    }
+
+    /// Latency bucket `index` of `workload`'s sums, made on first use.
+    #[inline(always)]
+    fn bucket(&mut self, workload: usize, index: usize) -> &mut Bucket {
+        let width = self.endpoints * What::COUNT;
+        let buckets = &mut self.workloads[workload];
+        if !matches!(buckets.get(index), Some(Some(_))) {
+            new_bucket(buckets, index, width);
+        }
+        buckets[index].as_deref_mut().expect("made above")
     }
 
     /// A workload's shares at p99 (its bucket and every one above) and at p50 (its
@@ -184,6 +195,18 @@ impl AttributionSums {
             p50_requests,
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn new_bucket(buckets: &mut Vec<Option<Box<Bucket>>>, index: usize, width: usize) {
+    if buckets.len() <= index {
+        buckets.resize_with(index + 1, || None);
+    }
+    buckets[index] = Some(Box::new(Bucket {
+        requests: 0,
+        ns: vec![0; width],
+    }));
 }
 
 /// The bucket holding the q-quantile (the ceil(q x n)-th smallest sample).

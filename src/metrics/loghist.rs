@@ -66,6 +66,7 @@ fn index(v: u64) -> usize {
 }
 
 /// The bucket a value is counted in (attribution keeps its sums per bucket).
+#[inline]
 pub fn bucket_of(v: u64) -> usize {
     index(v)
 }

@@ -14,9 +14,26 @@ impl World {
         edge: EdgeId,
         now: crate::engine::SimTime,
     ) {
+        if self.recorder.is_some() {
+            self.trace_call_recorded(l, origin, edge, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_call_recorded(
+        &mut self,
+        l: CallId,
+        origin: Origin,
+        edge: EdgeId,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut() {
             let measured = now >= self.warmup_end;
-            r.call_started(&self.spec, l, origin, edge, now.as_nanos(), measured);
+            if r.tree_records() {
+                r.call_started(&self.spec, l, origin, edge, now.as_nanos(), measured);
+            } else {
+                r.path_call(&self.spec, l, origin, edge, now.as_nanos(), measured);
+            }
         }
     }
 
@@ -33,8 +50,22 @@ impl World {
         }
     }
 
+    /// The path's step alone unless the tree records too (then `_tree` takes both).
     #[inline(never)]
     fn trace_call_end_recorded(
+        &mut self,
+        l: CallId,
+        status: Option<Status>,
+        now: crate::engine::SimTime,
+    ) {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => r.path_call_end(l, now.as_nanos()),
+            _ => self.trace_call_end_tree(l, status, now),
+        }
+    }
+
+    #[inline(never)]
+    fn trace_call_end_tree(
         &mut self,
         l: CallId,
         status: Option<Status>,
@@ -43,6 +74,9 @@ impl World {
         if let Some(r) = self.recorder.as_deref_mut() {
             let now = now.as_nanos();
             r.path_call_end(l, now);
+            if !r.tree_records() {
+                return;
+            }
             let Some((root, n)) = r.calls.get(l, &r.roots) else {
                 return;
             };
@@ -74,11 +108,43 @@ impl World {
         hedge: bool,
         now: crate::engine::SimTime,
     ) {
-        if let Some(r) = self.recorder.as_deref_mut() {
-            if let Some(p) = r.path.as_deref_mut() {
-                p.attempt(a, l, now.as_nanos());
+        if self.recorder.is_some() {
+            self.trace_attempt_recorded(a, l, number, hedge, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_attempt_recorded(
+        &mut self,
+        a: AttemptId,
+        l: CallId,
+        number: u32,
+        hedge: bool,
+        now: crate::engine::SimTime,
+    ) {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => {
+                if let Some(p) = &mut r.path {
+                    p.attempt(a, l, now.as_nanos());
+                }
             }
-            r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
+            _ => self.trace_attempt_tree(a, l, number, hedge, now),
+        }
+    }
+
+    #[inline(never)]
+    fn trace_attempt_tree(
+        &mut self,
+        a: AttemptId,
+        l: CallId,
+        number: u32,
+        hedge: bool,
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref_mut() {
+            if r.on_path(|p| p.attempt(a, l, now.as_nanos())) {
+                r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
+            }
         }
     }
 
@@ -92,10 +158,9 @@ impl World {
         now: crate::engine::SimTime,
     ) {
         if let Some(r) = self.recorder.as_deref_mut() {
-            if let Some(p) = r.path.as_deref_mut() {
-                p.refused(l, now.as_nanos());
+            if r.on_path(|p| p.refused(l, now.as_nanos())) {
+                r.attempt_refused(l, number, now.as_nanos(), why);
             }
-            r.attempt_refused(l, number, now.as_nanos(), why);
         }
     }
 
@@ -113,6 +178,23 @@ impl World {
 
     #[inline(never)]
     fn trace_attempt_end_recorded(
+        &mut self,
+        a: AttemptId,
+        how: AttemptEnd,
+        now: crate::engine::SimTime,
+    ) {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => {
+                if let Some(p) = &mut r.path {
+                    p.attempt_end(a, now.as_nanos());
+                }
+            }
+            _ => self.trace_attempt_end_tree(a, how, now),
+        }
+    }
+
+    #[inline(never)]
+    fn trace_attempt_end_tree(
         &mut self,
         a: AttemptId,
         how: AttemptEnd,
@@ -186,6 +268,16 @@ impl World {
 
     #[inline(never)]
     fn trace_admitted_recorded(&mut self, i: InvocationId, now: crate::engine::SimTime) {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => {
+                r.path_admitted(&self.invocations[i], i, now.as_nanos());
+            }
+            _ => self.trace_admitted_tree(i, now),
+        }
+    }
+
+    #[inline(never)]
+    fn trace_admitted_tree(&mut self, i: InvocationId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut() {
             let inv = &self.invocations[i];
             if !r.path_admitted(inv, i, now.as_nanos()) {
@@ -240,6 +332,25 @@ impl World {
     /// A queued request gets its worker.
     #[inline]
     pub(in crate::model) fn trace_started(&mut self, i: InvocationId, now: crate::engine::SimTime) {
+        if self.recorder.is_some() {
+            self.trace_started_recorded(i, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_started_recorded(&mut self, i: InvocationId, now: crate::engine::SimTime) {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => {
+                if let Some(p) = &mut r.path {
+                    p.started(i, now.as_nanos());
+                }
+            }
+            _ => self.trace_started_tree(i, now),
+        }
+    }
+
+    #[inline(never)]
+    fn trace_started_tree(&mut self, i: InvocationId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.on_path(|p| p.started(i, now.as_nanos()))
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
@@ -280,6 +391,23 @@ impl World {
         status: Option<Status>,
         now: crate::engine::SimTime,
     ) {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => {
+                if let Some(p) = &mut r.path {
+                    p.answered(i, status.is_some(), now.as_nanos());
+                }
+            }
+            _ => self.trace_answered_tree(i, status, now),
+        }
+    }
+
+    #[inline(never)]
+    fn trace_answered_tree(
+        &mut self,
+        i: InvocationId,
+        status: Option<Status>,
+        now: crate::engine::SimTime,
+    ) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.on_path(|p| p.answered(i, status.is_some(), now.as_nanos()))
             && let Some((root, n)) = r.invocations.get(i, &r.roots)
@@ -293,6 +421,27 @@ impl World {
     /// A fiber runs its next steps.
     #[inline]
     pub(in crate::model) fn trace_runs(&mut self, f: FiberId, now: crate::engine::SimTime) {
+        if let Some(r) = self.recorder.as_deref()
+            && r.runs_matter
+        {
+            self.trace_runs_recorded(f, now);
+        }
+    }
+
+    #[inline(never)]
+    fn trace_runs_recorded(&mut self, f: FiberId, now: crate::engine::SimTime) {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => {
+                if let Some(p) = &mut r.path {
+                    p.fiber_moves(f, What::Work, now.as_nanos());
+                }
+            }
+            _ => self.trace_runs_tree(f, now),
+        }
+    }
+
+    #[inline(never)]
+    fn trace_runs_tree(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.on_path(|p| p.fiber_moves(f, What::Work, now.as_nanos()))
             && let Some((root, n)) = r.fibers.get(f, &r.roots)
@@ -301,7 +450,23 @@ impl World {
         }
     }
 
-    /// A fiber ends (finished or cancelled).
+    /// A fiber finished its steps (or failed one): its invocation answers at once
+    /// (`trace_answered`), which moves the path as far as this would, so only the tree
+    /// records it.
+    #[inline]
+    pub(in crate::model) fn trace_fiber_finished(
+        &mut self,
+        f: FiberId,
+        now: crate::engine::SimTime,
+    ) {
+        if let Some(r) = self.recorder.as_deref()
+            && r.tree_records()
+        {
+            self.trace_fiber_end_tree(f, now);
+        }
+    }
+
+    /// A fiber is cancelled.
     #[inline]
     pub(in crate::model) fn trace_fiber_end(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if self.recorder.is_some() {
@@ -311,6 +476,18 @@ impl World {
 
     #[inline(never)]
     fn trace_fiber_end_recorded(&mut self, f: FiberId, now: crate::engine::SimTime) {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => {
+                if let Some(p) = &mut r.path {
+                    p.fiber_end(f, now.as_nanos());
+                }
+            }
+            _ => self.trace_fiber_end_tree(f, now),
+        }
+    }
+
+    #[inline(never)]
+    fn trace_fiber_end_tree(&mut self, f: FiberId, now: crate::engine::SimTime) {
         if let Some(r) = self.recorder.as_deref_mut()
             && r.on_path(|p| p.fiber_end(f, now.as_nanos()))
             && let Some((root, n)) = r.fibers.get(f, &r.roots)

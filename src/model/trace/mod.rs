@@ -275,9 +275,13 @@ pub struct Recorder {
     attribution: Option<AttributionSums>,
     /// Attribution as requests go, for scenarios whose requests are sequential; the
     /// tree then records traced requests only.
-    path: Option<Box<Paths>>,
+    path: Option<Paths>,
     /// The tree cuts attributed requests (no `path`, or checking it).
     tree_attributes: bool,
+    /// The tree records anything: traced requests, or every attributed one.
+    tree: bool,
+    /// A fiber's run is recorded: by the tree, or by the path (`Paths::runs_move`).
+    runs_matter: bool,
     /// The path's parts of the root that just ended, while checking.
     path_parts: Parts,
     roots: Vec<Root>,
@@ -308,13 +312,18 @@ impl Recorder {
             return None;
         }
         let by_path = attribution && Paths::fit(spec);
+        let tree_attributes = attribution && (!by_path || observe.check_attribution);
+        let tree = tree_attributes || observe.trace.is_some();
+        let path = by_path.then(|| Paths::new(spec));
         Some(Box::new(Recorder {
             seed: spec.seed,
             select: observe.trace.clone(),
             attribution: attribution
                 .then(|| AttributionSums::new(spec.workloads.len(), spec.endpoints.len())),
-            path: by_path.then(Box::default),
-            tree_attributes: attribution && (!by_path || observe.check_attribution),
+            runs_matter: tree || path.as_ref().is_some_and(|p| p.runs_move),
+            path,
+            tree_attributes,
+            tree,
             path_parts: Parts::default(),
             roots: Vec::new(),
             free: Vec::new(),
@@ -388,6 +397,7 @@ impl Recorder {
         }
     }
 
+    /// A logical call starts.
     fn call_started(
         &mut self,
         spec: &Spec,
@@ -397,13 +407,49 @@ impl Recorder {
         now: u64,
         measured: bool,
     ) {
-        let target = spec.edges[edge.index()].target.index();
+        self.path_call(spec, l, origin, edge, now, measured);
+        if self.tree {
+            self.tree_call_started(spec, l, origin, edge, now, measured);
+        }
+    }
+
+    /// A logical call starts, on the path.
+    #[inline(never)]
+    fn path_call(
+        &mut self,
+        spec: &Spec,
+        l: CallId,
+        origin: Origin,
+        edge: EdgeId,
+        now: u64,
+        measured: bool,
+    ) {
+        if let Some(p) = &mut self.path {
+            let target = spec.edges[edge.index()].target.index();
+            match origin {
+                Origin::Workload { workload, .. } => {
+                    if measured {
+                        p.root_call(l, workload.index(), target, now);
+                    }
+                }
+                Origin::Fiber(f) => p.call(l, f, target, now),
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn tree_call_started(
+        &mut self,
+        spec: &Spec,
+        l: CallId,
+        origin: Origin,
+        edge: EdgeId,
+        now: u64,
+        measured: bool,
+    ) {
         let (root, fiber) = match origin {
             Origin::Workload { workload, .. } => {
                 let w = workload.index();
-                if measured && let Some(p) = &mut self.path {
-                    p.root_call(l, w, target, now);
-                }
                 self.started[w] += 1;
                 let number = self.started[w];
                 let traced = self.selected(spec, workload, number) && self.traced < MAX_TRACES;
@@ -417,15 +463,10 @@ impl Recorder {
                 }
                 (self.new_root(workload, number, traced, measured), NONE)
             }
-            Origin::Fiber(f) => {
-                if let Some(p) = &mut self.path {
-                    p.call(l, f, target, now);
-                }
-                match self.fibers.get(f, &self.roots) {
-                    Some(x) => x,
-                    None => return,
-                }
-            }
+            Origin::Fiber(f) => match self.fibers.get(f, &self.roots) {
+                Some(x) => x,
+                None => return,
+            },
         };
         let call = self.push(
             root,
@@ -522,24 +563,24 @@ impl Recorder {
     /// Whether the tree records anything beyond the path: traced requests, or every
     /// attributed one. The `path_*` methods move the path and return this, so that a
     /// hook goes on to the tree's nodes only when they exist.
-    #[inline]
+    #[inline(always)]
     fn tree_records(&self) -> bool {
-        self.tree_attributes || self.select.is_some()
+        self.tree
     }
 
     /// A step of the path recorder, when there is one; whether the tree records too.
-    #[inline]
+    #[inline(always)]
     fn on_path(&mut self, step: impl FnOnce(&mut Paths)) -> bool {
-        if let Some(p) = self.path.as_deref_mut() {
+        if let Some(p) = &mut self.path {
             step(p);
         }
         self.tree_records()
     }
 
     /// The path follows requests; a delivery's handler is not on one.
-    #[inline]
+    #[inline(never)]
     fn path_admitted(&mut self, inv: &super::world::Invocation, i: InvocationId, now: u64) -> bool {
-        if let Some(p) = self.path.as_deref_mut()
+        if let Some(p) = &mut self.path
             && let super::world::AnswerTo::Attempt { attempt, .. } = inv.answer_to
         {
             let on_worker = inv.worker_since.is_some();
@@ -550,8 +591,9 @@ impl Recorder {
 
     /// A call is over, on the path: a root's parts are folded (or kept, to be checked
     /// against the tree's).
+    #[inline(never)]
     fn path_call_end(&mut self, l: CallId, now: u64) {
-        let Some(p) = self.path.as_deref_mut() else {
+        let Some(p) = &mut self.path else {
             return;
         };
         let Some(done) = p.call_end(l, now) else {

@@ -267,7 +267,7 @@ impl World {
         outcome: Outcome,
         sched: &mut Scheduler<Event>,
     ) {
-        self.trace_fiber_end(f, sched.now());
+        self.trace_fiber_finished(f, sched.now());
         let fiber = self.fibers.remove(f).expect("finishing a live fiber");
         self.invocations[fiber.invocation].fibers -= 1;
         match fiber.join {
