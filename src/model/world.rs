@@ -23,7 +23,7 @@ mod workload;
 
 use super::arena::Arena;
 use super::broker::{Async, Command};
-use super::client::{Attempt, ClientState, Logical, Origin};
+use super::client::{Calls, ClientState, Gated, Origin};
 use super::faults::FaultState;
 use super::ledger::Ledger;
 use super::spec::*;
@@ -68,8 +68,10 @@ pub struct World {
     balancers: Vec<BalancerState>,
     pub(super) links: Vec<Stream>,
     workloads: Vec<WorkloadState>,
-    pub(super) logicals: Arena<Logical, CallId>,
-    pub(super) attempts: Arena<Attempt, AttemptId>,
+    /// Logical calls and their attempts in flight (one arena: see `Calls`).
+    pub(super) logicals: Calls,
+    /// The policy state of finished calls, for the next call that has gates.
+    pub(super) spare_gated: Vec<Box<Gated>>,
     pub(super) clients: Vec<ClientState>,
     pub(super) invocations: Arena<Invocation, InvocationId>,
     pub(super) fibers: Arena<Fiber, FiberId>,
@@ -138,8 +140,8 @@ impl World {
             balancers,
             links,
             workloads,
-            logicals: Arena::default(),
-            attempts: Arena::default(),
+            logicals: Calls::default(),
+            spare_gated: Vec::new(),
             clients,
             invocations: Arena::default(),
             fibers: Arena::default(),

@@ -34,15 +34,14 @@ impl World {
                 cut: false,
                 delivery: Some(d),
             },
-            AnswerTo::Attempt { attempt, .. } => match self.attempts.get_mut(attempt) {
+            AnswerTo::Attempt { attempt, .. } => match self.logicals.served(attempt, i) {
                 None => Lineage {
                     cut: true,
                     delivery: None,
                 },
-                Some(a) => {
-                    a.served_by = Some(i);
+                Some(l) => {
                     // A live attempt's call is live, and so is the fiber that made it.
-                    match self.logicals[a.logical].origin {
+                    match self.logicals[l].origin {
                         Origin::Workload { .. } => Lineage::default(),
                         Origin::Fiber(f) => self.lineage[self.fibers[f].invocation.slot()],
                     }
@@ -77,13 +76,7 @@ impl World {
             };
             match fiber.wait {
                 Wait::Call(l) => {
-                    let Some(lc) = self.logicals.get(l) else {
-                        continue;
-                    };
-                    below.extend(
-                        lc.attempts()
-                            .filter_map(|a| self.attempts.get(a).and_then(|a| a.served_by)),
-                    );
+                    self.logicals.serving(l, &mut below);
                     for i in below.drain(..) {
                         self.cut(i, &mut fibers);
                     }

@@ -6,6 +6,7 @@ use super::event::{AttemptId, DeliveryId, Event, FiberId, InvocationId};
 use super::fiber::{Fiber, Wait};
 use super::{NO_DEADLINE, Outcome, World, overlap_ns};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
+use crate::model::client::AttemptRef;
 use crate::model::spec::*;
 use crate::model::status::Status;
 use rand::RngExt;
@@ -232,10 +233,12 @@ impl World {
         if !self.keyed {
             return (0, 0);
         }
-        self.attempts
-            .get(attempt)
-            .and_then(|a| self.logicals.get(a.logical))
-            .map_or((0, 0), |l| (l.key, l.op))
+        let call = match self.logicals.attempt(attempt) {
+            Some(AttemptRef::Separate(a)) => self.logicals.get(a.logical),
+            Some(AttemptRef::Own(l)) => Some(l),
+            None => None,
+        };
+        call.map_or((0, 0), |l| (l.key, l.op))
     }
 
     /// Why a request arriving at replica `r` is answered without being served, in the
