@@ -77,8 +77,6 @@ pub struct World {
     pub(super) fibers: Arena<Fiber, FiberId>,
     joins: Arena<JoinState, JoinId>,
     spare_children: Vec<Vec<FiberId>>,
-    /// Per invocation slot: has a caller above given up (see `lineage.rs`).
-    lineage: Vec<lineage::Lineage>,
     /// The walk down a chain a caller gave up on: fibers to visit, invocations found.
     orphan_walk: (Vec<FiberId>, Vec<InvocationId>),
     pub(super) faults: FaultState,
@@ -147,7 +145,6 @@ impl World {
             fibers: Arena::default(),
             joins: Arena::default(),
             spare_children: Vec::new(),
-            lineage: Vec::new(),
             orphan_walk: (Vec::new(), Vec::new()),
             faults,
             keyed: spec_keyed || ledger.in_use,

@@ -15,10 +15,10 @@ use super::fiber::Wait;
 use super::server::AnswerTo;
 use crate::model::client::Origin;
 
-/// What an invocation inherits from the chain above it (kept beside the invocations'
-/// arena, one entry per slot).
+/// What an invocation inherits from the chain above it (kept in the invocation: its
+/// answer reads it, and a deep chain's invocations in flight touch no other table).
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Lineage {
+pub(in crate::model) struct Lineage {
     /// A caller up the chain gave up: the answer will not be waited for.
     cut: bool,
     /// The delivery at the top of the chain, for work done for a consumer.
@@ -26,10 +26,10 @@ pub(super) struct Lineage {
 }
 
 impl World {
-    /// Records the lineage of invocation `i`, just admitted, and lets the attempt it
-    /// serves know which invocation serves it.
-    pub(super) fn inherit_lineage(&mut self, i: InvocationId, answer_to: AnswerTo) {
-        let lineage = match answer_to {
+    /// The lineage of invocation `i`, being admitted; lets the attempt it serves know
+    /// which invocation serves it.
+    pub(super) fn inherit_lineage(&mut self, i: InvocationId, answer_to: AnswerTo) -> Lineage {
+        match answer_to {
             AnswerTo::Delivery(d) => Lineage {
                 cut: false,
                 delivery: Some(d),
@@ -43,22 +43,16 @@ impl World {
                     // A live attempt's call is live, and so is the fiber that made it.
                     match self.logicals[l].origin {
                         Origin::Workload { .. } => Lineage::default(),
-                        Origin::Fiber(f) => self.lineage[self.fibers[f].invocation.slot()],
+                        Origin::Fiber(f) => self.invocations[self.fibers[f].invocation].lineage,
                     }
                 }
             },
-        };
-        let slot = i.slot();
-        if self.lineage.len() <= slot {
-            self.lineage.resize(slot + 1, Lineage::default());
         }
-        self.lineage[slot] = lineage;
     }
 
     /// Has anyone up the chain given up on this invocation? Its answer is then wasted
     /// work, even when the immediate caller (which set no timeout) still waits.
-    pub(super) fn abandoned(&self, i: InvocationId) -> bool {
-        let lineage = self.lineage[i.slot()];
+    pub(super) fn abandoned(&self, lineage: Lineage) -> bool {
         lineage.cut || lineage.delivery.is_some_and(|d| !self.asy.delivery_live(d))
     }
 
@@ -95,12 +89,11 @@ impl World {
     /// Marks one running invocation as cut off, once, and queues its root fiber for the
     /// walk down.
     fn cut(&mut self, i: InvocationId, fibers: &mut Vec<FiberId>) {
-        let Some(inv) = self.invocations.get(i) else {
+        let Some(inv) = self.invocations.get_mut(i) else {
             return;
         };
-        let lineage = &mut self.lineage[i.slot()];
-        if !lineage.cut {
-            lineage.cut = true;
+        if !inv.lineage.cut {
+            inv.lineage.cut = true;
             fibers.push(inv.root);
         }
     }
