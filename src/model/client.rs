@@ -177,8 +177,8 @@ pub(super) enum AttemptRef<'a> {
 /// An attempt taken out of flight (answered or timed out).
 enum Taken {
     Separate(Attempt),
-    /// A plain call's own attempt: the call is still there.
-    Own(CallId),
+    /// A plain call's own attempt, on this edge: the call is still there.
+    Own(CallId, EdgeId),
 }
 
 impl Calls {
@@ -243,7 +243,7 @@ impl Calls {
         match self.arena.get_mut(a.id())? {
             Entry::Call(lc) if lc.sent => {
                 lc.sent = false;
-                Some(Taken::Own(CallId::from_id(a.id())))
+                Some(Taken::Own(CallId::from_id(a.id()), lc.edge))
             }
             Entry::Call(_) => None,
             Entry::Attempt(_) => match self.arena.remove(a.id()) {
@@ -684,9 +684,9 @@ impl World {
                 self.metrics.edges[edge.index()].late_replies += u64::from(measured);
                 return;
             }
-            Some(Taken::Own(l)) => {
+            Some(Taken::Own(l, own_edge)) => {
                 self.trace_attempt_end(a, super::trace::AttemptEnd::Answered(status), now);
-                assert_eq!(self.logicals[l].edge, edge);
+                assert_eq!(own_edge, edge);
                 return if status.is_ok() {
                     self.complete(l, Outcome::Ok { degraded }, sched)
                 } else {
@@ -731,7 +731,7 @@ impl World {
         };
         self.trace_attempt_end(a, super::trace::AttemptEnd::Timeout, now);
         let att = match taken {
-            Taken::Own(l) => {
+            Taken::Own(l, _) => {
                 // A plain call: no gates to give back, nothing to retry.
                 let lc = &self.logicals[l];
                 let (served_by, edge, measured) = (lc.served_by, lc.edge, lc.measured);

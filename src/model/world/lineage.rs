@@ -17,12 +17,17 @@ use crate::model::client::Origin;
 
 /// What an invocation inherits from the chain above it (kept in the invocation: its
 /// answer reads it, and a deep chain's invocations in flight touch no other table).
-#[derive(Clone, Copy, Debug, Default)]
-pub(in crate::model) struct Lineage {
+/// (One enum, 12 bytes: a cut chain's delivery no longer matters.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(in crate::model) enum Lineage {
+    /// Every caller up the chain still waits.
+    #[default]
+    Waited,
     /// A caller up the chain gave up: the answer will not be waited for.
-    cut: bool,
-    /// The delivery at the top of the chain, for work done for a consumer.
-    delivery: Option<DeliveryId>,
+    Cut,
+    /// Work done for a consumer: waited for while the broker still holds this delivery,
+    /// the one at the top of the chain.
+    Delivery(DeliveryId),
 }
 
 impl World {
@@ -30,15 +35,9 @@ impl World {
     /// which invocation serves it.
     pub(super) fn inherit_lineage(&mut self, i: InvocationId, answer_to: AnswerTo) -> Lineage {
         match answer_to {
-            AnswerTo::Delivery(d) => Lineage {
-                cut: false,
-                delivery: Some(d),
-            },
+            AnswerTo::Delivery(d) => Lineage::Delivery(d),
             AnswerTo::Attempt { attempt, .. } => match self.logicals.served(attempt, i) {
-                None => Lineage {
-                    cut: true,
-                    delivery: None,
-                },
+                None => Lineage::Cut,
                 Some(l) => {
                     // A live attempt's call is live, and so is the fiber that made it.
                     match self.logicals[l].origin {
@@ -53,7 +52,11 @@ impl World {
     /// Has anyone up the chain given up on this invocation? Its answer is then wasted
     /// work, even when the immediate caller (which set no timeout) still waits.
     pub(super) fn abandoned(&self, lineage: Lineage) -> bool {
-        lineage.cut || lineage.delivery.is_some_and(|d| !self.asy.delivery_live(d))
+        match lineage {
+            Lineage::Waited => false,
+            Lineage::Cut => true,
+            Lineage::Delivery(d) => !self.asy.delivery_live(d),
+        }
     }
 
     /// A caller gave up on an attempt (removed before its answer): the invocation
@@ -92,8 +95,8 @@ impl World {
         let Some(inv) = self.invocations.get_mut(i) else {
             return;
         };
-        if !inv.lineage.cut {
-            inv.lineage.cut = true;
+        if inv.lineage != Lineage::Cut {
+            inv.lineage = Lineage::Cut;
             fibers.push(inv.root);
         }
     }
