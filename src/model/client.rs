@@ -5,6 +5,7 @@
 //! recommended order puts the breaker outside the rate limiter, so there a limiter
 //! refusal counts as a breaker failure; here it does not.)
 
+use super::arena::{Arena, Key};
 use super::breaker::{Breaker, Permit};
 use super::policy::{
     BulkheadSpec, CacheSpec, Fallback, HedgeRules, PolicySpec, Pushback, RateBudget, RetryBudget,
@@ -25,18 +26,34 @@ pub(super) enum Origin {
     Fiber(FiberId),
 }
 
+/// A logical call's state while it is in flight. A *plain* call (its edge's policy has no
+/// gates, see `ClientState::plain`) is its own single attempt: no separate attempt entry,
+/// and the attempt's id is the call's (see `Calls`). Anything else keeps its policy's
+/// state apart in `gated`, so the entries a deep chain holds in flight stay small.
 pub(super) struct Logical {
     pub origin: Origin,
     pub edge: EdgeId,
     pub started_at: SimTime,
-    pub measured: bool,
     /// Absolute deadline (the policy's, or a propagated one), or NO_DEADLINE.
     pub deadline: SimTime,
-    pub try_timeout: Option<SimDuration>,
-    /// The request's key, for caches.
-    pub key: u32,
     /// The logical operation, for effects and idempotency keys.
     pub op: u64,
+    /// The request's key, for caches.
+    pub key: u32,
+    pub measured: bool,
+    /// A plain call's attempt is in flight.
+    sent: bool,
+    /// The invocation serving a plain call's attempt, once the request arrived (it may
+    /// have answered since).
+    served_by: Option<InvocationId>,
+    /// The policy's state; None for a plain call.
+    gated: Option<Box<Gated>>,
+}
+
+/// What a call under a policy with gates (retry, hedging, breaker, bulkhead, rate
+/// limiter, cache, protocol) keeps beyond a plain call. Boxes are reused (`spare_gated`).
+pub(super) struct Gated {
+    try_timeout: Option<SimDuration>,
     /// Attempts begun: sent, or refused before leaving.
     tries: u32,
     in_flight: u32,
@@ -62,28 +79,10 @@ pub(super) struct Logical {
     waiting: bool,
 }
 
-impl Logical {
-    /// A call just started: no attempt yet, no timer armed.
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        origin: Origin,
-        edge: EdgeId,
-        started_at: SimTime,
-        measured: bool,
-        deadline: SimTime,
-        try_timeout: Option<SimDuration>,
-        key: u32,
-        op: u64,
-    ) -> Logical {
-        Logical {
-            origin,
-            edge,
-            started_at,
-            measured,
-            deadline,
-            try_timeout,
-            key,
-            op,
+impl Gated {
+    fn new() -> Gated {
+        Gated {
+            try_timeout: None,
             tries: 0,
             in_flight: 0,
             current: None,
@@ -101,14 +100,40 @@ impl Logical {
         }
     }
 
+    /// A call just started: no attempt yet, no timer armed (keeps `hedges`' allocation).
+    fn reset(&mut self, try_timeout: Option<SimDuration>) {
+        let mut hedges = std::mem::take(&mut self.hedges);
+        hedges.clear();
+        *self = Gated {
+            try_timeout,
+            hedges,
+            ..Gated::new()
+        };
+    }
+
     /// An attempt is in flight, or about to leave (waiting for a slot or a token).
     fn attempt_pending(&self) -> bool {
         self.in_flight > 0 || self.waiting || self.token_reserved || self.slot_granted
     }
 
     /// The attempts in flight.
-    pub(super) fn attempts(&self) -> impl Iterator<Item = AttemptId> + '_ {
+    fn attempts(&self) -> impl Iterator<Item = AttemptId> + '_ {
         self.current.into_iter().chain(self.hedges.iter().copied())
+    }
+}
+
+impl Logical {
+    /// The policy's state of a call that is not plain.
+    fn gated(&self) -> &Gated {
+        self.gated
+            .as_deref()
+            .expect("a call under a policy with gates")
+    }
+
+    fn gated_mut(&mut self) -> &mut Gated {
+        self.gated
+            .as_deref_mut()
+            .expect("a call under a policy with gates")
     }
 }
 
@@ -123,6 +148,153 @@ pub(super) struct Attempt {
     holds_slot: bool,
     retry: bool,
     hedge: bool,
+}
+
+/// A logical call, or an attempt of a call that is not plain.
+pub(super) enum Entry {
+    Call(Logical),
+    Attempt(Attempt),
+}
+
+/// The logical calls and attempts in flight, in one arena: a plain call's attempt id is
+/// its own call's id, and ids of the two kinds never share a slot (so tables keyed by an
+/// attempt's slot see each attempt once).
+#[derive(Default)]
+pub(super) struct Calls {
+    arena: Arena<Entry>,
+    /// Logical calls in flight (the arena also holds attempts).
+    calls: usize,
+}
+
+/// What an attempt's id names.
+pub(super) enum AttemptRef<'a> {
+    /// An attempt of a call under a policy with gates.
+    Separate(&'a Attempt),
+    /// A plain call's own attempt, in flight.
+    Own(&'a Logical),
+}
+
+/// An attempt taken out of flight (answered or timed out).
+enum Taken {
+    Separate(Attempt),
+    /// A plain call's own attempt, on this edge: the call is still there.
+    Own(CallId, EdgeId),
+}
+
+impl Calls {
+    /// Logical calls in flight.
+    pub fn len(&self) -> usize {
+        self.calls
+    }
+
+    fn insert(&mut self, lc: Logical) -> CallId {
+        self.calls += 1;
+        CallId::from_id(self.arena.insert(Entry::Call(lc)))
+    }
+
+    pub fn get(&self, l: CallId) -> Option<&Logical> {
+        match self.arena.get(l.id())? {
+            Entry::Call(lc) => Some(lc),
+            Entry::Attempt(_) => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, l: CallId) -> Option<&mut Logical> {
+        match self.arena.get_mut(l.id())? {
+            Entry::Call(lc) => Some(lc),
+            Entry::Attempt(_) => None,
+        }
+    }
+
+    pub fn contains(&self, l: CallId) -> bool {
+        self.get(l).is_some()
+    }
+
+    /// Drops call `l` in place (its callers just looked it up: it is a live call).
+    fn discard(&mut self, l: CallId) {
+        let gone = self.arena.discard(l.id());
+        assert!(gone, "discarding a live call");
+        self.calls -= 1;
+    }
+
+    /// The logical calls in flight, in slot order (deterministic).
+    pub fn values(&self) -> impl Iterator<Item = &Logical> {
+        self.arena.values().filter_map(|e| match e {
+            Entry::Call(lc) => Some(lc),
+            Entry::Attempt(_) => None,
+        })
+    }
+
+    fn insert_attempt(&mut self, att: Attempt) -> AttemptId {
+        AttemptId::from_id(self.arena.insert(Entry::Attempt(att)))
+    }
+
+    /// The attempt `a` names, if it is still in flight.
+    pub fn attempt(&self, a: AttemptId) -> Option<AttemptRef<'_>> {
+        match self.arena.get(a.id())? {
+            Entry::Attempt(att) => Some(AttemptRef::Separate(att)),
+            Entry::Call(lc) if lc.sent => Some(AttemptRef::Own(lc)),
+            Entry::Call(_) => None,
+        }
+    }
+
+    /// Takes attempt `a` out of flight, if it still is.
+    fn take_attempt(&mut self, a: AttemptId) -> Option<Taken> {
+        match self.arena.get_mut(a.id())? {
+            Entry::Call(lc) if lc.sent => {
+                lc.sent = false;
+                Some(Taken::Own(CallId::from_id(a.id()), lc.edge))
+            }
+            Entry::Call(_) => None,
+            Entry::Attempt(_) => match self.arena.remove(a.id()) {
+                Some(Entry::Attempt(att)) => Some(Taken::Separate(att)),
+                _ => unreachable!("an attempt's slot holds it"),
+            },
+        }
+    }
+
+    /// Notes that invocation `i` serves attempt `a`; returns the attempt's call, or None
+    /// when the attempt is no longer in flight.
+    pub fn served(&mut self, a: AttemptId, i: InvocationId) -> Option<CallId> {
+        match self.arena.get_mut(a.id())? {
+            Entry::Attempt(att) => {
+                att.served_by = Some(i);
+                Some(att.logical)
+            }
+            Entry::Call(lc) if lc.sent => {
+                lc.served_by = Some(i);
+                Some(CallId::from_id(a.id()))
+            }
+            Entry::Call(_) => None,
+        }
+    }
+
+    /// The invocations serving call `l`'s attempts in flight, onto `out`.
+    pub fn serving(&self, l: CallId, out: &mut Vec<InvocationId>) {
+        let Some(lc) = self.get(l) else {
+            return;
+        };
+        match &lc.gated {
+            None => out.extend(lc.served_by.filter(|_| lc.sent)),
+            Some(g) => out.extend(g.attempts().filter_map(|a| match self.arena.get(a.id()) {
+                Some(Entry::Attempt(att)) => att.served_by,
+                _ => None,
+            })),
+        }
+    }
+}
+
+impl std::ops::Index<CallId> for Calls {
+    type Output = Logical;
+    fn index(&self, l: CallId) -> &Logical {
+        self.get(l).expect("stale call id")
+    }
+}
+
+impl std::ops::IndexMut<CallId> for Calls {
+    fn index_mut(&mut self, l: CallId) -> &mut Logical {
+        self.get_mut(l).expect("stale call id")
+    }
 }
 
 /// The policy's state for one edge (one client per caller and callee endpoint).
@@ -230,16 +402,20 @@ impl World {
         let policy = self.policy(edge);
         let try_timeout = site_timeout.or(policy.try_timeout);
         let cache = policy.cache;
-        let lc = self.logicals.insert(Logical::new(
+        let gated = self.gated_state(edge, try_timeout);
+        let plain = gated.is_none();
+        let lc = self.logicals.insert(Logical {
             origin,
             edge,
-            now,
-            measured,
+            started_at: now,
             deadline,
-            try_timeout,
-            key,
             op,
-        ));
+            key,
+            measured,
+            sent: false,
+            served_by: None,
+            gated,
+        });
         self.trace_call(lc, origin, edge, now);
         if measured {
             self.metrics.edges[edge.index()].calls += 1;
@@ -266,9 +442,30 @@ impl World {
             }
             sched.at(deadline, Event::Deadline(lc));
         }
-        self.arm_first_hedge(lc, edge, sched);
-        self.launch(lc, sched);
+        if plain {
+            self.send_own_attempt(lc, try_timeout, sched);
+        } else {
+            self.arm_first_hedge(lc, edge, sched);
+            self.launch(lc, sched);
+        }
         lc
+    }
+
+    /// A new call's policy state (a reused box), or None for a plain call.
+    fn gated_state(
+        &mut self,
+        edge: EdgeId,
+        try_timeout: Option<SimDuration>,
+    ) -> Option<Box<Gated>> {
+        if self.clients[edge.index()].plain {
+            return None;
+        }
+        let mut g = self
+            .spare_gated
+            .pop()
+            .unwrap_or_else(|| Box::new(Gated::new()));
+        g.reset(try_timeout);
+        Some(g)
     }
 
     /// A new call's deadline: the policy's own, or its caller's propagated one if that
@@ -294,7 +491,7 @@ impl World {
         };
         let frozen = policy_hedge_java(self.policy(edge)) && self.hedge_throttled(edge);
         if !frozen && let Some(at) = sched.now().checked_add(delay) {
-            self.logicals[lc].next_hedge_at = Some(at);
+            self.logicals[lc].gated_mut().next_hedge_at = Some(at);
             sched.at(at, Event::Hedge(lc));
         }
     }
@@ -334,6 +531,31 @@ impl World {
         }
     }
 
+    /// Sends a plain call's one attempt: the call itself goes out (its id is the attempt's).
+    fn send_own_attempt(
+        &mut self,
+        l: CallId,
+        try_timeout: Option<SimDuration>,
+        sched: &mut Scheduler<Event>,
+    ) {
+        let now = sched.now();
+        let a = AttemptId::from_id(l.id());
+        self.trace_attempt(a, l, 1, false, now);
+        let lc = &mut self.logicals[l];
+        lc.sent = true;
+        let (edge, measured, deadline) = (lc.edge, lc.measured, lc.deadline);
+        self.send(
+            a,
+            edge,
+            measured,
+            (false, false),
+            try_timeout,
+            deadline,
+            sched,
+        );
+    }
+
+    /// Sends the next attempt of a call under a policy with gates, past them.
     fn send_attempt(
         &mut self,
         l: CallId,
@@ -343,11 +565,12 @@ impl World {
     ) {
         let now = sched.now();
         let lc = &mut self.logicals[l];
-        let (edge, measured, retry, hedge) =
-            (lc.edge, lc.measured, lc.next_is_retry, lc.next_is_hedge);
-        lc.next_is_retry = false;
-        lc.next_is_hedge = false;
-        let a = self.attempts.insert(Attempt {
+        let (edge, measured) = (lc.edge, lc.measured);
+        let g = lc.gated_mut();
+        let (retry, hedge) = (g.next_is_retry, g.next_is_hedge);
+        g.next_is_retry = false;
+        g.next_is_hedge = false;
+        let a = self.logicals.insert_attempt(Attempt {
             logical: l,
             edge,
             sent_at: now,
@@ -358,20 +581,44 @@ impl World {
             retry,
             hedge,
         });
-        let try_number = lc.tries;
+        let try_number = self.logicals[l].gated().tries;
         self.trace_attempt(a, l, try_number, hedge, now);
         let lc = &mut self.logicals[l];
-        lc.in_flight += 1;
-        if lc.current.is_none() {
-            lc.current = Some(a);
-        } else {
-            lc.hedges.push(a);
-        }
-        let try_timeout = lc.try_timeout;
         let deadline = lc.deadline;
+        let g = lc.gated_mut();
+        g.in_flight += 1;
+        if g.current.is_none() {
+            g.current = Some(a);
+        } else {
+            g.hedges.push(a);
+        }
+        let try_timeout = g.try_timeout;
         if retry {
             self.clients[edge.index()].active_retries += 1;
         }
+        self.send(
+            a,
+            edge,
+            measured,
+            (retry, hedge),
+            try_timeout,
+            deadline,
+            sched,
+        );
+    }
+
+    /// An attempt leaves: counted, its timer armed, its request sent over the edge's link.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        a: AttemptId,
+        edge: EdgeId,
+        measured: bool,
+        (retry, hedge): (bool, bool),
+        try_timeout: Option<SimDuration>,
+        deadline: SimTime,
+        sched: &mut Scheduler<Event>,
+    ) {
         let m = &mut self.metrics.edges[edge.index()];
         if measured {
             m.attempts += 1;
@@ -411,11 +658,12 @@ impl World {
             self.release_slot(att.edge);
         }
         if let Some(lc) = self.logicals.get_mut(att.logical) {
-            lc.in_flight -= 1;
-            if lc.current == Some(id) {
-                lc.current = None;
+            let g = lc.gated_mut();
+            g.in_flight -= 1;
+            if g.current == Some(id) {
+                g.current = None;
             } else {
-                lc.hedges.retain(|&h| h != id);
+                g.hedges.retain(|&h| h != id);
             }
         }
     }
@@ -431,21 +679,25 @@ impl World {
         sched: &mut Scheduler<Event>,
     ) {
         let now = sched.now();
-        let Some(att) = self.attempts.remove(a) else {
-            self.metrics.edges[edge.index()].late_replies += u64::from(measured);
-            return;
+        let att = match self.logicals.take_attempt(a) {
+            None => {
+                self.metrics.edges[edge.index()].late_replies += u64::from(measured);
+                return;
+            }
+            Some(Taken::Own(l, own_edge)) => {
+                self.trace_attempt_end(a, super::trace::AttemptEnd::Answered(status), now);
+                assert_eq!(own_edge, edge);
+                return if status.is_ok() {
+                    self.complete(l, Outcome::Ok { degraded }, sched)
+                } else {
+                    self.complete(l, Outcome::Failed(status), sched)
+                };
+            }
+            Some(Taken::Separate(att)) => att,
         };
         self.trace_attempt_end(a, super::trace::AttemptEnd::Answered(status), now);
         assert_eq!(att.edge, edge);
         self.attempt_ended(a, &att);
-        if self.clients[edge.index()].plain {
-            let logical = att.logical;
-            return if status.is_ok() {
-                self.complete(logical, Outcome::Ok { degraded }, sched)
-            } else {
-                self.complete(logical, Outcome::Failed(status), sched)
-            };
-        }
         let policy = self.policy(edge);
         let failure = !status.is_ok() && policy.failure.statuses.contains(status);
         let pushback = Pushback::from_wire(retry_after_ms);
@@ -474,10 +726,23 @@ impl World {
     pub(super) fn on_attempt_timeout(&mut self, a: AttemptId, sched: &mut Scheduler<Event>) {
         let now = sched.now();
         // Already answered or cancelled: this timer is stale.
-        let Some(att) = self.attempts.remove(a) else {
+        let Some(taken) = self.logicals.take_attempt(a) else {
             return;
         };
         self.trace_attempt_end(a, super::trace::AttemptEnd::Timeout, now);
+        let att = match taken {
+            Taken::Own(l, _) => {
+                // A plain call: no gates to give back, nothing to retry.
+                let lc = &self.logicals[l];
+                let (served_by, edge, measured) = (lc.served_by, lc.edge, lc.measured);
+                self.orphan(served_by);
+                if measured {
+                    self.metrics.edges[edge.index()].timeouts += 1;
+                }
+                return self.complete(l, Outcome::Failed(Status::DeadlineExceeded), sched);
+            }
+            Taken::Separate(att) => att,
+        };
         self.orphan(att.served_by);
         self.attempt_ended(a, &att);
         let edge = att.edge;
@@ -520,18 +785,33 @@ impl World {
             measured: lc.measured,
             op: lc.op,
         };
-        let (waiting, permit, current) = (lc.waiting, lc.permit, lc.current);
+        let now = sched.now();
+        let Some(mut g) = lc.gated.take() else {
+            // A plain call: its own attempt, if still in flight, is cancelled with it.
+            let (sent, served_by) = (lc.sent, lc.served_by);
+            self.logicals.discard(l);
+            if sent {
+                let a = AttemptId::from_id(l.id());
+                self.trace_attempt_end(a, super::trace::AttemptEnd::Cancelled, now);
+                self.orphan(served_by);
+                if ended.measured {
+                    self.metrics.edges[ended.edge.index()].cancelled += 1;
+                }
+            }
+            self.clients[ended.edge.index()].active_calls -= 1;
+            return Some(ended);
+        };
+        let (waiting, permit, current) = (g.waiting, g.permit, g.current);
         // A slot handed over for a launch that will never happen must be passed on, and
         // a call abandoned before its attempt left is cancelled all the same.
         let (granted, unsent) = (
-            lc.slot_granted,
-            lc.waiting || lc.slot_granted || lc.token_reserved,
+            g.slot_granted,
+            g.waiting || g.slot_granted || g.token_reserved,
         );
-        let hedges = std::mem::take(&mut lc.hedges);
+        let mut hedges = std::mem::take(&mut g.hedges);
         self.logicals.discard(l);
-        let now = sched.now();
-        for a in current.into_iter().chain(hedges) {
-            if let Some(att) = self.attempts.remove(a) {
+        for a in current.into_iter().chain(hedges.drain(..)) {
+            if let Some(Taken::Separate(att)) = self.logicals.take_attempt(a) {
                 self.trace_attempt_end(a, super::trace::AttemptEnd::Cancelled, now);
                 self.orphan(att.served_by);
                 self.attempt_ended(a, &att);
@@ -543,6 +823,8 @@ impl World {
                 }
             }
         }
+        g.hedges = hedges;
+        self.spare_gated.push(g);
         if granted {
             self.release_slot(ended.edge);
         }

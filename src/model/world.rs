@@ -23,7 +23,7 @@ mod workload;
 
 use super::arena::Arena;
 use super::broker::{Async, Command};
-use super::client::{Attempt, ClientState, Logical, Origin};
+use super::client::{Calls, ClientState, Gated, Origin};
 use super::faults::FaultState;
 use super::ledger::Ledger;
 use super::spec::*;
@@ -68,15 +68,15 @@ pub struct World {
     balancers: Vec<BalancerState>,
     pub(super) links: Vec<Stream>,
     workloads: Vec<WorkloadState>,
-    pub(super) logicals: Arena<Logical, CallId>,
-    pub(super) attempts: Arena<Attempt, AttemptId>,
+    /// Logical calls and their attempts in flight (one arena: see `Calls`).
+    pub(super) logicals: Calls,
+    /// The policy state of finished calls, for the next call that has gates.
+    pub(super) spare_gated: Vec<Box<Gated>>,
     pub(super) clients: Vec<ClientState>,
     pub(super) invocations: Arena<Invocation, InvocationId>,
     pub(super) fibers: Arena<Fiber, FiberId>,
     joins: Arena<JoinState, JoinId>,
     spare_children: Vec<Vec<FiberId>>,
-    /// Per invocation slot: has a caller above given up (see `lineage.rs`).
-    lineage: Vec<lineage::Lineage>,
     /// The walk down a chain a caller gave up on: fibers to visit, invocations found.
     orphan_walk: (Vec<FiberId>, Vec<InvocationId>),
     pub(super) faults: FaultState,
@@ -138,14 +138,13 @@ impl World {
             balancers,
             links,
             workloads,
-            logicals: Arena::default(),
-            attempts: Arena::default(),
+            logicals: Calls::default(),
+            spare_gated: Vec::new(),
             clients,
             invocations: Arena::default(),
             fibers: Arena::default(),
             joins: Arena::default(),
             spare_children: Vec::new(),
-            lineage: Vec::new(),
             orphan_walk: (Vec::new(), Vec::new()),
             faults,
             keyed: spec_keyed || ledger.in_use,

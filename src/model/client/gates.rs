@@ -31,31 +31,28 @@ impl Refusal {
 
 impl World {
     /// Begins the next attempt of a logical call: rate limiter, breaker, bulkhead, send.
+    /// (A plain call's one attempt leaves from `start_call`, past no gates.)
     pub(in crate::model) fn launch(&mut self, l: CallId, sched: &mut Scheduler<Event>) {
         let edge = self.logicals[l].edge;
-        if self.clients[edge.index()].plain {
-            self.logicals[l].tries += 1;
-            return self.send_attempt(l, None, false, sched);
-        }
         let spec = Rc::clone(&self.spec);
         let policy = spec.policy_of(edge);
-        let lc = &mut self.logicals[l];
-        if !lc.token_reserved && !lc.slot_granted && lc.permit.is_none() {
-            lc.tries += 1;
+        let g = self.logicals[l].gated_mut();
+        if !g.token_reserved && !g.slot_granted && g.permit.is_none() {
+            g.tries += 1;
         }
         if !self.rate_limiter_passes(l, policy, sched) {
             return;
         }
-        self.logicals[l].token_reserved = false;
+        self.logicals[l].gated_mut().token_reserved = false;
         if !self.breaker_passes(l, policy, sched) {
             return;
         }
         let Some(holds_slot) = self.gate_passes(l, policy, sched) else {
             return;
         };
-        let lc = &mut self.logicals[l];
-        lc.slot_granted = false;
-        let permit = lc.permit.take();
+        let g = self.logicals[l].gated_mut();
+        g.slot_granted = false;
+        let permit = g.permit.take();
         self.send_attempt(l, permit, holds_slot, sched);
     }
 
@@ -69,15 +66,16 @@ impl World {
     ) -> bool {
         let lc = &mut self.logicals[l];
         let client = &mut self.clients[lc.edge.index()];
+        let g = lc.gated_mut();
         if let (Some(spec), Some(bucket)) = (&policy.rate_limit, &mut client.bucket)
-            && !lc.token_reserved
-            && !lc.slot_granted
-            && lc.permit.is_none()
+            && !g.token_reserved
+            && !g.slot_granted
+            && g.permit.is_none()
         {
             match bucket.take(spec, sched.now()) {
                 Some(wait) if wait.is_zero() => {}
                 Some(wait) => {
-                    lc.token_reserved = true;
+                    g.token_reserved = true;
                     sched.after(wait, Event::Launch(l));
                     return false;
                 }
@@ -100,12 +98,13 @@ impl World {
     ) -> bool {
         let lc = &mut self.logicals[l];
         let edge = lc.edge;
+        let g = lc.gated_mut();
         if let (Some(spec), Some(breaker)) =
             (&policy.breaker, &mut self.clients[edge.index()].breaker)
-            && lc.permit.is_none()
+            && g.permit.is_none()
         {
             match breaker.try_acquire(spec, sched.now()) {
-                Some(p) => lc.permit = Some(p),
+                Some(p) => g.permit = Some(p),
                 None => {
                     self.arm_breaker_timer(edge, sched);
                     self.refuse(l, Refusal::Breaker, sched);
@@ -128,6 +127,7 @@ impl World {
     ) -> Option<bool> {
         let lc = &mut self.logicals[l];
         let edge = lc.edge;
+        let lc = lc.gated_mut();
         let client = &mut self.clients[edge.index()];
         let Some(spec) = client.gate else {
             return Some(false);
@@ -177,7 +177,7 @@ impl World {
     pub(super) fn release_slot(&mut self, edge: EdgeId) {
         let client = &mut self.clients[edge.index()];
         while let Some(next) = client.bulkhead_queue.pop_front() {
-            if let Some(w) = self.logicals.get_mut(next)
+            if let Some(w) = self.logicals.get_mut(next).map(|w| w.gated_mut())
                 && w.waiting
             {
                 w.waiting = false;
@@ -265,11 +265,12 @@ impl World {
         let Some(lc) = self.logicals.get_mut(l) else {
             return;
         };
-        if lc.next_hedge_at != Some(now) {
+        let edge = lc.edge;
+        let g = lc.gated_mut();
+        if g.next_hedge_at != Some(now) {
             return; // moved by a non-fatal failure or a pushback, or stopped
         }
-        lc.next_hedge_at = None;
-        let edge = lc.edge;
+        g.next_hedge_at = None;
         let h = self
             .spec
             .policy_of(edge)
@@ -278,20 +279,20 @@ impl World {
         // gRFC A6 "Throttling": a hedge goes out only while tokens are over the threshold
         // (grpc-java checks when it schedules one, below).
         let throttled = h.follows == HedgeRules::A6 && self.hedge_throttled(edge);
-        let lc = &self.logicals[l];
-        if throttled || lc.tries >= h.max_attempts {
-            if !lc.attempt_pending() {
-                let status = lc.failed_with;
+        let g = self.logicals[l].gated();
+        if throttled || g.tries >= h.max_attempts {
+            if !g.attempt_pending() {
+                let status = g.failed_with;
                 return self.complete(l, Outcome::Failed(status), sched);
             }
             return;
         }
-        self.logicals[l].next_is_hedge = true;
+        self.logicals[l].gated_mut().next_is_hedge = true;
         self.launch(l, sched);
         // grpc-java schedules the next hedge only while over the threshold
         // (RetriableStream.java:497-503).
         let frozen = h.follows == HedgeRules::GrpcJava && self.hedge_throttled(edge);
-        if let Some(lc) = self.logicals.get_mut(l)
+        if let Some(lc) = self.logicals.get_mut(l).map(|lc| lc.gated_mut())
             && lc.next_hedge_at.is_none()
             && lc.tries < h.max_attempts
             && !frozen
@@ -324,12 +325,13 @@ impl World {
         let Some(lc) = self.logicals.get_mut(l) else {
             return;
         };
-        if !lc.waiting || lc.tries != try_number {
+        let edge = lc.edge;
+        let g = lc.gated_mut();
+        if !g.waiting || g.tries != try_number {
             return;
         }
-        lc.waiting = false;
-        let edge = lc.edge;
-        let permit = lc.permit.take();
+        g.waiting = false;
+        let permit = g.permit.take();
         self.clients[edge.index()]
             .bulkhead_queue
             .retain(|&w| w != l);
@@ -343,9 +345,10 @@ impl World {
     /// An attempt refused before leaving the caller fails like any other: the retry
     /// policy decides what happens next.
     fn refuse(&mut self, l: CallId, why: Refusal, sched: &mut Scheduler<Event>) {
-        self.trace_refused(l, self.logicals[l].tries, why.name(), sched.now());
+        self.trace_refused(l, self.logicals[l].gated().tries, why.name(), sched.now());
         let lc = &mut self.logicals[l];
-        let hedge_refused = lc.next_is_hedge && lc.in_flight > 0;
+        let g = lc.gated();
+        let hedge_refused = g.next_is_hedge && g.in_flight > 0;
         let m = &mut self.metrics.edges[lc.edge.index()];
         let measured = u64::from(lc.measured);
         let status = match why {
@@ -365,7 +368,7 @@ impl World {
         if hedge_refused {
             // A hedge refused before leaving is just not sent: the attempts already in
             // flight carry on (only a callee's answer can be fatal).
-            self.logicals[l].next_is_hedge = false;
+            self.logicals[l].gated_mut().next_is_hedge = false;
             return;
         }
         self.after_failure(l, status, None, sched);
@@ -409,7 +412,7 @@ impl World {
         let pushback = pushback.filter(|_| h.pushback);
         // The tokens already count this failure (`throttle_note`).
         let throttled = self.hedge_throttled(self.logicals[l].edge);
-        let lc = &mut self.logicals[l];
+        let lc = self.logicals[l].gated_mut();
         lc.failed_with = status;
         if throttled && h.follows == HedgeRules::GrpcJava {
             // Not hedgeable (RetriableStream.java:1112): the call fails with it.
@@ -433,7 +436,7 @@ impl World {
                 }
             }
         }
-        let lc = &self.logicals[l];
+        let lc = self.logicals[l].gated();
         if lc.next_hedge_at.is_none() && !lc.attempt_pending() {
             self.complete(l, Outcome::Failed(status), sched);
         }
@@ -452,7 +455,8 @@ impl World {
         let now = sched.now();
         let spec = self.spec.clone();
         let lc = &mut self.logicals[l];
-        let edge = lc.edge;
+        let (edge, measured, deadline) = (lc.edge, lc.measured, lc.deadline);
+        let lc = lc.gated_mut();
         let retry = spec
             .policy_of(edge)
             .retry
@@ -469,7 +473,7 @@ impl World {
         }
         let client = &mut self.clients[edge.index()];
         if !retry_allowed(retry, client, retryable, now) {
-            if lc.measured {
+            if measured {
                 self.metrics.edges[edge.index()].rejected_budget += 1;
             }
             return self.complete(l, Outcome::Failed(status), sched);
@@ -493,7 +497,7 @@ impl World {
                 d
             }
         };
-        if lc.deadline != NO_DEADLINE && now.checked_add(delay).is_none_or(|t| t >= lc.deadline) {
+        if deadline != NO_DEADLINE && now.checked_add(delay).is_none_or(|t| t >= deadline) {
             // The retry could not finish before the deadline.
             return self.complete(l, Outcome::Failed(status), sched);
         }

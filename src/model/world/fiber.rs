@@ -96,7 +96,8 @@ impl World {
                     retry_after,
                 } => {
                     if self.replicas[replica].rng.random::<f64>() < p {
-                        self.invocations[invocation].retry_after = retry_after;
+                        self.invocations[invocation].retry_after_ms =
+                            crate::model::policy::Pushback::to_wire(retry_after);
                         return self.finish_fiber(f, Outcome::Failed(status), sched);
                     }
                 }
@@ -237,7 +238,7 @@ impl World {
             && let Some(since) = inv.worker_since.take()
         {
             let (replica, endpoint) = (inv.replica, inv.endpoint);
-            inv.busy_ns += u128::from(sched.now().since(since).as_nanos());
+            inv.busy_ns += sched.now().since(since).as_nanos();
             self.release_worker(replica, endpoint, since, sched);
         }
     }

@@ -15,52 +15,48 @@ use super::fiber::Wait;
 use super::server::AnswerTo;
 use crate::model::client::Origin;
 
-/// What an invocation inherits from the chain above it (kept beside the invocations'
-/// arena, one entry per slot).
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Lineage {
+/// What an invocation inherits from the chain above it (kept in the invocation: its
+/// answer reads it, and a deep chain's invocations in flight touch no other table).
+/// (One enum, 12 bytes: a cut chain's delivery no longer matters.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(in crate::model) enum Lineage {
+    /// Every caller up the chain still waits.
+    #[default]
+    Waited,
     /// A caller up the chain gave up: the answer will not be waited for.
-    cut: bool,
-    /// The delivery at the top of the chain, for work done for a consumer.
-    delivery: Option<DeliveryId>,
+    Cut,
+    /// Work done for a consumer: waited for while the broker still holds this delivery,
+    /// the one at the top of the chain.
+    Delivery(DeliveryId),
 }
 
 impl World {
-    /// Records the lineage of invocation `i`, just admitted, and lets the attempt it
-    /// serves know which invocation serves it.
-    pub(super) fn inherit_lineage(&mut self, i: InvocationId, answer_to: AnswerTo) {
-        let lineage = match answer_to {
-            AnswerTo::Delivery(d) => Lineage {
-                cut: false,
-                delivery: Some(d),
-            },
-            AnswerTo::Attempt { attempt, .. } => match self.attempts.get_mut(attempt) {
-                None => Lineage {
-                    cut: true,
-                    delivery: None,
-                },
-                Some(a) => {
-                    a.served_by = Some(i);
+    /// The lineage of invocation `i`, being admitted; lets the attempt it serves know
+    /// which invocation serves it.
+    pub(super) fn inherit_lineage(&mut self, i: InvocationId, answer_to: AnswerTo) -> Lineage {
+        match answer_to {
+            AnswerTo::Delivery(d) => Lineage::Delivery(d),
+            AnswerTo::Attempt { attempt, .. } => match self.logicals.served(attempt, i) {
+                None => Lineage::Cut,
+                Some(l) => {
                     // A live attempt's call is live, and so is the fiber that made it.
-                    match self.logicals[a.logical].origin {
+                    match self.logicals[l].origin {
                         Origin::Workload { .. } => Lineage::default(),
-                        Origin::Fiber(f) => self.lineage[self.fibers[f].invocation.slot()],
+                        Origin::Fiber(f) => self.invocations[self.fibers[f].invocation].lineage,
                     }
                 }
             },
-        };
-        let slot = i.slot();
-        if self.lineage.len() <= slot {
-            self.lineage.resize(slot + 1, Lineage::default());
         }
-        self.lineage[slot] = lineage;
     }
 
     /// Has anyone up the chain given up on this invocation? Its answer is then wasted
     /// work, even when the immediate caller (which set no timeout) still waits.
-    pub(super) fn abandoned(&self, i: InvocationId) -> bool {
-        let lineage = self.lineage[i.slot()];
-        lineage.cut || lineage.delivery.is_some_and(|d| !self.asy.delivery_live(d))
+    pub(super) fn abandoned(&self, lineage: Lineage) -> bool {
+        match lineage {
+            Lineage::Waited => false,
+            Lineage::Cut => true,
+            Lineage::Delivery(d) => !self.asy.delivery_live(d),
+        }
     }
 
     /// A caller gave up on an attempt (removed before its answer): the invocation
@@ -77,13 +73,7 @@ impl World {
             };
             match fiber.wait {
                 Wait::Call(l) => {
-                    let Some(lc) = self.logicals.get(l) else {
-                        continue;
-                    };
-                    below.extend(
-                        lc.attempts()
-                            .filter_map(|a| self.attempts.get(a).and_then(|a| a.served_by)),
-                    );
+                    self.logicals.serving(l, &mut below);
                     for i in below.drain(..) {
                         self.cut(i, &mut fibers);
                     }
@@ -102,12 +92,11 @@ impl World {
     /// Marks one running invocation as cut off, once, and queues its root fiber for the
     /// walk down.
     fn cut(&mut self, i: InvocationId, fibers: &mut Vec<FiberId>) {
-        let Some(inv) = self.invocations.get(i) else {
+        let Some(inv) = self.invocations.get_mut(i) else {
             return;
         };
-        let lineage = &mut self.lineage[i.slot()];
-        if !lineage.cut {
-            lineage.cut = true;
+        if inv.lineage != Lineage::Cut {
+            inv.lineage = Lineage::Cut;
             fibers.push(inv.root);
         }
     }

@@ -6,6 +6,7 @@ use super::event::{AttemptId, DeliveryId, Event, FiberId, InvocationId};
 use super::fiber::{Fiber, Wait};
 use super::{NO_DEADLINE, Outcome, World, overlap_ns};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
+use crate::model::client::AttemptRef;
 use crate::model::spec::*;
 use crate::model::status::Status;
 use rand::RngExt;
@@ -41,22 +42,25 @@ pub(in crate::model) struct Invocation {
     pub deadline: SimTime,
     /// When this invocation took the worker it holds, if it holds one.
     pub worker_since: Option<SimTime>,
-    /// Worker time spent so far (for the wasted-work count).
-    pub busy_ns: u128,
+    /// Worker time spent so far (for the wasted-work count): disjoint spans of the
+    /// simulated clock, so it fits the clock's u64.
+    pub busy_ns: u64,
     /// Waiting in the replica's queue for its first worker.
     pub queued: bool,
     /// The request's key (from the workload's key space), passed on to its calls.
     pub key: u32,
     /// Reply messages (more than one for a server stream).
     pub messages: u32,
-    /// A `fail` step's retry-after hint, sent with the answer.
-    pub retry_after: Option<crate::model::policy::Pushback>,
+    /// A `fail` step's retry-after hint, as sent with the answer (`Pushback::to_wire`).
+    pub retry_after_ms: u32,
     /// The root fiber (the handler's steps).
     pub root: FiberId,
     pub degraded: bool,
     pub measured: bool,
     /// Fibers alive; zero when the answer is sent.
     pub fibers: u32,
+    /// Whether anyone up the chain still waits for the answer (`lineage.rs`).
+    pub lineage: super::lineage::Lineage,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -232,10 +236,12 @@ impl World {
         if !self.keyed {
             return (0, 0);
         }
-        self.attempts
-            .get(attempt)
-            .and_then(|a| self.logicals.get(a.logical))
-            .map_or((0, 0), |l| (l.key, l.op))
+        let call = match self.logicals.attempt(attempt) {
+            Some(AttemptRef::Separate(a)) => self.logicals.get(a.logical),
+            Some(AttemptRef::Own(l)) => Some(l),
+            None => None,
+        };
+        call.map_or((0, 0), |l| (l.key, l.op))
     }
 
     /// Why a request arriving at replica `r` is answered without being served, in the
@@ -289,11 +295,13 @@ impl World {
     ) -> InvocationId {
         let now = sched.now();
         let root = self.fibers.next_id();
-        let inv = make(root);
+        let mut inv = make(root);
         let (endpoint, r, measured, answer_to) =
             (inv.endpoint, inv.replica, inv.measured, inv.answer_to);
+        let id = self.invocations.next_id();
+        inv.lineage = self.inherit_lineage(id, answer_to);
         let inv = self.invocations.insert(inv);
-        self.inherit_lineage(inv, answer_to);
+        assert_eq!(inv, id, "the invocation has the id its lineage was given");
         let fiber = self.fibers.insert(Fiber {
             invocation: inv,
             seq: self.spec.endpoints[endpoint.index()].handler,
@@ -436,7 +444,7 @@ impl World {
                 );
             }
         }
-        let orphaned = inv.measured && self.abandoned(i);
+        let orphaned = inv.measured && self.abandoned(inv.lineage);
         self.record_answer(&inv, status, orphaned, now);
         self.replicas[inv.replica as usize].outstanding -= 1;
         match inv.answer_to {
@@ -454,7 +462,7 @@ impl World {
                     status,
                     degraded,
                     measured,
-                    retry_after_ms: inv.retry_after_ms(),
+                    retry_after_ms: inv.retry_after_ms,
                 };
                 let extra = SimDuration::from_nanos(
                     self.edge_costs[edge.index()]
@@ -489,7 +497,7 @@ impl World {
                 let held = inv
                     .worker_since
                     .map_or(0, |s| u128::from(now.since(s).as_nanos()));
-                em.orphaned_work_ns += inv.busy_ns + held;
+                em.orphaned_work_ns += u128::from(inv.busy_ns) + held;
             }
         }
         em.in_system.decrement(now);
@@ -624,16 +632,12 @@ impl Invocation {
             queued: !starts_now,
             key: 0,
             messages: 1,
-            retry_after: None,
+            retry_after_ms: 0,
             root,
             degraded: false,
             measured,
             fibers: 1,
+            lineage: super::lineage::Lineage::default(),
         }
-    }
-
-    /// The retry-after hint as it travels in a reply (`Pushback::to_wire`).
-    pub(super) fn retry_after_ms(&self) -> u32 {
-        crate::model::policy::Pushback::to_wire(self.retry_after)
     }
 }
