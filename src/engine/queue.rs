@@ -12,57 +12,134 @@
 //! out of the heap and the lanes in exactly the (time, seq) order of one heap.
 
 use super::time::SimTime;
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
+#[derive(Clone, Copy)]
 struct Entry<E> {
     time: SimTime,
     seq: u64,
     event: E,
 }
 
-impl<E> PartialEq for Entry<E> {
-    fn eq(&self, other: &Self) -> bool {
-        self.time == other.time && self.seq == other.seq
+/// (time, seq) as one number: one comparison orders two entries.
+#[inline]
+fn key(time: SimTime, seq: u64) -> u128 {
+    (u128::from(time.as_nanos()) << 64) | u128::from(seq)
+}
+
+/// No entry has this key: its sequence number would be the last of 2^64.
+const NONE: u128 = u128::MAX;
+
+/// What a heap orders: a plain value with a key, all keys distinct.
+trait Keyed: Copy {
+    fn key(&self) -> u128;
+}
+
+impl<E: Copy> Keyed for Entry<E> {
+    #[inline]
+    fn key(&self) -> u128 {
+        key(self.time, self.seq)
     }
 }
-impl<E> Eq for Entry<E> {}
-impl<E> PartialOrd for Entry<E> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+/// The first entry of a non-empty lane.
+#[derive(Clone, Copy)]
+struct Head {
+    key: u128,
+    lane: usize,
+}
+
+impl Keyed for Head {
+    #[inline]
+    fn key(&self) -> u128 {
+        self.key
     }
 }
-impl<E> Ord for Entry<E> {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest (time, seq) first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .time
-            .cmp(&self.time)
-            .then_with(|| other.seq.cmp(&self.seq))
+
+/// Binary min-heaps in a `Vec` (the parent of `i` is `(i - 1) / 2`), moved through a
+/// hole: one copy a level, not a swap of two.
+mod min_heap {
+    use super::Keyed;
+
+    pub fn push<T: Keyed>(heap: &mut Vec<T>, e: T) {
+        let i = heap.len();
+        heap.push(e);
+        sift_up(heap, i, e);
+    }
+
+    pub fn pop<T: Keyed>(heap: &mut Vec<T>) -> Option<T> {
+        let last = heap.pop()?;
+        let Some(&top) = heap.first() else {
+            return Some(last);
+        };
+        replace_top(heap, last);
+        Some(top)
+    }
+
+    /// Puts `e` in the root's place: the hole goes down to a leaf along the earlier
+    /// children, and `e` rises from there (what replaces a root is usually among the
+    /// latest, so it would sink to the bottom anyway).
+    pub fn replace_top<T: Keyed>(heap: &mut [T], e: T) {
+        let n = heap.len();
+        let mut i = 0;
+        loop {
+            let mut child = 2 * i + 1;
+            if child >= n {
+                break;
+            }
+            if child + 1 < n && heap[child + 1].key() < heap[child].key() {
+                child += 1;
+            }
+            heap[i] = heap[child];
+            i = child;
+        }
+        sift_up(heap, i, e);
+    }
+
+    /// Puts `e` at `i` or above: the parents later than it move down a level.
+    #[inline]
+    fn sift_up<T: Keyed>(heap: &mut [T], mut i: usize, e: T) {
+        let k = e.key();
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            let p = heap[parent];
+            if p.key() < k {
+                break;
+            }
+            heap[i] = p;
+            i = parent;
+        }
+        heap[i] = e;
     }
 }
 
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Entry<E>>,
+    /// A min-heap on the entries' keys.
+    heap: Vec<Entry<E>>,
     lanes: Vec<VecDeque<Entry<E>>>,
-    /// The first entry of every non-empty lane: (time, seq, lane), earliest first.
-    heads: BinaryHeap<Reverse<(SimTime, u64, usize)>>,
+    /// A min-heap of the heads of the non-empty lanes.
+    heads: Vec<Head>,
+    /// The key of the earliest lane head (`NONE`: every lane is empty), so that a pop
+    /// compares two numbers to choose between the heap and the lanes.
+    lane_next: u128,
     in_lanes: usize,
     next_seq: u64,
 }
 
-impl<E> Default for EventQueue<E> {
+impl<E: Copy> Default for EventQueue<E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<E> EventQueue<E> {
+/// Events are plain values (`Copy`), which the heap moves through a hole.
+impl<E: Copy> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
-            heap: BinaryHeap::with_capacity(1024),
+            heap: Vec::with_capacity(1024),
             lanes: Vec::new(),
-            heads: BinaryHeap::new(),
+            heads: Vec::new(),
+            lane_next: NONE,
             in_lanes: 0,
             next_seq: 0,
         }
@@ -76,7 +153,7 @@ impl<E> EventQueue<E> {
 
     pub fn push(&mut self, time: SimTime, event: E) {
         let e = self.entry(time, event);
-        self.heap.push(e);
+        min_heap::push(&mut self.heap, e);
     }
 
     /// Pushes onto lane `lane`, whose events must come in time order.
@@ -92,38 +169,56 @@ impl<E> EventQueue<E> {
                 "lane {lane}: an event at {time} after one at {}",
                 last.time
             ),
-            None => self.heads.push(Reverse((e.time, e.seq, lane))),
+            None => {
+                let key = e.key();
+                min_heap::push(&mut self.heads, Head { key, lane });
+                self.lane_next = self.lane_next.min(key);
+            }
         }
         l.push_back(e);
         self.in_lanes += 1;
     }
 
+    #[inline]
+    fn heap_next(&self) -> u128 {
+        self.heap.first().map_or(NONE, Keyed::key)
+    }
+
+    #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let from_lane = match (self.heads.peek(), self.heap.peek()) {
-            (Some(&Reverse((t, s, lane))), Some(h)) => ((t, s) < (h.time, h.seq)).then_some(lane),
-            (Some(&Reverse((_, _, lane))), None) => Some(lane),
-            (None, _) => None,
+        let e = if self.lane_next < self.heap_next() {
+            self.pop_lane()
+        } else {
+            min_heap::pop(&mut self.heap)?
         };
-        let Some(lane) = from_lane else {
-            return self.heap.pop().map(|e| (e.time, e.event));
-        };
-        self.heads.pop();
-        let l = &mut self.lanes[lane];
-        let e = l.pop_front().expect("a lane with a head");
-        if let Some(next) = l.front() {
-            self.heads.push(Reverse((next.time, next.seq, lane)));
-        }
-        self.in_lanes -= 1;
         Some((e.time, e.event))
     }
 
-    pub fn peek_time(&self) -> Option<SimTime> {
-        let lane = self.heads.peek().map(|r| r.0.0);
-        let heap = self.heap.peek().map(|e| e.time);
-        match (lane, heap) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    fn pop_lane(&mut self) -> Entry<E> {
+        let lane = self.heads[0].lane;
+        let l = &mut self.lanes[lane];
+        let e = l.pop_front().expect("a lane with a head");
+        match l.front() {
+            Some(next) => min_heap::replace_top(
+                &mut self.heads,
+                Head {
+                    key: next.key(),
+                    lane,
+                },
+            ),
+            None => {
+                min_heap::pop(&mut self.heads);
+            }
         }
+        self.lane_next = self.heads.first().map_or(NONE, |h| h.key);
+        self.in_lanes -= 1;
+        e
+    }
+
+    #[inline]
+    pub fn peek_time(&self) -> Option<SimTime> {
+        let next = self.lane_next.min(self.heap_next());
+        (next != NONE).then(|| SimTime::from_nanos((next >> 64) as u64))
     }
 
     pub fn len(&self) -> usize {
@@ -227,46 +322,53 @@ mod tests {
 
     proptest! {
         /// Any mix of heap and lane pushes (each lane at a fixed delay from a clock
-        /// that moves forward as events are popped) pops in the order of one heap.
+        /// that moves forward as events are popped) pops in (time, push order), as a
+        /// sorted set of the events waiting says.
         #[test]
         fn lanes_pop_in_the_order_of_one_heap(
             steps in prop::collection::vec((0u8..6, 0u64..50), 1..300),
         ) {
             let mut mixed = EventQueue::new();
             let mut heap = EventQueue::new();
+            let mut waiting = std::collections::BTreeSet::new();
             let mut now = 0;
-            let mut popped = (Vec::new(), Vec::new());
             for (id, (what, x)) in (0u32..).zip(steps) {
                 match what {
                     0 | 1 => {
+                        let want = waiting.pop_first().map(|(t, id)| (SimTime::from_nanos(t), id));
                         let a = mixed.pop();
-                        let b = heap.pop();
+                        prop_assert_eq!(a, want);
+                        prop_assert_eq!(heap.pop(), want);
                         if let Some((t, _)) = a {
                             now = t.as_nanos();
                         }
-                        popped.0.push(a);
-                        popped.1.push(b);
                     }
                     2 => {
-                        let t = SimTime::from_nanos(now + x);
-                        mixed.push(t, id);
-                        heap.push(t, id);
+                        let t = now + x;
+                        mixed.push(SimTime::from_nanos(t), id);
+                        heap.push(SimTime::from_nanos(t), id);
+                        waiting.insert((t, id));
                     }
                     lane => {
                         // Lane k's delay: 10 k ns, so ties with the heap happen.
-                        let t = SimTime::from_nanos(now + 10 * u64::from(lane));
-                        mixed.push_lane(usize::from(lane), t, id);
-                        heap.push(t, id);
+                        let t = now + 10 * u64::from(lane);
+                        mixed.push_lane(usize::from(lane), SimTime::from_nanos(t), id);
+                        heap.push(SimTime::from_nanos(t), id);
+                        waiting.insert((t, id));
                     }
                 }
-                prop_assert_eq!(mixed.len(), heap.len());
-                prop_assert_eq!(mixed.peek_time(), heap.peek_time());
+                prop_assert_eq!(mixed.len(), waiting.len());
+                prop_assert_eq!(heap.len(), waiting.len());
+                let first = waiting.first().map(|&(t, _)| SimTime::from_nanos(t));
+                prop_assert_eq!(mixed.peek_time(), first);
+                prop_assert_eq!(heap.peek_time(), first);
             }
-            while let Some(a) = heap.pop() {
-                popped.1.push(Some(a));
-                popped.0.push(mixed.pop());
+            while let Some((t, id)) = waiting.pop_first() {
+                let want = Some((SimTime::from_nanos(t), id));
+                prop_assert_eq!(mixed.pop(), want);
+                prop_assert_eq!(heap.pop(), want);
             }
-            prop_assert_eq!(popped.0, popped.1);
+            prop_assert!(mixed.pop().is_none() && heap.pop().is_none());
         }
     }
 }

@@ -7,7 +7,8 @@ use super::time::{SimDuration, SimTime};
 
 /// A simulation model: a state machine driven by its own closed event type.
 pub trait Model {
-    type Event;
+    /// A plain value: the event queue copies it through its heap.
+    type Event: Copy;
     fn handle(&mut self, event: Self::Event, sched: &mut Scheduler<Self::Event>);
 }
 
@@ -29,7 +30,7 @@ pub struct Scheduler<E> {
     max_at_instant: u64,
 }
 
-impl<E> Scheduler<E> {
+impl<E: Copy> Scheduler<E> {
     pub fn now(&self) -> SimTime {
         self.now
     }

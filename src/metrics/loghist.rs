@@ -197,15 +197,25 @@ impl<C: Count> LogHistogram<C> {
             return 0;
         }
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for i in index(min)..=index(max) {
-            seen += self.counts[i - self.first].get();
-            if seen >= rank {
-                let (low, high) = bounds(i);
-                return low + (high - low) / 2;
-            }
-        }
-        unreachable!("the samples lie in [min, max]")
+        let (lowest, highest) = (index(min), index(max));
+        // The same bucket either way (the first whose samples at or below reach `rank`),
+        // found from the nearer end: a p99 is a few buckets below the max.
+        let found = if rank > self.total / 2 {
+            let above = self.total - rank;
+            let mut seen = 0;
+            (lowest..=highest).rev().find(|&i| {
+                seen += self.counts[i - self.first].get();
+                seen > above
+            })
+        } else {
+            let mut seen = 0;
+            (lowest..=highest).find(|&i| {
+                seen += self.counts[i - self.first].get();
+                seen >= rank
+            })
+        };
+        let (low, high) = bounds(found.expect("the samples lie in [min, max]"));
+        low + (high - low) / 2
     }
 
     /// `reset` of a histogram whose samples all lie in [min, max]: only their buckets
@@ -329,6 +339,27 @@ mod tests {
         h.reset_within(300, 9_000_000);
         assert!(h.is_empty());
         assert_eq!(h.buckets().count(), 0);
+    }
+
+    /// quantile_within scans from the nearer end: every rank from either end gives the
+    /// bucket the full scan gives, with empty buckets and ties among the samples.
+    #[test]
+    fn within_finds_every_rank_from_either_end() {
+        let mut h: LogHistogram<u32> = LogHistogram::default();
+        let samples = [
+            700, 700, 700, 1_000, 40_000, 40_001, 40_001, 3_000_000, 3_000_000,
+        ];
+        for v in samples {
+            h.record(v);
+        }
+        for k in 0..=1000 {
+            let q = f64::from(k) / 1000.0;
+            assert_eq!(
+                h.quantile_within(q, 700, 3_000_000),
+                reference(&samples, q),
+                "q = {q}"
+            );
+        }
     }
 
     #[test]

@@ -138,6 +138,8 @@ struct QueueState {
     /// FIFO deduplication: the operations published within the window.
     dedup: ExpiringIds,
     next_instance: u32,
+    /// The instances of all its consumers (fixed by the spec).
+    instances: u32,
     /// Per key, the latest message id handled (ordering check).
     last_by_key: Vec<u64>,
     /// The earliest `Expire` event pending for this queue.
@@ -319,7 +321,18 @@ impl Async {
                 .collect(),
             messages: Arena::default(),
             deliveries: Arena::default(),
-            queues: spec.queues.iter().map(|_| QueueState::default()).collect(),
+            queues: spec
+                .queues
+                .iter()
+                .map(|q| QueueState {
+                    instances: q
+                        .consumers
+                        .iter()
+                        .map(|c| spec.consumers[c.index()].instances)
+                        .sum(),
+                    ..QueueState::default()
+                })
+                .collect(),
             partitions: spec
                 .topics
                 .iter()

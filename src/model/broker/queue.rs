@@ -107,11 +107,7 @@ impl Async {
     /// The next consumer instance of queue `q` with room for one more delivery.
     fn pick_instance(&mut self, q: QueueId, all: &Spec) -> Option<(ConsumerId, u32)> {
         let spec = &all.queues[q.index()];
-        let total: u32 = spec
-            .consumers
-            .iter()
-            .map(|c| all.consumers[c.index()].instances)
-            .sum();
+        let total = self.queues[q.index()].instances;
         let start = self.queues[q.index()].next_instance;
         for k in 0..total {
             let mut idx = (start + k) % total;
@@ -147,6 +143,9 @@ impl Async {
     /// expiry is an event (`arm_expiry`); a message behind an unexpired head (back from
     /// a retry backoff, or behind a busy FIFO group) leaves when it reaches the head.
     fn expire_head(&mut self, q: QueueId, cx: &mut Ctx) {
+        if cx.spec.queues[q.index()].ttl.is_none() {
+            return; // its messages never expire (`NO_DEADLINE`)
+        }
         let now = cx.now();
         while let Some(&head) = self.queues[q.index()].ready.front() {
             if self.messages[head].expires_at > now {
