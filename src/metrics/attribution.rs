@@ -138,8 +138,10 @@ impl AttributionSums {
         bucket.requests += 1;
         let mut total = 0u64;
         for &(k, v) in &parts.items {
-            bucket.ns[k as usize] += u128::from(v);
-            total += v;
+            // Neither can overflow (2^128 ns; a request's parts add up to a u64), and
+            // the assert below catches parts that do not add up.
+            bucket.ns[k as usize] = bucket.ns[k as usize].wrapping_add(u128::from(v));
+            total = total.wrapping_add(v);
         }
         assert_eq!(total, latency_ns, "a request's parts add up to its latency");
     }
@@ -147,10 +149,10 @@ impl AttributionSums {
     /// Latency bucket `index` of `workload`'s sums, made on first use.
     #[inline(always)]
     fn bucket(&mut self, workload: usize, index: usize) -> &mut Bucket {
-        let width = self.endpoints * What::COUNT;
+        let endpoints = self.endpoints;
         let buckets = &mut self.workloads[workload];
         if !matches!(buckets.get(index), Some(Some(_))) {
-            new_bucket(buckets, index, width);
+            new_bucket(buckets, index, endpoints * What::COUNT);
         }
         buckets[index].as_deref_mut().expect("made above")
     }
@@ -343,6 +345,32 @@ mod tests {
             (a.p50.len(), a.p50[0].what, a.p50[0].mean_ms),
             (1, What::Work, 1.0)
         );
+    }
+
+    #[test]
+    fn stretches_of_one_part_add_up_however_they_were_charged() {
+        let mut pushed = Parts::default();
+        pushed.push(part_key(1, What::Work), 30);
+        pushed.push(part_key(0, What::QueueWait), 5);
+        pushed.push(part_key(1, What::Work), 20);
+        let mut added = Parts::default();
+        added.add(0, What::QueueWait, 5);
+        added.add(1, What::Work, 50);
+        assert!(pushed.same_as(&added));
+        added.add(1, What::Work, 1);
+        assert!(!pushed.same_as(&added));
+        let names = vec!["a/get".to_owned(), "b/get".to_owned()];
+        let mut sums = AttributionSums::new(1, 2);
+        let mut hist = LogHistogram::<u64>::default();
+        sums.fold(0, 55, &pushed);
+        hist.record(55);
+        let a = sums.finish(0, &hist, &names);
+        let got: Vec<(&str, &str, u128)> = a
+            .p99
+            .iter()
+            .map(|s| (s.place.as_str(), s.what.name(), s.ns))
+            .collect();
+        assert_eq!(got, vec![("b/get", "work", 50), ("a/get", "queue_wait", 5)]);
     }
 
     #[test]

@@ -141,10 +141,10 @@ impl World {
         hedge: bool,
         now: crate::engine::SimTime,
     ) {
-        if let Some(r) = self.recorder.as_deref_mut() {
-            if r.on_path(|p| p.attempt(a, l, now.as_nanos())) {
-                r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
-            }
+        if let Some(r) = self.recorder.as_deref_mut()
+            && r.on_path(|p| p.attempt(a, l, now.as_nanos()))
+        {
+            r.attempt(a, l, number, hedge, now.as_nanos(), AttemptEnd::InFlight);
         }
     }
 
@@ -157,10 +157,10 @@ impl World {
         why: &'static str,
         now: crate::engine::SimTime,
     ) {
-        if let Some(r) = self.recorder.as_deref_mut() {
-            if r.on_path(|p| p.refused(l, now.as_nanos())) {
-                r.attempt_refused(l, number, now.as_nanos(), why);
-            }
+        if let Some(r) = self.recorder.as_deref_mut()
+            && r.on_path(|p| p.refused(l, now.as_nanos()))
+        {
+            r.attempt_refused(l, number, now.as_nanos(), why);
         }
     }
 
