@@ -36,10 +36,6 @@ pub(super) struct Logical {
     pub started_at: SimTime,
     /// Absolute deadline (the policy's, or a propagated one), or NO_DEADLINE.
     pub deadline: SimTime,
-    /// The logical operation, for effects and idempotency keys.
-    pub op: u64,
-    /// The request's key, for caches.
-    pub key: u32,
     pub measured: bool,
     /// A plain call's attempt is in flight.
     sent: bool,
@@ -159,19 +155,15 @@ pub(super) enum Entry {
 /// The logical calls and attempts in flight, in one arena: a plain call's attempt id is
 /// its own call's id, and ids of the two kinds never share a slot (so tables keyed by an
 /// attempt's slot see each attempt once).
-#[derive(Default)]
 pub(super) struct Calls {
     arena: Arena<Entry>,
     /// Logical calls in flight (the arena also holds attempts).
     calls: usize,
-}
-
-/// What an attempt's id names.
-pub(super) enum AttemptRef<'a> {
-    /// An attempt of a call under a policy with gates.
-    Separate(&'a Attempt),
-    /// A plain call's own attempt, in flight.
-    Own(&'a Logical),
+    /// Requests carry keys and operations (`World::keyed`): then `carried` holds them.
+    keyed: bool,
+    /// Per call slot: the request's key (for caches) and logical operation (for effects
+    /// and idempotency keys), apart so a call in flight stays one cache line.
+    carried: Vec<(u32, u64)>,
 }
 
 /// An attempt taken out of flight (answered or timed out).
@@ -182,14 +174,50 @@ enum Taken {
 }
 
 impl Calls {
+    pub fn new(keyed: bool) -> Calls {
+        Calls {
+            arena: Arena::default(),
+            calls: 0,
+            keyed,
+            carried: Vec::new(),
+        }
+    }
+
     /// Logical calls in flight.
     pub fn len(&self) -> usize {
         self.calls
     }
 
-    fn insert(&mut self, lc: Logical) -> CallId {
+    /// A new call of a request with key `key` and operation `op`.
+    fn insert(&mut self, lc: Logical, key: u32, op: u64) -> CallId {
         self.calls += 1;
-        CallId::from_id(self.arena.insert(Entry::Call(lc)))
+        let l = CallId::from_id(self.arena.insert(Entry::Call(lc)));
+        if self.keyed {
+            let slot = l.slot();
+            if self.carried.len() <= slot {
+                self.carried.resize(slot + 1, (0, 0));
+            }
+            self.carried[slot] = (key, op);
+        }
+        l
+    }
+
+    /// The (key, operation) call `l` carries; (0, 0) when requests carry none.
+    pub fn carried(&self, l: CallId) -> (u32, u64) {
+        if self.keyed {
+            self.carried[l.slot()]
+        } else {
+            (0, 0)
+        }
+    }
+
+    /// The call attempt `a` belongs to, while the attempt is in flight.
+    pub fn call_of(&self, a: AttemptId) -> Option<CallId> {
+        match self.arena.get(a.id())? {
+            Entry::Attempt(att) => Some(att.logical),
+            Entry::Call(lc) if lc.sent => Some(CallId::from_id(a.id())),
+            Entry::Call(_) => None,
+        }
     }
 
     pub fn get(&self, l: CallId) -> Option<&Logical> {
@@ -227,15 +255,6 @@ impl Calls {
 
     fn insert_attempt(&mut self, att: Attempt) -> AttemptId {
         AttemptId::from_id(self.arena.insert(Entry::Attempt(att)))
-    }
-
-    /// The attempt `a` names, if it is still in flight.
-    pub fn attempt(&self, a: AttemptId) -> Option<AttemptRef<'_>> {
-        match self.arena.get(a.id())? {
-            Entry::Attempt(att) => Some(AttemptRef::Separate(att)),
-            Entry::Call(lc) if lc.sent => Some(AttemptRef::Own(lc)),
-            Entry::Call(_) => None,
-        }
     }
 
     /// Takes attempt `a` out of flight, if it still is.
@@ -404,26 +423,22 @@ impl World {
         let cache = policy.cache;
         let gated = self.gated_state(edge, try_timeout);
         let plain = gated.is_none();
-        let lc = self.logicals.insert(Logical {
-            origin,
-            edge,
-            started_at: now,
-            deadline,
-            op,
+        let lc = self.logicals.insert(
+            Logical {
+                origin,
+                edge,
+                started_at: now,
+                deadline,
+                measured,
+                sent: false,
+                served_by: None,
+                gated,
+            },
             key,
-            measured,
-            sent: false,
-            served_by: None,
-            gated,
-        });
+            op,
+        );
         self.trace_call(lc, origin, edge, now);
-        if measured {
-            self.metrics.edges[edge.index()].calls += 1;
-            if let Origin::Workload { workload, .. } = origin {
-                self.metrics.workloads[workload.index()].requests += 1;
-            }
-        }
-        self.clients[edge.index()].active_calls += 1;
+        self.count_call(origin, edge, measured);
         if let Some(c) = cache
             && self.answered_from_cache(lc, c, sched)
         {
@@ -449,6 +464,17 @@ impl World {
             self.launch(lc, sched);
         }
         lc
+    }
+
+    /// A call starts on `edge`: its books, and the client's calls in flight.
+    fn count_call(&mut self, origin: Origin, edge: EdgeId, measured: bool) {
+        if measured {
+            self.metrics.edges[edge.index()].calls += 1;
+            if let Origin::Workload { workload, .. } = origin {
+                self.metrics.workloads[workload.index()].requests += 1;
+            }
+        }
+        self.clients[edge.index()].active_calls += 1;
     }
 
     /// A new call's policy state (a reused box), or None for a plain call.
@@ -505,10 +531,11 @@ impl World {
         sched: &mut Scheduler<Event>,
     ) -> bool {
         let now = sched.now();
-        let (edge, key, measured) = {
+        let (edge, measured) = {
             let l = &self.logicals[lc];
-            (l.edge, l.key, l.measured)
+            (l.edge, l.measured)
         };
+        let (key, _) = self.logicals.carried(lc);
         let client = &mut self.clients[edge.index()];
         let entry = client.cached.get(key as usize).copied().flatten();
         let m = &mut self.metrics.edges[edge.index()];
@@ -707,7 +734,7 @@ impl World {
         self.throttle_note(edge, status, pushback);
         if status.is_ok() {
             if let Some(c) = self.policy(edge).cache {
-                let key = self.logicals[att.logical].key as usize;
+                let key = self.logicals.carried(att.logical).0 as usize;
                 let cached = &mut self.clients[edge.index()].cached;
                 if cached.len() <= key {
                     cached.resize(key + 1, None);
@@ -777,28 +804,18 @@ impl World {
         succeeded: bool,
         sched: &mut Scheduler<Event>,
     ) -> Option<Ended> {
+        let (_, op) = self.logicals.carried(l);
         let lc = self.logicals.get_mut(l)?;
         let ended = Ended {
             origin: lc.origin,
             edge: lc.edge,
             started_at: lc.started_at,
             measured: lc.measured,
-            op: lc.op,
+            op,
         };
         let now = sched.now();
         let Some(mut g) = lc.gated.take() else {
-            // A plain call: its own attempt, if still in flight, is cancelled with it.
-            let (sent, served_by) = (lc.sent, lc.served_by);
-            self.logicals.discard(l);
-            if sent {
-                let a = AttemptId::from_id(l.id());
-                self.trace_attempt_end(a, super::trace::AttemptEnd::Cancelled, now);
-                self.orphan(served_by);
-                if ended.measured {
-                    self.metrics.edges[ended.edge.index()].cancelled += 1;
-                }
-            }
-            self.clients[ended.edge.index()].active_calls -= 1;
+            self.dismantle_plain(l, &ended, now);
             return Some(ended);
         };
         let (waiting, permit, current) = (g.waiting, g.permit, g.current);
@@ -840,6 +857,22 @@ impl World {
             self.breaker_record(ended.edge, p, !succeeded, SimDuration::ZERO, sched);
         }
         Some(ended)
+    }
+
+    /// Takes a plain call apart: its own attempt, if still in flight, is cancelled with it.
+    fn dismantle_plain(&mut self, l: CallId, ended: &Ended, now: SimTime) {
+        let lc = &self.logicals[l];
+        let (sent, served_by) = (lc.sent, lc.served_by);
+        self.logicals.discard(l);
+        if sent {
+            let a = AttemptId::from_id(l.id());
+            self.trace_attempt_end(a, super::trace::AttemptEnd::Cancelled, now);
+            self.orphan(served_by);
+            if ended.measured {
+                self.metrics.edges[ended.edge.index()].cancelled += 1;
+            }
+        }
+        self.clients[ended.edge.index()].active_calls -= 1;
     }
 
     /// The caller no longer wants the answer (its fiber was cancelled).

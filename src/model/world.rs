@@ -138,7 +138,7 @@ impl World {
             balancers,
             links,
             workloads,
-            logicals: Calls::default(),
+            logicals: Calls::new(spec_keyed || ledger.in_use),
             spare_gated: Vec::new(),
             clients,
             invocations: Arena::default(),

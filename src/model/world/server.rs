@@ -6,7 +6,6 @@ use super::event::{AttemptId, DeliveryId, Event, FiberId, InvocationId};
 use super::fiber::{Fiber, Wait};
 use super::{NO_DEADLINE, Outcome, World, overlap_ns};
 use crate::engine::{Scheduler, SimDuration, SimTime, Stream, stream};
-use crate::model::client::AttemptRef;
 use crate::model::spec::*;
 use crate::model::status::Status;
 use rand::RngExt;
@@ -236,12 +235,9 @@ impl World {
         if !self.keyed {
             return (0, 0);
         }
-        let call = match self.logicals.attempt(attempt) {
-            Some(AttemptRef::Separate(a)) => self.logicals.get(a.logical),
-            Some(AttemptRef::Own(l)) => Some(l),
-            None => None,
-        };
-        call.map_or((0, 0), |l| (l.key, l.op))
+        self.logicals
+            .call_of(attempt)
+            .map_or((0, 0), |l| self.logicals.carried(l))
     }
 
     /// Why a request arriving at replica `r` is answered without being served, in the
