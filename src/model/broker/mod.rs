@@ -15,6 +15,7 @@ mod books;
 mod consumer;
 mod log;
 mod outage;
+mod propagation;
 mod publish;
 mod queue;
 
@@ -260,8 +261,8 @@ pub(super) struct Async {
     outbox: Arena<OutboxRow, OutboxRowId>,
     relays: Vec<Relay>,
     next_msg: u64,
-    /// msg -> (published at, copies not yet handled, a copy failed).
-    propagation: BTreeMap<u64, (SimTime, u32, bool)>,
+    /// The messages with copies not yet settled.
+    propagation: propagation::Propagation,
     /// Periodic events (ticks, auto-commit timers) and watchdog timers (ack, confirm,
     /// poll and session timeouts) in the heap: they alone do not keep the time series
     /// and auto-commits going once a run has drained.
@@ -349,7 +350,7 @@ impl Async {
             outbox: Arena::default(),
             relays: spec.publishes.iter().map(|_| Relay::default()).collect(),
             next_msg: 0,
-            propagation: BTreeMap::new(),
+            propagation: propagation::Propagation::default(),
             periodic: 0,
             group_flow,
             stale_queue: BTreeMap::new(),
