@@ -147,6 +147,19 @@ struct QueueState {
     expiry_at: Option<SimTime>,
 }
 
+impl QueueState {
+    fn new(q: &QueueSpec, spec: &Spec) -> QueueState {
+        QueueState {
+            instances: q
+                .consumers
+                .iter()
+                .map(|c| spec.consumers[c.index()].instances)
+                .sum(),
+            ..QueueState::default()
+        }
+    }
+}
+
 struct LogEntry {
     msg: u64,
     op: u64,
@@ -325,14 +338,7 @@ impl Async {
             queues: spec
                 .queues
                 .iter()
-                .map(|q| QueueState {
-                    instances: q
-                        .consumers
-                        .iter()
-                        .map(|c| spec.consumers[c.index()].instances)
-                        .sum(),
-                    ..QueueState::default()
-                })
+                .map(|q| QueueState::new(q, spec))
                 .collect(),
             partitions: spec
                 .topics

@@ -199,6 +199,14 @@ impl Async {
                 .is_some_and(|&m| self.messages[m].expires_at <= now)
     }
 
+    /// FIFO: the first ready message whose group has none in flight.
+    fn first_free_group(&self, q: QueueId) -> Option<usize> {
+        let qs = &self.queues[q.index()];
+        qs.ready
+            .iter()
+            .position(|&m| !qs.busy_groups.contains(&self.messages[m].key))
+    }
+
     fn deliver_ready(&mut self, q: QueueId, cx: &mut Ctx) {
         let spec = &cx.spec.queues[q.index()];
         let (b, fifo, ttl) = (spec.broker, spec.fifo, spec.ttl.is_some());
@@ -210,19 +218,13 @@ impl Async {
             if unconsumed || self.queues[q.index()].ready.is_empty() {
                 return;
             }
-            let qs = &self.queues[q.index()];
             let index = if fifo {
-                let messages = &self.messages;
-                match qs
-                    .ready
-                    .iter()
-                    .position(|&m| !qs.busy_groups.contains(&messages[m].key))
-                {
-                    Some(i) => i,
-                    None => return,
-                }
+                self.first_free_group(q)
             } else {
-                0
+                Some(0)
+            };
+            let Some(index) = index else {
+                return;
             };
             let Some((c, instance)) = self.pick_instance(q, cx.spec) else {
                 return;
