@@ -15,6 +15,7 @@ mod books;
 mod consumer;
 mod log;
 mod outage;
+mod propagation;
 mod publish;
 mod queue;
 
@@ -146,6 +147,19 @@ struct QueueState {
     expiry_at: Option<SimTime>,
 }
 
+impl QueueState {
+    fn new(q: &QueueSpec, spec: &Spec) -> QueueState {
+        QueueState {
+            instances: q
+                .consumers
+                .iter()
+                .map(|c| spec.consumers[c.index()].instances)
+                .sum(),
+            ..QueueState::default()
+        }
+    }
+}
+
 struct LogEntry {
     msg: u64,
     op: u64,
@@ -260,8 +274,8 @@ pub(super) struct Async {
     outbox: Arena<OutboxRow, OutboxRowId>,
     relays: Vec<Relay>,
     next_msg: u64,
-    /// msg -> (published at, copies not yet handled, a copy failed).
-    propagation: BTreeMap<u64, (SimTime, u32, bool)>,
+    /// The messages with copies not yet settled.
+    propagation: propagation::Propagation,
     /// Periodic events (ticks, auto-commit timers) and watchdog timers (ack, confirm,
     /// poll and session timeouts) in the heap: they alone do not keep the time series
     /// and auto-commits going once a run has drained.
@@ -324,14 +338,7 @@ impl Async {
             queues: spec
                 .queues
                 .iter()
-                .map(|q| QueueState {
-                    instances: q
-                        .consumers
-                        .iter()
-                        .map(|c| spec.consumers[c.index()].instances)
-                        .sum(),
-                    ..QueueState::default()
-                })
+                .map(|q| QueueState::new(q, spec))
                 .collect(),
             partitions: spec
                 .topics
@@ -349,7 +356,7 @@ impl Async {
             outbox: Arena::default(),
             relays: spec.publishes.iter().map(|_| Relay::default()).collect(),
             next_msg: 0,
-            propagation: BTreeMap::new(),
+            propagation: propagation::Propagation::default(),
             periodic: 0,
             group_flow,
             stale_queue: BTreeMap::new(),

@@ -267,26 +267,18 @@ impl Async {
         if copies == 0 {
             return;
         }
-        self.propagation
-            .entry(msg)
-            .and_modify(|e| e.1 += copies)
-            .or_insert((now, copies, false));
+        self.propagation.expect(msg, now, copies);
     }
 
     /// A copy of `msg` is settled: handled by its subscriber, or not (`failed`).
     pub(super) fn copy_settled(&mut self, msg: u64, failed: bool, now: SimTime, cx: &mut Ctx) {
-        let Some(e) = self.propagation.get_mut(&msg) else {
+        let Some(done) = self.propagation.settle(msg, failed) else {
             return;
         };
-        e.1 -= 1;
-        e.2 |= failed;
-        if e.1 == 0 {
-            let (at, _, failed) = self.propagation.remove(&msg).expect("present");
-            if failed {
-                cx.metrics.not_propagated += 1;
-            } else {
-                cx.metrics.propagation.record(now.since(at));
-            }
+        if done.failed {
+            cx.metrics.not_propagated += 1;
+        } else {
+            cx.metrics.propagation.record(now.since(done.at));
         }
     }
 

@@ -108,15 +108,18 @@ impl Async {
     fn pick_instance(&mut self, q: QueueId, all: &Spec) -> Option<(ConsumerId, u32)> {
         let spec = &all.queues[q.index()];
         let total = self.queues[q.index()].instances;
-        let start = self.queues[q.index()].next_instance;
-        for k in 0..total {
-            let mut idx = (start + k) % total;
+        // Round robin from `next_instance`, counted across the consumers in order.
+        let mut next = self.queues[q.index()].next_instance;
+        for _ in 0..total {
+            let at = next;
+            next = if next + 1 == total { 0 } else { next + 1 };
+            let mut idx = at;
             for &c in &spec.consumers {
                 let cs = &all.consumers[c.index()];
                 if idx < cs.instances {
                     let inst = self.consumers[c.index()].instances[idx as usize];
                     if inst.up && (cs.prefetch == 0 || inst.unacked < cs.prefetch) {
-                        self.queues[q.index()].next_instance = (start + k + 1) % total;
+                        self.queues[q.index()].next_instance = next;
                         return Some((c, idx));
                     }
                     break;
@@ -196,35 +199,43 @@ impl Async {
                 .is_some_and(|&m| self.messages[m].expires_at <= now)
     }
 
+    /// FIFO: the first ready message whose group has none in flight.
+    fn first_free_group(&self, q: QueueId) -> Option<usize> {
+        let qs = &self.queues[q.index()];
+        qs.ready
+            .iter()
+            .position(|&m| !qs.busy_groups.contains(&self.messages[m].key))
+    }
+
     fn deliver_ready(&mut self, q: QueueId, cx: &mut Ctx) {
-        let b = cx.spec.queues[q.index()].broker;
-        let fifo = cx.spec.queues[q.index()].fifo;
+        let spec = &cx.spec.queues[q.index()];
+        let (b, fifo, ttl) = (spec.broker, spec.fifo, spec.ttl.is_some());
+        let unconsumed = spec.consumers.is_empty();
         loop {
-            self.expire_head(q, cx);
-            if self.queues[q.index()].ready.is_empty()
-                || cx.spec.queues[q.index()].consumers.is_empty()
-            {
+            if ttl {
+                self.expire_head(q, cx);
+            }
+            if unconsumed || self.queues[q.index()].ready.is_empty() {
                 return;
             }
-            let qs = &self.queues[q.index()];
             let index = if fifo {
-                let messages = &self.messages;
-                match qs
-                    .ready
-                    .iter()
-                    .position(|&m| !qs.busy_groups.contains(&messages[m].key))
-                {
-                    Some(i) => i,
-                    None => return,
-                }
+                self.first_free_group(q)
             } else {
-                0
+                Some(0)
+            };
+            let Some(index) = index else {
+                return;
             };
             let Some((c, instance)) = self.pick_instance(q, cx.spec) else {
                 return;
             };
             let qs = &mut self.queues[q.index()];
-            let m = qs.ready.remove(index).expect("index in range");
+            let m = if index == 0 {
+                qs.ready.pop_front()
+            } else {
+                qs.ready.remove(index)
+            }
+            .expect("index in range");
             qs.unacked += 1;
             let message = &mut self.messages[m];
             message.deliveries += 1;
