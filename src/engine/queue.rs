@@ -1,6 +1,5 @@
-//! The future event list, ordered by (time, insertion sequence): a short sorted list
-//! for the few events a run has in flight, a binary heap for what it has no room for,
-//! and lanes of timers that bypass both.
+//! The future event list: a binary heap ordered by (time, insertion sequence), and
+//! lanes of timers that bypass it.
 //!
 //! The sequence number only goes up, so events scheduled for the same instant come
 //! out in the order they were scheduled, on every run and every platform.
@@ -10,8 +9,7 @@
 //! arrive in time order and a FIFO keeps them sorted. Such timers are long and mostly
 //! stale (the delivery was acked long before), and in the heap they would make every
 //! push and pop climb O(log n) levels over them; in a lane they cost O(1). Events come
-//! out of the list, the heap and the lanes in exactly the (time, seq) order of one heap:
-//! each is in that order, and a pop takes the earliest of their three firsts.
+//! out of the heap and the lanes in exactly the (time, seq) order of one heap.
 
 use super::time::SimTime;
 use std::collections::VecDeque;
@@ -115,19 +113,8 @@ mod min_heap {
     }
 }
 
-/// The most entries the near list holds (its `Vec` has room for `NEAR_ROOM`, popped
-/// ones included, before they are drained).
-const NEAR: usize = 8;
-const NEAR_ROOM: usize = 64;
-
 pub struct EventQueue<E> {
-    /// The near list: entries `near_head..` of `near`, in key order. Most events are scheduled after nearly all the
-    /// near ones (a hop or a work step, while later timers wait in the heap), so a push
-    /// moves an entry or two and a pop takes the first, against a heap's climb through
-    /// its levels; a later entry a full list pushes out goes to the heap.
-    near: Vec<Entry<E>>,
-    near_head: usize,
-    /// A min-heap on the entries' keys: what the near list has no room for.
+    /// A min-heap on the entries' keys.
     heap: Vec<Entry<E>>,
     lanes: Vec<VecDeque<Entry<E>>>,
     /// A min-heap of the heads of the non-empty lanes.
@@ -145,12 +132,10 @@ impl<E: Copy> Default for EventQueue<E> {
     }
 }
 
-/// Events are plain values (`Copy`), which the near list and the heap copy around.
+/// Events are plain values (`Copy`), which the heap moves through a hole.
 impl<E: Copy> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
-            near: Vec::with_capacity(NEAR_ROOM),
-            near_head: 0,
             heap: Vec::with_capacity(1024),
             lanes: Vec::new(),
             heads: Vec::new(),
@@ -168,42 +153,7 @@ impl<E: Copy> EventQueue<E> {
 
     pub fn push(&mut self, time: SimTime, event: E) {
         let e = self.entry(time, event);
-        if !self.push_near(e) {
-            min_heap::push(&mut self.heap, e);
-        }
-    }
-
-    /// Inserts `e` in the near list, unless the list is full of earlier entries. A full
-    /// list's latest entry, later than `e`, moves to the heap.
-    #[inline]
-    fn push_near(&mut self, e: Entry<E>) -> bool {
-        let k = e.key();
-        if self.near.len() - self.near_head == NEAR {
-            let latest = *self.near.last().expect("a full list");
-            if latest.key() < k {
-                return false;
-            }
-            self.near.pop();
-            min_heap::push(&mut self.heap, latest);
-        }
-        let mut at = self.near.len();
-        while at > self.near_head && self.near[at - 1].key() > k {
-            at -= 1;
-        }
-        if self.near.len() == NEAR_ROOM {
-            // The popped entries before `near_head` make room (at most NEAR are live).
-            self.near.drain(..self.near_head);
-            at -= self.near_head;
-            self.near_head = 0;
-        }
-        self.near.push(e);
-        let mut i = self.near.len() - 1;
-        while i > at {
-            self.near[i] = self.near[i - 1];
-            i -= 1;
-        }
-        self.near[at] = e;
-        true
+        min_heap::push(&mut self.heap, e);
     }
 
     /// Pushes onto lane `lane`, whose events must come in time order.
@@ -235,32 +185,13 @@ impl<E: Copy> EventQueue<E> {
     }
 
     #[inline]
-    fn near_next(&self) -> u128 {
-        self.near.get(self.near_head).map_or(NONE, Keyed::key)
-    }
-
-    #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let (near, heap) = (self.near_next(), self.heap_next());
-        let e = if self.lane_next < near.min(heap) {
+        let e = if self.lane_next < self.heap_next() {
             self.pop_lane()
-        } else if near < heap {
-            self.pop_near()
         } else {
             min_heap::pop(&mut self.heap)?
         };
         Some((e.time, e.event))
-    }
-
-    #[inline]
-    fn pop_near(&mut self) -> Entry<E> {
-        let e = self.near[self.near_head];
-        self.near_head += 1;
-        if self.near_head == self.near.len() {
-            self.near.clear();
-            self.near_head = 0;
-        }
-        e
     }
 
     fn pop_lane(&mut self) -> Entry<E> {
@@ -286,12 +217,12 @@ impl<E: Copy> EventQueue<E> {
 
     #[inline]
     pub fn peek_time(&self) -> Option<SimTime> {
-        let next = self.lane_next.min(self.near_next()).min(self.heap_next());
+        let next = self.lane_next.min(self.heap_next());
         (next != NONE).then(|| SimTime::from_nanos((next >> 64) as u64))
     }
 
     pub fn len(&self) -> usize {
-        self.near.len() - self.near_head + self.heap.len() + self.in_lanes
+        self.heap.len() + self.in_lanes
     }
 
     pub fn is_empty(&self) -> bool {
