@@ -14,7 +14,7 @@
 //! Prints one JSON line: customers, the wall time of the run loop, customers/s, and the
 //! mean response time W (against Erlang-C: 1.668732 s at c = 10, lambda = 9, mu = 1).
 
-use meshsim::engine::{Limits, Model, Scheduler, Simulation, SimDuration, Stream, stream};
+use meshsim::engine::{Limits, Model, Scheduler, SimDuration, Simulation, Stream, stream};
 use meshsim::metrics::Summary;
 use rand_distr::{Distribution, Exp1};
 use std::collections::VecDeque;

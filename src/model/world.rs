@@ -70,7 +70,10 @@ pub struct World {
     workloads: Vec<WorkloadState>,
     /// Logical calls and their attempts in flight (one arena: see `Calls`).
     pub(super) logicals: Calls,
-    /// The policy state of finished calls, for the next call that has gates.
+    /// The policy state of finished calls, for the next call that has gates. Boxes, not
+    /// values: a call slot holds its state boxed (to stay small), and reusing a box is
+    /// what spares the allocation.
+    #[allow(clippy::vec_box)]
     pub(super) spare_gated: Vec<Box<Gated>>,
     pub(super) clients: Vec<ClientState>,
     pub(super) invocations: Arena<Invocation, InvocationId>,

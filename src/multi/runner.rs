@@ -178,11 +178,13 @@ impl Design {
     }
 }
 
+/// A staged `timeseries.csv`, if rows go to a file, and the sink the run writes to
+/// (None: the rows are kept in memory).
+type RowOutput = (Option<crate::report::Staged>, Option<Box<dyn RowSink>>);
+
 /// Where a run's time-series rows go, as `rows` says: dropped, kept in memory, or
 /// streamed to a staged `timeseries.csv` (returned with its stream).
-fn row_sink(
-    rows: &Rows,
-) -> Result<(Option<crate::report::Staged>, Option<Box<dyn RowSink>>), String> {
+fn row_sink(rows: &Rows) -> Result<RowOutput, String> {
     Ok(match rows {
         Rows::Dropped => (None, Some(Box::new(DroppedRows))),
         Rows::Kept => (None, None),
