@@ -6,6 +6,21 @@ use super::*;
 /// The hooks the model calls. Each is one test of the recorder when it is off (the
 /// larger ones keep their bodies out of line, in `*_recorded`, so that test stays inlined).
 impl World {
+    /// The path's step alone, when the tree records nothing: true, and the hook is done.
+    /// False when the tree records too: the hook's `_tree` variant steps the path itself.
+    #[inline(always)]
+    fn path_only(&mut self, step: impl FnOnce(&mut Paths)) -> bool {
+        match self.recorder.as_deref_mut() {
+            Some(r) if !r.tree_records() => {
+                if let Some(p) = &mut r.path {
+                    step(p);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     #[inline]
     pub(in crate::model) fn trace_call(
         &mut self,
@@ -122,13 +137,8 @@ impl World {
         hedge: bool,
         now: crate::engine::SimTime,
     ) {
-        match self.recorder.as_deref_mut() {
-            Some(r) if !r.tree_records() => {
-                if let Some(p) = &mut r.path {
-                    p.attempt(a, l, now.as_nanos());
-                }
-            }
-            _ => self.trace_attempt_tree(a, l, number, hedge, now),
+        if !self.path_only(|p| p.attempt(a, l, now.as_nanos())) {
+            self.trace_attempt_tree(a, l, number, hedge, now);
         }
     }
 
@@ -183,13 +193,8 @@ impl World {
         how: AttemptEnd,
         now: crate::engine::SimTime,
     ) {
-        match self.recorder.as_deref_mut() {
-            Some(r) if !r.tree_records() => {
-                if let Some(p) = &mut r.path {
-                    p.attempt_end(a, now.as_nanos());
-                }
-            }
-            _ => self.trace_attempt_end_tree(a, how, now),
+        if !self.path_only(|p| p.attempt_end(a, now.as_nanos())) {
+            self.trace_attempt_end_tree(a, how, now);
         }
     }
 
@@ -339,13 +344,8 @@ impl World {
 
     #[inline(never)]
     fn trace_started_recorded(&mut self, i: InvocationId, now: crate::engine::SimTime) {
-        match self.recorder.as_deref_mut() {
-            Some(r) if !r.tree_records() => {
-                if let Some(p) = &mut r.path {
-                    p.started(i, now.as_nanos());
-                }
-            }
-            _ => self.trace_started_tree(i, now),
+        if !self.path_only(|p| p.started(i, now.as_nanos())) {
+            self.trace_started_tree(i, now);
         }
     }
 
@@ -391,13 +391,8 @@ impl World {
         status: Option<Status>,
         now: crate::engine::SimTime,
     ) {
-        match self.recorder.as_deref_mut() {
-            Some(r) if !r.tree_records() => {
-                if let Some(p) = &mut r.path {
-                    p.answered(i, status.is_some(), now.as_nanos());
-                }
-            }
-            _ => self.trace_answered_tree(i, status, now),
+        if !self.path_only(|p| p.answered(i, status.is_some(), now.as_nanos())) {
+            self.trace_answered_tree(i, status, now);
         }
     }
 
@@ -430,13 +425,8 @@ impl World {
 
     #[inline(never)]
     fn trace_runs_recorded(&mut self, f: FiberId, now: crate::engine::SimTime) {
-        match self.recorder.as_deref_mut() {
-            Some(r) if !r.tree_records() => {
-                if let Some(p) = &mut r.path {
-                    p.fiber_moves(f, What::Work, now.as_nanos());
-                }
-            }
-            _ => self.trace_runs_tree(f, now),
+        if !self.path_only(|p| p.fiber_moves(f, What::Work, now.as_nanos())) {
+            self.trace_runs_tree(f, now);
         }
     }
 
@@ -476,13 +466,8 @@ impl World {
 
     #[inline(never)]
     fn trace_fiber_end_recorded(&mut self, f: FiberId, now: crate::engine::SimTime) {
-        match self.recorder.as_deref_mut() {
-            Some(r) if !r.tree_records() => {
-                if let Some(p) = &mut r.path {
-                    p.fiber_end(f, now.as_nanos());
-                }
-            }
-            _ => self.trace_fiber_end_tree(f, now),
+        if !self.path_only(|p| p.fiber_end(f, now.as_nanos())) {
+            self.trace_fiber_end_tree(f, now);
         }
     }
 
