@@ -155,27 +155,29 @@ impl<C: Count> Buckets<C> {
     }
 
     /// `quantile` of `total` samples, for each of `qs` (in increasing order), in one
-    /// pass over the counts.
-    fn quantiles<const N: usize>(&self, total: u64, qs: [f64; N]) -> [u64; N] {
-        let mut out = [0; N];
+    /// pass over the counts, into `out`.
+    fn quantiles_into(&self, total: u64, qs: &[f64], out: &mut [u64]) {
         if total == 0 {
-            return out;
+            out.fill(0);
+            return;
         }
         assert!(
             qs.is_sorted(),
             "quantiles are asked for in increasing order"
         );
-        let ranks = qs.map(|q| ((q * total as f64).ceil() as u64).clamp(1, total));
+        let rank = |q: f64| ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut next = 0;
+        let mut wanted = qs.first().map_or(0, |&q| rank(q));
         let mut seen = 0;
         for (k, c) in self.counts.iter().enumerate() {
             seen += c.get();
-            while next < N && seen >= ranks[next] {
+            while next < qs.len() && seen >= wanted {
                 out[next] = middle(self.first + k);
                 next += 1;
+                wanted = qs.get(next).map_or(0, |&q| rank(q));
             }
-            if next == N {
-                return out;
+            if next == qs.len() {
+                return;
             }
         }
         unreachable!("the counts add up to the total")
@@ -260,7 +262,16 @@ impl<C: Count> LogHistogram<C> {
 
     /// `quantile` of each of `qs` (in increasing order), in one pass over the counts.
     pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [u64; N] {
-        self.buckets.quantiles(self.total, qs)
+        let mut out = [0; N];
+        self.buckets.quantiles_into(self.total, &qs, &mut out);
+        out
+    }
+
+    /// `quantiles` of as many as `qs` holds (a plotted curve's hundreds), one pass.
+    pub fn quantiles_of(&self, qs: &[f64]) -> Vec<u64> {
+        let mut out = vec![0; qs.len()];
+        self.buckets.quantiles_into(self.total, qs, &mut out);
+        out
     }
 
     /// The non-empty buckets as (index, count): a histogram saved to be merged later
