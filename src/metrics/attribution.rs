@@ -383,6 +383,42 @@ mod tests {
         assert_eq!(got, vec![("b/get", "work", 50), ("a/get", "queue_wait", 5)]);
     }
 
+    /// Rows are made in the order latencies first appear (slow before fast here), and
+    /// each workload has its own: the shares still go by latency bucket.
+    #[test]
+    fn rows_made_out_of_order_are_read_by_latency_bucket() {
+        let names = vec!["a/get".to_owned(), "b/get".to_owned()];
+        let mut sums = AttributionSums::new(2, 2);
+        let mut hists = [LogHistogram::<u64>::default(), LogHistogram::default()];
+        let mut parts = Parts::default();
+        let mut add = |sums: &mut AttributionSums, w: usize, endpoint: usize, ns: u64| {
+            parts.clear();
+            parts.add(endpoint, What::Network, ns);
+            sums.fold(w, ns, &parts);
+            hists[w].record(ns);
+        };
+        // Workload 0: one slow request first, then 98 fast ones: the p99 (the 99th
+        // smallest of 99) is the slow one.
+        add(&mut sums, 0, 1, 50_000_000);
+        for _ in 0..98 {
+            add(&mut sums, 0, 0, 2_000_000);
+        }
+        // Workload 1: only fast ones, on the other endpoint.
+        for _ in 0..10 {
+            add(&mut sums, 1, 1, 2_000_000);
+        }
+        let a = sums.finish(0, &hists[0], &names);
+        assert_eq!((a.p99_requests, a.p50_requests), (1, 98));
+        assert_eq!((a.p99[0].place.as_str(), a.p99[0].mean_ms), ("b/get", 50.0));
+        assert_eq!(
+            (a.p50[0].place.as_str(), a.p50[0].ns),
+            ("a/get", 98 * 2_000_000)
+        );
+        let b = sums.finish(1, &hists[1], &names);
+        assert_eq!((b.p99_requests, b.p99.len()), (10, 1));
+        assert_eq!((b.p99[0].place.as_str(), b.p99[0].share), ("b/get", 1.0));
+    }
+
     #[test]
     #[should_panic(expected = "add up to its latency")]
     fn parts_that_do_not_add_up_are_a_bug() {
