@@ -262,8 +262,9 @@ impl Series {
         self.recorded[series] = Recorded::Mirror;
     }
 
-    /// An answer of a workload or endpoint, with its latency.
-    #[inline]
+    /// An answer of a workload or endpoint, with its latency. Inlined into its two
+    /// callers: the call itself cost a quarter of the record.
+    #[inline(always)]
     pub fn record(&mut self, series: usize, latency: SimDuration, error: bool) {
         assert!(
             self.recorded[series] == Recorded::Timed,
@@ -279,7 +280,7 @@ impl Series {
     }
 
     /// `record`, with the errors counted by class too (workloads).
-    #[inline]
+    #[inline(always)]
     pub fn record_status(&mut self, series: usize, latency: SimDuration, status: Status) {
         self.record(series, latency, !status.is_ok());
         if !status.is_ok() {
