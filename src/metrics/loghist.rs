@@ -13,15 +13,24 @@ const EXACT: u64 = 2 * SUB;
 /// Enough buckets for every u64.
 const LEN: usize = (EXACT + (64 - 8) * SUB) as usize;
 
-/// The counts cover only the buckets from the lowest to the highest one recorded
-/// (`counts[k]` is bucket `first + k`): the latencies an endpoint sees usually span a
-/// few powers of two, so a histogram costs a few hundred bytes to a few KB, not the
-/// 24 KB of every bucket from zero up to an 800 ms latency (a 400-service chain kept
-/// 1,200 of them, and its report scanned them all from zero for every quantile).
+/// The counts of the buckets from the lowest to the highest one recorded, without a
+/// total: the core a histogram and a time-series bucket share (a bucket counts its
+/// answers anyway; a second count beside it would cost a record another field).
+/// `counts[k]` is bucket `first + k`: the latencies an endpoint sees usually span a few
+/// powers of two, so a histogram costs a few hundred bytes to a few KB, not the 58 KB of
+/// every bucket (a 400-service chain kept 1,200 of them, and spent a fifth of its run
+/// zeroing them). A boxed slice, not a Vec: 24 bytes with `first`, so the histogram and
+/// the scalars recorded with it (count, sum, min, max) share one cache line.
+#[derive(Clone)]
+pub struct Buckets<C> {
+    counts: Box<[C]>,
+    first: usize,
+}
+
+/// A log-linear histogram: the buckets and how many samples they hold.
 #[derive(Clone)]
 pub struct LogHistogram<C> {
-    counts: Vec<C>,
-    first: usize,
+    buckets: Buckets<C>,
     total: u64,
 }
 
@@ -55,14 +64,14 @@ impl Count for u32 {
     }
 }
 
-#[inline]
+/// The bucket of `v`, without a branch: with `s` = how far v's highest bit lies above
+/// bit 7 (0 below 256), the index is 128 s + (v >> s). Below 256 that is v itself;
+/// above, each power of two [2^(s+7), 2^(s+8)) maps to the 128 buckets from
+/// 128 (s + 1) on. The largest u64 lands in the last bucket (56 x 128 + 255).
+#[inline(always)]
 fn index(v: u64) -> usize {
-    if v < EXACT {
-        return v as usize;
-    }
-    let msb = 63 - u64::from(v.leading_zeros());
-    let shift = msb - 7; // v >> shift lies in [128, 256)
-    (EXACT + (shift - 1) * SUB + ((v >> shift) - SUB)) as usize
+    let s = 56u32.saturating_sub(v.leading_zeros());
+    (u64::from(s) << 7).wrapping_add(v >> s) as usize
 }
 
 /// The bucket a value is counted in (attribution keeps its sums per bucket).
@@ -83,30 +92,33 @@ fn bounds(i: usize) -> (u64, u64) {
     (low, low + ((1u64 << shift) - 1))
 }
 
+/// The middle of bucket `i`: what a quantile in it reports.
+fn middle(i: usize) -> u64 {
+    let (low, high) = bounds(i);
+    low + (high - low) / 2
+}
+
 /// Empty: the counts grow to the buckets recorded, so an endpoint, edge or series that
-/// sees no traffic costs bytes, not the 58 KB of every bucket (a 400-service chain
-/// spent a fifth of its run zeroing them).
-impl<C: Count> Default for LogHistogram<C> {
+/// sees no traffic costs bytes.
+impl<C: Count> Default for Buckets<C> {
     fn default() -> Self {
-        LogHistogram {
-            counts: Vec::new(),
+        Buckets {
+            counts: Box::default(),
             first: 0,
-            total: 0,
         }
     }
 }
 
-impl<C: Count> LogHistogram<C> {
-    #[inline]
+impl<C: Count> Buckets<C> {
+    /// Counts `v`. Below `first` the subtraction wraps to a huge offset: the same one
+    /// compare as a checked index covers both ends; growing is rare and kept out of line.
+    #[inline(always)]
     pub fn record(&mut self, v: u64) {
-        // Below `first` the subtraction wraps to a huge offset: the same one compare as
-        // a checked index covers both ends; growing is rare and kept out of line.
         let i = index(v);
         match self.counts.get_mut(i.wrapping_sub(self.first)) {
             Some(c) => c.increment(),
             None => self.grow_to_record(i),
         }
-        self.total += 1;
     }
 
     #[cold]
@@ -116,26 +128,122 @@ impl<C: Count> LogHistogram<C> {
         self.counts[k].increment();
     }
 
-    /// Makes the counts cover bucket `i` and returns its offset. Growing down moves the
-    /// counts, so it takes at least half the present length more at a time (a run
-    /// whose minimum creeps down bucket by bucket copies O(n) in all, not O(n^2)).
+    /// Makes the counts cover bucket `i` and returns its offset. Growing moves the
+    /// counts, so it takes at least half the present length more at a time, either
+    /// way (a run whose extremes creep bucket by bucket copies O(n) in all, not O(n^2)).
+    /// The extra buckets are empty: no quantile or saved bucket sees them.
     fn cover(&mut self, i: usize) -> usize {
         assert!(i < LEN, "bucket {i} out of range");
-        if self.counts.is_empty() {
+        let len = self.counts.len();
+        if len == 0 {
             self.first = i;
-            self.counts.push(C::default());
+            self.counts = vec![C::default(); 1].into_boxed_slice();
             return 0;
         }
-        if i < self.first {
-            let first = i.min(self.first.saturating_sub(self.counts.len() / 2));
-            let below = self.first - first;
-            self.counts
-                .splice(0..0, std::iter::repeat_n(C::default(), below));
-            self.first = first;
-        } else if i - self.first >= self.counts.len() {
-            self.counts.resize(i - self.first + 1, C::default());
+        let (first, end) = if i < self.first {
+            (i.min(self.first.saturating_sub(len / 2)), self.first + len)
+        } else if i - self.first >= len {
+            (self.first, (i + 1).max(self.first + len + len / 2).min(LEN))
+        } else {
+            return i - self.first;
+        };
+        let mut counts = vec![C::default(); end - first];
+        counts[self.first - first..][..len].copy_from_slice(&self.counts);
+        self.counts = counts.into_boxed_slice();
+        self.first = first;
+        i - first
+    }
+
+    /// `quantile` of `total` samples, for each of `qs` (in increasing order), in one
+    /// pass over the counts, into `out`.
+    fn quantiles_into(&self, total: u64, qs: &[f64], out: &mut [u64]) {
+        if total == 0 {
+            out.fill(0);
+            return;
         }
-        i - self.first
+        assert!(
+            qs.is_sorted(),
+            "quantiles are asked for in increasing order"
+        );
+        let rank = |q: f64| ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut next = 0;
+        let mut wanted = qs.first().map_or(0, |&q| rank(q));
+        let mut seen = 0;
+        for (k, c) in self.counts.iter().enumerate() {
+            seen += c.get();
+            while next < qs.len() && seen >= wanted {
+                out[next] = middle(self.first + k);
+                next += 1;
+                wanted = qs.get(next).map_or(0, |&q| rank(q));
+            }
+            if next == qs.len() {
+                return;
+            }
+        }
+        unreachable!("the counts add up to the total")
+    }
+
+    /// The non-empty buckets as (index, count).
+    fn non_empty(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.get() > 0)
+            .map(|(k, c)| (self.first + k, c.get()))
+    }
+
+    /// The q-quantile of `total` samples that all lie in [min, max]: the scan starts at
+    /// min's bucket (the ones below are empty), so a sparse time-series bucket costs
+    /// little however large its latencies.
+    pub fn quantile_within(&self, total: u64, q: f64, min: u64, max: u64) -> u64 {
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let (lowest, highest) = (index(min), index(max));
+        // The same bucket either way (the first whose samples at or below reach `rank`),
+        // found from the nearer end: a p99 is a few buckets below the max.
+        let found = if rank > total / 2 {
+            let above = total - rank;
+            let mut seen = 0;
+            (lowest..=highest).rev().find(|&i| {
+                seen += self.counts[i - self.first].get();
+                seen > above
+            })
+        } else {
+            let mut seen = 0;
+            (lowest..=highest).find(|&i| {
+                seen += self.counts[i - self.first].get();
+                seen >= rank
+            })
+        };
+        middle(found.expect("the samples lie in [min, max]"))
+    }
+
+    /// Empties buckets whose samples all lie in [min, max] (any, when `total` is 0):
+    /// only their buckets are cleared, and the counts keep their range for the next
+    /// time-series bucket.
+    pub fn reset_within(&mut self, total: u64, min: u64, max: u64) {
+        if total > 0 {
+            self.counts[index(min) - self.first..=index(max) - self.first].fill(C::default());
+        }
+    }
+}
+
+impl<C: Count> Default for LogHistogram<C> {
+    fn default() -> Self {
+        LogHistogram {
+            buckets: Buckets::default(),
+            total: 0,
+        }
+    }
+}
+
+impl<C: Count> LogHistogram<C> {
+    #[inline(always)]
+    pub fn record(&mut self, v: u64) {
+        self.buckets.record(v);
+        self.total += 1;
     }
 
     pub fn len(&self) -> u64 {
@@ -155,81 +263,39 @@ impl<C: Count> LogHistogram<C> {
     /// `quantile` of each of `qs` (in increasing order), in one pass over the counts.
     pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [u64; N] {
         let mut out = [0; N];
-        if self.total == 0 {
-            return out;
-        }
-        assert!(
-            qs.is_sorted(),
-            "quantiles are asked for in increasing order"
-        );
-        let ranks = qs.map(|q| ((q * self.total as f64).ceil() as u64).clamp(1, self.total));
-        let mut next = 0;
-        let mut seen = 0;
-        for (k, c) in self.counts.iter().enumerate() {
-            seen += c.get();
-            while next < N && seen >= ranks[next] {
-                let (low, high) = bounds(self.first + k);
-                out[next] = low + (high - low) / 2;
-                next += 1;
-            }
-            if next == N {
-                return out;
-            }
-        }
-        unreachable!("the counts add up to the total")
+        self.buckets.quantiles_into(self.total, &qs, &mut out);
+        out
+    }
+
+    /// `quantiles` of as many as `qs` holds (a plotted curve's hundreds), one pass.
+    pub fn quantiles_of(&self, qs: &[f64]) -> Vec<u64> {
+        let mut out = vec![0; qs.len()];
+        self.buckets.quantiles_into(self.total, qs, &mut out);
+        out
     }
 
     /// The non-empty buckets as (index, count): a histogram saved to be merged later
     /// (sweep shards), exactly.
     pub fn buckets(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.get() > 0)
-            .map(|(k, c)| (self.first + k, c.get()))
+        self.buckets.non_empty()
     }
 
-    /// `quantile(q)` of a histogram whose samples all lie in [min, max]: the scan starts
-    /// at min's bucket (the ones below are empty), so a sparse time-series bucket costs
-    /// little however large its latencies.
+    /// `quantile(q)` of a histogram whose samples all lie in [min, max], scanning only
+    /// their buckets.
     pub fn quantile_within(&self, q: f64, min: u64, max: u64) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let (lowest, highest) = (index(min), index(max));
-        // The same bucket either way (the first whose samples at or below reach `rank`),
-        // found from the nearer end: a p99 is a few buckets below the max.
-        let found = if rank > self.total / 2 {
-            let above = self.total - rank;
-            let mut seen = 0;
-            (lowest..=highest).rev().find(|&i| {
-                seen += self.counts[i - self.first].get();
-                seen > above
-            })
-        } else {
-            let mut seen = 0;
-            (lowest..=highest).find(|&i| {
-                seen += self.counts[i - self.first].get();
-                seen >= rank
-            })
-        };
-        let (low, high) = bounds(found.expect("the samples lie in [min, max]"));
-        low + (high - low) / 2
+        self.buckets.quantile_within(self.total, q, min, max)
     }
 
     /// `reset` of a histogram whose samples all lie in [min, max]: only their buckets
-    /// are cleared, and the counts keep their range for the next time-series bucket.
+    /// are cleared, and the counts keep their range.
     pub fn reset_within(&mut self, min: u64, max: u64) {
-        if self.total > 0 {
-            self.counts[index(min) - self.first..=index(max) - self.first].fill(C::default());
-            self.total = 0;
-        }
+        self.buckets.reset_within(self.total, min, max);
+        self.total = 0;
     }
 
     pub fn reset(&mut self) {
         if self.total > 0 {
-            self.counts.fill(C::default());
+            self.buckets.counts.fill(C::default());
             self.total = 0;
         }
     }
@@ -242,8 +308,8 @@ impl LogHistogram<u64> {
         if index >= LEN {
             return false;
         }
-        let k = self.cover(index);
-        let slot = &mut self.counts[k];
+        let k = self.buckets.cover(index);
+        let slot = &mut self.buckets.counts[k];
         *slot = slot.saturating_add(count);
         self.total = self.total.saturating_add(count);
         true
@@ -270,6 +336,59 @@ mod tests {
             next = high.wrapping_add(1);
         }
         assert_eq!(next, 0, "the last bucket ends at u64::MAX");
+    }
+
+    /// The bucket index as first written (a branch, then the shift from the highest
+    /// bit): the branch-free one must agree everywhere, around every power of two.
+    #[test]
+    fn the_branch_free_index_agrees_with_the_first_one() {
+        fn first(v: u64) -> usize {
+            if v < EXACT {
+                return v as usize;
+            }
+            let msb = 63 - u64::from(v.leading_zeros());
+            let shift = msb - 7;
+            (EXACT + (shift - 1) * SUB + ((v >> shift) - SUB)) as usize
+        }
+        for bit in 0..64 {
+            let p = 1u64 << bit;
+            for v in [
+                p - 1,
+                p,
+                p + 1,
+                p | (p >> 1),
+                p | (p - 1),
+                p.wrapping_mul(3),
+            ] {
+                assert_eq!(index(v), first(v), "{v}");
+            }
+        }
+        let mut x: u64 = 7;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = x >> (x % 64);
+            assert_eq!(index(v), first(v), "{v}");
+        }
+        assert_eq!(index(u64::MAX), LEN - 1);
+    }
+
+    #[test]
+    fn growing_up_bucket_by_bucket_keeps_every_count() {
+        let mut h: LogHistogram<u32> = LogHistogram::default();
+        let samples: Vec<u64> = (0..3000).map(|k| 1_000 + k * 97).collect();
+        for &v in &samples {
+            h.record(v);
+        }
+        for q in [0.0, 0.1, 0.5, 0.99, 1.0] {
+            assert_eq!(h.quantile(q), reference(&samples, q), "q{q}");
+        }
+        assert_eq!(h.buckets().map(|b| b.1).sum::<u64>(), 3000);
+        // Growth by half the length: about log(n) copies, and at most half again as
+        // many buckets as were needed.
+        let needed = index(*samples.last().unwrap()) - index(samples[0]) + 1;
+        assert!(h.buckets.counts.len() <= needed + needed / 2 + 1);
     }
 
     /// The quantile by brute force: sort the samples, take the ceil(q x n)-th, report
@@ -311,7 +430,11 @@ mod tests {
         for k in 0..1000u64 {
             narrow.record(420_000_000 - k * 20_000);
         }
-        assert!(narrow.counts.len() <= 16, "{} buckets", narrow.counts.len());
+        assert!(
+            narrow.buckets.counts.len() <= 16,
+            "{} buckets",
+            narrow.buckets.counts.len()
+        );
         assert_eq!(narrow.buckets().next().unwrap().0, index(400_020_000));
     }
 

@@ -38,81 +38,93 @@ impl StatusCounts {
     }
 }
 
+// The metrics of workloads, endpoints and edges are `repr(C)`: the counters every
+// request touches come first, in one 64-byte line, then the summaries (each its own
+// 64-byte-aligned block), then what errors and reports read. A request through a deep
+// chain touches every endpoint's metrics on its way; in declaration order (Rust would
+// sort the fields by alignment) each hop touches as few lines as can be.
+
 /// One workload: the requests its clients sent, measured at the client.
 #[derive(Debug)]
+#[repr(C)]
 pub struct WorkloadMetrics {
-    pub name: String,
-    pub target: String,
     /// Requests sent in the measured window.
     pub requests: u64,
     pub ok: u64,
     /// Ok answers that lost an optional part (an `all_settled` branch failed).
     pub degraded: u64,
-    pub errors: StatusCounts,
-    /// Arrival to final answer, every answer (errors included).
-    pub latency: Summary,
     /// Sent and not answered when the run ended.
     pub in_flight: u64,
+    /// Arrival to final answer, every answer (errors included).
+    pub latency: Summary,
+    pub errors: StatusCounts,
+    pub name: String,
+    pub target: String,
 }
 
 /// One endpoint, measured at the server.
 #[derive(Debug)]
+#[repr(C)]
 pub struct EndpointMetrics {
-    pub name: String,
-    pub service: String,
     /// Requests that reached a replica (rejected ones included).
     pub arrivals: u64,
-    /// Turned away because the replica's queue was full.
-    pub rejected: u64,
     /// Taken in (queued or started): what Little's law counts as arrivals.
     pub admitted: u64,
-    /// Refused or failed at arrival by a fault (down, crash, error).
-    pub faulted: u64,
     /// Answered (any status).
     pub completed: u64,
     pub ok: u64,
-    pub errors: StatusCounts,
+    /// Worker-nanoseconds spent on this endpoint inside the measured window.
+    pub busy_ns: u128,
+    /// Answers nobody was waiting for any more (a caller anywhere up the chain had
+    /// timed out or cancelled), and the worker time they took: work wasted.
+    pub orphaned: u64,
+    /// Requests given up at their propagated deadline: dropped from the queue unserved,
+    /// or abandoned while being served (deadline-aware services only).
+    pub expired: u64,
     /// Arrival at the replica to the start on a worker.
     pub queue_wait: Summary,
     /// Arrival at the replica to the answer leaving it.
     pub latency: Summary,
-    /// Requests of this endpoint waiting for a worker.
-    pub queue_length: TimeWeighted,
     /// Requests of this endpoint admitted and not yet answered (Little's L).
     pub in_system: TimeWeighted,
-    /// Worker-nanoseconds spent on this endpoint inside the measured window.
-    pub busy_ns: u128,
+    /// Requests of this endpoint waiting for a worker.
+    pub queue_length: TimeWeighted,
+    pub orphaned_work_ns: u128,
+    pub errors: StatusCounts,
+    /// Turned away because the replica's queue was full.
+    pub rejected: u64,
+    /// Refused or failed at arrival by a fault (down, crash, error).
+    pub faulted: u64,
     /// Workers of the service (all replicas), the denominator of utilization.
     pub workers: u64,
-    /// Answers nobody was waiting for any more (a caller anywhere up the chain had
-    /// timed out or cancelled), and the worker time they took: work wasted.
-    pub orphaned: u64,
-    pub orphaned_work_ns: u128,
-    /// Requests given up at their propagated deadline: dropped from the queue unserved,
-    /// or abandoned while being served (deadline-aware services only).
-    pub expired: u64,
+    pub name: String,
+    pub service: String,
 }
 
 /// One caller -> endpoint edge, measured at the caller, through its client policy.
 #[derive(Debug)]
+#[repr(C)]
 pub struct EdgeMetrics {
-    pub name: String,
-    pub policy: String,
     /// Logical calls: what the caller's code asked for, however many attempts it took.
     pub calls: u64,
     /// Attempts sent over the network (retries and hedges included).
     pub attempts: u64,
     pub retries: u64,
     pub hedges: u64,
-    /// Logical calls answered by a hedge.
-    pub hedges_won: u64,
     pub ok: u64,
-    /// Logical calls that ended in failure, by final status (fallbacks excluded).
-    pub errors: StatusCounts,
     /// Failed calls turned into a fallback answer.
     pub fallbacks: u64,
     /// Attempts cut by their per-try timeout, or calls by their deadline.
     pub timeouts: u64,
+    /// Attempts abandoned (a join no longer needed them, another hedge won, the
+    /// caller's deadline passed), and calls abandoned before their attempt left.
+    pub cancelled: u64,
+    /// Call start to the outcome the caller saw.
+    pub latency: Summary,
+    /// Logical calls answered by a hedge.
+    pub hedges_won: u64,
+    /// Logical calls that ended in failure, by final status (fallbacks excluded).
+    pub errors: StatusCounts,
     /// Calls never sent: the deadline they inherited had already passed.
     pub expired: u64,
     /// Attempts refused before leaving the caller.
@@ -128,17 +140,14 @@ pub struct EdgeMetrics {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_stale: u64,
-    /// Call start to the outcome the caller saw.
-    pub latency: Summary,
     pub breaker: Option<BreakerMetrics>,
     /// Requests and replies the network dropped (the caller only sees a timeout).
     pub lost_requests: u64,
     pub lost_replies: u64,
     /// Replies that arrived after the caller had given up (timed out or cancelled).
     pub late_replies: u64,
-    /// Attempts abandoned (a join no longer needed them, another hedge won, the
-    /// caller's deadline passed), and calls abandoned before their attempt left.
-    pub cancelled: u64,
+    pub name: String,
+    pub policy: String,
 }
 
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! included, so the warmup transient is visible.
 
 use super::consistency::{FlowMetrics, LagRow};
-use super::loghist::LogHistogram;
+use super::loghist::Buckets;
 use crate::engine::{SimDuration, SimTime};
 use crate::status::Status;
 
@@ -78,17 +78,58 @@ pub trait RowSink: Send {
     fn finish(self: Box<Self>) -> Result<(), String>;
 }
 
+/// One series' counts in the bucket being filled. What a record touches comes first and
+/// fills one 64-byte line (the histogram's counts pointer and range, the answers, errors,
+/// min, max, attempts), so an answer costs that line and one histogram bucket's.
+#[repr(C, align(64))]
 struct Bucket {
+    // Two significant digits keep the reset cheap; quantiles are clamped to the exact
+    // min and max, so constant latencies still come out exact. A timed series counts
+    // every answer in it, so `completed` is its total.
+    hist: Buckets<u32>,
     completed: u64,
     errors: u64,
-    by_class: [u64; ERROR_CLASSES.len()],
-    attempts: u64,
-    // Two significant digits keep the reset cheap; quantiles are clamped to the exact
-    // min and max, so constant latencies still come out exact.
-    hist: LogHistogram<u32>,
     min_ns: u64,
     max_ns: u64,
+    attempts: u64,
+    by_class: [u64; ERROR_CLASSES.len()],
     queue_area_at_start: u128,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        Bucket {
+            hist: Buckets::default(),
+            completed: 0,
+            errors: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            attempts: 0,
+            by_class: [0; ERROR_CLASSES.len()],
+            queue_area_at_start: 0,
+        }
+    }
+
+    /// Starts the next bucket: counts to zero, the histogram's range kept.
+    fn clear(&mut self, timed: bool) {
+        let samples = if timed { self.completed } else { 0 };
+        self.hist.reset_within(samples, self.min_ns, self.max_ns);
+        self.completed = 0;
+        self.errors = 0;
+        self.by_class = [0; ERROR_CLASSES.len()];
+        self.attempts = 0;
+        self.min_ns = u64::MAX;
+        self.max_ns = 0;
+    }
+}
+
+/// How a series is recorded: with latencies (workloads, endpoints), counted only
+/// (edges of internal calls), or not at all (a mirror copies another series' rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recorded {
+    Timed,
+    Counted,
+    Mirror,
 }
 
 /// Rows per series a default bucket aims at: a file a person can still read.
@@ -138,6 +179,8 @@ pub struct Series {
     /// answers, same latencies) is not recorded twice; its rows copy the source's,
     /// only `attempts` is its own.
     mirror_of: Vec<Option<usize>>,
+    /// Per series, which records it takes (a byte each: checked at every record).
+    recorded: Vec<Recorded>,
     /// The rows, when there is no sink.
     pub rows: Vec<SeriesRow>,
     pub truncated: bool,
@@ -168,22 +211,18 @@ impl Series {
             !bucket.is_zero(),
             "a time-series bucket must be longer than zero"
         );
-        let buckets = names
+        let buckets = names.iter().map(|_| Bucket::new()).collect();
+        let recorded = names
             .iter()
-            .map(|_| Bucket {
-                completed: 0,
-                errors: 0,
-                by_class: [0; ERROR_CLASSES.len()],
-                attempts: 0,
-                hist: LogHistogram::default(),
-                min_ns: u64::MAX,
-                max_ns: 0,
-                queue_area_at_start: 0,
+            .map(|(kind, _)| match kind {
+                SeriesKind::Edge => Recorded::Counted,
+                SeriesKind::Workload | SeriesKind::Endpoint => Recorded::Timed,
             })
             .collect();
         Series {
             bucket,
             mirror_of: vec![None; names.len()],
+            recorded,
             names,
             rows: Vec::new(),
             truncated: false,
@@ -220,11 +259,17 @@ impl Series {
     pub fn mirror(&mut self, series: usize, source: usize) {
         assert!(source < series, "a mirror reads a series closed before it");
         self.mirror_of[series] = Some(source);
+        self.recorded[series] = Recorded::Mirror;
     }
 
-    #[inline]
+    /// An answer of a workload or endpoint, with its latency. Inlined into its two
+    /// callers: the call itself cost a quarter of the record.
+    #[inline(always)]
     pub fn record(&mut self, series: usize, latency: SimDuration, error: bool) {
-        assert!(self.mirror_of[series].is_none(), "recording into a mirror");
+        assert!(
+            self.recorded[series] == Recorded::Timed,
+            "recording a latency into a series that is not timed"
+        );
         let b = &mut self.buckets[series];
         b.completed += 1;
         b.errors += u64::from(error);
@@ -235,7 +280,7 @@ impl Series {
     }
 
     /// `record`, with the errors counted by class too (workloads).
-    #[inline]
+    #[inline(always)]
     pub fn record_status(&mut self, series: usize, latency: SimDuration, status: Status) {
         self.record(series, latency, !status.is_ok());
         if !status.is_ok() {
@@ -247,6 +292,10 @@ impl Series {
     /// breaker's state, not quantiles (those are the workloads' and endpoints').
     #[inline]
     pub fn record_count(&mut self, series: usize, error: bool) {
+        assert!(
+            self.recorded[series] == Recorded::Counted,
+            "counting an answer into a series that is timed or a mirror"
+        );
         let b = &mut self.buckets[series];
         b.completed += 1;
         b.errors += u64::from(error);
@@ -285,14 +334,8 @@ impl Series {
     /// Past the bound: the bucket closes at `end` without a row, its counts start again.
     #[cold]
     fn drop_bucket(&mut self, end: SimTime) {
-        for b in &mut self.buckets {
-            b.completed = 0;
-            b.errors = 0;
-            b.by_class = [0; ERROR_CLASSES.len()];
-            b.attempts = 0;
-            b.hist.reset_within(b.min_ns, b.max_ns);
-            b.min_ns = u64::MAX;
-            b.max_ns = 0;
+        for (b, r) in self.buckets.iter_mut().zip(&self.recorded) {
+            b.clear(*r == Recorded::Timed);
         }
         self.truncated = true;
         self.start = end;
@@ -314,6 +357,7 @@ impl Series {
             let extra = extras(i);
             if let Some(src) = self.mirror_of[i] {
                 let b = &mut self.buckets[i];
+                assert_eq!(b.completed, 0, "nothing is recorded into a mirror");
                 let source = self.closing[src].clone();
                 self.closing.push(SeriesRow {
                     series: i as u32,
@@ -327,7 +371,7 @@ impl Series {
             }
             let kind = self.names[i].0;
             // Edges of internal calls are counted, not timed (workload edges mirror).
-            let timed = kind != SeriesKind::Edge;
+            let timed = self.recorded[i] == Recorded::Timed;
             let b = &mut self.buckets[i];
             let queue_length_mean = extra.queue_area.map(|area| {
                 let mean = (area - b.queue_area_at_start) as f64 / span_ns as f64;
@@ -336,9 +380,12 @@ impl Series {
             });
             // A bucket where nothing answered has no latency: None (an empty CSV cell, a
             // gap in a plot), not 0 ms, which would read as "fast" while the system is stuck.
-            let answered = timed && !b.hist.is_empty();
+            let answered = timed && b.completed > 0;
             let (min, max) = (b.min_ns, b.max_ns);
-            let q = |p: f64| b.hist.quantile_within(p, min, max).clamp(min, max) as f64 * 1e-6;
+            let q = |p: f64| {
+                let v = b.hist.quantile_within(b.completed, p, min, max);
+                v.clamp(min, max) as f64 * 1e-6
+            };
             self.closing.push(SeriesRow {
                 start: self.start,
                 end,
@@ -352,13 +399,7 @@ impl Series {
                 attempts: (kind == SeriesKind::Edge).then_some(b.attempts),
                 breaker: extra.breaker,
             });
-            b.completed = 0;
-            b.errors = 0;
-            b.by_class = [0; ERROR_CLASSES.len()];
-            b.attempts = 0;
-            b.hist.reset_within(min, max);
-            b.min_ns = u64::MAX;
-            b.max_ns = 0;
+            b.clear(timed);
         }
         self.start = end;
         let fits = self.room(self.closing.len());

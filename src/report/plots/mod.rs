@@ -83,7 +83,13 @@ pub fn curve(name: &str, latency: &Summary) -> Option<Curve> {
             latency.quantile_ms(q)
         }
     };
-    let points = cdf_grid().into_iter().map(|q| (at(q), q)).collect();
+    let grid = cdf_grid();
+    let inner = latency.quantiles_ms_of(&grid);
+    let points = grid
+        .into_iter()
+        .zip(inner)
+        .map(|(q, v)| (if q <= 0.0 || q >= 1.0 { at(q) } else { v }, q))
+        .collect();
     let marks = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)]
         .into_iter()
         .map(|(label, q)| (label, at(q), q))
