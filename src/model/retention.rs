@@ -85,9 +85,12 @@ impl Ends {
             Some(_) => {
                 let (last_end, last_id) = self.newest;
                 assert!(end >= last_end, "retention ends are added in time order");
-                push_varint(&mut self.deltas, end.as_nanos() - last_end.as_nanos());
+                // Both varints spelled out first, then copied in at once.
+                let mut buf = [0; 20];
+                let n = put_varint(&mut buf, 0, end.as_nanos() - last_end.as_nanos());
                 let d = id.wrapping_sub(last_id) as i64;
-                push_varint(&mut self.deltas, ((d << 1) ^ (d >> 63)) as u64);
+                let n = put_varint(&mut buf, n, ((d << 1) ^ (d >> 63)) as u64);
+                self.deltas.extend(&buf[..n]);
             }
         }
         self.newest = (end, id);
@@ -221,12 +224,15 @@ impl IdempotencyKeys {
     }
 }
 
-fn push_varint(out: &mut VecDeque<u8>, mut x: u64) {
+/// Writes `x` as a varint at `buf[at..]` (at most 10 bytes); returns where it ends.
+fn put_varint(buf: &mut [u8; 20], mut at: usize, mut x: u64) -> usize {
     while x >= 0x80 {
-        out.push_back(x as u8 | 0x80);
+        buf[at] = x as u8 | 0x80;
         x >>= 7;
+        at += 1;
     }
-    out.push_back(x as u8);
+    buf[at] = x as u8;
+    at + 1
 }
 
 fn pop_varint(from: &mut VecDeque<u8>) -> u64 {
