@@ -158,7 +158,13 @@ impl Async {
             }
             Commit::Auto(_) => {}
         }
-        self.try_fetch(c, partition, cx);
+        // Usually the partition has nothing more to read: told here, without the call.
+        let cs = &self.consumers[c.index()];
+        if cs.parts[partition as usize].position
+            < self.partitions[cs.topic.index()][partition as usize].end()
+        {
+            self.try_fetch(c, partition, cx);
+        }
     }
 
     /// A failed record retried in place: the partition waits for its backoff
