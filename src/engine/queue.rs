@@ -10,6 +10,12 @@
 //! stale (the delivery was acked long before), and in the heap they would make every
 //! push and pop climb O(log n) levels over them; in a lane they cost O(1). Events come
 //! out of the heap and the lanes in exactly the (time, seq) order of one heap.
+//!
+//! A model names its lanes (`push_lane`), or lets the queue open them: a timer
+//! (`push_timer`: a call's timeout, due a fixed delay after the present) goes to the lane
+//! of its delay, since timers of one delay armed by a clock that only moves forward
+//! fall due in the order they were armed. Past `MAX_TIMER_LANES` distinct delays, a
+//! timer goes to the heap.
 
 use super::time::SimTime;
 use std::collections::VecDeque;
@@ -113,10 +119,21 @@ mod min_heap {
     }
 }
 
+/// The most lanes the queue opens for timers, one per distinct delay: a scenario has a
+/// few timeouts (its policies' and call sites'), and a scan of this many stays cheap.
+pub const MAX_TIMER_LANES: usize = 64;
+
+/// No lane yet for this lane number.
+const UNOPENED: usize = usize::MAX;
+
 pub struct EventQueue<E> {
     /// A min-heap on the entries' keys.
     heap: Vec<Entry<E>>,
     lanes: Vec<VecDeque<Entry<E>>>,
+    /// The lane (index into `lanes`) of each lane number a model names, or `UNOPENED`.
+    named: Vec<usize>,
+    /// (delay in ns, lane) of each timer lane, in the order they opened.
+    timer_lanes: Vec<(u64, usize)>,
     /// A min-heap of the heads of the non-empty lanes.
     heads: Vec<Head>,
     /// The key of the earliest lane head (`NONE`: every lane is empty), so that a pop
@@ -138,6 +155,8 @@ impl<E: Copy> EventQueue<E> {
         EventQueue {
             heap: Vec::with_capacity(1024),
             lanes: Vec::new(),
+            named: Vec::new(),
+            timer_lanes: Vec::new(),
             heads: Vec::new(),
             lane_next: NONE,
             in_lanes: 0,
@@ -156,17 +175,50 @@ impl<E: Copy> EventQueue<E> {
         min_heap::push(&mut self.heap, e);
     }
 
-    /// Pushes onto lane `lane`, whose events must come in time order.
+    /// Pushes onto lane number `lane`, whose events must come in time order.
     pub fn push_lane(&mut self, lane: usize, time: SimTime, event: E) {
-        let e = self.entry(time, event);
-        if self.lanes.len() <= lane {
-            self.lanes.resize_with(lane + 1, VecDeque::new);
+        if self.named.len() <= lane {
+            self.named.resize(lane + 1, UNOPENED);
         }
+        if self.named[lane] == UNOPENED {
+            self.named[lane] = self.open_lane();
+        }
+        let index = self.named[lane];
+        self.push_into(index, time, event);
+    }
+
+    /// Pushes a timer due `delay_ns` after the present (`time`): onto the lane of its
+    /// delay, opened if need be, or onto the heap once `MAX_TIMER_LANES` are open.
+    pub fn push_timer(&mut self, delay_ns: u64, time: SimTime, event: E) {
+        let lane = match self.timer_lanes.iter().find(|&&(d, _)| d == delay_ns) {
+            Some(&(_, lane)) => lane,
+            None if self.timer_lanes.len() < MAX_TIMER_LANES => {
+                let lane = self.open_lane();
+                self.timer_lanes.push((delay_ns, lane));
+                lane
+            }
+            None => return self.push(time, event),
+        };
+        self.push_into(lane, time, event);
+    }
+
+    /// Lanes the queue opened for timers, one per distinct delay.
+    pub fn timer_lanes(&self) -> usize {
+        self.timer_lanes.len()
+    }
+
+    fn open_lane(&mut self) -> usize {
+        self.lanes.push(VecDeque::new());
+        self.lanes.len() - 1
+    }
+
+    fn push_into(&mut self, lane: usize, time: SimTime, event: E) {
+        let e = self.entry(time, event);
         let l = &mut self.lanes[lane];
         match l.back() {
             Some(last) => assert!(
                 time >= last.time,
-                "lane {lane}: an event at {time} after one at {}",
+                "a lane's event at {time} after one at {}",
                 last.time
             ),
             None => {
@@ -313,11 +365,28 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "lane 2: an event at")]
+    #[should_panic(expected = "a lane's event at 0.000000009s after one at 0.000000010s")]
     fn a_lane_refuses_an_earlier_event() {
         let mut q = EventQueue::new();
         q.push_lane(2, SimTime::from_nanos(10), ());
         q.push_lane(2, SimTime::from_nanos(9), ());
+    }
+
+    #[test]
+    fn timers_share_a_lane_per_delay_up_to_the_cap() {
+        let mut q = EventQueue::new();
+        let n = MAX_TIMER_LANES as u64 + 6;
+        for round in 0..2 {
+            for delay in 1..=n {
+                q.push_timer(delay, SimTime::from_nanos(delay + round), (delay, round));
+            }
+        }
+        assert_eq!(q.timer_lanes(), MAX_TIMER_LANES);
+        assert_eq!((q.in_lanes, q.heap.len()), (2 * MAX_TIMER_LANES, 12));
+        let order: Vec<(u64, u64)> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
+        let mut want: Vec<(u64, u64)> = (0..2).flat_map(|r| (1..=n).map(move |d| (d, r))).collect();
+        want.sort_by_key(|&(d, r)| (d + r, r));
+        assert_eq!(order, want);
     }
 
     proptest! {
@@ -326,7 +395,7 @@ mod tests {
         /// sorted set of the events waiting says.
         #[test]
         fn lanes_pop_in_the_order_of_one_heap(
-            steps in prop::collection::vec((0u8..6, 0u64..50), 1..300),
+            steps in prop::collection::vec((0u8..8, 0u64..50), 1..300),
         ) {
             let mut mixed = EventQueue::new();
             let mut heap = EventQueue::new();
@@ -346,6 +415,14 @@ mod tests {
                     2 => {
                         let t = now + x;
                         mixed.push(SimTime::from_nanos(t), id);
+                        heap.push(SimTime::from_nanos(t), id);
+                        waiting.insert((t, id));
+                    }
+                    6 | 7 => {
+                        // Timers of up to 100 delays: past MAX_TIMER_LANES, the heap's.
+                        let delay = x + 50 * u64::from(what - 6);
+                        let t = now + delay;
+                        mixed.push_timer(delay, SimTime::from_nanos(t), id);
                         heap.push(SimTime::from_nanos(t), id);
                         waiting.insert((t, id));
                     }

@@ -455,7 +455,13 @@ impl World {
                 self.complete(lc, Outcome::Failed(Status::DeadlineExceeded), sched);
                 return lc;
             }
-            sched.at(deadline, Event::Deadline(lc));
+            match self.policy(edge).deadline {
+                // The policy's own deadline, the same delay on every call: a timer.
+                Some(d) if now.checked_add(d) == Some(deadline) => {
+                    sched.after_timer(d, Event::Deadline(lc));
+                }
+                _ => sched.at(deadline, Event::Deadline(lc)),
+            }
         }
         if plain {
             self.send_own_attempt(lc, try_timeout, sched);
@@ -518,7 +524,7 @@ impl World {
         let frozen = policy_hedge_java(self.policy(edge)) && self.hedge_throttled(edge);
         if !frozen && let Some(at) = sched.now().checked_add(delay) {
             self.logicals[lc].gated_mut().next_hedge_at = Some(at);
-            sched.at(at, Event::Hedge(lc));
+            sched.after_timer(delay, Event::Hedge(lc));
         }
     }
 
@@ -655,7 +661,7 @@ impl World {
         let series = self.edge_series(edge);
         self.metrics.series.record_attempt(series);
         if let Some(t) = try_timeout {
-            sched.after(t, Event::AttemptTimeout(a));
+            sched.after_timer(t, Event::AttemptTimeout(a));
         }
         let propagated = if self.policy(edge).propagate_deadline {
             deadline
