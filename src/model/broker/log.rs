@@ -146,24 +146,30 @@ impl Async {
         {
             cx.metrics.flows[flow].ordering_violations += 1;
         }
-        let inst = &mut self.consumers[c.index()].instances[del.instance as usize];
-        match spec.commit {
-            Commit::Each => self.commit_partition(c, partition, cx.spec),
-            Commit::Batch(n) => {
-                inst.since_commit += 1;
-                if inst.since_commit >= n {
-                    inst.since_commit = 0;
-                    self.commit_instance(c, del.instance, cx.spec);
-                }
-            }
-            Commit::Auto(_) => {}
-        }
+        self.commit_handled(c, partition, del.instance, cx.spec);
         // Usually the partition has nothing more to read: told here, without the call.
         let cs = &self.consumers[c.index()];
         if cs.parts[partition as usize].position
             < self.partitions[cs.topic.index()][partition as usize].end()
         {
             self.try_fetch(c, partition, cx);
+        }
+    }
+
+    /// A record of `partition` was handled by `instance`: a commit, if the group's
+    /// commit policy makes one now.
+    fn commit_handled(&mut self, c: ConsumerId, partition: u32, instance: u32, spec: &Spec) {
+        let inst = &mut self.consumers[c.index()].instances[instance as usize];
+        match spec.consumers[c.index()].commit {
+            Commit::Each => self.commit_partition(c, partition, spec),
+            Commit::Batch(n) => {
+                inst.since_commit += 1;
+                if inst.since_commit >= n {
+                    inst.since_commit = 0;
+                    self.commit_instance(c, instance, spec);
+                }
+            }
+            Commit::Auto(_) => {}
         }
     }
 

@@ -221,6 +221,36 @@ struct ConsumerState {
     last_by_key: Vec<u64>,
 }
 
+impl ConsumerState {
+    fn new(c: &ConsumerSpec, spec: &Spec) -> ConsumerState {
+        ConsumerState {
+            topic: match c.subscription {
+                Subscription::Topic(t) => t,
+                Subscription::Queue(_) => TopicId::default(),
+            },
+            broker: match c.subscription {
+                Subscription::Topic(t) => spec.topics[t.index()].broker,
+                Subscription::Queue(_) => BrokerId::default(),
+            },
+            instances: vec![
+                Instance {
+                    up: true,
+                    member: true,
+                    ..Default::default()
+                };
+                c.instances as usize
+            ],
+            parts: match c.subscription {
+                Subscription::Topic(t) => {
+                    vec![GroupPart::default(); spec.topics[t.index()].partitions as usize]
+                }
+                Subscription::Queue(_) => Vec::new(),
+            },
+            ..Default::default()
+        }
+    }
+}
+
 /// A publish on its way to the broker.
 struct Transit {
     publish: PublishId,
@@ -318,31 +348,7 @@ impl Async {
         let consumers = spec
             .consumers
             .iter()
-            .map(|c| ConsumerState {
-                topic: match c.subscription {
-                    Subscription::Topic(t) => t,
-                    Subscription::Queue(_) => TopicId::default(),
-                },
-                broker: match c.subscription {
-                    Subscription::Topic(t) => spec.topics[t.index()].broker,
-                    Subscription::Queue(_) => BrokerId::default(),
-                },
-                instances: vec![
-                    Instance {
-                        up: true,
-                        member: true,
-                        ..Default::default()
-                    };
-                    c.instances as usize
-                ],
-                parts: match c.subscription {
-                    Subscription::Topic(t) => {
-                        vec![GroupPart::default(); spec.topics[t.index()].partitions as usize]
-                    }
-                    Subscription::Queue(_) => Vec::new(),
-                },
-                ..Default::default()
-            })
+            .map(|c| ConsumerState::new(c, spec))
             .collect();
         Async {
             down: vec![false; spec.brokers.len()],
