@@ -6,7 +6,7 @@ use super::spec::*;
 use super::status::Status;
 use super::world::InvocationId;
 use crate::engine::{SimDuration, SimTime};
-use crate::metrics::consistency::Consistency;
+use crate::metrics::consistency::{Consistency, EffectMetrics};
 use std::collections::BTreeMap;
 
 /// The effects ledger and the transaction buffer, owned by the `World` next to the
@@ -102,31 +102,13 @@ impl Ledger {
 
     fn judge_effects(&self, spec: &Spec, c: &mut Consistency, ops: usize) {
         for (e, effect) in spec.effects.iter().enumerate() {
-            let l = &self.counts[e];
-            let m = &mut c.effects[e];
-            for op in 0..ops {
-                let n = u64::from(l.get(op as u64));
-                let flags = self.answers.flags(op);
-                let workload = (flags >> 2) as usize;
-                let expected = flags & 1 == 1
-                    && workload > 0
-                    && effect
-                        .expected_for
-                        .contains(&WorkloadId(workload as u32 - 1));
-                if n == 0 && !expected {
-                    continue;
-                }
-                m.operations += 1;
-                match n {
-                    0 => m.never += 1,
-                    1 => m.exactly_once += 1,
-                    _ => m.duplicated += 1,
-                }
-                m.max_count = m.max_count.max(n);
-                if n > 0 && flags & 3 == 2 {
-                    m.despite_failure += 1;
-                }
-            }
+            judge_effect(
+                &self.counts[e],
+                &self.answers,
+                &effect.expected_for,
+                ops,
+                &mut c.effects[e],
+            );
         }
     }
 
@@ -174,6 +156,66 @@ impl Ledger {
             return;
         }
         self.answers.record(op, w, ok);
+    }
+}
+
+/// Judges operations `0..ops` for one effect: how many times each was applied (never,
+/// once, more), counted for the operations that applied it or whose request, from a
+/// workload in `expected_for`, was answered ok.
+fn judge_effect(
+    counts: &EffectCounts,
+    answers: &Answers,
+    expected_for: &[WorkloadId],
+    ops: usize,
+    m: &mut EffectMetrics,
+) {
+    // By workload tag (flags >> 2: 0 for none, else the workload + 1).
+    let mut expected_of = [false; 64];
+    for w in expected_for {
+        if let Some(x) = expected_of.get_mut(w.index() + 1) {
+            *x = true;
+        }
+    }
+    let judge = |m: &mut EffectMetrics, op: usize| {
+        let n = u64::from(counts.get(op as u64));
+        let flags = answers.flags(op);
+        let expected = flags & 1 == 1 && expected_of[(flags >> 2) as usize];
+        if n == 0 && !expected {
+            return;
+        }
+        m.operations += 1;
+        match n {
+            0 => m.never += 1,
+            1 => m.exactly_once += 1,
+            _ => m.duplicated += 1,
+        }
+        m.max_count = m.max_count.max(n);
+        if n > 0 && flags & 3 == 2 {
+            m.despite_failure += 1;
+        }
+    };
+    // Four operations share a byte of counts and, with one workload, a byte of answers:
+    // a group with nothing applied and nothing expected is skipped whole, and one with
+    // every operation applied once and answered ok is counted at once. The rest go one
+    // by one.
+    let expected_ok = expected_of[1];
+    for group in 0..ops.div_ceil(4) {
+        if let Answers::OneWorkload(v) = answers {
+            let applied = counts.packed.get(group).copied().unwrap_or(0);
+            let answered = v.get(group).copied().unwrap_or(0);
+            if applied == 0 && (answered == 0 || !expected_ok) {
+                continue;
+            }
+            if applied == 0b0101_0101 && answered == 0b0101_0101 {
+                m.operations += 4;
+                m.exactly_once += 4;
+                m.max_count = m.max_count.max(1);
+                continue;
+            }
+        }
+        for op in group * 4..(group * 4 + 4).min(ops) {
+            judge(m, op);
+        }
     }
 }
 
@@ -399,8 +441,96 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use super::{Answers, EffectCounts};
+    use super::{Answers, EffectCounts, judge_effect};
+    use crate::metrics::consistency::EffectMetrics;
     use crate::model::spec::WorkloadId;
+    use proptest::prelude::*;
+
+    /// `judge_effect` one operation at a time, as it was before it read four at once.
+    fn judge_naive(
+        counts: &EffectCounts,
+        answers: &Answers,
+        expected_for: &[WorkloadId],
+        ops: usize,
+    ) -> EffectMetrics {
+        let mut m = EffectMetrics::default();
+        for op in 0..ops {
+            let n = u64::from(counts.get(op as u64));
+            let flags = answers.flags(op);
+            let workload = (flags >> 2) as usize;
+            let expected = flags & 1 == 1
+                && workload > 0
+                && expected_for.contains(&WorkloadId(workload as u32 - 1));
+            if n == 0 && !expected {
+                continue;
+            }
+            m.operations += 1;
+            match n {
+                0 => m.never += 1,
+                1 => m.exactly_once += 1,
+                _ => m.duplicated += 1,
+            }
+            m.max_count = m.max_count.max(n);
+            if n > 0 && flags & 3 == 2 {
+                m.despite_failure += 1;
+            }
+        }
+        m
+    }
+
+    fn tally(m: &EffectMetrics) -> [u64; 6] {
+        [
+            m.operations,
+            m.never,
+            m.exactly_once,
+            m.duplicated,
+            m.max_count,
+            m.despite_failure,
+        ]
+    }
+
+    proptest! {
+        /// Whole groups of four (skipped, or all once and ok) judge exactly as one by
+        /// one: runs of plain operations among applications 0..4, errors, retries and
+        /// operations never answered, with one workload and with several.
+        #[test]
+        fn judging_four_at_once_is_judging_one_by_one(
+            ops in prop::collection::vec((0u32..5, 0u8..4, 0u32..3, 0u8..4), 0..200),
+            expected in prop::collection::vec(0u32..3, 0..3),
+        ) {
+            let expected: Vec<WorkloadId> = expected.into_iter().map(WorkloadId).collect();
+            let mut counts = EffectCounts::default();
+            let mut one = Answers::OneWorkload(Vec::new());
+            let mut tagged = Answers::Tagged(Vec::new());
+            for (op, &(applied, answer, workload, kind)) in ops.iter().enumerate() {
+                let op = op as u64;
+                // Plain (applied once, answered ok) as in a healthy run, untouched,
+                // answered ok without applying it, or anything.
+                let (applied, answer) = match kind {
+                    0 => (1, 1),
+                    1 => (0, 0),
+                    2 => (0, 1),
+                    _ => (applied, answer),
+                };
+                for _ in 0..applied {
+                    counts.add(op);
+                }
+                // Bit 0: answered ok, bit 1: answered with an error.
+                for (bit, ok) in [(1, true), (2, false)] {
+                    if answer & bit != 0 {
+                        one.record(op, WorkloadId(0), ok);
+                        tagged.record(op, WorkloadId(workload), ok);
+                    }
+                }
+            }
+            for answers in [&one, &tagged] {
+                let ops = counts.len().max(answers.len());
+                let mut m = EffectMetrics::default();
+                judge_effect(&counts, answers, &expected, ops, &mut m);
+                prop_assert_eq!(tally(&m), tally(&judge_naive(&counts, answers, &expected, ops)));
+            }
+        }
+    }
 
     #[test]
     fn one_workload_answers_read_as_the_tagged_flags() {

@@ -72,7 +72,7 @@ impl<const BITS: u32> Slots<BITS> {
 #[derive(Default)]
 struct Ends {
     oldest: Option<(SimTime, u64)>,
-    deltas: VecDeque<u8>,
+    deltas: Varints,
     newest: (SimTime, u64),
     len: usize,
 }
@@ -85,9 +85,9 @@ impl Ends {
             Some(_) => {
                 let (last_end, last_id) = self.newest;
                 assert!(end >= last_end, "retention ends are added in time order");
-                push_varint(&mut self.deltas, end.as_nanos() - last_end.as_nanos());
+                self.deltas.push(end.as_nanos() - last_end.as_nanos());
                 let d = id.wrapping_sub(last_id) as i64;
-                push_varint(&mut self.deltas, ((d << 1) ^ (d >> 63)) as u64);
+                self.deltas.push(((d << 1) ^ (d >> 63)) as u64);
             }
         }
         self.newest = (end, id);
@@ -101,8 +101,8 @@ impl Ends {
         self.oldest = if self.deltas.is_empty() {
             None
         } else {
-            let dt = pop_varint(&mut self.deltas);
-            let z = pop_varint(&mut self.deltas);
+            let dt = self.deltas.pop();
+            let z = self.deltas.pop();
             let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
             Some((
                 SimTime::from_nanos(end.as_nanos() + dt),
@@ -221,24 +221,58 @@ impl IdempotencyKeys {
     }
 }
 
-fn push_varint(out: &mut VecDeque<u8>, mut x: u64) {
-    while x >= 0x80 {
-        out.push_back(x as u8 | 0x80);
-        x >>= 7;
-    }
-    out.push_back(x as u8);
+/// A queue of varints (7 bits a byte, low first, the high bit set on all but the last
+/// byte): bytes added at the end of a `Vec` and read from a cursor, the read ones
+/// dropped once they are a quarter of the bytes held (a copy of what is left: at most
+/// three bytes copied a byte read, and at most a third more held than a queue would).
+#[derive(Default)]
+struct Varints {
+    bytes: Vec<u8>,
+    /// The first byte not yet read.
+    head: usize,
 }
 
-fn pop_varint(from: &mut VecDeque<u8>) -> u64 {
-    let mut x = 0;
-    let mut shift = 0;
-    loop {
-        let b = from.pop_front().expect("a whole varint");
-        x |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return x;
+impl Varints {
+    /// Read bytes are dropped only past this many (small queues never copy).
+    const KEEP_READ: usize = 4096;
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.bytes.len() - self.head
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head == self.bytes.len()
+    }
+
+    fn push(&mut self, mut x: u64) {
+        while x >= 0x80 {
+            self.bytes.push(x as u8 | 0x80);
+            x >>= 7;
         }
-        shift += 7;
+        self.bytes.push(x as u8);
+    }
+
+    fn pop(&mut self) -> u64 {
+        let mut x = 0;
+        let mut shift = 0;
+        loop {
+            let b = *self.bytes.get(self.head).expect("a whole varint");
+            self.head += 1;
+            x |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        if self.head == self.bytes.len() {
+            self.bytes.clear();
+            self.head = 0;
+        } else if self.head >= Self::KEEP_READ && self.head * 4 >= self.bytes.len() {
+            self.bytes.drain(..self.head);
+            self.head = 0;
+        }
+        x
     }
 }
 
@@ -303,6 +337,38 @@ mod tests {
             s.members.words.len(),
             (179_999 / 64 - 150_000 / 64 + 1) as usize
         );
+        // The bytes already read are dropped as they go: at most a third more is held.
+        assert!(s.ends.deltas.bytes.len() <= 5 * 29_999 * 4 / 3);
+    }
+
+    #[test]
+    fn varints_come_out_as_they_went_in_across_the_dropping_of_read_bytes() {
+        let mut q = Varints::default();
+        let value = |i: u64| match i % 4 {
+            0 => i,
+            1 => u64::MAX - i,
+            2 => 0x7f,
+            _ => 0x80 << (i % 50),
+        };
+        let (mut pushed, mut popped) = (0, 0);
+        // Three in, two out: the queue grows, and its read bytes are dropped many times.
+        for round in 0..20_000u64 {
+            for _ in 0..3 {
+                q.push(value(pushed));
+                pushed += 1;
+            }
+            for _ in 0..2 {
+                assert_eq!(q.pop(), value(popped), "round {round}");
+                popped += 1;
+            }
+            assert!(q.head < Varints::KEEP_READ.max(q.bytes.len() / 4 + 10));
+        }
+        while popped < pushed {
+            assert_eq!(q.pop(), value(popped));
+            popped += 1;
+        }
+        assert!(q.is_empty());
+        assert_eq!((q.len(), q.bytes.len(), q.head), (0, 0, 0));
     }
 
     #[test]

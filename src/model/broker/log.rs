@@ -28,25 +28,36 @@ impl Async {
         }
     }
 
-    /// Hands the next message of a partition to its owner, if it is idle.
+    /// Hands the next message of a partition to its owner, if it is idle. Most calls
+    /// find nothing to do (the owner is busy, or has read everything): those are told
+    /// from the partition's own state before anything else is looked up.
+    #[inline]
     pub(in crate::model) fn try_fetch(&mut self, c: ConsumerId, part: u32, cx: &mut Ctx) {
-        let Subscription::Topic(t) = cx.spec.consumers[c.index()].subscription else {
-            unreachable!("groups read topics")
-        };
-        let b = cx.spec.topics[t.index()].broker;
-        if self.down[b.index()] {
-            return;
-        }
-        let gp = self.consumers[c.index()].parts[part as usize];
+        let cs = &self.consumers[c.index()];
+        let gp = &cs.parts[part as usize];
         let Some(owner) = gp.owner else { return };
-        let inst = self.consumers[c.index()].instances[owner as usize];
-        if gp.in_flight.is_some() || gp.waiting_retry || !inst.up || !inst.member {
+        if gp.in_flight.is_some() || gp.waiting_retry {
             return;
         }
-        let log = &self.partitions[t.index()][part as usize];
-        let (base, end) = (log.base, log.end());
+        let inst = cs.instances[owner as usize];
+        if !inst.up || !inst.member || self.down[cs.broker.index()] {
+            return;
+        }
+        // Behind the log's base, the position moves up to it and there is an entry.
+        if gp.position >= self.partitions[cs.topic.index()][part as usize].end() {
+            return;
+        }
+        self.fetch(c, part, owner, cx);
+    }
+
+    /// `try_fetch` once the partition's owner is idle and has an entry to read.
+    fn fetch(&mut self, c: ConsumerId, part: u32, owner: u32, cx: &mut Ctx) {
         let flow = self.flow_of_group(c);
-        let gp = &mut self.consumers[c.index()].parts[part as usize];
+        let cs = &mut self.consumers[c.index()];
+        let b = cs.broker;
+        let log = &self.partitions[cs.topic.index()][part as usize];
+        let base = log.base;
+        let gp = &mut cs.parts[part as usize];
         if gp.position < base {
             // Retention removed what the group had not read yet.
             if gp.high < base {
@@ -55,9 +66,6 @@ impl Async {
             }
             gp.position = base;
             gp.processed = gp.processed.max(base);
-        }
-        if gp.position >= end {
-            return;
         }
         let offset = gp.position;
         gp.position += 1;
@@ -78,7 +86,7 @@ impl Async {
             number,
             handler: None,
         });
-        self.consumers[c.index()].parts[part as usize].in_flight = Some(d);
+        gp.in_flight = Some(d);
         cx.trace_delivered(d, c, owner, e.msg, number, redelivered);
         let f = &mut cx.metrics.flows[flow];
         f.delivered += 1;
@@ -138,19 +146,31 @@ impl Async {
         {
             cx.metrics.flows[flow].ordering_violations += 1;
         }
-        let inst = &mut self.consumers[c.index()].instances[del.instance as usize];
-        match spec.commit {
-            Commit::Each => self.commit_partition(c, partition, cx.spec),
+        self.commit_handled(c, partition, del.instance, cx.spec);
+        // Usually the partition has nothing more to read: told here, without the call.
+        let cs = &self.consumers[c.index()];
+        if cs.parts[partition as usize].position
+            < self.partitions[cs.topic.index()][partition as usize].end()
+        {
+            self.try_fetch(c, partition, cx);
+        }
+    }
+
+    /// A record of `partition` was handled by `instance`: a commit, if the group's
+    /// commit policy makes one now.
+    fn commit_handled(&mut self, c: ConsumerId, partition: u32, instance: u32, spec: &Spec) {
+        let inst = &mut self.consumers[c.index()].instances[instance as usize];
+        match spec.consumers[c.index()].commit {
+            Commit::Each => self.commit_partition(c, partition, spec),
             Commit::Batch(n) => {
                 inst.since_commit += 1;
                 if inst.since_commit >= n {
                     inst.since_commit = 0;
-                    self.commit_instance(c, del.instance, cx.spec);
+                    self.commit_instance(c, instance, spec);
                 }
             }
             Commit::Auto(_) => {}
         }
-        self.try_fetch(c, partition, cx);
     }
 
     /// A failed record retried in place: the partition waits for its backoff

@@ -210,11 +210,45 @@ struct Instance {
 
 #[derive(Default)]
 struct ConsumerState {
+    /// The topic a group reads and that topic's broker (0 for a queue's consumer): the
+    /// spec's answer, kept here because every fetch asks.
+    topic: TopicId,
+    broker: BrokerId,
     instances: Vec<Instance>,
     /// Processed-messages store: the ids handled within the retention.
     processed: ExpiringIds,
     parts: Vec<GroupPart>,
     last_by_key: Vec<u64>,
+}
+
+impl ConsumerState {
+    fn new(c: &ConsumerSpec, spec: &Spec) -> ConsumerState {
+        ConsumerState {
+            topic: match c.subscription {
+                Subscription::Topic(t) => t,
+                Subscription::Queue(_) => TopicId::default(),
+            },
+            broker: match c.subscription {
+                Subscription::Topic(t) => spec.topics[t.index()].broker,
+                Subscription::Queue(_) => BrokerId::default(),
+            },
+            instances: vec![
+                Instance {
+                    up: true,
+                    member: true,
+                    ..Default::default()
+                };
+                c.instances as usize
+            ],
+            parts: match c.subscription {
+                Subscription::Topic(t) => {
+                    vec![GroupPart::default(); spec.topics[t.index()].partitions as usize]
+                }
+                Subscription::Queue(_) => Vec::new(),
+            },
+            ..Default::default()
+        }
+    }
 }
 
 /// A publish on its way to the broker.
@@ -263,6 +297,12 @@ struct Relay {
 pub(super) struct Async {
     down: Vec<bool>,
     rngs: Vec<Stream>,
+    /// Per broker, its hop's latency when constant (nothing to draw).
+    fixed_latency: Vec<Option<SimDuration>>,
+    /// Per topic, the partition of each workload key seen so far (`NO_PARTITION`: not
+    /// yet): a keyed record's partition is a hash of the key's decimal spelling, the
+    /// same for every record of that key.
+    key_partition: Vec<Vec<u32>>,
     messages: Arena<Message, MessageId>,
     deliveries: Arena<Delivery, DeliveryId>,
     queues: Vec<QueueState>,
@@ -308,23 +348,7 @@ impl Async {
         let consumers = spec
             .consumers
             .iter()
-            .map(|c| ConsumerState {
-                instances: vec![
-                    Instance {
-                        up: true,
-                        member: true,
-                        ..Default::default()
-                    };
-                    c.instances as usize
-                ],
-                parts: match c.subscription {
-                    Subscription::Topic(t) => {
-                        vec![GroupPart::default(); spec.topics[t.index()].partitions as usize]
-                    }
-                    Subscription::Queue(_) => Vec::new(),
-                },
-                ..Default::default()
-            })
+            .map(|c| ConsumerState::new(c, spec))
             .collect();
         Async {
             down: vec![false; spec.brokers.len()],
@@ -333,6 +357,15 @@ impl Async {
                 .iter()
                 .map(|b| stream(seed, &format!("broker/{}", b.name)))
                 .collect(),
+            fixed_latency: spec
+                .brokers
+                .iter()
+                .map(|b| match &b.latency {
+                    super::dist::Dist::Constant(d) => Some(*d),
+                    _ => None,
+                })
+                .collect(),
+            key_partition: spec.topics.iter().map(|_| Vec::new()).collect(),
             messages: Arena::default(),
             deliveries: Arena::default(),
             queues: spec
@@ -386,6 +419,7 @@ impl ConsumerState {
     }
 }
 
+#[inline]
 fn violates_order(last_by_key: &mut Vec<u64>, key: u32, msg: u64) -> bool {
     let k = key as usize;
     if last_by_key.len() <= k {
@@ -402,16 +436,18 @@ fn violates_order(last_by_key: &mut Vec<u64>, key: u32, msg: u64) -> bool {
 }
 
 impl Async {
+    #[inline]
     fn broker_delay(&mut self, b: BrokerId, spec: &Spec) -> SimDuration {
-        let d = &spec.brokers[b.index()].latency;
-        if d.is_constant_zero() {
-            SimDuration::ZERO
-        } else {
-            d.sample(&mut self.rngs[b.index()])
+        match self.fixed_latency[b.index()] {
+            Some(d) => d,
+            None => spec.brokers[b.index()]
+                .latency
+                .sample(&mut self.rngs[b.index()]),
         }
     }
 
     /// Sends an event over a client-broker hop.
+    #[inline]
     fn broker_hop(&mut self, b: BrokerId, event: Event, cx: &mut Ctx) {
         let delay = self.broker_delay(b, cx.spec);
         if delay.is_zero() {

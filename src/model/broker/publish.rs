@@ -35,6 +35,12 @@ fn count_refused(f: &mut FlowMetrics, confirms: bool) {
     }
 }
 
+/// Not yet in `Async::key_partition`.
+const NO_PARTITION: u32 = u32::MAX;
+/// The keys whose partition is remembered: at most 256 KiB per topic (a workload's key
+/// space is usually far smaller; the keys beyond are hashed at every publish).
+const CACHED_KEYS: u32 = 1 << 16;
+
 /// `n` in decimal, as `n.to_string()` spells it, written at the end of `buf`: a
 /// record's key as the producer serializes it, without an allocation per publish.
 fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
@@ -235,7 +241,7 @@ impl Async {
                 let topic = &spec.topics[t.index()];
                 let part = match spec.publishes[p.index()].partition {
                     Some(part) => part,
-                    None => routing::kafka_partition(decimal(key, &mut [0; 10]), topic.partitions),
+                    None => self.partition_of(*t, key, topic.partitions),
                 };
                 let log = &mut self.partitions[t.index()][part as usize];
                 log.log.push_back(LogEntry {
@@ -261,6 +267,26 @@ impl Async {
                 true
             }
         }
+    }
+
+    /// The partition of a record with workload key `key`: Kafka's default partitioner
+    /// (murmur2 of the key as the producer spells it), remembered for the keys below
+    /// `CACHED_KEYS`.
+    #[inline]
+    fn partition_of(&mut self, t: TopicId, key: u32, partitions: u32) -> u32 {
+        let hash = |key| routing::kafka_partition(decimal(key, &mut [0; 10]), partitions);
+        if key >= CACHED_KEYS {
+            return hash(key);
+        }
+        let known = &mut self.key_partition[t.index()];
+        let k = key as usize;
+        if known.len() <= k {
+            known.resize(k + 1, NO_PARTITION);
+        }
+        if known[k] == NO_PARTITION {
+            known[k] = hash(key);
+        }
+        known[k]
     }
 
     pub(super) fn expect_copies(&mut self, msg: u64, now: SimTime, copies: u32) {

@@ -37,40 +37,51 @@ impl World {
 
     /// The broker's commands, in the order it gave them.
     fn carry_out(&mut self, sched: &mut Scheduler<Event>) {
+        // One command (a confirm's resume) is the common case: out of the buffer before
+        // it runs, so that commands a nested broker call leaves are that call's own.
+        if self.broker_commands.len() == 1 {
+            let command = self.broker_commands.pop().expect("one command");
+            self.command(command, sched);
+            return;
+        }
         let mut commands = std::mem::take(&mut self.broker_commands);
         for command in commands.drain(..) {
-            match command {
-                Command::Resume { fiber } => {
-                    if self.fibers.contains(fiber) {
-                        self.resume(fiber, sched.now());
-                    }
-                }
-                Command::Fail { fiber, status } => {
-                    if self.fibers.contains(fiber) {
-                        self.finish_fiber(fiber, Outcome::Failed(status), sched);
-                    }
-                }
-                Command::Discard { delivery, handler } => {
-                    if self.discard_waiting(handler, sched.now()) {
-                        self.trace_discarded(handler, sched.now());
-                        self.asy.forget_stale(delivery);
-                    }
-                }
-                Command::Refused { broker } => {
-                    for (i, f) in self.spec.faults.iter().enumerate() {
-                        if let FaultTarget::Broker(x) = f.target
-                            && x == broker
-                            && self.asy.broker_fault_active[i]
-                        {
-                            self.faults.affected[i] += 1;
-                        }
-                    }
-                }
-            }
+            self.command(command, sched);
         }
         // Keep the buffer (and its capacity) unless a nested call left commands there.
         if self.broker_commands.is_empty() {
             self.broker_commands = commands;
+        }
+    }
+
+    fn command(&mut self, command: Command, sched: &mut Scheduler<Event>) {
+        match command {
+            Command::Resume { fiber } => {
+                if self.fibers.contains(fiber) {
+                    self.resume(fiber, sched.now());
+                }
+            }
+            Command::Fail { fiber, status } => {
+                if self.fibers.contains(fiber) {
+                    self.finish_fiber(fiber, Outcome::Failed(status), sched);
+                }
+            }
+            Command::Discard { delivery, handler } => {
+                if self.discard_waiting(handler, sched.now()) {
+                    self.trace_discarded(handler, sched.now());
+                    self.asy.forget_stale(delivery);
+                }
+            }
+            Command::Refused { broker } => {
+                for (i, f) in self.spec.faults.iter().enumerate() {
+                    if let FaultTarget::Broker(x) = f.target
+                        && x == broker
+                        && self.asy.broker_fault_active[i]
+                    {
+                        self.faults.affected[i] += 1;
+                    }
+                }
+            }
         }
     }
 
