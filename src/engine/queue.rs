@@ -4,18 +4,14 @@
 //! The sequence number only goes up, so events scheduled for the same instant come
 //! out in the order they were scheduled, on every run and every platform.
 //!
-//! A lane holds events that are each scheduled the same delay after the present (a
-//! queue's ack timeout for every delivery): the clock only moves forward, so they
-//! arrive in time order and a FIFO keeps them sorted. Such timers are long and mostly
-//! stale (the delivery was acked long before), and in the heap they would make every
-//! push and pop climb O(log n) levels over them; in a lane they cost O(1). Events come
-//! out of the heap and the lanes in exactly the (time, seq) order of one heap.
-//!
-//! A model names its lanes (`push_lane`), or lets the queue open them: a timer
-//! (`push_timer`: a call's timeout, due a fixed delay after the present) goes to the lane
-//! of its delay, since timers of one delay armed by a clock that only moves forward
-//! fall due in the order they were armed. Past `MAX_TIMER_LANES` distinct delays, a
-//! timer goes to the heap.
+//! A timer (`push_timer`: a call's timeout, a queue's ack timeout for every delivery)
+//! goes to a lane, a FIFO the queue opens for each distinct delay: timers of one delay
+//! armed by a clock that only moves forward fall due in the order they were armed, so
+//! the FIFO stays sorted. Such timers are long and mostly stale (the call was answered
+//! long before), and in the heap they would make every push and pop climb O(log n)
+//! levels over them; in a lane they cost O(1). Events come out of the heap and the
+//! lanes in exactly the (time, seq) order of one heap. Past `MAX_TIMER_LANES` distinct
+//! delays, a timer goes to the heap.
 
 use super::time::SimTime;
 use std::collections::VecDeque;
@@ -123,15 +119,10 @@ mod min_heap {
 /// few timeouts (its policies' and call sites'), and a scan of this many stays cheap.
 pub const MAX_TIMER_LANES: usize = 64;
 
-/// No lane yet for this lane number.
-const UNOPENED: usize = usize::MAX;
-
 pub struct EventQueue<E> {
     /// A min-heap on the entries' keys.
     heap: Vec<Entry<E>>,
     lanes: Vec<VecDeque<Entry<E>>>,
-    /// The lane (index into `lanes`) of each lane number a model names, or `UNOPENED`.
-    named: Vec<usize>,
     /// (delay in ns, lane) of each timer lane, in the order they opened.
     timer_lanes: Vec<(u64, usize)>,
     /// A min-heap of the heads of the non-empty lanes.
@@ -155,7 +146,6 @@ impl<E: Copy> EventQueue<E> {
         EventQueue {
             heap: Vec::with_capacity(1024),
             lanes: Vec::new(),
-            named: Vec::new(),
             timer_lanes: Vec::new(),
             heads: Vec::new(),
             lane_next: NONE,
@@ -173,18 +163,6 @@ impl<E: Copy> EventQueue<E> {
     pub fn push(&mut self, time: SimTime, event: E) {
         let e = self.entry(time, event);
         min_heap::push(&mut self.heap, e);
-    }
-
-    /// Pushes onto lane number `lane`, whose events must come in time order.
-    pub fn push_lane(&mut self, lane: usize, time: SimTime, event: E) {
-        if self.named.len() <= lane {
-            self.named.resize(lane + 1, UNOPENED);
-        }
-        if self.named[lane] == UNOPENED {
-            self.named[lane] = self.open_lane();
-        }
-        let index = self.named[lane];
-        self.push_into(index, time, event);
     }
 
     /// Pushes a timer due `delay_ns` after the present (`time`): onto the lane of its
@@ -342,12 +320,12 @@ mod tests {
     fn lanes_and_heap_interleave_by_time_then_sequence() {
         let mut q = EventQueue::new();
         let t = SimTime::from_nanos;
-        q.push_lane(0, t(10), "lane0 10 first");
+        q.push_timer(100, t(10), "lane0 10 first");
         q.push(t(10), "heap 10 second");
-        q.push_lane(1, t(5), "lane1 5");
-        q.push_lane(0, t(10), "lane0 10 third");
+        q.push_timer(200, t(5), "lane1 5");
+        q.push_timer(100, t(10), "lane0 10 third");
         q.push(t(7), "heap 7");
-        q.push_lane(1, t(20), "lane1 20");
+        q.push_timer(200, t(20), "lane1 20");
         assert_eq!((q.len(), q.peek_time()), (6, Some(t(5))));
         let order: Vec<&str> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
         assert_eq!(
@@ -368,8 +346,8 @@ mod tests {
     #[should_panic(expected = "a lane's event at 0.000000009s after one at 0.000000010s")]
     fn a_lane_refuses_an_earlier_event() {
         let mut q = EventQueue::new();
-        q.push_lane(2, SimTime::from_nanos(10), ());
-        q.push_lane(2, SimTime::from_nanos(9), ());
+        q.push_timer(7, SimTime::from_nanos(10), ());
+        q.push_timer(7, SimTime::from_nanos(9), ());
     }
 
     #[test]
@@ -429,7 +407,7 @@ mod tests {
                     lane => {
                         // Lane k's delay: 10 k ns, so ties with the heap happen.
                         let t = now + 10 * u64::from(lane);
-                        mixed.push_lane(usize::from(lane), SimTime::from_nanos(t), id);
+                        mixed.push_timer(10 * u64::from(lane), SimTime::from_nanos(t), id);
                         heap.push(SimTime::from_nanos(t), id);
                         waiting.insert((t, id));
                     }

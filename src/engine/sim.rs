@@ -55,17 +55,6 @@ impl<E: Copy> Scheduler<E> {
         }
     }
 
-    /// Schedules `event` after `delay` on lane `lane`, every event of which the model
-    /// schedules the same delay after the present (so they come in time order): a long
-    /// timer that is mostly stale by the time it fires, kept out of the heap (see
-    /// `queue`). Events come out in the same order as with `after`.
-    pub fn after_in_lane(&mut self, lane: usize, delay: SimDuration, event: E) {
-        match self.now.checked_add(delay) {
-            Some(time) => self.queue.push_lane(lane, time, event),
-            None => self.overflow = Some(delay),
-        }
-    }
-
     /// Schedules a timer: `event` after `delay`, usually stale by then (a call's
     /// timeout, answered long before). Timers of one delay share a lane out of the heap
     /// (see `queue`), so a scenario's few distinct timeouts cost O(1) each; events come

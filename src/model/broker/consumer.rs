@@ -3,7 +3,7 @@
 //! the handler noted on the delivery, and the handler's end turned into a settlement.
 //! The `World`'s consumer bridge (`world/bridge.rs`) runs the handler itself.
 
-use super::{Async, Ctx, Lane};
+use super::{Async, Ctx};
 use crate::engine::SimTime;
 use crate::model::spec::*;
 use crate::model::world::{DeliveryId, Event, InvocationId, Settlement};
@@ -67,7 +67,7 @@ impl Async {
             && matches!(cspec.subscription, Subscription::Topic(_))
         {
             self.periodic += 1;
-            cx.watchdog(Lane::Poll(del.consumer), limit, Event::PollTimeout(d));
+            cx.watchdog(limit, Event::PollTimeout(d));
         }
     }
 

@@ -50,30 +50,13 @@ impl Ctx<'_> {
         self.sched.now()
     }
 
-    /// Arms a watchdog whose delay is fixed per `lane` (from the spec), on the
-    /// scheduler's lane for it: a queue's ack timeout (30 minutes under RabbitMQ) is
+    /// Arms a watchdog (a queue's ack timeout, a publish's confirm timeout, a
+    /// consumer's poll interval) as a timer: one of them (30 minutes under RabbitMQ) is
     /// armed at every delivery and nearly always stale when it fires, and a heap full of
     /// them made every other event climb over them (half a broker run's instructions).
-    pub fn watchdog(&mut self, lane: Lane, delay: SimDuration, event: Event) {
-        let s = self.spec;
-        let index = match lane {
-            Lane::Ack(q) => q.index(),
-            Lane::Confirm(p) => s.queues.len() + p.index(),
-            Lane::Poll(c) => s.queues.len() + s.publishes.len() + c.index(),
-        };
-        self.sched.after_in_lane(index, delay, event);
+    pub fn watchdog(&mut self, delay: SimDuration, event: Event) {
+        self.sched.after_timer(delay, event);
     }
-}
-
-/// The fixed-delay watchdogs: every timer of one lane has the same delay.
-#[derive(Clone, Copy)]
-pub(in crate::model) enum Lane {
-    /// A queue's `ack_timeout`.
-    Ack(QueueId),
-    /// A publish site's confirm timeout.
-    Confirm(PublishId),
-    /// A consumer's `max_poll_interval`.
-    Poll(ConsumerId),
 }
 
 /// What the broker asks of the world, which owns fibers, invocations and the fault

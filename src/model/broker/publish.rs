@@ -3,7 +3,7 @@
 //! what arrives to queues and topic partitions; the outbox relay publishes committed rows.
 
 use super::{
-    Async, Command, Ctx, Enqueued, Lane, LogEntry, OutboxRow, Pending, Publisher, Transit,
+    Async, Command, Ctx, Enqueued, LogEntry, OutboxRow, Pending, Publisher, Transit,
 };
 use crate::engine::SimTime;
 use crate::metrics::consistency::*;
@@ -110,7 +110,6 @@ impl Async {
             let timeout = site.confirm_timeout;
             self.periodic += 1;
             cx.watchdog(
-                Lane::Confirm(p),
                 timeout,
                 Event::ConfirmTimeout {
                     pending: pid,

@@ -3,7 +3,7 @@
 //! and dead-lettering.
 
 use super::{
-    Async, Command, Ctx, Delivery, Enqueued, Lane, Message, Reason, Source, violates_order,
+    Async, Command, Ctx, Delivery, Enqueued, Message, Reason, Source, violates_order,
 };
 use crate::engine::{SimDuration, SimTime};
 use crate::model::spec::*;
@@ -268,7 +268,7 @@ impl Async {
             cx.metrics.consumers[c.index()].deliveries += 1;
             if let Some(t) = cx.spec.queues[q.index()].ack_timeout {
                 self.periodic += 1;
-                cx.watchdog(Lane::Ack(q), t, Event::AckTimeout(d));
+                cx.watchdog(t, Event::AckTimeout(d));
             }
             self.broker_hop(b, Event::Deliver(d), cx);
         }
