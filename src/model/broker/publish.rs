@@ -2,9 +2,7 @@
 //! fiber waits and a failed try is published again under the same id; the broker routes
 //! what arrives to queues and topic partitions; the outbox relay publishes committed rows.
 
-use super::{
-    Async, Command, Ctx, Enqueued, LogEntry, OutboxRow, Pending, Publisher, Transit,
-};
+use super::{Async, Command, Ctx, Enqueued, LogEntry, OutboxRow, Pending, Publisher, Transit};
 use crate::engine::SimTime;
 use crate::metrics::consistency::*;
 use crate::model::routing;

@@ -2,9 +2,7 @@
 //! their prefetch, settlement (ack, nack, reject, delayed retry), ack timeouts, take-backs
 //! and dead-lettering.
 
-use super::{
-    Async, Command, Ctx, Delivery, Enqueued, Message, Reason, Source, violates_order,
-};
+use super::{Async, Command, Ctx, Delivery, Enqueued, Message, Reason, Source, violates_order};
 use crate::engine::{SimDuration, SimTime};
 use crate::model::spec::*;
 use crate::model::world::{DeliveryId, Event, MessageId, NO_DEADLINE, Settlement};
