@@ -4,7 +4,7 @@
 //! the buckets from p99's up, exact at the histogram's resolution (two significant
 //! digits), and memory grows with the buckets a run touches, never with its length.
 
-use super::loghist::{LogHistogram, bucket_of};
+use super::loghist::{LogHistogram, bucket_of, rank};
 
 /// What a part of a request's time was spent on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -228,7 +228,7 @@ fn quantile_bucket(hist: &LogHistogram<u64>, q: f64) -> Option<usize> {
     if n == 0 {
         return None;
     }
-    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+    let rank = rank(q, n);
     let mut seen = 0;
     hist.buckets().find_map(|(i, c)| {
         seen += c;

@@ -139,6 +139,23 @@ pub struct EffectMetrics {
     pub despite_failure: u64,
 }
 
+impl EffectMetrics {
+    /// Counts one operation that applied the effect `n` times (and so needed judging):
+    /// `flags` are its request's answers (bit 0 ok, bit 1 an error).
+    pub fn count_operation(&mut self, n: u64, flags: u8) {
+        self.operations += 1;
+        match n {
+            0 => self.never += 1,
+            1 => self.exactly_once += 1,
+            _ => self.duplicated += 1,
+        }
+        self.max_count = self.max_count.max(n);
+        if n > 0 && flags & 3 == 2 {
+            self.despite_failure += 1;
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct SagaMetrics {
     pub name: String,

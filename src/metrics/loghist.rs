@@ -92,6 +92,11 @@ fn bounds(i: usize) -> (u64, u64) {
     (low, low + ((1u64 << shift) - 1))
 }
 
+/// Which sample of `total` (from 1) is the q-quantile: the ceil(q x n)-th smallest.
+pub fn rank(q: f64, total: u64) -> u64 {
+    ((q * total as f64).ceil() as u64).clamp(1, total)
+}
+
 /// The middle of bucket `i`: what a quantile in it reports.
 fn middle(i: usize) -> u64 {
     let (low, high) = bounds(i);
@@ -165,16 +170,15 @@ impl<C: Count> Buckets<C> {
             qs.is_sorted(),
             "quantiles are asked for in increasing order"
         );
-        let rank = |q: f64| ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut next = 0;
-        let mut wanted = qs.first().map_or(0, |&q| rank(q));
+        let mut wanted = qs.first().map_or(0, |&q| rank(q, total));
         let mut seen = 0;
         for (k, c) in self.counts.iter().enumerate() {
             seen += c.get();
             while next < qs.len() && seen >= wanted {
                 out[next] = middle(self.first + k);
                 next += 1;
-                wanted = qs.get(next).map_or(0, |&q| rank(q));
+                wanted = qs.get(next).map_or(0, |&q| rank(q, total));
             }
             if next == qs.len() {
                 return;
@@ -199,7 +203,7 @@ impl<C: Count> Buckets<C> {
         if total == 0 {
             return 0;
         }
-        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let rank = rank(q, total);
         let (lowest, highest) = (index(min), index(max));
         // The same bucket either way (the first whose samples at or below reach `rank`),
         // found from the nearer end: a p99 is a few buckets below the max.

@@ -195,8 +195,12 @@ impl Summary {
         if self.count() == 0 {
             return 0.0;
         }
-        let v = self.hist.quantile(q).clamp(self.min_ns, self.max_ns);
-        v as f64 * 1e-6
+        self.clamped_ms(self.hist.quantile(q))
+    }
+
+    /// A quantile's bucket middle, clamped to the exact extremes, in milliseconds.
+    fn clamped_ms(&self, v: u64) -> f64 {
+        v.clamp(self.min_ns, self.max_ns) as f64 * 1e-6
     }
 
     /// `quantile_ms` of each of `qs` (in increasing order), in one pass: what a
@@ -205,9 +209,7 @@ impl Summary {
         if self.count() == 0 {
             return [0.0; N];
         }
-        self.hist
-            .quantiles(qs)
-            .map(|v| v.clamp(self.min_ns, self.max_ns) as f64 * 1e-6)
+        self.hist.quantiles(qs).map(|v| self.clamped_ms(v))
     }
 
     /// `quantile_ms` of each of `qs` (in increasing order), however many, in one pass:
@@ -220,7 +222,7 @@ impl Summary {
         self.hist
             .quantiles_of(qs)
             .into_iter()
-            .map(|v| v.clamp(self.min_ns, self.max_ns) as f64 * 1e-6)
+            .map(|v| self.clamped_ms(v))
             .collect()
     }
 

@@ -180,18 +180,8 @@ fn judge_effect(
         let n = u64::from(counts.get(op as u64));
         let flags = answers.flags(op);
         let expected = flags & 1 == 1 && expected_of[(flags >> 2) as usize];
-        if n == 0 && !expected {
-            return;
-        }
-        m.operations += 1;
-        match n {
-            0 => m.never += 1,
-            1 => m.exactly_once += 1,
-            _ => m.duplicated += 1,
-        }
-        m.max_count = m.max_count.max(n);
-        if n > 0 && flags & 3 == 2 {
-            m.despite_failure += 1;
+        if n > 0 || expected {
+            m.count_operation(n, flags);
         }
     };
     // Four operations share a byte of counts and, with one workload, a byte of answers:
@@ -461,18 +451,8 @@ mod tests {
             let expected = flags & 1 == 1
                 && workload > 0
                 && expected_for.contains(&WorkloadId(workload as u32 - 1));
-            if n == 0 && !expected {
-                continue;
-            }
-            m.operations += 1;
-            match n {
-                0 => m.never += 1,
-                1 => m.exactly_once += 1,
-                _ => m.duplicated += 1,
-            }
-            m.max_count = m.max_count.max(n);
-            if n > 0 && flags & 3 == 2 {
-                m.despite_failure += 1;
+            if n > 0 || expected {
+                m.count_operation(n, flags);
             }
         }
         m

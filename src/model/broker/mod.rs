@@ -206,15 +206,16 @@ struct ConsumerState {
 
 impl ConsumerState {
     fn new(c: &ConsumerSpec, spec: &Spec) -> ConsumerState {
+        let (topic, broker, partitions) = match c.subscription {
+            Subscription::Topic(t) => {
+                let topic = &spec.topics[t.index()];
+                (t, topic.broker, topic.partitions as usize)
+            }
+            Subscription::Queue(_) => (TopicId::default(), BrokerId::default(), 0),
+        };
         ConsumerState {
-            topic: match c.subscription {
-                Subscription::Topic(t) => t,
-                Subscription::Queue(_) => TopicId::default(),
-            },
-            broker: match c.subscription {
-                Subscription::Topic(t) => spec.topics[t.index()].broker,
-                Subscription::Queue(_) => BrokerId::default(),
-            },
+            topic,
+            broker,
             instances: vec![
                 Instance {
                     up: true,
@@ -223,12 +224,7 @@ impl ConsumerState {
                 };
                 c.instances as usize
             ],
-            parts: match c.subscription {
-                Subscription::Topic(t) => {
-                    vec![GroupPart::default(); spec.topics[t.index()].partitions as usize]
-                }
-                Subscription::Queue(_) => Vec::new(),
-            },
+            parts: vec![GroupPart::default(); partitions],
             ..Default::default()
         }
     }

@@ -23,6 +23,15 @@ pub(super) struct Spread {
     pub failed: bool,
 }
 
+impl Spread {
+    /// One copy settled; true when it was the last.
+    fn settle_copy(&mut self, failed: bool) -> bool {
+        self.open -= 1;
+        self.failed |= failed;
+        self.open == 0
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Propagation {
     /// Messages `base ..`: None when not open (settled, or never routed).
@@ -90,20 +99,14 @@ impl Propagation {
     /// routed.
     pub fn settle(&mut self, msg: u64, failed: bool) -> Option<Spread> {
         let Some(i) = msg.checked_sub(self.base) else {
-            let e = self.old.get_mut(&msg)?;
-            e.open -= 1;
-            e.failed |= failed;
-            if e.open > 0 {
+            if !self.old.get_mut(&msg)?.settle_copy(failed) {
                 return None;
             }
             self.open -= 1;
             return self.old.remove(&msg);
         };
         let slot = self.window.get_mut(i as usize)?;
-        let e = slot.as_mut()?;
-        e.open -= 1;
-        e.failed |= failed;
-        if e.open > 0 {
+        if !slot.as_mut()?.settle_copy(failed) {
             return None;
         }
         let done = slot.take();
